@@ -1,0 +1,152 @@
+//! The child's environment: what `[env]` keeps, removes, sets and injects.
+//! Loader and interpreter injection variables are always removed unless kept
+//! by exact name. Pure: the caller supplies the host environment and secrets.
+
+use std::collections::BTreeMap;
+
+use crate::policy::EnvPolicy;
+use crate::profile::SecretSource;
+use crate::units::glob_match;
+
+/// Variables that make a loader or interpreter run code chosen by whoever set
+/// them. Globs; removed unless a `keep` entry names the variable exactly.
+pub const INJECTION: &[&str] = &[
+    "LD_*",
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_*",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "BASH_ENV",
+    "ENV",
+    "BASH_FUNC_*",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "PYTHONSTARTUP",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONINSPECT",
+    "PYTHONBREAKPOINT",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "PERL5DB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+];
+
+/// Why a variable was dropped (for `explain` and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    NotKept,
+    Removed,
+    Injection,
+}
+
+/// Decide one host variable: Ok(()) if it passes through, or why not.
+pub fn decide(policy: &EnvPolicy, name: &str) -> Result<(), Dropped> {
+    let exact_keep = policy.keep.iter().any(|k| k == name);
+    if INJECTION.iter().any(|g| glob_match(g, name)) && !exact_keep {
+        return Err(Dropped::Injection);
+    }
+    if policy.remove.iter().any(|g| glob_match(g, name)) {
+        return Err(Dropped::Removed);
+    }
+    if exact_keep || policy.keep.iter().any(|g| glob_match(g, name)) {
+        Ok(())
+    } else {
+        Err(Dropped::NotKept)
+    }
+}
+
+/// The environment of the child: kept host variables, then `set`, then secrets.
+/// `secret` resolves a secret source to its value (file read or host variable).
+pub fn build(
+    policy: &EnvPolicy,
+    host: &BTreeMap<String, String>,
+    secret: &mut dyn FnMut(&str, &SecretSource) -> Result<String, String>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out: BTreeMap<String, String> = host
+        .iter()
+        .filter(|(k, _)| decide(policy, k).is_ok())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in &policy.set {
+        out.insert(k.clone(), v.clone());
+    }
+    for (k, src) in &policy.secrets {
+        out.insert(k.clone(), secret(k, src)?);
+    }
+    Ok(out.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(keep: &[&str], remove: &[&str]) -> EnvPolicy {
+        EnvPolicy {
+            keep: keep.iter().map(|s| s.to_string()).collect(),
+            remove: remove.iter().map(|s| s.to_string()).collect(),
+            set: vec![("CI".into(), "1".into())],
+            secrets: vec![],
+        }
+    }
+
+    #[test]
+    fn keep_remove_and_injection() {
+        let p = policy(&["PATH", "LC_*", "*"], &["*_TOKEN", "AWS_*"]);
+        assert_eq!(decide(&p, "PATH"), Ok(()));
+        assert_eq!(decide(&p, "LC_ALL"), Ok(()));
+        assert_eq!(decide(&p, "GITHUB_TOKEN"), Err(Dropped::Removed));
+        assert_eq!(decide(&p, "AWS_SECRET_ACCESS_KEY"), Err(Dropped::Removed));
+        assert_eq!(
+            decide(&p, "LD_PRELOAD"),
+            Err(Dropped::Injection),
+            "a glob keep is not enough"
+        );
+        assert_eq!(decide(&p, "BASH_FUNC_x%%"), Err(Dropped::Injection));
+        let exact = policy(&["LD_LIBRARY_PATH"], &[]);
+        assert_eq!(
+            decide(&exact, "LD_LIBRARY_PATH"),
+            Ok(()),
+            "kept by exact name"
+        );
+        assert_eq!(decide(&exact, "HOME"), Err(Dropped::NotKept));
+    }
+
+    #[test]
+    fn build_sets_and_injects() {
+        let p = EnvPolicy {
+            secrets: vec![("API".into(), SecretSource::From("HOST_API".into()))],
+            ..policy(&["PATH"], &[])
+        };
+        let host: BTreeMap<String, String> =
+            [("PATH", "/bin"), ("HOST_API", "s3cret"), ("OTHER", "x")]
+                .into_iter()
+                .map(|(a, b)| (a.into(), b.into()))
+                .collect();
+        let env = build(&p, &host, &mut |_, src| match src {
+            SecretSource::From(v) => host
+                .get(v)
+                .cloned()
+                .ok_or_else(|| format!("{v} is not set")),
+            SecretSource::File(_) => unreachable!(),
+        })
+        .unwrap();
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["API", "CI", "PATH"]);
+        assert_eq!(env[0].1, "s3cret");
+    }
+}

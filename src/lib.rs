@@ -1,0 +1,45 @@
+//! cordon: a Linux sandbox launcher for coding agents.
+//!
+//! The pipeline is the architecture; one type per stage, and nothing
+//! irreversible happens before the child enters:
+//!
+//! ```text
+//! profile (TOML, serde)     profile::Profile     extends merged, CLI overrides layered
+//!   -> policy (validated)   policy::Policy       variables expanded, paths canonical, names typed
+//!   -> plan (this kernel)   plan::Plan           layers chosen, carve-outs expanded or masked
+//!   -> prepared             sandbox::Prepared    Landlock fds opened, BPF compiled, argv/envp built
+//!   -> enter (child)        sandbox::spawn       limits, caps, no_new_privs, Landlock, seccomp last
+//!   -> exec                                      then the launcher supervises (supervise)
+//! ```
+//!
+//! Decisions (merging, expansion, rule planning, syscall decisions, env
+//! filtering) are pure functions with unit tests; effects are thin. `unsafe`
+//! lives in `sys` only.
+#![deny(unsafe_code)]
+
+pub mod caps;
+pub mod cli;
+pub mod commands;
+pub mod env;
+pub mod error;
+pub mod exec;
+pub mod landlock;
+pub mod limits;
+pub mod namespaces;
+pub mod plan;
+pub mod policy;
+pub mod probe;
+pub mod profile;
+pub mod sandbox;
+pub mod seccomp;
+pub mod supervise;
+pub mod sys;
+pub mod syscalls;
+pub mod units;
+pub mod vars;
+
+pub use error::Error;
+pub use plan::Plan;
+pub use policy::Policy;
+pub use profile::Profile;
+pub use sandbox::Prepared;

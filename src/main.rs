@@ -1,0 +1,41 @@
+//! The `cordon` binary: parse, dispatch, and print an error chain once.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cordon::cli::{Cli, Command};
+use cordon::error::{chain, exit};
+
+fn main() -> ExitCode {
+    // Before anything opens a file: the descriptors the caller left open for the payload.
+    let inherited = cordon::sandbox::inherited_fds();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            eprintln!("cordon: usage: {first} (see cordon --help)");
+            return ExitCode::from(exit::LAUNCHER);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => cordon::commands::run(args, &inherited),
+        Command::Profile(cmd) => cordon::commands::profile(cmd),
+        Command::Doctor => cordon::commands::doctor(),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("cordon: {}", chain(&e));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

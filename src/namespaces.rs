@@ -1,0 +1,246 @@
+//! Namespaces: the clone flags, the uid/gid maps the launcher writes for the
+//! child, and the mount view the child builds as PID 1 of its namespace:
+//! the host's tree read-only, writable roots bound read-write (noexec without
+//! exec coverage), read_only paths bound read-only with their ancestors pinned,
+//! denied paths masked by an empty mode-000 directory or file, a fresh /proc,
+//! and loopback up in a new network namespace.
+//!
+//! Paths are turned into C strings during preparation; the child only makes
+//! syscalls.
+
+use std::ffi::CString;
+use std::io;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+use crate::error::Result;
+use crate::exec::path_cstring;
+use crate::plan::Mounts;
+use crate::sys;
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// The mount view with every path as a C string.
+#[derive(Debug)]
+pub struct Prepared {
+    writable: Vec<(CString, bool)>,
+    pins: Vec<CString>,
+    read_only: Vec<CString>,
+    masks: Vec<(CString, bool)>,
+    pub net: bool,
+}
+
+/// Namespaces the child is cloned into.
+pub fn clone_flags(net: bool) -> libc::c_int {
+    let mut f = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
+    if net {
+        f |= libc::CLONE_NEWNET;
+    }
+    f
+}
+
+impl Prepared {
+    pub fn new(m: &Mounts) -> Result<Prepared> {
+        Ok(Prepared {
+            writable: m
+                .writable
+                .iter()
+                .map(|(p, noexec)| Ok((path_cstring(p)?, *noexec)))
+                .collect::<Result<_>>()?,
+            pins: m
+                .pins
+                .iter()
+                .map(|p| path_cstring(p))
+                .collect::<Result<_>>()?,
+            read_only: m
+                .read_only
+                .iter()
+                .map(|p| path_cstring(p))
+                .collect::<Result<_>>()?,
+            masks: m
+                .masks
+                .iter()
+                .map(|(p, dir)| Ok((path_cstring(p)?, *dir)))
+                .collect::<Result<_>>()?,
+            net: m.net,
+        })
+    }
+}
+
+/// A failed step, and whether it shows that mounts are not possible at all
+/// here (mode "auto" then falls back to running without namespaces).
+#[derive(Debug)]
+pub struct SetupError {
+    pub message: String,
+    pub unavailable: bool,
+}
+
+fn step<T>(
+    r: std::result::Result<T, impl Into<io::Error>>,
+    what: impl FnOnce() -> String,
+) -> std::result::Result<T, SetupError> {
+    r.map_err(|e| SetupError {
+        message: format!("{}: {}", what(), e.into()),
+        unavailable: false,
+    })
+}
+
+fn show(c: &CString) -> String {
+    c.to_string_lossy().into_owned()
+}
+
+/// Write the child's uid/gid maps (run by the launcher, which holds the
+/// capabilities in the parent namespace that a full map needs as root).
+pub fn write_maps(pid: libc::pid_t, uid: u32, gid: u32) -> io::Result<()> {
+    let dir = format!("/proc/{pid}");
+    if uid == 0 {
+        // Root keeps every uid and gid as it is on the host, so file ownership reads true.
+        std::fs::write(format!("{dir}/uid_map"), "0 0 4294967295\n")?;
+        std::fs::write(format!("{dir}/gid_map"), "0 0 4294967295\n")?;
+    } else {
+        std::fs::write(format!("{dir}/setgroups"), "deny\n")?;
+        std::fs::write(format!("{dir}/uid_map"), format!("{uid} {uid} 1\n"))?;
+        std::fs::write(format!("{dir}/gid_map"), format!("{gid} {gid} 1\n"))?;
+    }
+    Ok(())
+}
+
+/// Build the view. Runs in the child, as PID 1 of the new PID namespace, with
+/// the capabilities of its own user namespace.
+pub fn setup(p: &Prepared) -> std::result::Result<(), SetupError> {
+    let root = CString::from(c"/");
+    // Nothing we mount may propagate back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| SetupError {
+        message: format!("making the mount tree private: {e}"),
+        unavailable: true,
+    })?;
+    // The whole host view read-only; writable roots are bound back read-write below.
+    step(
+        sys::mount_setattr(&root, true, MOUNT_ATTR_RDONLY, 0),
+        || "making / read-only".into(),
+    )?;
+    for (w, noexec) in &p.writable {
+        step(
+            mount(
+                Some(w.as_c_str()),
+                w.as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+            || format!("binding writable root {}", show(w)),
+        )?;
+        let set = if *noexec { MOUNT_ATTR_NOEXEC } else { 0 };
+        step(sys::mount_setattr(w, false, set, MOUNT_ATTR_RDONLY), || {
+            format!("making {} writable", show(w))
+        })?;
+    }
+    // A mount point cannot be renamed or removed, so a payload cannot move .git
+    // aside and put a directory of its own (with hooks) in its place.
+    for d in &p.pins {
+        step(
+            mount(
+                Some(d.as_c_str()),
+                d.as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+            || format!("pinning {}", show(d)),
+        )?;
+    }
+    for r in &p.read_only {
+        step(
+            mount(
+                Some(r.as_c_str()),
+                r.as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+            || format!("binding read-only {}", show(r)),
+        )?;
+        step(sys::mount_setattr(r, true, MOUNT_ATTR_RDONLY, 0), || {
+            format!("making {} read-only", show(r))
+        })?;
+    }
+    if !p.masks.is_empty() {
+        // Stage an empty directory and an empty file, both mode 000, on a tmpfs over
+        // /proc (replaced by a fresh proc below), bind them over the denied paths,
+        // then detach the stage: the binds keep the tmpfs alive, nothing else sees it.
+        step(
+            mount(
+                Some("tmpfs"),
+                "/proc",
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("size=4k,mode=0700"),
+            ),
+            || "mounting the mask stage".into(),
+        )?;
+        step(
+            nix::unistd::mkdir("/proc/d", nix::sys::stat::Mode::empty()),
+            || "creating the mask directory".into(),
+        )?;
+        step(
+            nix::fcntl::open(
+                "/proc/f",
+                nix::fcntl::OFlag::O_CREAT
+                    | nix::fcntl::OFlag::O_WRONLY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            ),
+            || "creating the mask file".into(),
+        )?;
+        for (m, dir) in &p.masks {
+            let src = if *dir { "/proc/d" } else { "/proc/f" };
+            step(
+                mount(
+                    Some(src),
+                    m.as_c_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                ),
+                || format!("masking {}", show(m)),
+            )?;
+            step(
+                sys::mount_setattr(
+                    m,
+                    false,
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                    0,
+                ),
+                || format!("making the mask on {} read-only", show(m)),
+            )?;
+        }
+        step(umount2("/proc", MntFlags::MNT_DETACH), || {
+            "detaching the mask stage".into()
+        })?;
+    }
+    // A fresh /proc for the new PID namespace: the payload sees only its own tree.
+    step(
+        mount(
+            Some("proc"),
+            "/proc",
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        ),
+        || "mounting /proc".into(),
+    )?;
+    if p.net {
+        step(sys::loopback_up(), || "bringing up loopback".into())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,720 @@
+//! The enforcement plan: what each layer (Landlock, mount namespace, seccomp)
+//! will do for a policy on this kernel, which grants `deny`/`read_only`
+//! carve-outs expand, what is missing (fail closed) and what this mode leaves
+//! open (said once per run).
+//!
+//! Pure apart from listing the few directories that lie on the path from a grant
+//! down to a carved-out entry (through [`Lister`], faked in tests). Never walks a tree.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::policy::{Access, FsPolicy, Grant, Network, Policy};
+use crate::probe::{Host, Userns};
+use crate::profile::{NsMode, Origin};
+
+/// The kind of a directory entry, as `readdir` reports it (no `stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EntryKind {
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// Lists one directory. The real one reads the disk; tests pass a fake.
+pub trait Lister {
+    fn list(&self, dir: &Path) -> Vec<(OsString, EntryKind)>;
+}
+
+/// Lists directories on this machine.
+#[derive(Debug)]
+pub struct DiskLister;
+
+impl Lister for DiskLister {
+    fn list(&self, dir: &Path) -> Vec<(OsString, EntryKind)> {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut v: Vec<_> = rd
+            .flatten()
+            .map(|e| {
+                let kind = match e.file_type() {
+                    Ok(t) if t.is_symlink() => EntryKind::Symlink,
+                    Ok(t) if t.is_dir() => EntryKind::Dir,
+                    _ => EntryKind::Other,
+                };
+                (e.file_name(), kind)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Why a Landlock rule exists, for `profile show` and `explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// A grant as written.
+    Grant(Origin),
+    /// A grant expanded around a carve-out: this entry is a sibling on the way down.
+    Sibling { grant: Origin, carve: PathBuf },
+    /// An ancestor of a denied path: listable only.
+    Ancestor { grant: Origin, carve: PathBuf },
+}
+
+/// One Landlock path rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsRule {
+    pub path: PathBuf,
+    pub access: Access,
+    /// Whether the path is a directory (non-directories get file rights only).
+    pub dir: bool,
+    pub why: Why,
+}
+
+/// A grant replaced by rules around a denied path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expansion {
+    pub grant: PathBuf,
+    pub grant_origin: Origin,
+    pub carve: PathBuf,
+}
+
+/// The mount-namespace view (namespaces on).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mounts {
+    /// Writable roots bound read-write over the read-only view; true = noexec.
+    pub writable: Vec<(PathBuf, bool)>,
+    /// Directories between a writable root and a read_only path, bound onto
+    /// themselves so they cannot be renamed away and replaced.
+    pub pins: Vec<PathBuf>,
+    /// read_only paths bound read-only over the writable view.
+    pub read_only: Vec<PathBuf>,
+    /// deny paths hidden behind an empty mode-000 directory or file; true = directory.
+    pub masks: Vec<(PathBuf, bool)>,
+    /// A network namespace with only loopback (network off).
+    pub net: bool,
+}
+
+/// Something the profile asks for that this kernel cannot enforce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub what: String,
+    pub needs: String,
+}
+
+impl fmt::Display for Piece {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (needs {})", self.what, self.needs)
+    }
+}
+
+/// The plan for one run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The namespace view, or None when namespaces are off.
+    pub mounts: Option<Mounts>,
+    /// Why namespaces are on or off.
+    pub ns_reason: String,
+    /// Namespaces were asked for (`required`) and are unavailable: never run.
+    pub refuse: Option<String>,
+    pub landlock_abi: i32,
+    pub fs_rules: Vec<FsRule>,
+    /// Rules the child adds after building the mount view (paths under /proc).
+    pub fs_rules_late: Vec<FsRule>,
+    pub expansions: Vec<Expansion>,
+    /// Grants dropped because they lie inside a denied path.
+    pub dropped: Vec<(Grant, PathBuf)>,
+    /// Landlock TCP rules (connect ports, bind ports), when TCP is handled.
+    pub tcp: Option<(Vec<u16>, Vec<u16>)>,
+    pub scope_abstract_unix: bool,
+    pub scope_signal: bool,
+    /// Unenforceable here: refused unless --best-effort (then one warning each).
+    pub missing: Vec<Piece>,
+    /// Profile entries this mode does not enforce: warned once per run.
+    pub warnings: Vec<String>,
+    /// What this mode leaves open in general (doctor, --verbose, reports).
+    pub gaps: Vec<String>,
+}
+
+/// Landlock ABI versions that bring what a policy needs.
+pub mod abi {
+    pub const REFER: i32 = 2;
+    pub const TRUNCATE: i32 = 3;
+    pub const TCP: i32 = 4;
+    pub const IOCTL_DEV: i32 = 5;
+    pub const SCOPES: i32 = 6;
+    pub const AUDIT: i32 = 7;
+    /// The newest ABI cordon requests (and is tested against).
+    pub const TARGET: i32 = 7;
+}
+
+impl Plan {
+    /// Plan `policy` for `host`. `ns_failed` carries the reason when an attempt
+    /// to create namespaces already failed (mode auto falls back).
+    pub fn new(policy: &Policy, host: &Host, ns_failed: Option<&str>, lister: &dyn Lister) -> Plan {
+        let abi = host.landlock.abi().min(abi::TARGET);
+        let userns_ok = match (&host.userns, ns_failed) {
+            (_, Some(why)) => Err(why.to_string()),
+            (Userns::Available, None) => Ok(()),
+            (Userns::Unavailable(why), None) => Err(why.clone()),
+        };
+        let (use_ns, ns_reason, refuse) = match (policy.namespaces, userns_ok) {
+            (NsMode::Off, _) => (false, "off in the profile".to_string(), None),
+            (_, Ok(())) => (
+                true,
+                "user, mount, PID and IPC namespaces".to_string(),
+                None,
+            ),
+            (NsMode::Auto, Err(why)) => (false, format!("unavailable: {why}"), None),
+            (NsMode::Required, Err(why)) => (
+                false,
+                format!("unavailable: {why}"),
+                Some(format!(
+                    "namespaces are required by the profile but unavailable: {why}"
+                )),
+            ),
+        };
+
+        let mut plan = Plan {
+            mounts: None,
+            ns_reason,
+            refuse,
+            landlock_abi: abi,
+            fs_rules: Vec::new(),
+            fs_rules_late: Vec::new(),
+            expansions: Vec::new(),
+            dropped: Vec::new(),
+            tcp: None,
+            scope_abstract_unix: false,
+            scope_signal: false,
+            missing: Vec::new(),
+            warnings: Vec::new(),
+            gaps: Vec::new(),
+        };
+        let net_off = policy.net == Network::Off;
+        if use_ns {
+            let mut m = mounts(&policy.fs);
+            m.net = net_off;
+            plan.mounts = Some(m);
+        } else {
+            no_ns_gaps(policy, &mut plan);
+        }
+        plan_fs(&policy.fs, use_ns, lister, &mut plan);
+
+        // Landlock itself.
+        if abi == 0 {
+            plan.missing.push(Piece {
+                what: "file-system rules".into(),
+                needs: format!("Landlock, which is {}", host.landlock),
+            });
+        } else if abi < abi::TRUNCATE && !use_ns {
+            plan.missing.push(Piece {
+                what: "refusing truncate(2) outside writable roots".into(),
+                needs: "Landlock ABI 3 or namespaces".into(),
+            });
+        }
+        // Network: seccomp refuses non-unix sockets when off; Landlock adds TCP rules.
+        match &policy.net {
+            Network::Off if abi >= abi::TCP => plan.tcp = Some((vec![], vec![])),
+            Network::Off | Network::On => {}
+            Network::Filtered { connect, bind } => {
+                if abi >= abi::TCP {
+                    plan.tcp = Some((connect.clone(), bind.clone()));
+                } else {
+                    plan.missing.push(Piece {
+                        what: "network mode \"filtered\" (TCP port rules)".into(),
+                        needs: "Landlock ABI 4".into(),
+                    });
+                }
+            }
+        }
+        if !host.seccomp {
+            plan.missing.push(Piece {
+                what: "the seccomp filter (socket families, syscall deny list)".into(),
+                needs: "seccomp filters".into(),
+            });
+        }
+        // Scopes: a network namespace already hides the host's abstract sockets, and a
+        // PID namespace the host's processes; Landlock ABI 6 scopes them otherwise.
+        if policy.scopes.abstract_unix {
+            if abi >= abi::SCOPES {
+                plan.scope_abstract_unix = true;
+            } else if !(use_ns && net_off) {
+                plan.missing.push(Piece {
+                    what: "refusing abstract unix sockets outside the sandbox".into(),
+                    needs: "Landlock ABI 6, or namespaces with network off".into(),
+                });
+            }
+        }
+        if policy.scopes.signal {
+            if abi >= abi::SCOPES {
+                plan.scope_signal = true;
+            } else if !use_ns {
+                plan.missing.push(Piece {
+                    what: "refusing signals to processes outside the sandbox".into(),
+                    needs: "Landlock ABI 6 or a PID namespace".into(),
+                });
+            }
+        }
+        plan
+    }
+
+    pub fn namespaces(&self) -> bool {
+        self.mounts.is_some()
+    }
+}
+
+/// What the no-namespace mode cannot do, per policy.
+fn no_ns_gaps(policy: &Policy, plan: &mut Plan) {
+    let writable: Vec<&Grant> = policy
+        .fs
+        .grants
+        .iter()
+        .filter(|g| g.access.can_write())
+        .collect();
+    for c in &policy.fs.read_only {
+        if c.exists && writable.iter().any(|g| c.path.starts_with(&g.path)) {
+            plan.warnings.push(format!(
+                "read_only {} is not enforced without namespaces ({})",
+                c.path.display(),
+                plan.ns_reason
+            ));
+        }
+    }
+    if !policy.fs.deny.is_empty() {
+        plan.gaps.push(
+            "denied directories can be listed (not read) where an ancestor is listable".into(),
+        );
+    }
+    plan.gaps.push(
+        "chmod, chown, utime and xattrs of readable files are not mediated by Landlock".into(),
+    );
+    if policy
+        .fs
+        .grants
+        .iter()
+        .any(|g| g.access.can_write() && !g.access.can_exec())
+    {
+        plan.gaps.push(
+            "files in writable roots without exec can still be mapped executable (ld.so, mmap)"
+                .into(),
+        );
+    }
+}
+
+/// Plan the mount view: writable roots, pins, read-only binds, masks.
+fn mounts(fs: &FsPolicy) -> Mounts {
+    let mut m = Mounts::default();
+    let covered = |p: &Path| fs.grants.iter().any(|g| p.starts_with(&g.path));
+    let mut roots: Vec<&Grant> = fs.grants.iter().filter(|g| g.access.can_write()).collect();
+    roots.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut tops: Vec<PathBuf> = Vec::new();
+    for g in roots {
+        if tops.iter().any(|t| g.path.starts_with(t)) {
+            continue;
+        }
+        if is_device(&g.path) {
+            // Device nodes are writable on a read-only mount; no bind needed.
+            continue;
+        }
+        tops.push(g.path.clone());
+    }
+    for t in &tops {
+        let exec = fs
+            .grants
+            .iter()
+            .any(|g| g.access.can_exec() && (t.starts_with(&g.path) || g.path.starts_with(t)));
+        m.writable.push((t.clone(), !exec));
+    }
+    for c in fs.read_only.iter().filter(|c| c.exists) {
+        let Some(root) = tops.iter().find(|t| c.path.starts_with(t)) else {
+            continue;
+        };
+        let mut pins: Vec<PathBuf> = c
+            .path
+            .ancestors()
+            .skip(1)
+            .take_while(|a| a.starts_with(root) && *a != root.as_path())
+            .map(Path::to_path_buf)
+            .collect();
+        pins.reverse();
+        for p in pins {
+            if !m.pins.contains(&p) {
+                m.pins.push(p);
+            }
+        }
+        m.read_only.push(c.path.clone());
+    }
+    for c in fs.deny.iter().filter(|c| c.exists && covered(&c.path)) {
+        m.masks.push((c.path.clone(), c.path.is_dir()));
+    }
+    m
+}
+
+fn is_device(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p)
+        .map(|m| m.file_type().is_char_device() || m.file_type().is_block_device())
+        .unwrap_or(false)
+}
+
+/// Landlock rules: grants as written, expanded around the carve-outs that only
+/// Landlock can enforce in this mode.
+fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
+    let writable: Vec<&Grant> = fs.grants.iter().filter(|g| g.access.can_write()).collect();
+    let in_writable = |p: &Path| {
+        writable
+            .iter()
+            .find(|g| p.starts_with(&g.path))
+            .map(|g| g.path.clone())
+    };
+    // The denied paths Landlock must enforce by expansion. With namespaces every
+    // existing one is masked instead. (read_only is enforced by the mount view
+    // alone: expanding it would take write away from the writable root itself.)
+    let mut carves: Vec<&Path> = Vec::new();
+    for c in &fs.deny {
+        if !c.exists {
+            // Expanding for a path that is not there would take the writable root's
+            // own write away; say instead that it could be created.
+            if let Some(w) = in_writable(&c.path) {
+                plan.gaps.push(format!(
+                    "deny {}: does not exist and could be created inside writable {}",
+                    c.path.display(),
+                    w.display()
+                ));
+            }
+        } else if use_ns {
+            // masked by the mount view
+        } else if socketish(&c.path, lister) {
+            plan.gaps.push(format!("deny {}: connecting to a unix socket is not mediated by Landlock before ABI 9 without namespaces", c.path.display()));
+        } else {
+            if let Some(w) = in_writable(&c.path) {
+                plan.gaps.push(format!("deny {} lies in writable {}: entries of the directories above it cannot be created or removed", c.path.display(), w.display()));
+            }
+            carves.push(&c.path);
+        }
+    }
+
+    for g in &fs.grants {
+        // Inside (or at) a denied path: the deny wins.
+        if let Some(c) = carves.iter().find(|c| g.path.starts_with(c)) {
+            plan.dropped.push((g.clone(), c.to_path_buf()));
+            continue;
+        }
+        let below: Vec<&Path> = carves
+            .iter()
+            .copied()
+            .filter(|c| c.starts_with(&g.path))
+            .collect();
+        if below.is_empty() || !g.access.can_read() {
+            let rule = FsRule {
+                path: g.path.clone(),
+                access: g.access,
+                dir: g.path.is_dir(),
+                why: Why::Grant(g.origin.clone()),
+            };
+            // A rule on /proc names the host's proc; the namespace mounts a fresh one.
+            if use_ns && g.path.starts_with("/proc") {
+                plan.fs_rules_late.push(rule);
+            } else {
+                plan.fs_rules.push(rule);
+            }
+            continue;
+        }
+        for c in &below {
+            plan.expansions.push(Expansion {
+                grant: g.path.clone(),
+                grant_origin: g.origin.clone(),
+                carve: c.to_path_buf(),
+            });
+        }
+        expand(&g.path, g, &below, lister, &mut plan.fs_rules);
+    }
+}
+
+/// A unix socket, or a directory of them (/tmp/.X11-unix): Landlock before
+/// ABI 9 cannot stop a connect(2) to them, so expanding around them buys nothing.
+fn socketish(p: &Path, lister: &dyn Lister) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let is_sock = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .map(|m| m.file_type().is_socket())
+            .unwrap_or(false)
+    };
+    if is_sock(p) {
+        return true;
+    }
+    p.is_dir()
+        && lister
+            .list(p)
+            .iter()
+            .any(|(n, k)| *k == EntryKind::Other && is_sock(&p.join(n)))
+}
+
+/// Grant `g.access` to every entry of `dir` except the denied ones, recursing
+/// into entries that lie on the way to one; `dir` itself keeps listing only.
+fn expand(dir: &Path, g: &Grant, carves: &[&Path], lister: &dyn Lister, out: &mut Vec<FsRule>) {
+    out.push(FsRule {
+        path: dir.to_path_buf(),
+        access: Access::LIST,
+        dir: true,
+        why: Why::Ancestor {
+            grant: g.origin.clone(),
+            carve: carves[0].to_path_buf(),
+        },
+    });
+    for (name, kind) in lister.list(dir) {
+        let child = dir.join(&name);
+        let here: Vec<&Path> = carves
+            .iter()
+            .copied()
+            .filter(|c| c.starts_with(&child))
+            .collect();
+        if here.is_empty() {
+            // A symlink is followed at access time to wherever it points, which has
+            // its own rules; granting it here would grant its target.
+            if kind != EntryKind::Symlink {
+                out.push(FsRule {
+                    path: child,
+                    access: g.access,
+                    dir: kind == EntryKind::Dir,
+                    why: Why::Sibling {
+                        grant: g.origin.clone(),
+                        carve: carves[0].to_path_buf(),
+                    },
+                });
+            }
+        } else if kind == EntryKind::Dir && !here.contains(&child.as_path()) {
+            expand(&child, g, &here, lister, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Carve;
+    use std::collections::BTreeMap;
+
+    struct Fake(BTreeMap<&'static str, Vec<(&'static str, EntryKind)>>);
+    impl Lister for Fake {
+        fn list(&self, dir: &Path) -> Vec<(OsString, EntryKind)> {
+            self.0
+                .get(dir.to_str().unwrap())
+                .map(|v| v.iter().map(|(n, k)| (OsString::from(n), *k)).collect())
+                .unwrap_or_default()
+        }
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            source: "t".into(),
+            line: Some(1),
+        }
+    }
+
+    fn fs(grants: &[(&str, Access)], deny: &[&str]) -> FsPolicy {
+        FsPolicy {
+            grants: grants
+                .iter()
+                .map(|(p, a)| Grant {
+                    path: p.into(),
+                    access: *a,
+                    origin: origin(),
+                })
+                .collect(),
+            deny: deny
+                .iter()
+                .map(|p| Carve {
+                    path: p.into(),
+                    exists: true,
+                    origin: origin(),
+                })
+                .collect(),
+            read_only: vec![],
+            skipped: vec![],
+        }
+    }
+
+    fn empty_plan() -> Plan {
+        Plan {
+            mounts: None,
+            ns_reason: String::new(),
+            refuse: None,
+            landlock_abi: 7,
+            fs_rules: vec![],
+            fs_rules_late: vec![],
+            expansions: vec![],
+            dropped: vec![],
+            tcp: None,
+            scope_abstract_unix: false,
+            scope_signal: false,
+            missing: vec![],
+            warnings: vec![],
+            gaps: vec![],
+        }
+    }
+
+    fn tree() -> Fake {
+        use EntryKind::*;
+        let mut m = BTreeMap::new();
+        m.insert(
+            "/",
+            vec![("etc", Dir), ("home", Dir), ("usr", Dir), ("lib", Symlink)],
+        );
+        m.insert("/home", vec![("u", Dir), ("v", Dir)]);
+        m.insert(
+            "/home/u",
+            vec![
+                (".ssh", Dir),
+                (".bashrc", Other),
+                ("src", Dir),
+                ("link", Symlink),
+                (".netrc", Other),
+            ],
+        );
+        Fake(m)
+    }
+
+    #[test]
+    fn deny_expands_siblings_and_keeps_ancestors_listable() {
+        let f = fs(&[("/", Access::READ)], &["/home/u/.ssh"]);
+        let mut plan = empty_plan();
+        plan_fs(&f, false, &tree(), &mut plan);
+        let rules: BTreeMap<String, Access> = plan
+            .fs_rules
+            .iter()
+            .map(|r| (r.path.display().to_string(), r.access))
+            .collect();
+        assert_eq!(rules["/"], Access::LIST);
+        assert_eq!(rules["/home"], Access::LIST);
+        assert_eq!(rules["/home/u"], Access::LIST);
+        assert_eq!(rules["/etc"], Access::READ);
+        assert_eq!(rules["/home/v"], Access::READ);
+        assert_eq!(rules["/home/u/src"], Access::READ);
+        assert_eq!(rules["/home/u/.bashrc"], Access::READ);
+        assert!(
+            !rules.contains_key("/home/u/.ssh"),
+            "the denied entry gets no rule"
+        );
+        assert!(
+            !rules.contains_key("/home/u/link"),
+            "symlinks are not followed by expansion"
+        );
+        assert!(!rules.contains_key("/lib"));
+        assert_eq!(plan.expansions.len(), 1);
+    }
+
+    #[test]
+    fn two_denies_in_one_directory_and_other_grants_untouched() {
+        let f = fs(
+            &[("/", Access::READ), ("/usr", Access::EXEC)],
+            &["/home/u/.ssh", "/home/u/.netrc"],
+        );
+        let mut plan = empty_plan();
+        plan_fs(&f, false, &tree(), &mut plan);
+        let paths: Vec<String> = plan
+            .fs_rules
+            .iter()
+            .map(|r| r.path.display().to_string())
+            .collect();
+        assert!(
+            !paths
+                .iter()
+                .any(|p| p.ends_with(".ssh") || p.ends_with(".netrc")),
+            "{paths:?}"
+        );
+        assert!(
+            plan.fs_rules
+                .iter()
+                .any(|r| r.path == Path::new("/usr") && r.access == Access::EXEC)
+        );
+        assert_eq!(
+            paths.iter().filter(|p| *p == "/home/u").count(),
+            1,
+            "one ancestor rule per directory"
+        );
+    }
+
+    #[test]
+    fn grant_inside_a_denied_path_is_dropped() {
+        let f = fs(
+            &[("/home/u/.ssh", Access::READ), ("/usr", Access::READ)],
+            &["/home/u/.ssh"],
+        );
+        let mut plan = empty_plan();
+        plan_fs(&f, false, &tree(), &mut plan);
+        assert_eq!(plan.dropped.len(), 1);
+        assert_eq!(plan.fs_rules.len(), 1);
+    }
+
+    #[test]
+    fn with_namespaces_existing_denies_are_masked_not_expanded() {
+        let f = fs(&[("/", Access::READ)], &["/home/u/.ssh"]);
+        let mut plan = empty_plan();
+        plan_fs(&f, true, &tree(), &mut plan);
+        assert_eq!(plan.fs_rules.len(), 1);
+        assert!(plan.expansions.is_empty());
+    }
+
+    #[test]
+    fn a_missing_deny_inside_a_writable_root_is_a_gap_not_an_expansion() {
+        let mut f = fs(&[("/home/u", Access::WRITE)], &["/home/u/.aws"]);
+        f.deny[0].exists = false;
+        for ns in [true, false] {
+            let mut plan = empty_plan();
+            plan_fs(&f, ns, &tree(), &mut plan);
+            assert_eq!(
+                plan.fs_rules.len(),
+                1,
+                "the writable root keeps its own write"
+            );
+            assert_eq!(plan.fs_rules[0].access, Access::WRITE);
+            assert!(plan.gaps[0].contains("could be created"), "{:?}", plan.gaps);
+        }
+    }
+
+    #[test]
+    fn with_namespaces_proc_rules_wait_for_the_fresh_proc() {
+        let f = fs(&[("/proc", Access::READ), ("/usr", Access::READ)], &[]);
+        let mut plan = empty_plan();
+        plan_fs(&f, true, &tree(), &mut plan);
+        assert_eq!(plan.fs_rules_late.len(), 1);
+        assert_eq!(plan.fs_rules.len(), 1);
+        let mut plan = empty_plan();
+        plan_fs(&f, false, &tree(), &mut plan);
+        assert_eq!(plan.fs_rules.len(), 2);
+    }
+
+    #[test]
+    fn mount_view_pins_ancestors_of_read_only_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir_all(ws.join(".git/hooks")).unwrap();
+        let mut f = fs(
+            &[
+                ("/", Access::READ),
+                (ws.to_str().unwrap(), Access::WRITE),
+                (ws.to_str().unwrap(), Access::EXEC),
+            ],
+            &[],
+        );
+        f.read_only = vec![Carve {
+            path: ws.join(".git/hooks"),
+            exists: true,
+            origin: origin(),
+        }];
+        let m = mounts(&f);
+        assert_eq!(m.writable, vec![(ws.clone(), false)]);
+        assert_eq!(m.pins, vec![ws.join(".git")]);
+        assert_eq!(m.read_only, vec![ws.join(".git/hooks")]);
+        let f2 = fs(&[(ws.to_str().unwrap(), Access::WRITE)], &[]);
+        assert_eq!(
+            mounts(&f2).writable,
+            vec![(ws, true)],
+            "no exec coverage: noexec"
+        );
+    }
+}

@@ -1,0 +1,577 @@
+//! The validated policy: every check and normalisation of a resolved profile
+//! against this machine. Paths are absolute and canonical, names are numbers or
+//! enums, limits are typed. No side effects beyond `stat`, `canonicalize` and
+//! reading the few directories a `deny` glob names.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::profile::{Item, NetMode, NsMode, Origin, PathEntry, Permit, Profile, SecretSource};
+use crate::seccomp::SyscallPolicy;
+use crate::units::glob_match;
+use crate::vars::{Context, unescape};
+
+/// File-system access classes of the profile format, plus LIST for the
+/// ancestors that deny carve-outs leave listable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Access(u8);
+
+impl Access {
+    pub const NONE: Access = Access(0);
+    /// List directories only (what an ancestor of a carved-out path keeps).
+    pub const LIST: Access = Access(8);
+    /// Read files, list directories.
+    pub const READ: Access = Access(1 | 8);
+    /// Create, modify, truncate, rename, delete (implies READ).
+    pub const WRITE: Access = Access(2 | 1 | 8);
+    /// Execute files (implies READ: scripts and the dynamic loader must be read).
+    pub const EXEC: Access = Access(4 | 1 | 8);
+
+    pub fn contains(self, other: Access) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn intersects(self, other: Access) -> bool {
+        self.0 & other.0 != 0
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// These rights minus the write bit (what a read_only carve-out keeps).
+    pub fn without_write(self) -> Access {
+        Access(self.0 & !2)
+    }
+    pub fn can_write(self) -> bool {
+        self.0 & 2 != 0
+    }
+    pub fn can_exec(self) -> bool {
+        self.0 & 4 != 0
+    }
+    pub fn can_read(self) -> bool {
+        self.0 & 1 != 0
+    }
+    pub fn names(self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.0 & 1 != 0 {
+            v.push("read");
+        } else if self.0 & 8 != 0 {
+            v.push("list");
+        }
+        if self.0 & 2 != 0 {
+            v.push("write");
+        }
+        if self.0 & 4 != 0 {
+            v.push("exec");
+        }
+        v
+    }
+}
+
+impl std::ops::BitOr for Access {
+    type Output = Access;
+    fn bitor(self, o: Access) -> Access {
+        Access(self.0 | o.0)
+    }
+}
+impl std::ops::BitOrAssign for Access {
+    fn bitor_assign(&mut self, o: Access) {
+        self.0 |= o.0;
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("none");
+        }
+        f.write_str(&self.names().join("+"))
+    }
+}
+
+/// One grant of the profile: `path` and everything beneath it gets `access`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub path: PathBuf,
+    pub access: Access,
+    pub origin: Origin,
+}
+
+/// A path that gets no access at all (`deny`) or stays read-only inside a writable root (`read_only`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carve {
+    pub path: PathBuf,
+    pub exists: bool,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FsPolicy {
+    /// Existing grant paths, canonical, in profile order.
+    pub grants: Vec<Grant>,
+    pub deny: Vec<Carve>,
+    pub read_only: Vec<Carve>,
+    /// Grants whose path does not exist here; `warn` unless the entry was optional.
+    pub skipped: Vec<(Item<PathBuf>, bool)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// Only AF_UNIX; no TCP bind or connect.
+    Off,
+    /// Left alone.
+    On,
+    /// TCP connect to / bind on the listed ports only.
+    Filtered { connect: Vec<u16>, bind: Vec<u16> },
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvPolicy {
+    pub keep: Vec<String>,
+    pub remove: Vec<String>,
+    pub set: Vec<(String, String)>,
+    pub secrets: Vec<(String, SecretSource)>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub timeout: Option<Duration>,
+    pub memory: Option<u64>,
+    pub processes: Option<u64>,
+    pub open_files: Option<u64>,
+    pub cpu: Option<Duration>,
+    pub file_size: Option<u64>,
+}
+
+/// Landlock scopes (ABI 6): true means the payload is confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scopes {
+    pub abstract_unix: bool,
+    pub signal: bool,
+}
+
+/// A validated, absolute policy, ready to be prepared for this kernel.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub source: String,
+    pub fs: FsPolicy,
+    pub net: Network,
+    pub env: EnvPolicy,
+    pub limits: Limits,
+    pub syscalls: SyscallPolicy,
+    pub caps_keep: Vec<caps::Capability>,
+    pub namespaces: NsMode,
+    pub scopes: Scopes,
+    pub audit_log: Option<PathBuf>,
+    pub workspace: PathBuf,
+    pub cwd: PathBuf,
+    /// The resolved profile (extends merged, variables expanded).
+    pub resolved: Profile,
+}
+
+/// How strictly to treat grant paths that do not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Skip,
+    Error,
+}
+
+impl Policy {
+    /// Expand and validate `profile` for the run described by `ctx`.
+    pub fn new(profile: &Profile, ctx: &Context, missing: Missing) -> Result<Policy> {
+        let resolved = profile.expand(ctx)?;
+        let fs = fs_policy(&resolved, missing)?;
+        let net = match resolved.net_mode() {
+            NetMode::Off => Network::Off,
+            NetMode::On => Network::On,
+            NetMode::Filtered => Network::Filtered {
+                connect: ports(&resolved.network.connect_tcp),
+                bind: ports(&resolved.network.bind_tcp),
+            },
+        };
+        if !matches!(net, Network::Filtered { .. }) {
+            if let Some(p) = resolved
+                .network
+                .connect_tcp
+                .first()
+                .or(resolved.network.bind_tcp.first())
+            {
+                return Err(Error::invalid(
+                    &p.origin,
+                    "network",
+                    "connect_tcp and bind_tcp need mode = \"filtered\"",
+                ));
+            }
+        }
+        let env = EnvPolicy {
+            keep: resolved.env.keep.iter().map(|i| i.value.clone()).collect(),
+            remove: resolved
+                .env
+                .remove
+                .iter()
+                .map(|i| i.value.clone())
+                .collect(),
+            set: resolved
+                .env
+                .set
+                .iter()
+                .map(|(k, v)| (k.clone(), unescape(&v.value)))
+                .collect(),
+            secrets: resolved
+                .env
+                .secrets
+                .iter()
+                .map(|(k, v)| {
+                    let src = match &v.value {
+                        SecretSource::File(f) => SecretSource::File(unescape(f)),
+                        other => other.clone(),
+                    };
+                    (k.clone(), src)
+                })
+                .collect(),
+        };
+        for (name, item) in resolved
+            .env
+            .set
+            .iter()
+            .map(|(k, v)| (k, &v.origin))
+            .chain(resolved.env.secrets.iter().map(|(k, v)| (k, &v.origin)))
+        {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err(Error::invalid(
+                    item,
+                    "env",
+                    format!("invalid variable name `{name}`"),
+                ));
+            }
+        }
+        let l = &resolved.limits;
+        let limits = Limits {
+            timeout: l.timeout.as_ref().and_then(|i| i.value.0.get()),
+            memory: l.memory.as_ref().and_then(|i| i.value.0.get()),
+            processes: l.processes.as_ref().and_then(|i| i.value.0.get()),
+            open_files: l.open_files.as_ref().and_then(|i| i.value.0.get()),
+            cpu: l.cpu.as_ref().and_then(|i| i.value.0.get()),
+            file_size: l.file_size.as_ref().and_then(|i| i.value.0.get()),
+        };
+        let syscalls = SyscallPolicy::new(&resolved.syscalls, &net)?;
+        let mut caps_keep = Vec::new();
+        for item in &resolved.capabilities.keep {
+            let name = item.value.to_ascii_uppercase();
+            let name = if name.starts_with("CAP_") {
+                name
+            } else {
+                format!("CAP_{name}")
+            };
+            let cap = caps::Capability::from_str(&name).map_err(|_| Error::UnknownCapability {
+                origin: item.origin.to_string(),
+                name: item.value.clone(),
+            })?;
+            if !caps_keep.contains(&cap) {
+                caps_keep.push(cap);
+            }
+        }
+        let scopes = Scopes {
+            abstract_unix: resolved.network.abstract_unix.as_ref().map(|i| i.value)
+                != Some(Permit::Allow),
+            signal: resolved.process.signal_outside.as_ref().map(|i| i.value)
+                != Some(Permit::Allow),
+        };
+        let audit_log = resolved
+            .audit
+            .log
+            .as_ref()
+            .map(|i| PathBuf::from(unescape(&i.value)));
+        Ok(Policy {
+            name: profile.name.clone(),
+            source: profile.source.clone(),
+            fs,
+            net,
+            env,
+            limits,
+            syscalls,
+            caps_keep,
+            namespaces: resolved.ns_mode(),
+            scopes,
+            audit_log,
+            workspace: ctx.workspace.clone(),
+            cwd: ctx.cwd.clone(),
+            resolved,
+        })
+    }
+
+    /// Warnings to print once per run: grant paths that do not exist here.
+    pub fn warnings(&self) -> Vec<String> {
+        self.fs
+            .skipped
+            .iter()
+            .filter(|(_, warn)| *warn)
+            .map(|(i, _)| {
+                format!(
+                    "skipping {} ({}): does not exist",
+                    i.value.display(),
+                    i.origin
+                )
+            })
+            .collect()
+    }
+}
+
+fn ports(items: &[Item<u16>]) -> Vec<u16> {
+    let set: BTreeSet<u16> = items.iter().map(|i| i.value).collect();
+    set.into_iter().collect()
+}
+
+/// Lexically clean an absolute path: drop "." and resolve ".." without touching the disk.
+pub fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The canonical form of `path`: symlinks resolved for the longest prefix that
+/// exists, the rest cleaned lexically. Returns whether the whole path exists.
+pub fn canonical(path: &Path) -> (PathBuf, bool) {
+    if let Ok(c) = std::fs::canonicalize(path) {
+        return (c, true);
+    }
+    let cleaned = clean(path);
+    let mut existing = cleaned.clone();
+    let mut tail = Vec::new();
+    while let Some(name) = existing.file_name().map(|n| n.to_os_string()) {
+        existing.pop();
+        tail.push(name);
+        if let Ok(mut c) = std::fs::canonicalize(&existing) {
+            for t in tail.iter().rev() {
+                c.push(t);
+            }
+            return (c, false);
+        }
+    }
+    (cleaned, false)
+}
+
+fn absolute(item: &Item<PathEntry>, key: &str) -> Result<PathBuf> {
+    let p = PathBuf::from(unescape(&item.value.path));
+    if !p.is_absolute() {
+        return Err(Error::invalid(
+            &item.origin,
+            key,
+            format!(
+                "path `{}` must be absolute (or start with ${{WORKSPACE}}, ${{HOME}}, ~/ ...)",
+                p.display()
+            ),
+        ));
+    }
+    Ok(p)
+}
+
+fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
+    let mut fs = FsPolicy::default();
+    let classes = [
+        (&p.filesystem.read, Access::READ, "filesystem.read"),
+        (&p.filesystem.write, Access::WRITE, "filesystem.write"),
+        (&p.filesystem.exec, Access::EXEC, "filesystem.exec"),
+    ];
+    for (list, access, key) in classes {
+        for item in list {
+            let path = absolute(item, key)?;
+            let (canon, exists) = canonical(&path);
+            if exists {
+                fs.grants.push(Grant {
+                    path: canon,
+                    access,
+                    origin: item.origin.clone(),
+                });
+            } else if missing == Missing::Error && !item.value.optional {
+                return Err(Error::MissingPath {
+                    origin: item.origin.to_string(),
+                    path,
+                });
+            } else {
+                fs.skipped.push((
+                    Item {
+                        value: path,
+                        origin: item.origin.clone(),
+                    },
+                    !item.value.optional,
+                ));
+            }
+        }
+    }
+    for (list, out, key) in [
+        (&p.filesystem.deny, &mut fs.deny, "filesystem.deny"),
+        (
+            &p.filesystem.read_only,
+            &mut fs.read_only,
+            "filesystem.read_only",
+        ),
+    ] {
+        for item in list {
+            let path = absolute(item, key)?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if crate::units::is_glob(&name) {
+                // A glob in the last component matches entries of one directory.
+                let parent = path.parent().unwrap_or(Path::new("/"));
+                if parent.to_string_lossy().contains(['*', '?']) {
+                    return Err(Error::invalid(
+                        &item.origin,
+                        key,
+                        "only the last path component may contain * or ?",
+                    ));
+                }
+                let (dir, _) = canonical(parent);
+                let mut matched: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| glob_match(&name, &e.file_name().to_string_lossy()))
+                    .map(|e| e.path())
+                    .collect();
+                matched.sort();
+                for m in matched {
+                    let (canon, exists) = canonical(&m);
+                    out.push(Carve {
+                        path: canon,
+                        exists,
+                        origin: item.origin.clone(),
+                    });
+                }
+            } else {
+                let (canon, exists) = canonical(&path);
+                out.push(Carve {
+                    path: canon,
+                    exists,
+                    origin: item.origin.clone(),
+                });
+            }
+        }
+    }
+    Ok(fs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Profile;
+    use std::collections::BTreeMap;
+
+    fn ctx(ws: &Path) -> Context {
+        Context {
+            workspace: ws.to_path_buf(),
+            cwd: ws.to_path_buf(),
+            home: Some(ws.join("home")),
+            tmpdir: "/tmp".into(),
+            env: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn paths_are_canonical_and_missing_ones_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(ws.join("real")).unwrap();
+        std::os::unix::fs::symlink(ws.join("real"), ws.join("link")).unwrap();
+        let text = "[filesystem]\nread = [\"${WORKSPACE}/link\", \"${WORKSPACE}/gone\", { path = \"${WORKSPACE}/opt\", optional = true }]\n";
+        let p = Profile::from_text("t", text, None).unwrap();
+        let pol = Policy::new(&p, &ctx(&ws), Missing::Skip).unwrap();
+        assert_eq!(pol.fs.grants[0].path, ws.join("real"));
+        assert_eq!(pol.fs.skipped.len(), 2);
+        assert_eq!(
+            pol.warnings().len(),
+            1,
+            "optional entries are skipped silently"
+        );
+        assert!(pol.warnings()[0].contains("gone"));
+        let e = Policy::new(&p, &ctx(&ws), Missing::Error)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gone") && e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_are_refused() {
+        let p = Profile::from_text("t", "[filesystem]\nread = [\"src\"]\n", None).unwrap();
+        let e = Policy::new(&p, &ctx(Path::new("/")), Missing::Skip)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("must be absolute") && e.starts_with("t:2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn deny_globs_expand_in_one_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = std::fs::canonicalize(d.path()).unwrap();
+        for f in ["credentials", "credentials.toml", "config.toml"] {
+            std::fs::write(ws.join(f), "").unwrap();
+        }
+        let p = Profile::from_text(
+            "t",
+            "[filesystem]\ndeny = [\"${WORKSPACE}/credentials*\"]\n",
+            None,
+        )
+        .unwrap();
+        let pol = Policy::new(&p, &ctx(&ws), Missing::Skip).unwrap();
+        let denied: Vec<_> = pol
+            .fs
+            .deny
+            .iter()
+            .map(|c| c.path.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(denied, ["credentials", "credentials.toml"]);
+    }
+
+    #[test]
+    fn unknown_capability_and_ports_outside_filtered() {
+        let p = Profile::from_text("t", "[capabilities]\nkeep = [\"CAP_NOPE\"]\n", None).unwrap();
+        assert!(
+            Policy::new(&p, &ctx(Path::new("/")), Missing::Skip)
+                .unwrap_err()
+                .to_string()
+                .contains("CAP_NOPE")
+        );
+        let p = Profile::from_text("t", "[capabilities]\nkeep = [\"net_bind_service\"]\n", None)
+            .unwrap();
+        assert_eq!(
+            Policy::new(&p, &ctx(Path::new("/")), Missing::Skip)
+                .unwrap()
+                .caps_keep,
+            [caps::Capability::CAP_NET_BIND_SERVICE]
+        );
+        let p = Profile::from_text(
+            "t",
+            "[network]\nmode = \"off\"\nconnect_tcp = [443]\n",
+            None,
+        )
+        .unwrap();
+        assert!(
+            Policy::new(&p, &ctx(Path::new("/")), Missing::Skip)
+                .unwrap_err()
+                .to_string()
+                .contains("filtered")
+        );
+    }
+
+    #[test]
+    fn clean_is_lexical() {
+        assert_eq!(clean(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(clean(Path::new("/../x")), PathBuf::from("/x"));
+    }
+}

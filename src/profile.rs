@@ -1,0 +1,973 @@
+//! Profiles: the serde mirror of the TOML, the built-in profiles, `extends`
+//! resolution and merging, and the command-line overrides layered on top.
+//!
+//! Everything here is parsing and merging: no syscalls beyond reading the profile
+//! files. Every value keeps the file and line it came from ([`Origin`]) so that
+//! `explain` and error messages can point at the line that decided.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::error::{Error, Result};
+use crate::units::{Count, HumanDuration, HumanSize};
+
+/// The built-in profiles, embedded in the binary: (name, TOML text).
+pub const BUILTINS: &[(&str, &str)] = &[
+    ("read-only", include_str!("../profiles/read-only.toml")),
+    (
+        "workspace-write",
+        include_str!("../profiles/workspace-write.toml"),
+    ),
+    ("online", include_str!("../profiles/online.toml")),
+    ("strict", include_str!("../profiles/strict.toml")),
+];
+
+/// The profile `cordon run` uses when `-p` is not given.
+pub const DEFAULT_PROFILE: &str = "workspace-write";
+
+pub fn builtin(name: &str) -> Option<&'static str> {
+    BUILTINS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+}
+
+pub fn builtin_names() -> String {
+    BUILTINS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where a value came from: a profile file (or built-in) and line, or the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub source: Arc<str>,
+    pub line: Option<usize>,
+}
+
+impl Origin {
+    pub fn command_line(flag: &str) -> Self {
+        Origin {
+            source: format!("command line ({flag})").into(),
+            line: None,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}", self.source),
+            None => f.write_str(&self.source),
+        }
+    }
+}
+
+/// A value with its origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T: Serialize> Serialize for Item<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.value.serialize(s)
+    }
+}
+
+// ----------------------------------------------------------------------------
+// Typed enums of the schema (never strings after parsing)
+// ----------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetMode {
+    /// Only AF_UNIX sockets; no TCP bind or connect; a network namespace where available.
+    Off,
+    /// The network is left alone (socket families are still limited by the filter).
+    On,
+    /// TCP to `connect_tcp` ports and bind to `bind_tcp` ports only (Landlock ABI 4).
+    Filtered,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Permit {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NsMode {
+    /// Use user, mount, PID (and network) namespaces where the kernel allows.
+    Auto,
+    /// Refuse to run where namespaces are unavailable.
+    Required,
+    /// Landlock and seccomp alone.
+    Off,
+}
+
+/// One path entry: a plain string, or `{ path = "...", optional = true }`.
+/// An optional path that does not exist on this machine is skipped silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathEntry {
+    pub path: String,
+    pub optional: bool,
+}
+
+impl Serialize for PathEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.optional {
+            #[derive(Serialize)]
+            struct T<'a> {
+                path: &'a str,
+                optional: bool,
+            }
+            T {
+                path: &self.path,
+                optional: true,
+            }
+            .serialize(s)
+        } else {
+            s.serialize_str(&self.path)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PathEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PathEntry;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path string or { path = \"...\", optional = true }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<PathEntry, E> {
+                Ok(PathEntry {
+                    path: v.to_string(),
+                    optional: false,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<PathEntry, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct T {
+                    path: String,
+                    #[serde(default)]
+                    optional: bool,
+                }
+                let t = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(PathEntry {
+                    path: t.path,
+                    optional: t.optional,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A secret injected by name: from a file, or from one named host variable.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum SecretSource {
+    /// Read the value from this file (trailing newline removed).
+    File(String),
+    /// Copy the value of this variable from cordon's own environment.
+    From(String),
+}
+
+// ----------------------------------------------------------------------------
+// Raw file types: one profile file as written
+// ----------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    description: Option<String>,
+    extends: Option<Spanned<Extends>>,
+    filesystem: Option<RawFilesystem>,
+    network: Option<RawNetwork>,
+    env: Option<RawEnv>,
+    limits: Option<RawLimits>,
+    syscalls: Option<RawSyscalls>,
+    capabilities: Option<RawCapabilities>,
+    namespaces: Option<RawNamespaces>,
+    process: Option<RawProcess>,
+    audit: Option<RawAudit>,
+}
+
+#[derive(Debug)]
+struct Extends(Vec<String>);
+
+impl<'de> Deserialize<'de> for Extends {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Extends;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a profile name or path, or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Extends, E> {
+                Ok(Extends(vec![v.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Extends, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(Extends(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+type List<T> = Option<Vec<Spanned<T>>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilesystem {
+    read: List<PathEntry>,
+    write: List<PathEntry>,
+    exec: List<PathEntry>,
+    deny: List<PathEntry>,
+    read_only: List<PathEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    mode: Option<Spanned<NetMode>>,
+    connect_tcp: List<u16>,
+    bind_tcp: List<u16>,
+    abstract_unix: Option<Spanned<Permit>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnv {
+    keep: List<String>,
+    remove: List<String>,
+    set: Option<BTreeMap<String, Spanned<String>>>,
+    secrets: Option<BTreeMap<String, Spanned<SecretSource>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    timeout: Option<Spanned<HumanDuration>>,
+    memory: Option<Spanned<HumanSize>>,
+    processes: Option<Spanned<Count>>,
+    open_files: Option<Spanned<Count>>,
+    cpu: Option<Spanned<HumanDuration>>,
+    file_size: Option<Spanned<HumanSize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSyscalls {
+    deny: List<String>,
+    allow: List<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapabilities {
+    keep: List<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamespaces {
+    mode: Option<Spanned<NsMode>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProcess {
+    signal_outside: Option<Spanned<Permit>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    log: Option<Spanned<String>>,
+}
+
+// ----------------------------------------------------------------------------
+// The merged profile
+// ----------------------------------------------------------------------------
+
+/// A profile with `extends` merged and command-line overrides applied.
+/// Variables are not expanded yet (see [`Profile::expand`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Profile {
+    /// Name shown to the user: the built-in name or the path given.
+    #[serde(skip)]
+    pub name: String,
+    /// Where the top-level profile came from: "builtin" or its absolute path.
+    #[serde(skip)]
+    pub source: String,
+    /// Text of every profile file that took part, for the report's sha256.
+    #[serde(skip)]
+    pub texts: Vec<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub filesystem: Filesystem,
+    pub network: Network,
+    pub env: Env,
+    pub limits: Limits,
+    pub syscalls: Syscalls,
+    pub capabilities: Capabilities,
+    pub namespaces: Namespaces,
+    pub process: Process,
+    pub audit: Audit,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Filesystem {
+    pub read: Vec<Item<PathEntry>>,
+    pub write: Vec<Item<PathEntry>>,
+    pub exec: Vec<Item<PathEntry>>,
+    pub deny: Vec<Item<PathEntry>>,
+    pub read_only: Vec<Item<PathEntry>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Network {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Item<NetMode>>,
+    pub connect_tcp: Vec<Item<u16>>,
+    pub bind_tcp: Vec<Item<u16>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abstract_unix: Option<Item<Permit>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Env {
+    pub keep: Vec<Item<String>>,
+    pub remove: Vec<Item<String>>,
+    pub set: BTreeMap<String, Item<String>>,
+    pub secrets: BTreeMap<String, Item<SecretSource>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Limits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Item<HumanDuration>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Item<HumanSize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<Item<Count>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<Item<Count>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Item<HumanDuration>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<Item<HumanSize>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Syscalls {
+    pub deny: Vec<Item<String>>,
+    pub allow: Vec<Item<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Capabilities {
+    pub keep: Vec<Item<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Namespaces {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Item<NsMode>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Process {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal_outside: Option<Item<Permit>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Audit {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<Item<String>>,
+}
+
+/// How a profile was named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileRef {
+    Builtin(String),
+    Path(PathBuf),
+}
+
+impl ProfileRef {
+    /// A path contains "/" or ends in ".toml"; anything else names a built-in.
+    pub fn parse(s: &str) -> ProfileRef {
+        if s.contains('/') || s.ends_with(".toml") {
+            ProfileRef::Path(PathBuf::from(s))
+        } else {
+            ProfileRef::Builtin(s.to_string())
+        }
+    }
+}
+
+impl fmt::Display for ProfileRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProfileRef::Builtin(n) => f.write_str(n),
+            ProfileRef::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Additions from `cordon run` flags, merged as the last layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+    pub exec: Vec<PathBuf>,
+    pub net: Option<NetMode>,
+}
+
+impl Profile {
+    /// Load a built-in or a profile file, resolving `extends`.
+    pub fn load(r: &ProfileRef) -> Result<Profile> {
+        let mut stack = Vec::new();
+        let mut p = Profile::default();
+        load_into(&mut p, r, None, &mut stack)?;
+        p.name = r.to_string();
+        p.source = match r {
+            ProfileRef::Builtin(_) => "builtin".into(),
+            ProfileRef::Path(path) => std::path::absolute(path)
+                .unwrap_or_else(|_| path.clone())
+                .display()
+                .to_string(),
+        };
+        Ok(p)
+    }
+
+    /// Parse a profile from text (used for built-ins, tests and replayed reports).
+    /// `extends` paths resolve relative to `dir`.
+    pub fn from_text(name: &str, text: &str, dir: Option<&Path>) -> Result<Profile> {
+        let mut p = Profile::default();
+        let mut stack = vec![name.to_string()];
+        apply_text(&mut p, name, text.into(), dir, &mut stack)?;
+        p.name = name.to_string();
+        p.source = name.to_string();
+        Ok(p)
+    }
+
+    /// Layer the command-line flags on top. Relative paths are taken from `cwd`.
+    pub fn apply_overrides(&mut self, o: &Overrides, cwd: &Path) {
+        let add = |list: &mut Vec<Item<PathEntry>>, paths: &[PathBuf], flag: &str| {
+            for p in paths {
+                let abs = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    cwd.join(p)
+                };
+                // Escape "$" so that a literal path is not taken for a variable.
+                let path = abs.to_string_lossy().replace('$', "$$");
+                list.push(Item {
+                    value: PathEntry {
+                        path,
+                        optional: false,
+                    },
+                    origin: Origin::command_line(flag),
+                });
+            }
+        };
+        add(&mut self.filesystem.read, &o.read, "--allow-read");
+        add(&mut self.filesystem.write, &o.write, "--allow-write");
+        add(&mut self.filesystem.exec, &o.exec, "--allow-exec");
+        if let Some(mode) = o.net {
+            self.network.mode = Some(Item {
+                value: mode,
+                origin: Origin::command_line("--net"),
+            });
+        }
+    }
+
+    pub fn net_mode(&self) -> NetMode {
+        self.network
+            .mode
+            .as_ref()
+            .map(|m| m.value)
+            .unwrap_or(NetMode::Off)
+    }
+
+    pub fn ns_mode(&self) -> NsMode {
+        self.namespaces
+            .mode
+            .as_ref()
+            .map(|m| m.value)
+            .unwrap_or(NsMode::Auto)
+    }
+
+    /// The profile as a standalone TOML document (no `extends`), for `profile show`
+    /// and for reports that `replay` reads back.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+fn load_into(
+    p: &mut Profile,
+    r: &ProfileRef,
+    base: Option<&Path>,
+    stack: &mut Vec<String>,
+) -> Result<()> {
+    match r {
+        ProfileRef::Builtin(name) => {
+            let text = builtin(name).ok_or_else(|| Error::UnknownBuiltin {
+                name: name.clone(),
+                known: builtin_names(),
+            })?;
+            let key = format!("builtin:{name}");
+            check_cycle(stack, &key)?;
+            stack.push(key);
+            apply_text(p, name, text.into(), None, stack)?;
+            stack.pop();
+        }
+        ProfileRef::Path(path) => {
+            let full = match base {
+                Some(dir) if path.is_relative() => dir.join(path),
+                _ => path.clone(),
+            };
+            let text = std::fs::read_to_string(&full).map_err(|source| Error::ReadProfile {
+                path: full.clone(),
+                source,
+            })?;
+            let canon = std::fs::canonicalize(&full).unwrap_or_else(|_| full.clone());
+            let key = canon.display().to_string();
+            check_cycle(stack, &key)?;
+            stack.push(key);
+            let name = full.display().to_string();
+            apply_text(p, &name, text.into(), canon.parent(), stack)?;
+            stack.pop();
+        }
+    }
+    Ok(())
+}
+
+fn check_cycle(stack: &[String], key: &str) -> Result<()> {
+    if stack.iter().any(|k| k == key) {
+        let mut chain: Vec<&str> = stack.iter().map(String::as_str).collect();
+        chain.push(key);
+        return Err(Error::ExtendsCycle {
+            chain: chain.join(" -> "),
+        });
+    }
+    Ok(())
+}
+
+/// Parse one profile text and merge it (after its own `extends`) into `p`.
+fn apply_text(
+    p: &mut Profile,
+    name: &str,
+    text: Arc<str>,
+    dir: Option<&Path>,
+    stack: &mut Vec<String>,
+) -> Result<()> {
+    let raw = parse(name, &text)?;
+    let lines = LineIndex::new(&text);
+    if let Some(ext) = &raw.extends {
+        let line = lines.line(ext.span().start);
+        for target in &ext.get_ref().0 {
+            let r = ProfileRef::parse(target);
+            load_into(p, &r, dir, stack).map_err(|e| match e {
+                // A cycle is reported once, as a whole, not wrapped at every level.
+                e @ Error::ExtendsCycle { .. } => e,
+                e => Error::Extends {
+                    file: name.to_string(),
+                    line,
+                    target: target.clone(),
+                    source: Box::new(e),
+                },
+            })?;
+        }
+    }
+    let src: Arc<str> = name.into();
+    let at = |span: Range<usize>| Origin {
+        source: src.clone(),
+        line: Some(lines.line(span.start)),
+    };
+    merge(p, raw, &at);
+    p.texts.push(text);
+    Ok(())
+}
+
+/// Lists append (child after parent); scalars and table entries override.
+fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>) -> Origin) {
+    fn list<T>(dst: &mut Vec<Item<T>>, src: List<T>, at: &dyn Fn(Range<usize>) -> Origin) {
+        for s in src.into_iter().flatten() {
+            let origin = at(s.span());
+            dst.push(Item {
+                value: s.into_inner(),
+                origin,
+            });
+        }
+    }
+    fn scalar<T>(
+        dst: &mut Option<Item<T>>,
+        src: Option<Spanned<T>>,
+        at: &dyn Fn(Range<usize>) -> Origin,
+    ) {
+        if let Some(s) = src {
+            let origin = at(s.span());
+            *dst = Some(Item {
+                value: s.into_inner(),
+                origin,
+            });
+        }
+    }
+    if raw.description.is_some() {
+        p.description = raw.description;
+    }
+    if let Some(fs) = raw.filesystem {
+        list(&mut p.filesystem.read, fs.read, at);
+        list(&mut p.filesystem.write, fs.write, at);
+        list(&mut p.filesystem.exec, fs.exec, at);
+        list(&mut p.filesystem.deny, fs.deny, at);
+        list(&mut p.filesystem.read_only, fs.read_only, at);
+    }
+    if let Some(n) = raw.network {
+        scalar(&mut p.network.mode, n.mode, at);
+        list(&mut p.network.connect_tcp, n.connect_tcp, at);
+        list(&mut p.network.bind_tcp, n.bind_tcp, at);
+        scalar(&mut p.network.abstract_unix, n.abstract_unix, at);
+    }
+    if let Some(e) = raw.env {
+        list(&mut p.env.keep, e.keep, at);
+        list(&mut p.env.remove, e.remove, at);
+        for (k, v) in e.set.into_iter().flatten() {
+            let origin = at(v.span());
+            p.env.set.insert(
+                k,
+                Item {
+                    value: v.into_inner(),
+                    origin,
+                },
+            );
+        }
+        for (k, v) in e.secrets.into_iter().flatten() {
+            let origin = at(v.span());
+            p.env.secrets.insert(
+                k,
+                Item {
+                    value: v.into_inner(),
+                    origin,
+                },
+            );
+        }
+    }
+    if let Some(l) = raw.limits {
+        scalar(&mut p.limits.timeout, l.timeout, at);
+        scalar(&mut p.limits.memory, l.memory, at);
+        scalar(&mut p.limits.processes, l.processes, at);
+        scalar(&mut p.limits.open_files, l.open_files, at);
+        scalar(&mut p.limits.cpu, l.cpu, at);
+        scalar(&mut p.limits.file_size, l.file_size, at);
+    }
+    if let Some(s) = raw.syscalls {
+        list(&mut p.syscalls.deny, s.deny, at);
+        list(&mut p.syscalls.allow, s.allow, at);
+    }
+    if let Some(c) = raw.capabilities {
+        list(&mut p.capabilities.keep, c.keep, at);
+    }
+    if let Some(n) = raw.namespaces {
+        scalar(&mut p.namespaces.mode, n.mode, at);
+    }
+    if let Some(pr) = raw.process {
+        scalar(&mut p.process.signal_outside, pr.signal_outside, at);
+    }
+    if let Some(a) = raw.audit {
+        scalar(&mut p.audit.log, a.log, at);
+    }
+}
+
+/// Parse one file's text. Errors carry the line, column and key path.
+fn parse(name: &str, text: &str) -> Result<RawProfile> {
+    let located = |span: Option<Range<usize>>, message: String, key: Option<String>| {
+        let (line, column) = span
+            .map(|s| LineIndex::new(text).line_col(s.start))
+            .unwrap_or((1, 1));
+        let message = match key {
+            Some(k) if !message.starts_with("unknown key") => format!("key \"{k}\": {message}"),
+            _ => message,
+        };
+        Error::ProfileAt {
+            file: name.to_string(),
+            line,
+            column,
+            message,
+        }
+    };
+    let doc = toml::de::DeTable::parse(text)
+        .map_err(|e| located(e.span(), tidy(e.message(), None), None))?;
+    let keys = doc.get_ref().clone();
+    RawProfile::deserialize(toml::de::Deserializer::from(doc)).map_err(|e| {
+        let key = e.span().and_then(|s| key_at(&keys, &s, ""));
+        located(e.span(), tidy(e.message(), key.as_deref()), key)
+    })
+}
+
+/// Rewrite serde's wording into the profile's vocabulary.
+fn tidy(message: &str, key: Option<&str>) -> String {
+    let m = message.trim_end().trim_end_matches('.');
+    if let Some(rest) = m.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let section = key
+            .and_then(|k| k.rsplit_once('.'))
+            .map(|(s, _)| format!(" in [{s}]"))
+            .unwrap_or_default();
+        let expected = expected.trim_start_matches(", ").replace('`', "");
+        let expected = if expected.is_empty() {
+            String::new()
+        } else {
+            format!(" ({expected})")
+        };
+        return format!("unknown key \"{field}\"{section}{expected}");
+    }
+    m.replace("a sequence", "a list")
+        .replace("a map", "a table")
+        .replace("invalid type: ", "wrong type: ")
+}
+
+/// The dotted key path whose key or value span contains `span`. A `[table]`'s
+/// own span covers only its header, so every table is searched.
+fn key_at(table: &toml::de::DeTable, span: &Range<usize>, prefix: &str) -> Option<String> {
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        if k.span().contains(&span.start) {
+            return Some(path);
+        }
+        if let toml::de::DeValue::Table(t) = v.get_ref() {
+            if let Some(found) = key_at(t, span, &path) {
+                return Some(found);
+            }
+        }
+        if v.span().contains(&span.start) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// Byte offset to 1-based line and column.
+pub(crate) struct LineIndex<'a> {
+    text: &'a str,
+}
+
+impl<'a> LineIndex<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        LineIndex { text }
+    }
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.line_col(offset).0
+    }
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text.as_bytes()[..offset];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let column = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
+        (line, column)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Profile::from_text("t.toml", text, None)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn every_builtin_parses() {
+        for (name, _) in BUILTINS {
+            let p = Profile::load(&ProfileRef::Builtin(name.to_string())).unwrap();
+            assert!(p.description.is_some(), "{name} has no description");
+        }
+    }
+
+    #[test]
+    fn unknown_key_names_line_column_and_key() {
+        let e = err("[filesystem]\nread = [\"/\"]\nwirte = [\"/tmp\"]\n");
+        assert!(
+            e.starts_with(
+                "loading profile t.toml: line 3, column 1: unknown key \"wirte\" in [filesystem]"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = err("[limits]\nprocesses = \"many\"\n");
+        assert!(
+            e.contains("line 2, column 13") && e.contains("limits.processes"),
+            "{e}"
+        );
+        let e = err("[filesystem]\nread = 5\n");
+        assert!(e.contains("line 2") && e.contains("filesystem.read"), "{e}");
+        let e = err("[network]\nmode = \"sometimes\"\n");
+        assert!(e.contains("network.mode") && e.contains("sometimes"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let e = err("[filesystem\nread = []\n");
+        assert!(e.starts_with("loading profile t.toml: line 1"), "{e}");
+    }
+
+    #[test]
+    fn bad_durations_and_sizes() {
+        assert!(err("[limits]\ntimeout = \"30\"\n").contains("needs a unit"));
+        assert!(err("[limits]\ntimeout = 30\n").contains("needs a unit"));
+        assert!(err("[limits]\nmemory = \"4 bananas\"\n").contains("unknown size unit"));
+    }
+
+    #[test]
+    fn lists_append_and_scalars_override() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.toml"), "[filesystem]\nread = [\"/a\"]\n[network]\nmode = \"on\"\n[env]\nset = { A = \"1\", B = \"1\" }\n").unwrap();
+        let child = "extends = \"base.toml\"\n[filesystem]\nread = [\"/b\"]\n[network]\nmode = \"filtered\"\n[env]\nset = { B = \"2\" }\n";
+        let p = Profile::from_text("child.toml", child, Some(dir.path())).unwrap();
+        let reads: Vec<_> = p
+            .filesystem
+            .read
+            .iter()
+            .map(|i| i.value.path.as_str())
+            .collect();
+        assert_eq!(reads, ["/a", "/b"]);
+        assert_eq!(p.net_mode(), NetMode::Filtered);
+        assert_eq!(p.env.set["A"].value, "1");
+        assert_eq!(p.env.set["B"].value, "2");
+        assert_eq!(p.filesystem.read[0].origin.line, Some(2));
+        assert!(p.filesystem.read[0].origin.source.ends_with("base.toml"));
+    }
+
+    #[test]
+    fn extends_list_and_builtin() {
+        let p = Profile::from_text("x", "extends = [\"read-only\", \"online\"]\n", None).unwrap();
+        assert_eq!(p.net_mode(), NetMode::On);
+    }
+
+    #[test]
+    fn extends_cycle_and_missing_target() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), "extends = \"b.toml\"\n").unwrap();
+        std::fs::write(dir.path().join("b.toml"), "extends = \"a.toml\"\n").unwrap();
+        let e = Profile::load(&ProfileRef::Path(dir.path().join("a.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("extends cycle:") && e.contains("a.toml -> ") && e.contains("b.toml"),
+            "{e}"
+        );
+        let e = Profile::from_text("c.toml", "\nextends = \"nope.toml\"\n", Some(dir.path()))
+            .unwrap_err();
+        let chain = crate::error::chain(&e);
+        assert!(
+            chain.starts_with(
+                "loading profile c.toml: line 2: extends `nope.toml`: loading profile"
+            ),
+            "{chain}"
+        );
+        let e = Profile::from_text("c.toml", "extends = \"no-such-builtin\"\n", None).unwrap_err();
+        assert!(crate::error::chain(&e).contains("unknown built-in profile `no-such-builtin`"));
+    }
+
+    #[test]
+    fn optional_path_entries() {
+        let p = Profile::from_text(
+            "x",
+            "[filesystem]\nread = [\"/a\", { path = \"/opt\", optional = true }]\n",
+            None,
+        )
+        .unwrap();
+        assert!(!p.filesystem.read[0].value.optional);
+        assert!(p.filesystem.read[1].value.optional);
+        assert!(
+            err("[filesystem]\nread = [{ path = \"/a\", optinal = true }]\n").contains("optinal")
+        );
+    }
+
+    #[test]
+    fn overrides_are_a_layer() {
+        let mut p = Profile::from_text("x", "[filesystem]\nwrite = [\"/w\"]\n", None).unwrap();
+        p.apply_overrides(
+            &Overrides {
+                write: vec!["rel".into()],
+                net: Some(NetMode::On),
+                ..Default::default()
+            },
+            Path::new("/cwd"),
+        );
+        assert_eq!(p.filesystem.write[1].value.path, "/cwd/rel");
+        assert_eq!(
+            p.filesystem.write[1].origin.to_string(),
+            "command line (--allow-write)"
+        );
+        assert_eq!(p.net_mode(), NetMode::On);
+    }
+
+    #[test]
+    fn resolved_profile_round_trips_through_toml() {
+        let p = Profile::load(&ProfileRef::Builtin("workspace-write".into())).unwrap();
+        let text = p.to_toml();
+        let q = Profile::from_text("resolved", &text, None).unwrap();
+        assert_eq!(q.to_toml(), text);
+    }
+
+    #[test]
+    fn random_bytes_are_an_error_not_a_panic() {
+        let mut seed = 0x2545F4914F6CDD1Du64;
+        for _ in 0..2000 {
+            let len = (seed % 64) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    b"[]=\"{}.,ab \n#'\\0"[(seed % 16) as usize]
+                })
+                .collect();
+            let _ = Profile::from_text("fuzz", &String::from_utf8_lossy(&bytes), None);
+        }
+    }
+}

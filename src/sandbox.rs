@@ -1,0 +1,518 @@
+//! Preparation and entry: [`Prepared::new`] does every fallible step in the
+//! launcher (plan, Landlock ruleset with every path opened, BPF compiled,
+//! command resolved, environment built); [`spawn`] forks, and the child runs
+//! one straight line in a fixed order, each step where it is for a reason.
+//!
+//! With namespaces the child is PID 1 of its namespaces ("init"): it builds the
+//! mount view, then forks the payload and stays to reap and forward signals.
+//! Without, the payload is the launcher's direct child.
+
+use std::ffi::{CString, OsString};
+use std::io::{Read, Write};
+use std::os::fd::{OwnedFd, RawFd};
+use std::time::Duration;
+
+use nix::sys::resource::Resource;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Pid, getppid, pipe2};
+use seccompiler::BpfProgram;
+
+use crate::env;
+use crate::error::{Error, Result, exit};
+use crate::exec;
+use crate::landlock;
+use crate::limits::{self, Processes};
+use crate::namespaces;
+use crate::plan::{DiskLister, Plan};
+use crate::policy::Policy;
+use crate::probe::Host;
+use crate::profile::SecretSource;
+use crate::sys;
+
+/// Launch options that are not part of the profile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Run with what this kernel can enforce, warning once per missing piece.
+    pub best_effort: bool,
+}
+
+/// Signals the launcher forwards to the sandbox.
+pub const FORWARDED: [Signal; 5] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGWINCH,
+];
+
+/// Everything the child needs, computed before the fork.
+#[derive(Debug)]
+pub struct Prepared {
+    pub policy: Policy,
+    pub plan: Plan,
+    /// Warnings to print once: skipped paths, missing pieces (best effort), unenforced entries.
+    pub warnings: Vec<String>,
+    pub processes: Processes,
+    pub program: std::path::PathBuf,
+    pub command: Vec<OsString>,
+    landlock: Option<landlock::Prepared>,
+    bpf: Vec<BpfProgram>,
+    program_c: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    rlimits: Vec<(Resource, u64, u64)>,
+    ns: Option<namespaces::Prepared>,
+    inherited: Vec<RawFd>,
+}
+
+impl Prepared {
+    /// Plan and prepare `command` under `policy`. `ns_failed` is set when an
+    /// attempt with namespaces failed and mode "auto" retries without them.
+    pub fn new(
+        policy: Policy,
+        host: &Host,
+        command: &[OsString],
+        opts: Options,
+        inherited: &[RawFd],
+        ns_failed: Option<&str>,
+    ) -> Result<Prepared> {
+        let plan = Plan::new(&policy, host, ns_failed, &DiskLister);
+        if let Some(why) = &plan.refuse {
+            return Err(Error::Unenforceable {
+                missing: why.clone(),
+            });
+        }
+        let mut warnings = policy.warnings();
+        if !plan.missing.is_empty() {
+            if !opts.best_effort {
+                let list: Vec<String> = plan.missing.iter().map(|p| p.to_string()).collect();
+                return Err(Error::Unenforceable {
+                    missing: list.join("; "),
+                });
+            }
+            warnings.extend(plan.missing.iter().map(|p| format!("not enforced: {p}")));
+        }
+        warnings.extend(plan.warnings.iter().cloned());
+
+        let processes = limits::processes(&policy.limits, host.is_root())
+            .map_err(|m| Error::Unenforceable { missing: m })?;
+        let landlock = landlock::prepare(&plan, false)?;
+        let bpf = if host.seccomp {
+            policy.syscalls.compile()?
+        } else {
+            Vec::new()
+        };
+
+        let host_env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let env = env::build(&policy.env, &host_env, &mut |name, src| {
+            read_secret(name, src)
+        })
+        .map_err(|m| Error::Secret {
+            name: m.split(':').next().unwrap_or_default().to_string(),
+            source: std::io::Error::other(m),
+        })?;
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        let program = exec::resolve(&command[0], path, &policy.cwd)?;
+        let rlimits = limits::rlimits(&policy.limits, &processes);
+        let ns = plan
+            .mounts
+            .as_ref()
+            .map(namespaces::Prepared::new)
+            .transpose()?;
+        Ok(Prepared {
+            program_c: exec::path_cstring(&program)?,
+            argv: exec::argv(command)?,
+            envp: exec::envp(&env)?,
+            cwd: exec::path_cstring(&policy.cwd)?,
+            program,
+            command: command.to_vec(),
+            policy,
+            plan,
+            warnings,
+            processes,
+            landlock: Some(landlock),
+            bpf,
+            rlimits,
+            ns,
+            inherited: inherited.to_vec(),
+        })
+    }
+
+    pub fn timeout(&self) -> Option<Duration> {
+        self.policy.limits.timeout
+    }
+
+    pub fn namespaces(&self) -> bool {
+        self.ns.is_some()
+    }
+}
+
+fn read_secret(name: &str, src: &SecretSource) -> std::result::Result<String, String> {
+    match src {
+        SecretSource::File(f) => std::fs::read_to_string(f)
+            .map(|s| s.strip_suffix('\n').map(str::to_string).unwrap_or(s))
+            .map_err(|e| format!("{name}: reading {f}: {e}")),
+        SecretSource::From(var) => {
+            std::env::var(var).map_err(|_| format!("{name}: host variable {var} is not set"))
+        }
+    }
+}
+
+/// Descriptors the caller passed in without close-on-exec: they reach the
+/// payload. Everything cordon opens itself is close-on-exec.
+pub fn inherited_fds() -> Vec<RawFd> {
+    let mut v: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2 && sys::fd_flags(fd) == Some(false))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The launcher's view of a started sandbox.
+#[derive(Debug)]
+pub struct Spawned {
+    /// The direct child: init (namespaces) or the payload.
+    pub pid: Pid,
+    pub ns: bool,
+    /// init writes the payload's raw wait status here before exiting.
+    pub status: Option<OwnedFd>,
+}
+
+/// Why a spawn failed.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// Namespaces could not be created here; mode "auto" retries without them.
+    NsUnavailable(String),
+    Failed(Error),
+}
+
+impl From<Error> for SpawnError {
+    fn from(e: Error) -> Self {
+        SpawnError::Failed(e)
+    }
+}
+
+/// Blocked in the launcher before the fork, so no signal is lost between fork
+/// and the supervision loop; the payload restores `old` before execve.
+#[derive(Debug)]
+pub struct Signals {
+    pub fd: SignalFd,
+    pub old: SigSet,
+}
+
+impl Signals {
+    pub fn block() -> Result<Signals> {
+        let mut set = SigSet::empty();
+        for s in FORWARDED {
+            set.add(s);
+        }
+        set.add(Signal::SIGCHLD);
+        let mut old = SigSet::empty();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .map_err(|e| launch("blocking signals", e))?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|e| launch("creating the signalfd", e))?;
+        Ok(Signals { fd, old })
+    }
+}
+
+fn launch(step: &'static str, e: impl Into<std::io::Error>) -> Error {
+    Error::Launch {
+        step,
+        source: e.into(),
+    }
+}
+
+/// Start the sandbox. Returns once the payload has called execve (or failed to).
+pub fn spawn(prep: &mut Prepared, signals: &Signals) -> std::result::Result<Spawned, SpawnError> {
+    let (err_r, err_w) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
+    let launcher = nix::unistd::getpid();
+    let spawned = if prep.ns.is_some() {
+        let (sync_r, sync_w) =
+            pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
+        let (status_r, status_w) =
+            pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
+        let net = prep.ns.as_ref().is_some_and(|n| n.net);
+        match sys::clone_fork(namespaces::clone_flags(net)) {
+            Err(e) => return Err(SpawnError::NsUnavailable(format!("clone: {e}"))),
+            Ok(None) => {
+                drop((err_r, sync_w, status_r));
+                init(prep, signals, err_w, sync_r, status_w)
+            }
+            Ok(Some(pid)) => {
+                drop((sync_r, status_w));
+                let pid = Pid::from_raw(pid);
+                let maps = namespaces::write_maps(
+                    pid.as_raw(),
+                    nix::unistd::geteuid().as_raw(),
+                    nix::unistd::getegid().as_raw(),
+                );
+                if let Err(e) = maps {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    let _ = waitpid(pid, None);
+                    return Err(SpawnError::NsUnavailable(format!(
+                        "writing the uid/gid maps: {e}"
+                    )));
+                }
+                // The child waits for this byte: its uid is unmapped until now.
+                let mut w = std::fs::File::from(sync_w);
+                w.write_all(b"1")
+                    .map_err(|e| launch("starting the sandbox", e))?;
+                Spawned {
+                    pid,
+                    ns: true,
+                    status: Some(status_r),
+                }
+            }
+        }
+    } else {
+        match sys::fork().map_err(|e| launch("fork", e))? {
+            None => {
+                drop(err_r);
+                payload(prep, signals, err_w, Some(launcher))
+            }
+            Some(pid) => Spawned {
+                pid: Pid::from_raw(pid),
+                ns: false,
+                status: None,
+            },
+        }
+    };
+    drop(err_w);
+    // EOF: the payload's execve succeeded (the pipe is close-on-exec). Anything
+    // else is the child's report of the step that failed.
+    let mut msg = Vec::new();
+    let _ = std::fs::File::from(err_r).read_to_end(&mut msg);
+    if msg.is_empty() {
+        return Ok(spawned);
+    }
+    let _ = waitpid(spawned.pid, None);
+    let code = msg[0];
+    let unavailable = msg.get(1) == Some(&1);
+    let text = String::from_utf8_lossy(msg.get(2..).unwrap_or_default()).into_owned();
+    if unavailable {
+        return Err(SpawnError::NsUnavailable(text));
+    }
+    Err(SpawnError::Failed(Error::Child {
+        message: text,
+        code,
+    }))
+}
+
+/// Report a failed step to the launcher and leave.
+fn fail(err_w: &OwnedFd, code: u8, unavailable: bool, msg: &str) -> ! {
+    let mut buf = vec![code, unavailable as u8];
+    buf.extend_from_slice(msg.as_bytes());
+    buf.truncate(4000); // one atomic pipe write
+    let _ = nix::unistd::write(err_w, &buf);
+    sys::exit_now(code as i32)
+}
+
+/// PID 1 of the sandbox's namespaces.
+fn init(
+    prep: &mut Prepared,
+    signals: &Signals,
+    err_w: OwnedFd,
+    sync_r: OwnedFd,
+    status_w: OwnedFd,
+) -> ! {
+    // If the launcher dies, so does init, and with it the whole PID namespace.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // Wait for the uid/gid maps; EOF means the launcher is gone.
+    let mut b = [0u8; 1];
+    if !matches!(nix::unistd::read(&sync_r, &mut b), Ok(1)) {
+        sys::exit_now(exit::LAUNCHER as i32);
+    }
+    drop(sync_r);
+    if let Processes::Cgroup { procs, .. } = &prep.processes {
+        if let Err(m) = limits::join(procs) {
+            fail(&err_w, exit::LAUNCHER, false, &m);
+        }
+    }
+    if let Err(e) = namespaces::setup(prep.ns.as_ref().expect("init runs with namespaces")) {
+        fail(
+            &err_w,
+            exit::LAUNCHER,
+            e.unavailable,
+            &format!("setting up namespaces: {}", e.message),
+        );
+    }
+    // init also hears SIGUSR1: the launcher's "terminate the whole tree" (timeout).
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set.add(Signal::SIGUSR1);
+    if sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).is_err() {
+        fail(&err_w, exit::LAUNCHER, false, "blocking signals in init");
+    }
+    let sfd = match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(e) => fail(
+            &err_w,
+            exit::LAUNCHER,
+            false,
+            &format!("creating init's signalfd: {e}"),
+        ),
+    };
+    let child = match sys::fork() {
+        Ok(None) => {
+            drop(status_w);
+            payload(prep, signals, err_w, None)
+        }
+        Ok(Some(pid)) => Pid::from_raw(pid),
+        Err(e) => fail(&err_w, exit::LAUNCHER, false, &format!("fork: {e}")),
+    };
+    drop(err_w);
+    loop {
+        let Ok(Some(info)) = sfd.read_signal() else {
+            continue;
+        };
+        let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+            continue;
+        };
+        match sig {
+            Signal::SIGCHLD => loop {
+                match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(st) if st.pid() == Some(child) => {
+                        let raw = raw_status(st);
+                        let _ = nix::unistd::write(&status_w, &raw.to_ne_bytes());
+                        sys::exit_now(0);
+                    }
+                    Ok(_) => {}
+                }
+            },
+            // Timeout: SIGTERM to every process of the namespace but init.
+            Signal::SIGUSR1 => {
+                let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+            }
+            // A terminal's signal reached the whole foreground group, payload included;
+            // only signals sent by a process (the launcher) are forwarded.
+            _ if info.ssi_code == libc::SI_KERNEL => {}
+            _ => {
+                let _ = kill(child, sig);
+            }
+        }
+    }
+}
+
+/// The wait status as the kernel encodes it, to pass through a pipe.
+pub fn raw_status(st: WaitStatus) -> i32 {
+    match st {
+        WaitStatus::Exited(_, code) => (code & 0xff) << 8,
+        WaitStatus::Signaled(_, sig, core) => sig as i32 | if core { 0x80 } else { 0 },
+        _ => 0,
+    }
+}
+
+/// The payload: limits, capabilities, no_new_privs, Landlock, seccomp, execve.
+fn payload(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, launcher: Option<Pid>) -> ! {
+    let die = |msg: String| -> ! { fail(&err_w, exit::LAUNCHER, false, &msg) };
+    // The payload starts with the caller's signal state, not the launcher's.
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.old), None);
+    let _ = sys::default_signal(libc::SIGPIPE);
+    if let Some(parent) = launcher {
+        // The launcher may have died before prctl: then nobody would kill us.
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+        if getppid() != parent {
+            sys::exit_now(exit::LAUNCHER as i32);
+        }
+        if let Processes::Cgroup { procs, .. } = &prep.processes {
+            limits::join(procs).unwrap_or_else(|m| die(m));
+        }
+    }
+    // Limits first: they need no privilege and cover everything below.
+    limits::apply(&prep.rlimits).unwrap_or_else(|m| die(m));
+    if let Err(e) = nix::unistd::chdir(prep.cwd.as_c_str()) {
+        die(format!("changing to {}: {e}", prep.cwd.to_string_lossy()));
+    }
+    // Capabilities before no_new_privs and seccomp; dropping the bounding set needs CAP_SETPCAP.
+    crate::caps::drop_all_except(&prep.policy.caps_keep).unwrap_or_else(|m| die(m));
+    // no_new_privs: Landlock and seccomp need it unprivileged, and setuid binaries gain nothing.
+    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+        die(format!("setting no_new_privs: {e}"));
+    }
+    // Landlock: the ruleset and its path fds were made in the launcher.
+    if let Some(ll) = prep.landlock.take() {
+        if let Err(m) = ll.restrict() {
+            die(m);
+        }
+    }
+    // Only the caller's own descriptors pass through execve.
+    if sys::cloexec_range(3, u32::MAX).is_err() {
+        die("marking descriptors close-on-exec".into());
+    }
+    for &fd in &prep.inherited {
+        let _ = sys::clear_cloexec(fd);
+    }
+    // seccomp last: it may refuse calls made above; execve stays allowed.
+    for prog in &prep.bpf {
+        if let Err(e) = sys::seccomp_install(prog, 0) {
+            die(format!("installing the seccomp filter: {e}"));
+        }
+    }
+    let e = nix::unistd::execve(&prep.program_c, &prep.argv, &prep.envp).unwrap_err();
+    let code = exec::exec_failure_code(e as i32);
+    let hint = if e == nix::errno::Errno::EACCES {
+        " (is it under [filesystem] exec?)"
+    } else {
+        ""
+    };
+    fail(
+        &err_w,
+        code,
+        false,
+        &format!("{}: {}{hint}", prep.program.display(), e.desc()),
+    )
+}
+
+/// Descendants of this process, found through /proc (children first discovered
+/// are signalled first). Used to end the tree without a PID namespace.
+pub fn descendants() -> Vec<Pid> {
+    let me = std::process::id() as i32;
+    let mut parent_of = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The command name may contain spaces and parentheses; fields follow the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let ppid: i32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        parent_of.push((pid, ppid));
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![me];
+    while let Some(p) = frontier.pop() {
+        for &(pid, ppid) in &parent_of {
+            if ppid == p && !out.contains(&Pid::from_raw(pid)) {
+                out.push(Pid::from_raw(pid));
+                frontier.push(pid);
+            }
+        }
+    }
+    out
+}

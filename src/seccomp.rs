@@ -1,0 +1,658 @@
+//! The seccomp filter: the default deny list, the socket-family rule that makes
+//! "network off" real, profile adjustments, compilation to BPF with seccompiler
+//! (plus a small guard program of our own for the x32 range, which seccompiler
+//! cannot express), and installation.
+//!
+//! One list of [`SyscallRule`]s is the single source of truth: it compiles to BPF,
+//! it is evaluated in user space by [`SyscallPolicy::decide`] (for `explain` and
+//! for the denial supervisor), and `profile show` prints it.
+//!
+//! Speed: every rule keys on a syscall number, and syscalls without a rule reach
+//! `RET_ALLOW` after loading only the architecture and the number, so the kernel's
+//! seccomp action cache answers them in constant time without running BPF.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch, sock_filter,
+};
+
+use crate::error::{Error, Result};
+use crate::policy::Network;
+use crate::profile::{Item, Syscalls};
+use crate::syscalls;
+
+/// A comparison on the low 32 bits of one argument. The kernel reads these
+/// arguments as `int`/`unsigned int`, so comparing 64 bits would let a payload
+/// set high bits to slip past (CVE-2019-10063).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Eq(u8, u32),
+    Ne(u8, u32),
+    /// `(arg & mask) == mask`: a flag is set.
+    HasFlag(u8, u32),
+}
+
+impl Check {
+    fn holds(self, args: &[u64; 6]) -> bool {
+        let a = |i: u8| args[i as usize] as u32;
+        match self {
+            Check::Eq(i, v) => a(i) == v,
+            Check::Ne(i, v) => a(i) != v,
+            Check::HasFlag(i, m) => a(i) & m == m,
+        }
+    }
+
+    fn to_seccompiler(self) -> std::result::Result<SeccompCondition, seccompiler::BackendError> {
+        let (i, op, v) = match self {
+            Check::Eq(i, v) => (i, SeccompCmpOp::Eq, v),
+            Check::Ne(i, v) => (i, SeccompCmpOp::Ne, v),
+            Check::HasFlag(i, m) => (i, SeccompCmpOp::MaskedEq(m as u64), m),
+        };
+        SeccompCondition::new(i, SeccompCmpArgLen::Dword, op, v as u64)
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Check::Eq(i, v) => write!(f, "arg{i} == {v:#x}"),
+            Check::Ne(i, v) => write!(f, "arg{i} != {v:#x}"),
+            Check::HasFlag(i, m) => write!(f, "arg{i} & {m:#x}"),
+        }
+    }
+}
+
+/// What the filter answers for a matching call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Errno {
+    Eperm,
+    Enosys,
+    Eafnosupport,
+}
+
+impl Errno {
+    pub fn raw(self) -> i32 {
+        match self {
+            Errno::Eperm => libc::EPERM,
+            Errno::Enosys => libc::ENOSYS,
+            Errno::Eafnosupport => libc::EAFNOSUPPORT,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Errno::Eperm => "EPERM",
+            Errno::Enosys => "ENOSYS",
+            Errno::Eafnosupport => "EAFNOSUPPORT",
+        }
+    }
+}
+
+/// One refusal: `name` (number `nr`) is refused with `errno` when all `checks` hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallRule {
+    pub name: &'static str,
+    pub nr: i64,
+    pub checks: Vec<Check>,
+    pub errno: Errno,
+    /// Why the rule exists, shown by `explain` and in reports.
+    pub reason: &'static str,
+    /// The profile line that added it (`[syscalls] deny`), if any.
+    pub origin: Option<String>,
+}
+
+impl fmt::Display for SyscallRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.name)?;
+        if !self.checks.is_empty() {
+            let c: Vec<String> = self.checks.iter().map(|c| c.to_string()).collect();
+            write!(f, " if {}", c.join(" && "))?;
+        }
+        write!(f, " -> {} ({})", self.errno.name(), self.reason)
+    }
+}
+
+/// The final syscall policy of a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallPolicy {
+    pub rules: Vec<SyscallRule>,
+}
+
+const NS_MOUNT: &str = "namespaces and mounts";
+const NEW_MOUNT_API: &str = "new mount API";
+const KEYRING: &str = "kernel keyrings";
+const OTHER_PROC: &str = "access to other processes";
+const KERNEL: &str = "kernel attack surface";
+const IO_URING: &str = "io_uring bypasses seccomp for its own operations";
+const PRIV: &str = "privileged operation";
+const TTY: &str = "terminal injection";
+const SOCKET: &str = "socket family not allowed by [network] mode";
+const PROFILE: &str = "[syscalls] deny";
+
+const EPERM_ALWAYS: &[(&str, &str)] = &[
+    ("unshare", NS_MOUNT),
+    ("setns", NS_MOUNT),
+    ("mount", NS_MOUNT),
+    ("umount2", NS_MOUNT),
+    ("pivot_root", NS_MOUNT),
+    ("chroot", NS_MOUNT),
+    ("add_key", KEYRING),
+    ("keyctl", KEYRING),
+    ("request_key", KEYRING),
+    ("ptrace", OTHER_PROC),
+    ("process_vm_readv", OTHER_PROC),
+    ("process_vm_writev", OTHER_PROC),
+    ("pidfd_getfd", OTHER_PROC),
+    ("perf_event_open", OTHER_PROC),
+    ("kcmp", OTHER_PROC),
+    ("bpf", KERNEL),
+    ("userfaultfd", KERNEL),
+    ("init_module", PRIV),
+    ("finit_module", PRIV),
+    ("delete_module", PRIV),
+    ("create_module", PRIV),
+    ("query_module", PRIV),
+    ("kexec_load", PRIV),
+    ("kexec_file_load", PRIV),
+    ("reboot", PRIV),
+    ("swapon", PRIV),
+    ("swapoff", PRIV),
+    ("acct", PRIV),
+    ("quotactl", PRIV),
+    ("quotactl_fd", PRIV),
+    ("syslog", PRIV),
+    ("iopl", PRIV),
+    ("ioperm", PRIV),
+    ("settimeofday", PRIV),
+    ("clock_settime", PRIV),
+    ("clock_adjtime", PRIV),
+    ("adjtimex", PRIV),
+    ("sethostname", PRIV),
+    ("setdomainname", PRIV),
+    ("vhangup", PRIV),
+    ("open_by_handle_at", PRIV),
+    ("name_to_handle_at", PRIV),
+    ("fanotify_init", PRIV),
+    ("uselib", PRIV),
+    ("modify_ldt", PRIV),
+    ("lookup_dcookie", PRIV),
+    ("nfsservctl", PRIV),
+    ("mbind", PRIV),
+    ("set_mempolicy", PRIV),
+    ("set_mempolicy_home_node", PRIV),
+    ("migrate_pages", PRIV),
+    ("move_pages", PRIV),
+];
+
+const ENOSYS_ALWAYS: &[(&str, &str)] = &[
+    // ENOSYS, not EPERM: libc then falls back to clone(2), which the filter can inspect.
+    ("clone3", NS_MOUNT),
+    ("open_tree", NEW_MOUNT_API),
+    ("open_tree_attr", NEW_MOUNT_API),
+    ("move_mount", NEW_MOUNT_API),
+    ("fsopen", NEW_MOUNT_API),
+    ("fsconfig", NEW_MOUNT_API),
+    ("fsmount", NEW_MOUNT_API),
+    ("fspick", NEW_MOUNT_API),
+    ("mount_setattr", NEW_MOUNT_API),
+    ("io_uring_setup", IO_URING),
+    ("io_uring_enter", IO_URING),
+    ("io_uring_register", IO_URING),
+];
+
+const CLONE_NEW_FLAGS: &[u32] = &[
+    libc::CLONE_NEWNS as u32,
+    libc::CLONE_NEWCGROUP as u32,
+    libc::CLONE_NEWUTS as u32,
+    libc::CLONE_NEWIPC as u32,
+    libc::CLONE_NEWUSER as u32,
+    libc::CLONE_NEWPID as u32,
+    libc::CLONE_NEWNET as u32,
+];
+
+const TIOCSTI: u32 = 0x5412;
+const TIOCLINUX: u32 = 0x541C;
+const TIOCSETD: u32 = 0x5423;
+const NETLINK_ROUTE: u32 = 0;
+
+/// Rules that inspect arguments and therefore cannot be removed by `[syscalls] allow`
+/// without saying what they protect.
+const GUARDED: &[(&str, &str)] = &[
+    ("socket", "socket families are set by [network] mode"),
+    ("socketpair", "socket families are set by [network] mode"),
+];
+
+impl SyscallPolicy {
+    /// The default deny list for `net`, adjusted by the profile's `[syscalls]`.
+    pub fn new(profile: &Syscalls, net: &Network) -> Result<SyscallPolicy> {
+        let mut rules = Vec::new();
+        let mut push =
+            |name: &'static str, checks: Vec<Check>, errno: Errno, reason: &'static str| {
+                // Names missing on this architecture (e.g. create_module) have nothing to refuse.
+                if let Some(nr) = syscalls::number(name) {
+                    rules.push(SyscallRule {
+                        name,
+                        nr,
+                        checks,
+                        errno,
+                        reason,
+                        origin: None,
+                    });
+                }
+            };
+        for &(name, why) in EPERM_ALWAYS {
+            push(name, vec![], Errno::Eperm, why);
+        }
+        for &(name, why) in ENOSYS_ALWAYS {
+            push(name, vec![], Errno::Enosys, why);
+        }
+        for &flag in CLONE_NEW_FLAGS {
+            push(
+                "clone",
+                vec![Check::HasFlag(0, flag)],
+                Errno::Eperm,
+                NS_MOUNT,
+            );
+        }
+        // personality(2): only the query (0xffffffff) and the plain Linux persona.
+        push(
+            "personality",
+            vec![Check::Ne(0, 0), Check::Ne(0, 0xffff_ffff)],
+            Errno::Eperm,
+            PRIV,
+        );
+        for cmd in [TIOCSTI, TIOCLINUX, TIOCSETD] {
+            push("ioctl", vec![Check::Eq(1, cmd)], Errno::Eperm, TTY);
+        }
+        for (name, checks) in socket_rules(net) {
+            push(name, checks, Errno::Eafnosupport, SOCKET);
+        }
+
+        for item in &profile.allow {
+            let name = known(item)?;
+            if let Some((_, why)) = GUARDED.iter().find(|(n, _)| *n == name) {
+                return Err(Error::invalid(
+                    &item.origin,
+                    "syscalls.allow",
+                    format!("`{name}` cannot be allowed: {why}"),
+                ));
+            }
+            rules.retain(|r| r.name != name);
+        }
+        for item in &profile.deny {
+            let name = known(item)?;
+            let nr = syscalls::number(name).unwrap_or_default();
+            rules.retain(|r| !(r.name == name && r.errno == Errno::Eperm && r.origin.is_some()));
+            rules.push(SyscallRule {
+                name,
+                nr,
+                checks: vec![],
+                errno: Errno::Eperm,
+                reason: PROFILE,
+                origin: Some(item.origin.to_string()),
+            });
+        }
+        Ok(SyscallPolicy { rules })
+    }
+
+    /// The rule that refuses this call, if any (user-space mirror of the BPF).
+    pub fn decide(&self, nr: i64, args: &[u64; 6]) -> Option<&SyscallRule> {
+        self.rules
+            .iter()
+            .find(|r| r.nr == nr && r.checks.iter().all(|c| c.holds(args)))
+    }
+
+    /// The rules that name `name`, for `explain --syscall`.
+    pub fn rules_for<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a SyscallRule> + 'a {
+        self.rules.iter().filter(move |r| r.name == name)
+    }
+
+    /// Compile to BPF programs: the x32 guard, then one seccompiler filter per errno.
+    pub fn compile(&self) -> Result<Vec<BpfProgram>> {
+        let arch = target_arch()?;
+        let mut programs = vec![guard_program()?];
+        for errno in [Errno::Eperm, Errno::Enosys, Errno::Eafnosupport] {
+            // None: refused whatever the arguments; seccompiler encodes that as an empty rule list.
+            let mut by_nr: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
+            for r in self.rules.iter().filter(|r| r.errno == errno) {
+                let entry = by_nr.entry(r.nr).or_insert_with(|| Some(Vec::new()));
+                match (entry, r.checks.is_empty()) {
+                    (e, true) => *e = None,
+                    (Some(list), false) => {
+                        let conds = r
+                            .checks
+                            .iter()
+                            .map(|c| c.to_seccompiler())
+                            .collect::<std::result::Result<Vec<_>, _>>()
+                            .map_err(Error::SeccompCompile)?;
+                        list.push(SeccompRule::new(conds).map_err(Error::SeccompCompile)?);
+                    }
+                    (None, false) => {}
+                }
+            }
+            if by_nr.is_empty() {
+                continue;
+            }
+            let map = by_nr
+                .into_iter()
+                .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
+                .collect();
+            let filter = SeccompFilter::new(
+                map,
+                SeccompAction::Allow,
+                SeccompAction::Errno(errno.raw() as u32),
+                arch,
+            )
+            .map_err(Error::SeccompCompile)?;
+            programs.push(BpfProgram::try_from(filter).map_err(Error::SeccompCompile)?);
+        }
+        Ok(programs)
+    }
+
+    /// Lines for `profile show`.
+    pub fn describe(&self) -> Vec<String> {
+        self.rules.iter().map(|r| r.to_string()).collect()
+    }
+}
+
+fn known(item: &Item<String>) -> Result<&'static str> {
+    syscalls::canonical_name(&item.value).ok_or_else(|| Error::UnknownSyscall {
+        origin: item.origin.to_string(),
+        name: item.value.clone(),
+        arch: std::env::consts::ARCH,
+    })
+}
+
+/// The socket rules per network mode. Each rule is an AND of checks; a call is
+/// refused when any rule matches.
+fn socket_rules(net: &Network) -> Vec<(&'static str, Vec<Check>)> {
+    let unix = libc::AF_UNIX as u32;
+    let inet = libc::AF_INET as u32;
+    let inet6 = libc::AF_INET6 as u32;
+    let netlink = libc::AF_NETLINK as u32;
+    let mut rules = vec![("socketpair", vec![Check::Ne(0, unix)])];
+    match net {
+        Network::Off => rules.push(("socket", vec![Check::Ne(0, unix)])),
+        Network::On | Network::Filtered { .. } => {
+            rules.push((
+                "socket",
+                vec![
+                    Check::Ne(0, unix),
+                    Check::Ne(0, inet),
+                    Check::Ne(0, inet6),
+                    Check::Ne(0, netlink),
+                ],
+            ));
+            rules.push((
+                "socket",
+                vec![Check::Eq(0, netlink), Check::Ne(2, NETLINK_ROUTE)],
+            ));
+        }
+    }
+    if let Network::Filtered { .. } = net {
+        // Landlock filters TCP only: every other inet socket (UDP, raw, SCTP, MPTCP) is refused.
+        // The type's low nibble is the kind (SOCK_NONBLOCK and SOCK_CLOEXEC live above it),
+        // and SOCK_STREAM is 1: any of the bits 2, 4 or 8 set means another kind.
+        for fam in [inet, inet6] {
+            for bit in [2, 4, 8] {
+                rules.push(("socket", vec![Check::Eq(0, fam), Check::HasFlag(1, bit)]));
+            }
+            rules.push((
+                "socket",
+                vec![
+                    Check::Eq(0, fam),
+                    Check::Ne(2, 0),
+                    Check::Ne(2, libc::IPPROTO_TCP as u32),
+                ],
+            ));
+        }
+    }
+    rules
+}
+
+fn target_arch() -> Result<TargetArch> {
+    TargetArch::try_from(std::env::consts::ARCH).map_err(|_| {
+        Error::Unsupported(format!(
+            "seccomp filters are not supported on {}",
+            std::env::consts::ARCH
+        ))
+    })
+}
+
+const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const BPF_JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+/// offsetof(struct seccomp_data, nr) and (..., arch).
+const SECCOMP_DATA_NR: u32 = 0;
+const SECCOMP_DATA_ARCH: u32 = 4;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// Kill foreign-architecture calls; answer ENOSYS to x32 calls (numbers with
+/// the x32 bit on x86_64), which seccompiler cannot express as a range.
+fn guard_program() -> Result<BpfProgram> {
+    #[cfg(target_arch = "x86_64")]
+    const AUDIT_ARCH: u32 = 0xC000_003E;
+    #[cfg(target_arch = "aarch64")]
+    const AUDIT_ARCH: u32 = 0xC000_00B7;
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return Err(Error::Unsupported(format!(
+        "seccomp filters are not supported on {}",
+        std::env::consts::ARCH
+    )));
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    Ok(vec![
+        insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
+        insn(BPF_JEQ_K, 1, 0, AUDIT_ARCH),
+        insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+        insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR),
+        insn(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT),
+        insn(
+            BPF_RET_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ),
+        insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{Origin, Syscalls};
+
+    fn item(s: &str) -> Item<String> {
+        Item {
+            value: s.into(),
+            origin: Origin {
+                source: "t".into(),
+                line: Some(1),
+            },
+        }
+    }
+
+    fn nr(name: &str) -> i64 {
+        syscalls::number(name).unwrap()
+    }
+
+    #[test]
+    fn default_list_refuses_the_classics() {
+        let p = SyscallPolicy::new(&Syscalls::default(), &Network::On).unwrap();
+        let z = [0u64; 6];
+        for name in [
+            "ptrace",
+            "unshare",
+            "mount",
+            "keyctl",
+            "bpf",
+            "userfaultfd",
+            "perf_event_open",
+            "pidfd_getfd",
+        ] {
+            assert_eq!(
+                p.decide(nr(name), &z).map(|r| r.errno),
+                Some(Errno::Eperm),
+                "{name}"
+            );
+        }
+        for name in ["clone3", "io_uring_setup", "fsopen", "open_tree"] {
+            assert_eq!(
+                p.decide(nr(name), &z).map(|r| r.errno),
+                Some(Errno::Enosys),
+                "{name}"
+            );
+        }
+        for name in [
+            "execve",
+            "prctl",
+            "seccomp",
+            "landlock_create_ruleset",
+            "memfd_create",
+            "read",
+            "openat",
+        ] {
+            assert!(p.decide(nr(name), &z).is_none(), "{name} must stay allowed");
+        }
+    }
+
+    #[test]
+    fn argument_rules_use_the_low_32_bits() {
+        let p = SyscallPolicy::new(&Syscalls::default(), &Network::On).unwrap();
+        let ioctl = |cmd: u64| p.decide(nr("ioctl"), &[1, cmd, 0, 0, 0, 0]).is_some();
+        assert!(ioctl(0x5412));
+        assert!(
+            ioctl(0xffff_ffff_0000_5412),
+            "high bits must not hide TIOCSTI"
+        );
+        assert!(ioctl(0x541C));
+        assert!(!ioctl(0x5401), "TCGETS stays allowed");
+        let clone = |flags: u64| p.decide(nr("clone"), &[flags, 0, 0, 0, 0, 0]).is_some();
+        assert!(clone(libc::CLONE_NEWUSER as u64 | libc::SIGCHLD as u64));
+        assert!(!clone(libc::CLONE_VM as u64 | libc::CLONE_THREAD as u64));
+        let pers = |v: u64| p.decide(nr("personality"), &[v, 0, 0, 0, 0, 0]).is_some();
+        assert!(!pers(0) && !pers(0xffff_ffff));
+        assert!(pers(0x0400000), "READ_IMPLIES_EXEC is refused");
+    }
+
+    #[test]
+    fn socket_families_per_mode() {
+        let sock = |net: &Network, fam: i32, ty: i32, proto: i32| {
+            let p = SyscallPolicy::new(&Syscalls::default(), net).unwrap();
+            p.decide(
+                nr("socket"),
+                &[fam as u64, ty as u64, proto as u64, 0, 0, 0],
+            )
+            .is_none()
+        };
+        let filtered = Network::Filtered {
+            connect: vec![443],
+            bind: vec![],
+        };
+        assert!(sock(&Network::Off, libc::AF_UNIX, libc::SOCK_STREAM, 0));
+        assert!(!sock(&Network::Off, libc::AF_INET, libc::SOCK_STREAM, 0));
+        assert!(!sock(&Network::Off, libc::AF_INET6, libc::SOCK_DGRAM, 0));
+        assert!(!sock(&Network::Off, libc::AF_NETLINK, libc::SOCK_RAW, 0));
+        assert!(sock(&Network::On, libc::AF_INET6, libc::SOCK_DGRAM, 0));
+        assert!(sock(&Network::On, libc::AF_NETLINK, libc::SOCK_RAW, 0));
+        assert!(
+            !sock(&Network::On, libc::AF_NETLINK, libc::SOCK_RAW, 12),
+            "netfilter netlink"
+        );
+        for fam in [libc::AF_PACKET, libc::AF_VSOCK, libc::AF_ALG, libc::AF_XDP] {
+            assert!(!sock(&Network::On, fam, libc::SOCK_RAW, 0));
+        }
+        assert!(sock(
+            &filtered,
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0
+        ));
+        assert!(sock(
+            &filtered,
+            libc::AF_INET6,
+            libc::SOCK_STREAM,
+            libc::IPPROTO_TCP
+        ));
+        assert!(!sock(
+            &filtered,
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK,
+            0
+        ));
+        assert!(!sock(&filtered, libc::AF_INET, libc::SOCK_RAW, 1));
+        assert!(
+            !sock(&filtered, libc::AF_INET, libc::SOCK_STREAM, 132),
+            "SCTP escapes Landlock TCP rules"
+        );
+        let p = SyscallPolicy::new(&Syscalls::default(), &Network::On).unwrap();
+        assert!(
+            p.decide(nr("socketpair"), &[libc::AF_INET as u64, 1, 0, 0, 0, 0])
+                .is_some()
+        );
+        assert!(
+            p.decide(nr("socketpair"), &[libc::AF_UNIX as u64, 1, 0, 0, 0, 0])
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn profile_adjusts_by_name() {
+        let s = Syscalls {
+            deny: vec![item("chmod")],
+            allow: vec![item("ptrace")],
+        };
+        let p = SyscallPolicy::new(&s, &Network::Off).unwrap();
+        assert!(p.decide(nr("ptrace"), &[0; 6]).is_none());
+        let r = p.decide(nr("chmod"), &[0; 6]).unwrap();
+        assert_eq!(r.origin.as_deref(), Some("t:1"));
+        let e = SyscallPolicy::new(
+            &Syscalls {
+                deny: vec![item("frobnicate")],
+                allow: vec![],
+            },
+            &Network::Off,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "t:1: unknown syscall `frobnicate` for {}",
+                std::env::consts::ARCH
+            )
+        );
+        assert!(
+            SyscallPolicy::new(
+                &Syscalls {
+                    deny: vec![],
+                    allow: vec![item("socket")]
+                },
+                &Network::Off
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn compiles() {
+        for net in [
+            Network::Off,
+            Network::On,
+            Network::Filtered {
+                connect: vec![1],
+                bind: vec![],
+            },
+        ] {
+            let p = SyscallPolicy::new(&Syscalls::default(), &net).unwrap();
+            let progs = p.compile().unwrap();
+            assert!(progs.len() >= 3);
+            assert!(progs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The launcher after the payload has started: forward signals, enforce the
+//! timeout (SIGTERM to the whole tree, SIGKILL after a grace), reap, end every
+//! leftover process, and turn the payload's status into the contract's exit code.
+//! Single-threaded: one poll loop over the signalfd (and, later, event sources).
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::error::exit;
+use crate::sandbox::{Signals, Spawned, descendants};
+
+/// How long the tree gets between SIGTERM and SIGKILL on timeout.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The payload's exit status, if it exited.
+    pub exit_status: Option<i32>,
+    /// The signal that ended the payload, if one did.
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    /// The launcher's exit code under the contract.
+    pub fn code(&self) -> u8 {
+        if self.timed_out {
+            return exit::TIMEOUT;
+        }
+        match (self.exit_status, self.signal) {
+            (Some(c), _) => c as u8,
+            (None, Some(s)) => (128 + s) as u8,
+            (None, None) => exit::LAUNCHER,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Terminating(Instant),
+    Killed,
+}
+
+/// Supervise until the payload ends; then make sure nothing of the tree is left.
+pub fn supervise(
+    child: Spawned,
+    signals: &Signals,
+    timeout: Option<Duration>,
+    started: Instant,
+) -> Outcome {
+    let deadline = timeout.map(|t| started + t);
+    let mut phase = Phase::Running;
+    let mut timed_out = false;
+    let mut main: Option<WaitStatus> = None;
+    while main.is_none() {
+        let wake = match phase {
+            Phase::Running => deadline,
+            Phase::Terminating(at) => Some(at),
+            Phase::Killed => None,
+        };
+        let wait = match wake {
+            Some(at) => PollTimeout::try_from(
+                at.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32
+                    + 1,
+            )
+            .unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        let mut fds = [PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, wait);
+        let now = Instant::now();
+        match phase {
+            Phase::Running if deadline.is_some_and(|d| now >= d) => {
+                timed_out = true;
+                terminate(&child);
+                phase = Phase::Terminating(now + GRACE);
+            }
+            Phase::Terminating(at) if now >= at => {
+                kill_tree(&child);
+                phase = Phase::Killed;
+            }
+            _ => {}
+        }
+        while let Ok(Some(info)) = signals.fd.read_signal() {
+            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
+            if sig == Signal::SIGCHLD {
+                reap(child.pid, &mut main);
+            } else if info.ssi_code != libc::SI_KERNEL {
+                // Sent by a process (kill(1), a CI runner): pass it on. A terminal's
+                // signal (SI_KERNEL) already reached the payload in our process group.
+                let _ = kill(child.pid, sig);
+            }
+        }
+        // A SIGCHLD may coalesce with one already read; reap on every wake-up.
+        reap(child.pid, &mut main);
+    }
+    let duration = started.elapsed();
+    // The payload is gone: nothing it started outlives the run.
+    if !child.ns {
+        kill_tree(&child);
+    }
+    reap_all();
+    let status = match (&child.status, main) {
+        (Some(pipe), _) => read_status(pipe),
+        (None, Some(st)) => Some(st),
+        (None, None) => None,
+    };
+    let (exit_status, signal) = match status {
+        Some(WaitStatus::Exited(_, c)) => (Some(c), None),
+        Some(WaitStatus::Signaled(_, s, _)) => (None, Some(s as i32)),
+        // init was killed before it could report: the tree was killed with it.
+        _ => (None, Some(libc::SIGKILL)),
+    };
+    Outcome {
+        exit_status,
+        signal,
+        timed_out,
+        duration,
+    }
+}
+
+fn reap(main_pid: Pid, main: &mut Option<WaitStatus>) {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(st) if st.pid() == Some(main_pid) => *main = Some(st),
+            Ok(_) => {} // an orphan of the tree, reparented to us (child subreaper)
+        }
+    }
+}
+
+/// SIGTERM to the whole tree.
+fn terminate(child: &Spawned) {
+    if child.ns {
+        // init sends SIGTERM to every process of the namespace.
+        let _ = kill(child.pid, Signal::SIGUSR1);
+    } else {
+        for p in descendants() {
+            let _ = kill(p, Signal::SIGTERM);
+        }
+    }
+}
+
+/// SIGKILL to the whole tree, until nothing is left.
+fn kill_tree(child: &Spawned) {
+    if child.ns {
+        // Killing PID 1 of the namespace kills every process in it.
+        let _ = kill(child.pid, Signal::SIGKILL);
+        return;
+    }
+    for _ in 0..1000 {
+        // Orphans of the tree are reparented to us (child subreaper), so no children
+        // means no descendants: the common case costs one small read, not a /proc scan.
+        if no_children() {
+            return;
+        }
+        let left = descendants();
+        if left.is_empty() {
+            return;
+        }
+        for p in &left {
+            let _ = kill(*p, Signal::SIGKILL);
+        }
+        reap_all_nohang();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn no_children() -> bool {
+    let me = std::process::id();
+    match std::fs::read_to_string(format!("/proc/self/task/{me}/children")) {
+        Ok(s) => s.trim().is_empty(),
+        Err(_) => false,
+    }
+}
+
+fn reap_all_nohang() {
+    while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if st == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+fn reap_all() {
+    while waitpid(None, None).is_ok() {}
+}
+
+fn read_status(pipe: &OwnedFd) -> Option<WaitStatus> {
+    let mut b = [0u8; 4];
+    match nix::unistd::read(pipe, &mut b) {
+        Ok(4) => WaitStatus::from_raw(Pid::from_raw(0), i32::from_ne_bytes(b)).ok(),
+        _ => None,
+    }
+}

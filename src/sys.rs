@@ -1,0 +1,209 @@
+//! The only module allowed `unsafe`: thin `io::Result` wrappers for the calls
+//! that nix, caps, landlock and seccompiler do not cover. Each block says why it
+//! is sound. Nothing here makes decisions.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use seccompiler::sock_filter;
+
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Landlock ABI version of the running kernel (`landlock_create_ruleset(2)` with
+/// LANDLOCK_CREATE_RULESET_VERSION). Err carries ENOSYS or EOPNOTSUPP.
+pub fn landlock_abi() -> io::Result<i32> {
+    // SAFETY: NULL attr with size 0 and the VERSION flag is the documented probe;
+    // the kernel reads no memory from us.
+    let v = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, 0usize, 0usize, 1u32) };
+    check(v).map(|v| v as i32)
+}
+
+/// Install one seccomp filter with `flags`. With SECCOMP_FILTER_FLAG_NEW_LISTENER
+/// the kernel returns the notification fd, which we own from then on.
+pub fn seccomp_install(prog: &[sock_filter], flags: libc::c_ulong) -> io::Result<Option<OwnedFd>> {
+    #[repr(C)]
+    struct SockFprog {
+        len: libc::c_ushort,
+        filter: *const sock_filter,
+    }
+    let fprog = SockFprog {
+        len: prog.len() as libc::c_ushort,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies
+    // the program (copy_from_user) and keeps no reference to our memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER as libc::c_ulong,
+            flags,
+            &fprog as *const SockFprog,
+        )
+    };
+    let rc = check(rc)?;
+    if flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as libc::c_ulong != 0 {
+        // SAFETY: with NEW_LISTENER the return value is a new fd that nobody else owns.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as RawFd) }))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Set FD_CLOEXEC on every descriptor in `first..=last` (close_range(2), Linux 5.11).
+pub fn cloexec_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            last,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    check(rc).map(drop)
+}
+
+/// fork(2). In the child only async-signal-safe work may follow until execve;
+/// the caller (sandbox::spawn) upholds that: the child only makes syscalls on
+/// data prepared before the fork, and never allocates through a lock another
+/// thread could hold, because the launcher is single-threaded when it forks.
+pub fn fork() -> io::Result<Option<libc::pid_t>> {
+    // SAFETY: see above; the launcher has no other threads at this point.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
+/// `_exit(2)`: leave the child without running the parent's atexit handlers or
+/// flushing its stdio buffers twice.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// mount_setattr(2) (Linux 5.12): change mount attributes, recursively with AT_RECURSIVE.
+pub fn mount_setattr(path: &CString, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = if recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
+    };
+    // SAFETY: `path` is NUL-terminated and `attr` is a valid mount_attr whose size we pass.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(rc).map(drop)
+}
+
+/// Bring the loopback interface up (SIOCSIFFLAGS) in a fresh network namespace.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: plain socket(2); the fd is wrapped in OwnedFd right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `fd` is open, and whether FD_CLOEXEC is set on it.
+pub fn fd_flags(fd: RawFd) -> Option<bool> {
+    // SAFETY: F_GETFD reads descriptor flags; an invalid fd only yields EBADF.
+    let rc = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if rc < 0 {
+        None
+    } else {
+        Some(rc & libc::FD_CLOEXEC != 0)
+    }
+}
+
+/// Clear FD_CLOEXEC so `fd` survives execve (for descriptors the caller passed in).
+pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD on an fd we were given; only its flags change.
+    let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// clone(2) without a new stack: fork semantics plus the namespace `flags`.
+/// Same contract as [`fork`]: the launcher is single-threaded here, and glibc's
+/// fork bookkeeping (atfork handlers, the TCB's cached tid) is not needed by the
+/// child, which makes only plain syscalls, forks once more (with fork(3), which
+/// refreshes that state) and exits with _exit.
+pub fn clone_fork(flags: libc::c_int) -> io::Result<Option<libc::pid_t>> {
+    // SAFETY: no CLONE_VM, so the child gets a copy-on-write copy of our memory
+    // and stack, exactly as with fork; see the contract above.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid as libc::pid_t)),
+    }
+}
+
+/// Reset `sig` to its default disposition (the Rust runtime ignores SIGPIPE,
+/// and an ignored signal stays ignored across execve).
+pub fn default_signal(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: installing SIG_DFL runs no handler code of ours.
+    let prev = unsafe { libc::signal(sig, libc::SIG_DFL) };
+    if prev == libc::SIG_ERR {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
