@@ -31,6 +31,58 @@ pub enum Command {
     /// Report what this kernel can enforce, layer by layer, and whether each
     /// built-in profile is fully enforced here. Exits 1 when the default is not.
     Doctor,
+    /// Say whether PROFILE allows one access, which rule decides, and the
+    /// smallest change that would allow a denied one. Exits 0 allowed, 1 denied.
+    Explain(ExplainArgs),
+    /// Re-run the command of a run report under the policy it recorded.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(id = "query", required = true, multiple = false)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// May PATH be read?
+    #[arg(long, value_name = "PATH", group = "query")]
+    pub read: Option<PathBuf>,
+    /// May PATH be written (created, modified, truncated, removed)?
+    #[arg(long, value_name = "PATH", group = "query")]
+    pub write: Option<PathBuf>,
+    /// May PATH be executed?
+    #[arg(long, value_name = "PATH", group = "query")]
+    pub exec: Option<PathBuf>,
+    /// May a TCP connection be made to HOST:PORT?
+    #[arg(long, value_name = "HOST:PORT", group = "query")]
+    pub connect: Option<String>,
+    /// May a TCP port be bound?
+    #[arg(long, value_name = "PORT", group = "query")]
+    pub bind: Option<u16>,
+    /// Is the syscall NAME refused by the filter?
+    #[arg(long, value_name = "NAME", group = "query")]
+    pub syscall: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The run report (JSON) written by `cordon run --report`.
+    #[arg(value_name = "REPORT")]
+    pub report: PathBuf,
+    /// Map the recorded workspace (and paths beneath it) to DIR.
+    #[arg(short, long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Print what would run and the policy, then exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also observe path and connect calls (see `cordon run --trace`).
+    #[arg(long)]
+    pub trace: bool,
+    /// Write a new report of the replayed run.
+    #[arg(long, value_name = "FILE")]
+    pub report_to: Option<PathBuf>,
+    /// Print no warnings or summary of cordon's own.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,6 +131,16 @@ pub struct RunArgs {
     /// Print what would be enforced and exit without running COMMAND.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write a JSON run report (what ran, what was denied and by which rule) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Append one JSON line per run to FILE (also `[audit] log` in a profile).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Observe path and connect calls and evaluate the policy on them, to report
+    /// denials the kernel does not log for us (costs more; see README).
+    #[arg(long)]
+    pub trace: bool,
     /// The command and its arguments.
     #[arg(
         required = true,

@@ -42,6 +42,9 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
         verbose,
         quiet,
         dry_run,
+        report: _,
+        audit_log: _,
+        trace: _,
         command,
     } = args;
     let overrides = Overrides {
@@ -434,4 +437,9 @@ fn builtin_verdict(name: &str, host: &Host) -> Result<Plan> {
     let (p, ctx) = load(name, &Overrides::default(), None)?;
     let policy = Policy::new(&p, &ctx, Missing::Skip)?;
     Ok(Plan::new(&policy, host, None, &DiskLister))
+}
+
+/// `cordon replay`.
+pub fn replay(_args: crate::cli::ReplayArgs) -> Result<u8> {
+    Err(Error::Usage("replay is not implemented yet".into()))
 }

@@ -30,6 +30,8 @@ fn main() -> ExitCode {
         Command::Run(args) => cordon::commands::run(args, &inherited),
         Command::Profile(cmd) => cordon::commands::profile(cmd),
         Command::Doctor => cordon::commands::doctor(),
+        Command::Explain(args) => cordon::explain::command(args),
+        Command::Replay(args) => cordon::commands::replay(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
