@@ -4,8 +4,9 @@
 
 use std::fmt::Write as _;
 use std::os::fd::RawFd;
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::time::{Instant, SystemTime};
 
 use crate::cli::{NetFlag, ProfileArgs, ProfileCommand, RunArgs};
 use crate::error::{Error, Result};
@@ -14,6 +15,8 @@ use crate::policy::{Missing, Policy};
 use crate::probe::{Host, Landlock, Userns};
 use crate::profile::{self, NetMode, NsMode, Overrides, Profile, ProfileRef};
 use crate::sandbox::{self, Options, Prepared, Signals, SpawnError};
+use crate::monitor::{CaptureOptions, Monitor};
+use crate::report::{self, AuditLine, AuditLog, Report};
 use crate::supervise;
 use crate::vars::Context;
 
@@ -29,9 +32,24 @@ fn load(r: &str, overrides: &Overrides, workspace: Option<PathBuf>) -> Result<(P
     Ok((p, ctx))
 }
 
+/// One run to launch: the profile (merged, overrides applied), its context,
+/// the command, and the launcher's own options. `run` and `replay` both build one.
+#[derive(Debug)]
+pub struct Launch {
+    pub profile: Profile,
+    pub ctx: Context,
+    pub command: Vec<OsString>,
+    pub best_effort: bool,
+    pub verbose: bool,
+    pub quiet: bool,
+    pub dry_run: bool,
+    pub report: Option<PathBuf>,
+    pub audit_log: Option<PathBuf>,
+    pub trace: bool,
+}
+
 /// `cordon run`.
 pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
-    let started = Instant::now();
     let RunArgs {
         profile: ProfileArgs { profile, workspace },
         best_effort,
@@ -42,9 +60,9 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
         verbose,
         quiet,
         dry_run,
-        report: _,
-        audit_log: _,
-        trace: _,
+        report,
+        audit_log,
+        trace,
         command,
     } = args;
     let overrides = Overrides {
@@ -56,54 +74,149 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
             NetFlag::On => NetMode::On,
         }),
     };
-    let (p, ctx) = load(&profile, &overrides, workspace)?;
-    let policy = Policy::new(&p, &ctx, Missing::Skip)?;
+    let (profile, ctx) = load(&profile, &overrides, workspace)?;
+    execute(Launch { profile, ctx, command, best_effort, verbose, quiet, dry_run, report, audit_log, trace }, inherited)
+}
+
+/// Launch, supervise, report. Returns the contract's exit code.
+pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
+    // Fail closed before anything runs: a governed run that cannot be logged does not start.
+    let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
+    let mut audit_log = audit_path.as_deref().map(AuditLog::open).transpose()?;
+    if let Some(r) = &l.report {
+        report::check_writable(r)?;
+    }
     let host = Host::probe();
-    let opts = Options { best_effort };
+    let opts = Options { best_effort: l.best_effort, capture: true, trace: l.trace };
     // Blocked before the fork so that no signal is lost; the payload unblocks them.
     let signals = Signals::block()?;
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::Launch {
-        step: "becoming a child subreaper",
-        source: e.into(),
-    })?;
-    let mut prep = Prepared::new(policy, &host, &command, opts, inherited, None)?;
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| Error::Launch { step: "becoming a child subreaper", source: e.into() })?;
+    let capture = CaptureOptions { notify: opts.capture, trace: opts.trace };
+    let (mut monitor, end) = Monitor::new(capture, &host, started);
+    let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
+    prep.attach_capture(end);
     let mut retried = false;
     let spawned = loop {
-        if !quiet {
+        if !l.quiet {
             for w in &prep.warnings {
                 warn(w);
             }
         }
-        if verbose || dry_run {
+        if l.verbose || l.dry_run {
             eprint!("{}", describe_run(&prep, &host));
         }
-        if dry_run {
+        if l.dry_run {
             return Ok(0);
         }
-        match sandbox::spawn(&mut prep, &signals) {
+        match sandbox::spawn(&mut prep, &signals, &mut monitor) {
             Ok(s) => break s,
-            Err(SpawnError::NsUnavailable(why))
-                if prep.policy.namespaces == NsMode::Auto && !retried =>
-            {
+            Err(SpawnError::NsUnavailable(why)) if prep.policy.namespaces == NsMode::Auto && !retried => {
                 retried = true;
-                if verbose {
-                    warn(&format!(
-                        "namespaces unavailable ({why}); running with Landlock and seccomp alone"
-                    ));
+                if l.verbose {
+                    warn(&format!("namespaces unavailable ({why}); running with Landlock and seccomp alone"));
                 }
-                prep = Prepared::new(prep.policy, &host, &command, opts, inherited, Some(&why))?;
+                let (m, end) = Monitor::new(capture, &host, started);
+                monitor = m;
+                prep = Prepared::new(prep.policy, &host, &l.command, opts, inherited, Some(&why))?;
+                prep.attach_capture(end);
             }
             Err(SpawnError::NsUnavailable(why)) => {
-                return Err(Error::Unenforceable {
-                    missing: format!("namespaces are unavailable: {why}"),
-                });
+                return Err(Error::Unenforceable { missing: format!("namespaces are unavailable: {why}") });
             }
             Err(SpawnError::Failed(e)) => return Err(e),
         }
     };
-    let outcome = supervise::supervise(spawned, &signals, prep.timeout(), started);
+    let outcome = supervise::supervise(spawned, &signals, prep.timeout(), started, &mut monitor, &prep.policy, &prep.plan);
     crate::limits::cleanup(&prep.processes);
+    monitor.finish(&prep.policy, &prep.plan);
+
+    let rep = build_report(&l, &prep, &host, &monitor, &outcome, started_at);
+    let mut failed = None;
+    if let Some(path) = &l.report {
+        if let Err(e) = rep.write(path) {
+            failed = Some(e);
+        }
+    }
+    if !l.quiet {
+        eprint!("{}", rep.summary(l.report.as_deref()));
+    }
+    if let Some(log) = &mut audit_log {
+        let line = AuditLine {
+            time: rep.started_at.clone(),
+            user: host.uid,
+            host: report::hostname(),
+            command: rep.command.clone(),
+            workspace: rep.workspace.clone(),
+            profile: rep.profile.name.clone(),
+            profile_sha256: rep.profile.sha256.clone(),
+            exit_code: rep.exit_code,
+            duration_ms: rep.duration_ms,
+            denials: rep.denials.len() as u64 + rep.capture.dropped,
+            report: l.report.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()),
+        };
+        if let Err(e) = log.append(&line) {
+            failed.get_or_insert(e);
+        }
+    }
+    if let Some(e) = failed {
+        // The command ran and its status stands; the record of it failed.
+        eprintln!("cordon: {}", crate::error::chain(&e));
+    }
     Ok(outcome.code())
+}
+
+fn build_report(l: &Launch, prep: &Prepared, host: &Host, monitor: &Monitor, outcome: &supervise::Outcome, started_at: SystemTime) -> Report {
+    let plan = &prep.plan;
+    // The resolved profile, except `[env] set` as written: an expanded value may
+    // carry an environment value, and reports never do.
+    let mut resolved = prep.policy.resolved.clone();
+    resolved.env.set = l.profile.env.set.clone();
+    let landlock = if plan.landlock_abi == 0 {
+        "none"
+    } else if plan.missing.is_empty() {
+        "full"
+    } else {
+        "partial"
+    };
+    let mut missing: Vec<String> = plan.missing.iter().map(|p| p.to_string()).collect();
+    missing.extend(plan.warnings.iter().cloned());
+    let mut executed = monitor.executed.clone();
+    if executed.is_empty() {
+        // Without capture, the one command we started ourselves.
+        executed.push(report::Executed { pid: 0, argv: l.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(), at_ms: 0 });
+    }
+    Report {
+        version: report::SCHEMA_VERSION,
+        cordon_version: env!("CARGO_PKG_VERSION").into(),
+        started_at: report::rfc3339(started_at),
+        duration_ms: outcome.duration.as_millis() as u64,
+        command: l.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        cwd: prep.policy.cwd.display().to_string(),
+        workspace: prep.policy.workspace.display().to_string(),
+        profile: report::ProfileInfo {
+            name: prep.policy.name.clone(),
+            source: prep.policy.source.clone(),
+            sha256: report::profile_sha256(&l.profile.texts),
+            resolved: serde_json::to_value(&resolved).unwrap_or_default(),
+        },
+        host: report::HostInfo { kernel: host.kernel.clone(), landlock_abi: host.landlock.abi(), namespaces: plan.namespaces(), uid: host.uid },
+        enforced: report::Enforced {
+            landlock: landlock.into(),
+            seccomp: host.seccomp,
+            namespaces: if plan.namespaces() { "on" } else { "off" }.into(),
+            missing,
+        },
+        exit_code: outcome.code() as i32,
+        signal: outcome.signal,
+        timed_out: outcome.timed_out,
+        executed,
+        denials: monitor.denials.clone(),
+        capture: report::Capture { sources: monitor.sources.clone(), notes: monitor.notes.clone(), dropped: monitor.dropped },
+    }
 }
 
 /// What a run will enforce, for --verbose and --dry-run.
@@ -439,7 +552,86 @@ fn builtin_verdict(name: &str, host: &Host) -> Result<Plan> {
     Ok(Plan::new(&policy, host, None, &DiskLister))
 }
 
-/// `cordon replay`.
-pub fn replay(_args: crate::cli::ReplayArgs) -> Result<u8> {
-    Err(Error::Usage("replay is not implemented yet".into()))
+/// `cordon replay`: the recorded command under the recorded resolved policy
+/// (not whatever the profile file says today), with the recorded workspace
+/// remapped to `--workspace` so a CI violation reproduces on a laptop.
+pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
+    let rep = Report::read(&args.report)?;
+    let recorded_ws = PathBuf::from(&rep.workspace);
+    let new_ws = match &args.workspace {
+        Some(w) => std::fs::canonicalize(w).map_err(|source| Error::Workspace { path: w.clone(), source })?,
+        None => recorded_ws.clone(),
+    };
+    let remap = |s: &str| -> String {
+        match Path::new(s).strip_prefix(&recorded_ws) {
+            Ok(rest) if rest.as_os_str().is_empty() => new_ws.display().to_string(),
+            Ok(rest) => new_ws.join(rest).display().to_string(),
+            Err(_) => s.to_string(),
+        }
+    };
+    // The resolved profile is loaded through the same parser as any profile.
+    let mut resolved = rep.profile.resolved.clone();
+    remap_paths(&mut resolved, &|s| crate::vars::escape(&remap(&crate::vars::unescape(s))));
+    let text = toml::to_string(&resolved)
+        .map_err(|e| Error::Usage(format!("{}: the recorded profile cannot be read back: {e}", args.report.display())))?;
+    let name = format!("{} (recorded profile {})", args.report.display(), rep.profile.name);
+    let mut profile = Profile::from_text(&name, &text, None)?;
+    profile.name = rep.profile.name.clone();
+    profile.source = rep.profile.source.clone();
+    let cwd = PathBuf::from(remap(&rep.cwd));
+    let cwd = if cwd.is_dir() { cwd } else { new_ws.clone() };
+    std::env::set_current_dir(&cwd).map_err(|source| Error::Workspace { path: cwd.clone(), source })?;
+    let ctx = Context::from_process(Some(new_ws.clone()))?;
+    let command: Vec<OsString> = rep.command.iter().map(|a| OsString::from(remap(a))).collect();
+    if command.is_empty() {
+        return Err(Error::Usage(format!("{}: the report records no command", args.report.display())));
+    }
+    if args.dry_run {
+        println!("# replay of {} ({} denials recorded)", args.report.display(), rep.denials.len());
+        println!("# workspace {} -> {}", recorded_ws.display(), new_ws.display());
+        println!("# cwd {}", cwd.display());
+        println!("# command {}", command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+        let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
+        let plan = Plan::new(&policy, &Host::probe(), None, &DiskLister);
+        print!("{}", show_text(&policy, &plan));
+        return Ok(0);
+    }
+    execute(
+        Launch {
+            profile,
+            ctx,
+            command,
+            best_effort: false,
+            verbose: false,
+            quiet: args.quiet,
+            dry_run: false,
+            report: args.report_to,
+            audit_log: None,
+            trace: args.trace,
+        },
+        inherited,
+    )
+}
+
+/// Apply `f` to every path-like string of a resolved profile (JSON form):
+/// the file-system lists and `[audit] log`.
+fn remap_paths(v: &mut serde_json::Value, f: &dyn Fn(&str) -> String) {
+    if let Some(fs) = v.get_mut("filesystem").and_then(|f| f.as_object_mut()) {
+        for list in fs.values_mut().filter_map(|l| l.as_array_mut()) {
+            for e in list {
+                match e {
+                    serde_json::Value::String(s) => *s = f(s),
+                    serde_json::Value::Object(o) => {
+                        if let Some(serde_json::Value::String(s)) = o.get_mut("path") {
+                            *s = f(s);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if let Some(serde_json::Value::String(s)) = v.pointer_mut("/audit/log") {
+        *s = f(s);
+    }
 }

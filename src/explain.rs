@@ -1,12 +1,354 @@
 //! `cordon explain`: whether a profile allows one access, which rule decides
 //! (with the profile file and line), and the smallest change that would allow
-//! a denied access. Pure decisions over the policy and the plan, shared with
-//! run reports (rule names and suggestions for recorded denials).
+//! a denied access. Pure decisions over the policy and the plan, in the order
+//! the kernel applies them; shared with run reports, which name the rule and
+//! the suggestion of every recorded denial.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::cli::ExplainArgs;
 use crate::error::{Error, Result};
+use crate::plan::{DiskLister, FsRule, Plan, Why};
+use crate::policy::{Access, Missing, Network, Policy, canonical};
+use crate::probe::Host;
+use crate::profile::{Overrides, Profile, ProfileRef};
+use crate::vars::Context;
+
+/// A file-system operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Read,
+    Write,
+    Exec,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Exec => "exec",
+        }
+    }
+}
+
+/// One access to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    Fs(Op, PathBuf),
+    Connect(String, u16),
+    Bind(u16),
+    Syscall(String),
+}
+
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Query::Fs(op, p) => write!(f, "{} {}", op.as_str(), p.display()),
+            Query::Connect(h, p) => write!(f, "connect {h}:{p}"),
+            Query::Bind(p) => write!(f, "bind {p}"),
+            Query::Syscall(n) => write!(f, "syscall {n}"),
+        }
+    }
+}
+
+/// The answer: allowed or not, the deciding rule, and for a denial the errno
+/// the kernel gives and the smallest profile change that would allow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// The rule that decides, with its origin (file:line) where there is one.
+    pub rule: String,
+    pub errno: Option<&'static str>,
+    pub suggestion: Option<String>,
+}
+
+impl Verdict {
+    fn allow(rule: String) -> Verdict {
+        Verdict { allowed: true, rule, errno: None, suggestion: None }
+    }
+    fn deny(rule: String, errno: &'static str, suggestion: Option<String>) -> Verdict {
+        Verdict { allowed: false, rule, errno: Some(errno), suggestion }
+    }
+}
+
+fn q(p: &Path) -> String {
+    format!("\"{}\"", p.display())
+}
+
+fn why(w: &Why) -> String {
+    match w {
+        Why::Grant(o) => o.to_string(),
+        Why::Sibling { grant, carve } => format!("{grant}, expanded around denied {}", carve.display()),
+        Why::Ancestor { grant, carve } => format!("{grant}; listing only: an ancestor of denied {}", carve.display()),
+    }
+}
+
+/// Decide `query` under `policy` as planned for this kernel.
+pub fn decide(policy: &Policy, plan: &Plan, query: &Query) -> Verdict {
+    match query {
+        Query::Fs(op, path) => decide_fs(policy, plan, *op, path),
+        Query::Connect(_, port) => decide_net(policy, plan, *port, true),
+        Query::Bind(port) => decide_net(policy, plan, *port, false),
+        Query::Syscall(name) => decide_syscall(policy, name),
+    }
+}
+
+/// The access class `op` needs at `path` (a directory is read by listing it;
+/// writing a missing path means creating it in its parent).
+fn need(op: Op, path: &Path) -> (Access, PathBuf) {
+    match op {
+        Op::Read if path.is_dir() => (Access::LIST, path.to_path_buf()),
+        Op::Read => (Access::READ, path.to_path_buf()),
+        Op::Exec => (Access::EXEC, path.to_path_buf()),
+        Op::Write if path.symlink_metadata().is_ok() => (Access::WRITE, path.to_path_buf()),
+        Op::Write => (Access::WRITE, path.parent().unwrap_or(Path::new("/")).to_path_buf()),
+    }
+}
+
+fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
+    let (path, _) = canonical(path);
+    let origin_of = |list: &[crate::policy::Carve], p: &Path| list.iter().find(|c| c.path == p).map(|c| c.origin.to_string()).unwrap_or_default();
+
+    // 1. The mount view (namespaces on): masks, then the read-only view.
+    if let Some(m) = &plan.mounts {
+        if let Some((mask, _)) = m.masks.iter().find(|(p, _)| path.starts_with(p)) {
+            return Verdict::deny(
+                format!("deny {} ({}): masked", mask.display(), origin_of(&policy.fs.deny, mask)),
+                "EACCES",
+                Some(format!("remove {} from [filesystem] deny", q(mask))),
+            );
+        }
+        if op == Op::Write {
+            let (_, at) = need(op, &path);
+            if let Some(ro) = m.read_only.iter().find(|r| path.starts_with(r)) {
+                return Verdict::deny(
+                    format!("read_only {} ({}): bound read-only", ro.display(), origin_of(&policy.fs.read_only, ro)),
+                    "EROFS",
+                    Some(format!("remove {} from [filesystem] read_only", q(ro))),
+                );
+            }
+            if !m.writable.iter().any(|(w, _)| at.starts_with(w)) {
+                return Verdict::deny(
+                    format!("{} is outside every writable root (read-only view)", path.display()),
+                    "EROFS",
+                    Some(format!("add {} to [filesystem] write", q(&at))),
+                );
+            }
+        }
+        if op == Op::Exec {
+            if let Some((w, _)) = m.writable.iter().find(|(w, noexec)| *noexec && path.starts_with(w)) {
+                return Verdict::deny(
+                    format!("writable root {} is mounted noexec (no [filesystem] exec covers it)", w.display()),
+                    "EACCES",
+                    Some(format!("add {} to [filesystem] exec", q(&path))),
+                );
+            }
+        }
+    }
+
+    // 2. Landlock: the union of every rule on the path or an ancestor directory.
+    if plan.landlock_abi == 0 {
+        return Verdict::allow("Landlock is not enforced on this kernel".into());
+    }
+    let (needed, at) = need(op, &path);
+    let rules: Vec<&FsRule> = plan
+        .fs_rules
+        .iter()
+        .chain(plan.fs_rules_late.iter())
+        .filter(|r| if r.dir { at.starts_with(&r.path) } else { at == r.path })
+        .collect();
+    let deciding = rules.iter().filter(|r| r.access.contains(needed)).max_by_key(|r| r.path.components().count());
+    if let Some(r) = deciding {
+        return Verdict::allow(format!("{} {} ({})", r.access, r.path.display(), why(&r.why)));
+    }
+    // Denied: name what is in the way and the smallest change.
+    let key = match op {
+        Op::Read => "read",
+        Op::Write => "write",
+        Op::Exec => "exec",
+    };
+    if let Some(d) = policy.fs.deny.iter().find(|c| at.starts_with(&c.path)) {
+        return Verdict::deny(
+            format!("deny {} ({})", d.path.display(), d.origin),
+            "EACCES",
+            Some(format!("remove {} from [filesystem] deny", q(&d.path))),
+        );
+    }
+    let closest = rules.iter().max_by_key(|r| r.path.components().count());
+    let rule = match closest {
+        Some(r) => format!("{} {} ({}) does not give {key}", r.access, r.path.display(), why(&r.why)),
+        None => format!("no [filesystem] rule covers {}", at.display()),
+    };
+    Verdict::deny(rule, "EACCES", Some(format!("add {} to [filesystem] {key}", q(&at))))
+}
+
+fn decide_net(policy: &Policy, plan: &Plan, port: u16, connect: bool) -> Verdict {
+    let (key, what) = if connect { ("connect_tcp", "connect to") } else { ("bind_tcp", "bind") };
+    let mode = policy.resolved.network.mode.as_ref().map(|m| m.origin.to_string()).unwrap_or_else(|| "default".into());
+    match &policy.net {
+        Network::On => Verdict::allow(format!("network mode \"on\" ({mode})")),
+        Network::Off => Verdict::deny(
+            format!("network mode \"off\" ({mode}): only unix sockets"),
+            "EAFNOSUPPORT",
+            Some(format!("set [network] mode = \"filtered\" with {key} = [{port}], or mode = \"on\"")),
+        ),
+        Network::Filtered { connect: c, bind: b } => {
+            let list = if connect { c } else { b };
+            let origin = if connect { &policy.resolved.network.connect_tcp } else { &policy.resolved.network.bind_tcp };
+            if list.contains(&port) {
+                let at = origin.iter().find(|i| i.value == port).map(|i| i.origin.to_string()).unwrap_or_default();
+                Verdict::allow(format!("{key} {port} ({at})"))
+            } else if plan.tcp.is_none() {
+                Verdict::allow(format!("TCP port rules are not enforced on this kernel (Landlock ABI {})", plan.landlock_abi))
+            } else {
+                Verdict::deny(
+                    format!("network mode \"filtered\" ({mode}): {port} is not in {key}; TCP {what} other ports is refused"),
+                    "EACCES",
+                    Some(format!("add {port} to [network] {key}")),
+                )
+            }
+        }
+    }
+}
+
+fn decide_syscall(policy: &Policy, name: &str) -> Verdict {
+    if crate::syscalls::number(name).is_none() {
+        return Verdict::deny(format!("`{name}` is not a syscall on {}", std::env::consts::ARCH), "ENOSYS", None);
+    }
+    let rules: Vec<_> = policy.syscalls.rules_for(name).collect();
+    let Some(first) = rules.first() else {
+        return Verdict::allow("not in the filter's deny list".into());
+    };
+    let origin = first.origin.clone().map(|o| format!(" ({o})")).unwrap_or_default();
+    let text: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
+    let suggestion = if matches!(name, "socket" | "socketpair") {
+        Some("socket families follow [network] mode".to_string())
+    } else {
+        Some(format!("add \"{name}\" to [syscalls] allow"))
+    };
+    let rule = format!("{}{origin}", text.join("; "));
+    if rules.iter().all(|r| !r.checks.is_empty()) {
+        // Refused only for some arguments: say so, and report it as denied for those.
+        return Verdict { allowed: false, rule: format!("refused when: {rule}"), errno: Some(first.errno.name()), suggestion };
+    }
+    Verdict::deny(rule, first.errno.name(), suggestion)
+}
 
 /// `cordon explain`.
-pub fn command(_args: ExplainArgs) -> Result<u8> {
-    Err(Error::Usage("explain is not implemented yet".into()))
+pub fn command(args: ExplainArgs) -> Result<u8> {
+    let ctx = Context::from_process(args.profile.workspace.clone())?;
+    let mut profile = Profile::load(&ProfileRef::parse(&args.profile.profile))?;
+    profile.apply_overrides(&Overrides::default(), &ctx.cwd);
+    let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
+    let host = Host::probe();
+    let plan = Plan::new(&policy, &host, None, &DiskLister);
+    let abs = |p: &PathBuf| if p.is_absolute() { p.clone() } else { ctx.cwd.join(p) };
+    let query = if let Some(p) = &args.read {
+        Query::Fs(Op::Read, abs(p))
+    } else if let Some(p) = &args.write {
+        Query::Fs(Op::Write, abs(p))
+    } else if let Some(p) = &args.exec {
+        Query::Fs(Op::Exec, abs(p))
+    } else if let Some(hp) = &args.connect {
+        let (host, port) = hp.rsplit_once(':').ok_or_else(|| Error::Usage(format!("--connect {hp}: expected HOST:PORT")))?;
+        let port = port.parse().map_err(|_| Error::Usage(format!("--connect {hp}: invalid port")))?;
+        Query::Connect(host.trim_matches(['[', ']']).to_string(), port)
+    } else if let Some(port) = args.bind {
+        Query::Bind(port)
+    } else if let Some(name) = &args.syscall {
+        Query::Syscall(name.clone())
+    } else {
+        return Err(Error::Usage("explain needs one of --read, --write, --exec, --connect, --bind, --syscall".into()));
+    };
+    let v = decide(&policy, &plan, &query);
+    println!("{}: {query}", if v.allowed { "allowed" } else { "denied" });
+    println!("  rule: {}", v.rule);
+    if let Some(e) = v.errno {
+        println!("  errno: {e}");
+    }
+    if let Some(s) = &v.suggestion {
+        if !v.allowed {
+            println!("  change: {s}");
+        }
+    }
+    if !plan.namespaces() {
+        println!("  namespaces: off ({})", plan.ns_reason);
+    }
+    Ok(if v.allowed { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Missing;
+    use crate::probe::{Landlock, Userns};
+    use std::collections::BTreeMap;
+
+    fn host(userns: bool) -> Host {
+        Host {
+            kernel: "test".into(),
+            landlock: Landlock::Abi(7),
+            seccomp: true,
+            user_notif: true,
+            userns: if userns { Userns::Available } else { Userns::Unavailable("test".into()) },
+            uid: 1000,
+            euid: 1000,
+        }
+    }
+
+    fn setup(text: &str, ns: bool) -> (tempfile::TempDir, Policy, Plan) {
+        let d = tempfile::tempdir().unwrap();
+        let ws = std::fs::canonicalize(d.path()).unwrap();
+        for f in ["src/main.rs", "secret/key", "bin/tool", "notes.txt"] {
+            std::fs::create_dir_all(ws.join(f).parent().unwrap()).unwrap();
+            std::fs::write(ws.join(f), "x").unwrap();
+        }
+        let ctx = Context { workspace: ws.clone(), cwd: ws.clone(), home: Some(ws.clone()), tmpdir: "/tmp".into(), env: BTreeMap::new() };
+        let p = Profile::from_text("t.toml", text, None).unwrap();
+        let policy = Policy::new(&p, &ctx, Missing::Skip).unwrap();
+        let plan = Plan::new(&policy, &host(ns), None, &DiskLister);
+        (d, policy, plan)
+    }
+
+    const PROFILE: &str = "[filesystem]\nread = [\"${WORKSPACE}\"]\nwrite = [\"${WORKSPACE}/src\"]\nexec = [\"${WORKSPACE}/bin\"]\ndeny = [\"${WORKSPACE}/secret\"]\n";
+
+    #[test]
+    fn file_system_decisions_name_the_rule_and_the_change() {
+        for ns in [false, true] {
+            let (d, policy, plan) = setup(PROFILE, ns);
+            let ws = std::fs::canonicalize(d.path()).unwrap();
+            let v = decide(&policy, &plan, &Query::Fs(Op::Read, ws.join("notes.txt")));
+            assert!(v.allowed && v.rule.contains("t.toml:2"), "{v:?}");
+            let v = decide(&policy, &plan, &Query::Fs(Op::Read, ws.join("secret/key")));
+            assert!(!v.allowed && v.rule.contains("t.toml:5"), "{v:?}");
+            assert_eq!(v.suggestion.as_deref(), Some(format!("remove \"{}\" from [filesystem] deny", ws.join("secret").display()).as_str()));
+            let v = decide(&policy, &plan, &Query::Fs(Op::Write, ws.join("notes.txt")));
+            assert!(!v.allowed, "{v:?}");
+            assert_eq!(v.errno, Some(if ns { "EROFS" } else { "EACCES" }));
+            assert!(v.suggestion.unwrap().contains("[filesystem] write"));
+            let v = decide(&policy, &plan, &Query::Fs(Op::Write, ws.join("src/new.rs")));
+            assert!(v.allowed, "{v:?}");
+            assert!(decide(&policy, &plan, &Query::Fs(Op::Exec, ws.join("bin/tool"))).allowed);
+            let v = decide(&policy, &plan, &Query::Fs(Op::Exec, ws.join("src/main.rs")));
+            assert!(!v.allowed && v.suggestion.unwrap().contains("[filesystem] exec"));
+        }
+    }
+
+    #[test]
+    fn network_and_syscall_decisions() {
+        let (_d, policy, plan) = setup("[network]\nmode = \"filtered\"\nconnect_tcp = [443]\n", true);
+        assert!(decide(&policy, &plan, &Query::Connect("example.com".into(), 443)).allowed);
+        let v = decide(&policy, &plan, &Query::Connect("example.com".into(), 80));
+        assert!(!v.allowed && v.suggestion.as_deref() == Some("add 80 to [network] connect_tcp"), "{v:?}");
+        let v = decide(&policy, &plan, &Query::Bind(8080));
+        assert!(!v.allowed);
+        let v = decide(&policy, &plan, &Query::Syscall("ptrace".into()));
+        assert!(!v.allowed && v.errno == Some("EPERM") && v.suggestion.as_deref() == Some("add \"ptrace\" to [syscalls] allow"));
+        assert!(decide(&policy, &plan, &Query::Syscall("read".into())).allowed);
+        let (_d, policy, plan) = setup("[network]\nmode = \"off\"\n", true);
+        let v = decide(&policy, &plan, &Query::Connect("127.0.0.1".into(), 80));
+        assert!(!v.allowed && v.errno == Some("EAFNOSUPPORT"));
+    }
 }

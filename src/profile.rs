@@ -547,7 +547,7 @@ fn load_into(
             let key = format!("builtin:{name}");
             check_cycle(stack, &key)?;
             stack.push(key);
-            apply_text(p, name, text.into(), None, stack)?;
+            apply_text(p, &format!("builtin/{name}.toml"), text.into(), None, stack)?;
             stack.pop();
         }
         ProfileRef::Path(path) => {

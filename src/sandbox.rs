@@ -8,10 +8,13 @@
 //! Without, the payload is the launcher's direct child.
 
 use std::ffi::{CString, OsString};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{OwnedFd, RawFd};
 use std::time::Duration;
 
+use std::os::fd::AsFd;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::Resource;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -20,6 +23,7 @@ use nix::unistd::{Pid, getppid, pipe2};
 use seccompiler::BpfProgram;
 
 use crate::env;
+use crate::monitor::{ChildEnd, Monitor};
 use crate::error::{Error, Result, exit};
 use crate::exec;
 use crate::landlock;
@@ -36,6 +40,10 @@ use crate::sys;
 pub struct Options {
     /// Run with what this kernel can enforce, warning once per missing piece.
     pub best_effort: bool,
+    /// Capture refused syscalls and executed commands (seccomp user notification).
+    pub capture: bool,
+    /// Also observe path and connect calls (--trace).
+    pub trace: bool,
 }
 
 /// Signals the launcher forwards to the sandbox.
@@ -59,6 +67,10 @@ pub struct Prepared {
     pub command: Vec<OsString>,
     landlock: Option<landlock::Prepared>,
     bpf: Vec<BpfProgram>,
+    /// The capture variant of the filter: refusals go to the supervisor.
+    bpf_notify: Option<Vec<BpfProgram>>,
+    /// The payload's end of the channel that carries the listener to the launcher.
+    capture: Option<ChildEnd>,
     program_c: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -99,11 +111,20 @@ impl Prepared {
 
         let processes = limits::processes(&policy.limits, host.is_root())
             .map_err(|m| Error::Unenforceable { missing: m })?;
-        let landlock = landlock::prepare(&plan, false)?;
+        let landlock = landlock::prepare(&plan, true)?;
         let bpf = if host.seccomp {
             policy.syscalls.compile()?
         } else {
             Vec::new()
+        };
+        let bpf_notify = if host.seccomp && host.user_notif && opts.capture {
+            let mut observe: Vec<&str> = crate::seccomp::OBSERVE_EXEC.to_vec();
+            if opts.trace {
+                observe.extend_from_slice(crate::seccomp::OBSERVE_TRACE);
+            }
+            Some(policy.syscalls.compile_notify(&observe)?)
+        } else {
+            None
         };
 
         let host_env = std::env::vars_os()
@@ -140,10 +161,17 @@ impl Prepared {
             processes,
             landlock: Some(landlock),
             bpf,
+            bpf_notify,
+            capture: None,
             rlimits,
             ns,
             inherited: inherited.to_vec(),
         })
+    }
+
+    /// Hand the payload its end of the capture channel (see monitor::Monitor::new).
+    pub fn attach_capture(&mut self, end: Option<ChildEnd>) {
+        self.capture = end;
     }
 
     pub fn timeout(&self) -> Option<Duration> {
@@ -236,7 +264,7 @@ fn launch(step: &'static str, e: impl Into<std::io::Error>) -> Error {
 }
 
 /// Start the sandbox. Returns once the payload has called execve (or failed to).
-pub fn spawn(prep: &mut Prepared, signals: &Signals) -> std::result::Result<Spawned, SpawnError> {
+pub fn spawn(prep: &mut Prepared, signals: &Signals, monitor: &mut Monitor) -> std::result::Result<Spawned, SpawnError> {
     let (err_r, err_w) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
     let launcher = nix::unistd::getpid();
@@ -292,10 +320,12 @@ pub fn spawn(prep: &mut Prepared, signals: &Signals) -> std::result::Result<Spaw
         }
     };
     drop(err_w);
+    // The launcher keeps no copy of the payload's end of the capture channel.
+    prep.capture = None;
     // EOF: the payload's execve succeeded (the pipe is close-on-exec). Anything
-    // else is the child's report of the step that failed.
-    let mut msg = Vec::new();
-    let _ = std::fs::File::from(err_r).read_to_end(&mut msg);
+    // else is the child's report of the step that failed. Meanwhile the payload's
+    // own execve may wait on the capture supervisor, so serve it.
+    let msg = wait_exec(err_r, monitor, &prep.policy, &prep.plan);
     if msg.is_empty() {
         return Ok(spawned);
     }
@@ -310,6 +340,33 @@ pub fn spawn(prep: &mut Prepared, signals: &Signals) -> std::result::Result<Spaw
         message: text,
         code,
     }))
+}
+
+/// Read the child's status pipe to EOF while serving capture.
+fn wait_exec(err_r: OwnedFd, monitor: &mut Monitor, policy: &Policy, plan: &Plan) -> Vec<u8> {
+    let mut msg = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let (err_ready, ready) = {
+            let mons = monitor.fds();
+            let mut fds: Vec<PollFd> = vec![PollFd::new(err_r.as_fd(), PollFlags::POLLIN)];
+            fds.extend(mons.iter().map(|f| PollFd::new(*f, PollFlags::POLLIN)));
+            if poll(&mut fds, PollTimeout::NONE).is_err() {
+                continue;
+            }
+            let r: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|e| !e.is_empty())).collect();
+            (r[0], r[1..].to_vec())
+        };
+        monitor.service(&ready, policy, plan);
+        if err_ready {
+            match nix::unistd::read(&err_r, &mut buf) {
+                Ok(0) => return msg,
+                Ok(n) => msg.extend_from_slice(&buf[..n]),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return msg,
+            }
+        }
+    }
 }
 
 /// Report a failed step to the launcher and leave.
@@ -460,11 +517,11 @@ fn payload(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, launcher: Opt
     for &fd in &prep.inherited {
         let _ = sys::clear_cloexec(fd);
     }
-    // seccomp last: it may refuse calls made above; execve stays allowed.
-    for prog in &prep.bpf {
-        if let Err(e) = sys::seccomp_install(prog, 0) {
-            die(format!("installing the seccomp filter: {e}"));
-        }
+    // seccomp last: it may refuse calls made above; execve stays allowed. With
+    // capture, refusals go to the launcher, which answers with the same errno.
+    match (prep.bpf_notify.as_ref(), prep.capture.take()) {
+        (Some(progs), Some(chan)) => install_notify(progs, &prep.bpf, &chan.0).unwrap_or_else(|m| die(m)),
+        _ => install(&prep.bpf).unwrap_or_else(|m| die(m)),
     }
     let e = nix::unistd::execve(&prep.program_c, &prep.argv, &prep.envp).unwrap_err();
     let code = exec::exec_failure_code(e as i32);
@@ -479,6 +536,40 @@ fn payload(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, launcher: Opt
         false,
         &format!("{}: {}{hint}", prep.program.display(), e.desc()),
     )
+}
+
+fn install(progs: &[BpfProgram]) -> std::result::Result<(), String> {
+    for prog in progs {
+        sys::seccomp_install(prog, 0).map_err(|e| format!("installing the seccomp filter: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Install the guard and the notifying filter and send the listener to the
+/// launcher. Where a listener cannot be had (one already exists above us, as in
+/// a nested cordon), fall back to the errno filters and say why.
+fn install_notify(progs: &[BpfProgram], fallback: &[BpfProgram], chan: &OwnedFd) -> std::result::Result<(), String> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::io::IoSlice;
+    let (guard, main) = (&progs[0], &progs[1]);
+    sys::seccomp_install(guard, 0).map_err(|e| format!("installing the seccomp guard: {e}"))?;
+    match sys::seccomp_install(main, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER) {
+        Ok(Some(listener)) => {
+            let fds = [std::os::fd::AsRawFd::as_raw_fd(&listener)];
+            let iov = [IoSlice::new(&[crate::monitor::LISTENER])];
+            sendmsg::<()>(std::os::fd::AsRawFd::as_raw_fd(chan), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+                .map_err(|e| format!("handing the seccomp listener to the launcher: {e}"))?;
+            Ok(())
+        }
+        Ok(None) => Err("installing the seccomp filter: no listener returned".into()),
+        Err(e) => {
+            // The guard is already in place; install the rest without it.
+            install(&fallback[1..])?;
+            let why = format!("{}a seccomp listener is not available here ({e})", crate::monitor::NO_LISTENER as char);
+            let _ = sendmsg::<()>(std::os::fd::AsRawFd::as_raw_fd(chan), &[IoSlice::new(why.as_bytes())], &[], MsgFlags::empty(), None);
+            Ok(())
+        }
+    }
 }
 
 /// Descendants of this process, found through /proc (children first discovered

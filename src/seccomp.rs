@@ -212,6 +212,19 @@ const CLONE_NEW_FLAGS: &[u32] = &[
     libc::CLONE_NEWNET as u32,
 ];
 
+/// The TRACE data that marks returns to rewrite as USER_NOTIF (see compile_notify).
+const NOTIFY_TAG: u32 = 0xC0DE;
+
+/// Calls the supervisor observes and lets run: every execve of the tree.
+pub const OBSERVE_EXEC: &[&str] = &["execve", "execveat"];
+
+/// With --trace, also the path and connect calls whose Landlock outcome the
+/// supervisor predicts (Landlock does not report denials to unprivileged callers).
+pub const OBSERVE_TRACE: &[&str] = &[
+    "open", "openat", "openat2", "creat", "mkdir", "mkdirat", "mknod", "mknodat", "unlink", "unlinkat", "rmdir",
+    "rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat", "truncate", "connect", "bind",
+];
+
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541C;
 const TIOCSETD: u32 = 0x5423;
@@ -349,6 +362,40 @@ impl SyscallPolicy {
             programs.push(BpfProgram::try_from(filter).map_err(Error::SeccompCompile)?);
         }
         Ok(programs)
+    }
+
+    /// Compile for capture: the x32 guard, then ONE filter in which every refused
+    /// call, and every observed call, goes to the supervisor (SECCOMP_RET_USER_NOTIF).
+    /// The supervisor answers with [`SyscallPolicy::decide`]'s errno, or lets an
+    /// observed call run. Syscalls in neither list still reach RET_ALLOW on the
+    /// number alone, so the kernel's action cache keeps them free.
+    pub fn compile_notify(&self, observe: &[&str]) -> Result<Vec<BpfProgram>> {
+        let arch = target_arch()?;
+        let mut by_nr: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
+        for r in &self.rules {
+            let entry = by_nr.entry(r.nr).or_insert_with(|| Some(Vec::new()));
+            if r.checks.is_empty() {
+                *entry = None;
+            } else if let Some(list) = entry {
+                let conds = r.checks.iter().map(|c| c.to_seccompiler()).collect::<std::result::Result<Vec<_>, _>>().map_err(Error::SeccompCompile)?;
+                list.push(SeccompRule::new(conds).map_err(Error::SeccompCompile)?);
+            }
+        }
+        for name in observe {
+            if let Some(nr) = syscalls::number(name) {
+                by_nr.insert(nr, None);
+            }
+        }
+        let map = by_nr.into_iter().map(|(nr, rules)| (nr, rules.unwrap_or_default())).collect();
+        // seccompiler has no USER_NOTIF action: compile with a TRACE action carrying a
+        // tag no other return uses, then rewrite exactly those returns.
+        let filter = SeccompFilter::new(map, SeccompAction::Allow, SeccompAction::Trace(NOTIFY_TAG), arch).map_err(Error::SeccompCompile)?;
+        let mut prog = BpfProgram::try_from(filter).map_err(Error::SeccompCompile)?;
+        let tagged = libc::SECCOMP_RET_TRACE | NOTIFY_TAG;
+        for insn in prog.iter_mut().filter(|i| i.code == BPF_RET_K && i.k == tagged) {
+            insn.k = libc::SECCOMP_RET_USER_NOTIF;
+        }
+        Ok(vec![guard_program()?, prog])
     }
 
     /// Lines for `profile show`.
@@ -637,6 +684,16 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn notify_program_has_no_trace_returns_left() {
+        let p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
+        let progs = p.compile_notify(OBSERVE_EXEC).unwrap();
+        let main = &progs[1];
+        assert!(main.iter().any(|i| i.code == BPF_RET_K && i.k == libc::SECCOMP_RET_USER_NOTIF));
+        assert!(!main.iter().any(|i| i.code == BPF_RET_K && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_TRACE));
+        assert!(!main.iter().any(|i| i.code == BPF_RET_K && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_ERRNO));
     }
 
     #[test]

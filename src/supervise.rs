@@ -12,6 +12,9 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::error::exit;
+use crate::monitor::Monitor;
+use crate::plan::Plan;
+use crate::policy::Policy;
 use crate::sandbox::{Signals, Spawned, descendants};
 
 /// How long the tree gets between SIGTERM and SIGKILL on timeout.
@@ -55,6 +58,9 @@ pub fn supervise(
     signals: &Signals,
     timeout: Option<Duration>,
     started: Instant,
+    monitor: &mut Monitor,
+    policy: &Policy,
+    plan: &Plan,
 ) -> Outcome {
     let deadline = timeout.map(|t| started + t);
     let mut phase = Phase::Running;
@@ -76,8 +82,14 @@ pub fn supervise(
             .unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
-        let mut fds = [PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, wait);
+        let ready: Vec<bool> = {
+            let mons = monitor.fds();
+            let mut fds = vec![PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN)];
+            fds.extend(mons.iter().map(|f| PollFd::new(*f, PollFlags::POLLIN)));
+            let _ = poll(&mut fds, wait);
+            fds.iter().skip(1).map(|f| f.revents().is_some_and(|e| !e.is_empty())).collect()
+        };
+        monitor.service(&ready, policy, plan);
         let now = Instant::now();
         match phase {
             Phase::Running if deadline.is_some_and(|d| now >= d) => {

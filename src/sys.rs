@@ -207,3 +207,39 @@ pub fn default_signal(sig: libc::c_int) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// One seccomp user notification (SECCOMP_IOCTL_NOTIF_RECV).
+pub fn notif_recv(listener: &OwnedFd) -> io::Result<libc::seccomp_notif> {
+    // SAFETY: seccomp_notif is plain old data; the kernel requires it zeroed.
+    let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: RECV fills the struct we own and pass by pointer.
+    let rc = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut n) };
+    check(rc as libc::c_long).map(|_| n)
+}
+
+/// Answer a notification: `error` (a positive errno) refuses the call; with
+/// `cont` the kernel runs the call as if the filter had allowed it.
+pub fn notif_send(listener: &OwnedFd, id: u64, error: i32, cont: bool) -> io::Result<()> {
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: -error,
+        flags: if cont { libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32 } else { 0 },
+    };
+    // SAFETY: SEND reads the response struct we own.
+    let rc = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// Whether notification `id` is still pending, i.e. the pid it named has not
+/// been reused since: what we read from its memory belongs to it.
+pub fn notif_id_valid(listener: &OwnedFd, id: u64) -> bool {
+    // SAFETY: ID_VALID reads the u64 we pass by pointer.
+    unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 }
+}
+
+/// Take ownership of a descriptor the kernel just gave us (SCM_RIGHTS).
+pub fn own_fd(raw: RawFd) -> OwnedFd {
+    // SAFETY: `raw` was installed for us by recvmsg(2) and nothing else refers to it.
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}

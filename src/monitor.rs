@@ -1,0 +1,679 @@
+//! Denial capture, in the launcher: the seccomp user-notification supervisor
+//! (refused syscalls answered with the policy's errno and recorded; every
+//! execve of the tree recorded; with --trace, path and connect calls evaluated
+//! against the policy and recorded as predicted denials), and the audit reader
+//! for Landlock's own denial records (ABI 7) where audit is enabled and we may
+//! read it. Everything here observes; the kernel still enforces.
+//!
+//! The records are the event stream a learn mode will consume: [`Executed`] and
+//! [`Denial`] in the order they happened.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::sys::socket::{
+    AddressFamily, ControlMessageOwned, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recvmsg, socket, socketpair,
+};
+
+use crate::explain::{self, Op, Query};
+use crate::plan::Plan;
+use crate::policy::Policy;
+use crate::report::{Denial, Executed};
+use crate::seccomp::SyscallRule;
+use crate::sys;
+use crate::syscalls;
+
+/// Denials kept in a report; the rest are counted.
+const MAX_DENIALS: usize = 1000;
+
+/// What the payload sends the launcher after installing its filter: the listener
+/// fd (SCM_RIGHTS) with b"L", or b"N" and a reason when no listener could be had.
+pub const LISTENER: u8 = b'L';
+pub const NO_LISTENER: u8 = b'N';
+
+/// Capture options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureOptions {
+    /// Seccomp user notification for refused syscalls and execve.
+    pub notify: bool,
+    /// Also observe path and connect calls and predict Landlock's answer.
+    pub trace: bool,
+}
+
+/// The launcher's end of capture.
+#[derive(Debug)]
+pub struct Monitor {
+    started: Instant,
+    opts: CaptureOptions,
+    /// Receives the listener from the payload.
+    channel: Option<OwnedFd>,
+    listener: Option<OwnedFd>,
+    audit: Option<OwnedFd>,
+    pub executed: Vec<Executed>,
+    pub denials: Vec<Denial>,
+    pub dropped: u64,
+    pub sources: Vec<String>,
+    pub notes: Vec<String>,
+    seen: BTreeSet<(String, String)>,
+    /// Landlock domains created by our payload (from audit), and their records so far.
+    our_pids: BTreeSet<u32>,
+    domains: BTreeSet<String>,
+    pending: BTreeMap<String, Vec<(Instant, BTreeMap<String, String>)>>,
+}
+
+/// The payload's end of the listener channel.
+#[derive(Debug)]
+pub struct ChildEnd(pub OwnedFd);
+
+impl Monitor {
+    /// Set up capture before the fork. Returns the child's end of the channel
+    /// when seccomp notification is used.
+    pub fn new(opts: CaptureOptions, host: &crate::probe::Host, started: Instant) -> (Monitor, Option<ChildEnd>) {
+        let mut m = Monitor {
+            started,
+            opts,
+            channel: None,
+            listener: None,
+            audit: None,
+            executed: Vec::new(),
+            denials: Vec::new(),
+            dropped: 0,
+            sources: Vec::new(),
+            notes: Vec::new(),
+            seen: BTreeSet::new(),
+            our_pids: BTreeSet::new(),
+            domains: BTreeSet::new(),
+            pending: BTreeMap::new(),
+        };
+        let mut child = None;
+        if opts.notify && host.user_notif {
+            match socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC) {
+                Ok((a, b)) => {
+                    m.channel = Some(a);
+                    child = Some(ChildEnd(b));
+                }
+                Err(e) => m.notes.push(format!("syscall denials not captured: socketpair: {e}")),
+            }
+        } else if opts.notify {
+            m.notes.push("syscall denials and executed commands not captured: no seccomp user notification on this kernel".into());
+        }
+        if host.is_root() && host.landlock.abi() >= crate::plan::abi::AUDIT {
+            match open_audit() {
+                Ok(Some(fd)) => {
+                    m.audit = Some(fd);
+                    m.sources.push("audit".into());
+                }
+                Ok(None) => m.notes.push(if opts.trace {
+                    "Landlock denials predicted by --trace (kernel audit is disabled)".into()
+                } else {
+                    "Landlock (file and TCP) denials not observed: kernel audit is disabled; use --trace to predict them".into()
+                }),
+                Err(e) => m.notes.push(format!("Landlock denials not observed: audit: {e}")),
+            }
+        } else if !opts.trace {
+            m.notes.push("Landlock (file and TCP) denials not observed: reading them needs root and audit; use --trace to predict them".into());
+        }
+        if opts.trace {
+            m.sources.push("trace".into());
+        }
+        (m, child)
+    }
+
+    /// Descriptors to poll.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        [&self.channel, &self.listener, &self.audit].into_iter().flatten().map(|f| f.as_fd()).collect()
+    }
+
+    /// Serve whatever is ready. `ready[i]` matches `fds()[i]`.
+    pub fn service(&mut self, ready: &[bool], policy: &Policy, plan: &Plan) {
+        let mut i = 0;
+        let mut next = |present: bool| -> bool {
+            if !present {
+                return false;
+            }
+            let r = ready.get(i).copied().unwrap_or(false);
+            i += 1;
+            r
+        };
+        let (ch, li, au) = (self.channel.is_some(), self.listener.is_some(), self.audit.is_some());
+        let (ch, li, au) = (next(ch), next(li), next(au));
+        if ch {
+            self.receive_listener();
+        }
+        if li {
+            self.notification(policy, plan);
+        }
+        if au {
+            self.read_audit(policy, plan);
+        }
+    }
+
+    fn receive_listener(&mut self) {
+        let Some(ch) = &self.channel else { return };
+        let mut buf = [0u8; 512];
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = match recvmsg::<()>(ch.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::EAGAIN) => return,
+            Err(_) => {
+                self.channel = None;
+                return;
+            }
+        };
+        let mut fd = None;
+        for c in msg.cmsgs().into_iter().flatten() {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for raw in fds {
+                    fd = Some(sys::own_fd(raw));
+                }
+            }
+        }
+        let bytes = msg.bytes;
+        let text = String::from_utf8_lossy(&buf[..bytes]).into_owned();
+        match (text.as_bytes().first(), fd) {
+            (Some(&LISTENER), Some(fd)) => {
+                self.listener = Some(fd);
+                self.sources.insert(0, "seccomp-notify".into());
+            }
+            (Some(&NO_LISTENER), _) => self.notes.push(format!("syscall denials not captured: {}", &text[1..])),
+            _ => {}
+        }
+        self.channel = None;
+    }
+
+    fn at_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn record(&mut self, d: Denial) {
+        if !self.seen.insert((d.operation.clone(), d.target.clone())) {
+            return;
+        }
+        if self.denials.len() >= MAX_DENIALS {
+            self.dropped += 1;
+            return;
+        }
+        self.denials.push(d);
+    }
+
+    fn notification(&mut self, policy: &Policy, plan: &Plan) {
+        let Some(listener) = &self.listener else { return };
+        let n = match sys::notif_recv(listener) {
+            Ok(n) => n,
+            // ENOENT: the caller died or was interrupted before we read it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::EINTR) => return,
+            Err(_) => {
+                self.listener = None;
+                return;
+            }
+        };
+        let nr = n.data.nr as i64;
+        let args = n.data.args;
+        let pid = n.pid;
+        self.our_pids.insert(pid);
+        let name = syscalls::name(nr).unwrap_or("unknown");
+        let mem = Mem::open(pid);
+        // Refused by the policy: answer with its errno, and record it.
+        if let Some(rule) = policy.syscalls.decide(nr, &args).cloned() {
+            let _ = sys::notif_send(listener, n.id, rule.errno.raw(), false);
+            let (operation, target) = describe_call(name, &args, mem.as_ref());
+            let kind = if matches!(name, "socket" | "socketpair") { "net" } else { "syscall" };
+            let v = explain::decide(policy, plan, &Query::Syscall(name.to_string()));
+            let d = Denial {
+                kind: kind.into(),
+                operation,
+                target,
+                pid,
+                exe: exe(pid),
+                errno: rule.errno.name().into(),
+                rule: rule_text(&rule),
+                suggestion: v.suggestion.unwrap_or_default(),
+                observed_by: "seccomp-notify".into(),
+                at_ms: self.at_ms(),
+            };
+            self.record(d);
+            return;
+        }
+        // Observed: read what we need while the caller waits, then let it run.
+        let observed = mem.as_ref().map(|m| observe(name, &args, m, pid));
+        let valid = sys::notif_id_valid(listener, n.id);
+        let _ = sys::notif_send(listener, n.id, 0, true);
+        let Some(obs) = observed.filter(|_| valid) else { return };
+        let at_ms = self.at_ms();
+        if let Some(argv) = obs.argv {
+            self.executed.push(Executed { pid, argv, at_ms });
+        }
+        if self.opts.trace {
+            if let Some(q) = obs.query {
+                let v = explain::decide(policy, plan, &q);
+                if !v.allowed {
+                    let (kind, operation, target) = match &q {
+                        Query::Fs(op, p) => ("fs", op.as_str().to_string(), p.display().to_string()),
+                        Query::Connect(h, port) => ("net", "connect".into(), format!("{h}:{port}")),
+                        Query::Bind(port) => ("net", "bind".into(), format!("port {port}")),
+                        Query::Syscall(s) => ("syscall", s.clone(), s.clone()),
+                    };
+                    let d = Denial {
+                        kind: kind.into(),
+                        operation,
+                        target,
+                        pid,
+                        exe: exe(pid),
+                        errno: v.errno.unwrap_or("EACCES").into(),
+                        rule: v.rule,
+                        suggestion: v.suggestion.unwrap_or_default(),
+                        observed_by: "predicted".into(),
+                        at_ms,
+                    };
+                    self.record(d);
+                }
+            }
+        }
+    }
+
+    fn read_audit(&mut self, policy: &Policy, plan: &Plan) {
+        let Some(fd) = self.audit.as_ref().map(|f| f.as_raw_fd()) else { return };
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = match nix::sys::socket::recv(fd, &mut buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut off = 0;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
+                let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap_or_default());
+                if len < 16 || off + len > n {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[off + 16..off + len]).into_owned();
+                self.audit_record(ty, &text);
+                off += (len + 3) & !3;
+            }
+            self.flush_audit(policy, plan);
+        }
+    }
+
+    fn audit_record(&mut self, ty: u16, text: &str) {
+        const LANDLOCK_ACCESS: u16 = 1423;
+        const LANDLOCK_DOMAIN: u16 = 1424;
+        let body = text.split_once("): ").map(|(_, b)| b).unwrap_or(text);
+        let fields = parse_fields(body);
+        let Some(domain) = fields.get("domain").cloned() else { return };
+        match ty {
+            LANDLOCK_DOMAIN => {
+                let ours = fields.get("pid").and_then(|p| p.parse::<u32>().ok()).is_some_and(|p| self.our_pids.contains(&p));
+                if fields.get("status").map(String::as_str) == Some("allocated") && ours {
+                    self.domains.insert(domain);
+                }
+            }
+            LANDLOCK_ACCESS => self.pending.entry(domain).or_default().push((Instant::now(), fields)),
+            _ => {}
+        }
+    }
+
+    fn flush_audit(&mut self, policy: &Policy, plan: &Plan) {
+        let ours: Vec<String> = self.pending.keys().filter(|d| self.domains.contains(*d)).cloned().collect();
+        for domain in ours {
+            for (_, f) in self.pending.remove(&domain).unwrap_or_default() {
+                if let Some(d) = audit_denial(&f, policy, plan, self.at_ms()) {
+                    self.record(d);
+                }
+            }
+        }
+    }
+
+    /// Drain what is left once the run is over (audit records trail the denial).
+    pub fn finish(&mut self, policy: &Policy, plan: &Plan) {
+        if self.audit.is_some() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            self.read_audit(policy, plan);
+        }
+    }
+}
+
+fn rule_text(r: &SyscallRule) -> String {
+    match &r.origin {
+        Some(o) => format!("{} ({o})", r.reason),
+        None => format!("{} (default seccomp deny list)", r.reason),
+    }
+}
+
+fn exe(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// The caller's memory, read through /proc/PID/mem.
+struct Mem(File);
+
+impl Mem {
+    fn open(pid: u32) -> Option<Mem> {
+        File::open(format!("/proc/{pid}/mem")).ok().map(Mem)
+    }
+    fn u64(&self, addr: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.0.read_exact_at(&mut b, addr).ok()?;
+        Some(u64::from_ne_bytes(b))
+    }
+    fn bytes(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        let mut b = vec![0u8; len];
+        self.0.read_exact_at(&mut b, addr).ok()?;
+        Some(b)
+    }
+    fn cstr(&self, addr: u64) -> Option<String> {
+        if addr == 0 {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 256];
+        while out.len() < 4096 {
+            let at = addr + out.len() as u64;
+            // Do not read across a page boundary in one go: the next page may be unmapped.
+            let room = (4096 - (at % 4096)) as usize;
+            let n = self.0.read_at(&mut chunk[..room.min(256)], at).ok()?;
+            if n == 0 {
+                break;
+            }
+            if let Some(end) = chunk[..n].iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..end]);
+                return Some(String::from_utf8_lossy(&out).into_owned());
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+        Some(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+/// An operation and target for a refused syscall, for reports.
+fn describe_call(name: &str, a: &[u64; 6], mem: Option<&Mem>) -> (String, String) {
+    let path = |i: usize| mem.and_then(|m| m.cstr(a[i])).unwrap_or_else(|| format!("{:#x}", a[i]));
+    match name {
+        "socket" | "socketpair" => (name.into(), format!("{}, {}, {}", family(a[0] as i32), sock_type(a[1] as i32), a[2] as i32)),
+        "mount" => (name.into(), format!("{} on {}", path(0), path(1))),
+        "umount2" | "chroot" | "swapon" | "swapoff" | "acct" => (name.into(), path(0)),
+        "pivot_root" => (name.into(), format!("{} {}", path(0), path(1))),
+        "ptrace" | "process_vm_readv" | "process_vm_writev" | "kcmp" => (name.into(), format!("pid {}", if name == "ptrace" { a[1] } else { a[0] } as i32)),
+        "pidfd_getfd" => (name.into(), format!("pidfd {}, fd {}", a[0] as i32, a[1] as i32)),
+        "ioctl" => (name.into(), format!("fd {}, request {:#x}", a[0] as i32, a[1] as u32)),
+        "clone" | "unshare" => (name.into(), format!("flags {:#x}", a[0])),
+        "personality" => (name.into(), format!("{:#x}", a[0] as u32)),
+        _ => (name.into(), format!("{name}({:#x}, {:#x}, {:#x})", a[0], a[1], a[2])),
+    }
+}
+
+fn family(f: i32) -> String {
+    match f {
+        libc::AF_UNIX => "AF_UNIX".into(),
+        libc::AF_INET => "AF_INET".into(),
+        libc::AF_INET6 => "AF_INET6".into(),
+        libc::AF_NETLINK => "AF_NETLINK".into(),
+        libc::AF_PACKET => "AF_PACKET".into(),
+        libc::AF_VSOCK => "AF_VSOCK".into(),
+        libc::AF_ALG => "AF_ALG".into(),
+        libc::AF_XDP => "AF_XDP".into(),
+        n => format!("family {n}"),
+    }
+}
+
+fn sock_type(t: i32) -> String {
+    match t & 0xf {
+        libc::SOCK_STREAM => "SOCK_STREAM".into(),
+        libc::SOCK_DGRAM => "SOCK_DGRAM".into(),
+        libc::SOCK_RAW => "SOCK_RAW".into(),
+        libc::SOCK_SEQPACKET => "SOCK_SEQPACKET".into(),
+        n => format!("type {n}"),
+    }
+}
+
+/// What an observed call tells us.
+struct Observed {
+    argv: Option<Vec<String>>,
+    query: Option<Query>,
+}
+
+fn observe(name: &str, a: &[u64; 6], mem: &Mem, pid: u32) -> Observed {
+    let at = |dirfd: u64, p: u64| -> Option<PathBuf> { resolve(pid, dirfd as i32, &mem.cstr(p)?) };
+    let cwd = |p: u64| at(libc::AT_FDCWD as u64, p);
+    let fs = |op: Op, p: Option<PathBuf>| p.map(|p| Query::Fs(op, p));
+    let open_op = |flags: u64| {
+        let f = flags as i32;
+        if f & libc::O_ACCMODE != libc::O_RDONLY || f & (libc::O_CREAT | libc::O_TRUNC) != 0 { Op::Write } else { Op::Read }
+    };
+    let mut o = Observed { argv: None, query: None };
+    // execvp(3) tries every PATH entry in turn: record only a file that exists
+    // (an empty path is fexecve on an open descriptor, a memfd included).
+    let exists = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.symlink_metadata().is_ok());
+    match name {
+        "execve" => {
+            let path = cwd(a[0]);
+            if exists(&path) || mem.cstr(a[0]).is_some_and(|s| s.is_empty()) {
+                o.argv = argv(mem, a[1]);
+            }
+            o.query = fs(Op::Exec, path);
+        }
+        "execveat" => {
+            let path = at(a[0], a[1]);
+            if exists(&path) || mem.cstr(a[1]).is_some_and(|s| s.is_empty()) {
+                o.argv = argv(mem, a[2]);
+            }
+            o.query = fs(Op::Exec, path);
+        }
+        "open" => o.query = fs(open_op(a[1]), cwd(a[0])),
+        "creat" | "mkdir" | "mknod" | "unlink" | "rmdir" | "truncate" => o.query = fs(Op::Write, cwd(a[0])),
+        "openat" => o.query = fs(open_op(a[2]), at(a[0], a[1])),
+        "openat2" => o.query = fs(open_op(mem.u64(a[2]).unwrap_or(0)), at(a[0], a[1])),
+        "mkdirat" | "mknodat" | "unlinkat" => o.query = fs(Op::Write, at(a[0], a[1])),
+        "rename" | "link" => o.query = fs(Op::Write, cwd(a[1])),
+        "renameat" | "renameat2" | "linkat" => o.query = fs(Op::Write, at(a[2], a[3])),
+        "symlink" => o.query = fs(Op::Write, cwd(a[1])),
+        "symlinkat" => o.query = fs(Op::Write, at(a[1], a[2])),
+        "connect" | "bind" => {
+            if let Some(b) = mem.bytes(a[1], (a[2] as usize).min(28)) {
+                if let Some((host, port)) = inet(&b) {
+                    o.query = Some(if name == "connect" { Query::Connect(host, port) } else { Query::Bind(port) });
+                }
+            }
+        }
+        _ => {}
+    }
+    // Reading or executing what does not exist fails with ENOENT, not a denial.
+    if let Some(Query::Fs(op, p)) = &o.query {
+        if *op != Op::Write && p.symlink_metadata().is_err() {
+            o.query = None;
+        }
+    }
+    o
+}
+
+fn argv(mem: &Mem, ptr: u64) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for i in 0..256u64 {
+        let p = mem.u64(ptr + i * 8)?;
+        if p == 0 {
+            break;
+        }
+        out.push(mem.cstr(p)?);
+    }
+    Some(out)
+}
+
+/// An absolute path for `path` relative to `dirfd` of process `pid`.
+fn resolve(pid: u32, dirfd: i32, path: &str) -> Option<PathBuf> {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        return Some(p.to_path_buf());
+    }
+    let base = if dirfd == libc::AT_FDCWD { std::fs::read_link(format!("/proc/{pid}/cwd")) } else { std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}")) };
+    base.ok().map(|b| b.join(p))
+}
+
+/// (host, port) from a sockaddr_in / sockaddr_in6.
+fn inet(b: &[u8]) -> Option<(String, u16)> {
+    let fam = u16::from_ne_bytes(b.get(0..2)?.try_into().ok()?) as i32;
+    let port = u16::from_be_bytes(b.get(2..4)?.try_into().ok()?);
+    match fam {
+        libc::AF_INET => {
+            let ip = std::net::Ipv4Addr::new(*b.get(4)?, *b.get(5)?, *b.get(6)?, *b.get(7)?);
+            Some((ip.to_string(), port))
+        }
+        libc::AF_INET6 => {
+            let o: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            Some((std::net::Ipv6Addr::from(o).to_string(), port))
+        }
+        _ => None,
+    }
+}
+
+/// `key=value key="quoted value"` fields of an audit record.
+fn parse_fields(body: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let Some(eq) = rest.find('=') else { break };
+        let key = rest[..eq].trim().to_string();
+        rest = &rest[eq + 1..];
+        let value;
+        if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"').unwrap_or(r.len());
+            value = r[..end].to_string();
+            rest = r.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            value = unhex(&rest[..end]);
+            rest = &rest[end..];
+        }
+        out.insert(key, value);
+        rest = rest.trim_start();
+    }
+    out
+}
+
+/// Audit writes values with unusual bytes as bare hex.
+fn unhex(s: &str) -> String {
+    if s.len() >= 2 && s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()) {
+        let bytes: Option<Vec<u8>> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect();
+        if let Some(b) = bytes {
+            if let Ok(t) = String::from_utf8(b) {
+                if t.starts_with('/') {
+                    return t;
+                }
+            }
+        }
+    }
+    s.to_string()
+}
+
+/// A Landlock access record as a denial.
+fn audit_denial(f: &BTreeMap<String, String>, policy: &Policy, plan: &Plan, at_ms: u64) -> Option<Denial> {
+    let blockers = f.get("blockers")?.clone();
+    let first = blockers.split(',').next().unwrap_or_default();
+    let (kind, operation, query) = if let Some(right) = first.strip_prefix("fs.") {
+        let op = match right {
+            "read_file" | "read_dir" => Op::Read,
+            "execute" => Op::Exec,
+            _ => Op::Write,
+        };
+        let path = PathBuf::from(f.get("path").cloned().unwrap_or_default());
+        ("fs", op.as_str().to_string(), Some(Query::Fs(op, path)))
+    } else if let Some(right) = first.strip_prefix("net.") {
+        let port: u16 = f.get("dest").or(f.get("src")).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let host = f.get("daddr").cloned().unwrap_or_default();
+        if right.starts_with("bind") { ("net", "bind".to_string(), Some(Query::Bind(port))) } else { ("net", "connect".to_string(), Some(Query::Connect(host, port))) }
+    } else {
+        ("syscall", first.to_string(), None)
+    };
+    let target = match &query {
+        Some(Query::Fs(_, p)) => p.display().to_string(),
+        Some(Query::Connect(h, p)) => format!("{h}:{p}"),
+        Some(Query::Bind(p)) => format!("port {p}"),
+        _ => f.get("opid").map(|p| format!("pid {p}")).unwrap_or_default(),
+    };
+    let v = query.as_ref().map(|q| explain::decide(policy, plan, q));
+    Some(Denial {
+        kind: kind.into(),
+        operation,
+        target,
+        pid: f.get("pid").and_then(|p| p.parse().ok()).unwrap_or(0),
+        exe: f.get("exe").cloned().unwrap_or_default(),
+        errno: v.as_ref().and_then(|v| v.errno).unwrap_or("EACCES").into(),
+        rule: v.as_ref().filter(|v| !v.allowed).map(|v| v.rule.clone()).unwrap_or_else(|| format!("Landlock ({blockers})")),
+        suggestion: v.and_then(|v| v.suggestion).unwrap_or_default(),
+        observed_by: "audit".into(),
+        at_ms,
+    })
+}
+
+/// A netlink audit socket subscribed to the read-only log group, if audit is
+/// enabled (we never enable it: that would change the host for everyone).
+fn open_audit() -> std::io::Result<Option<OwnedFd>> {
+    if !audit_enabled()? {
+        return Ok(None);
+    }
+    let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, SockProtocol::NetlinkAudit)?;
+    // AUDIT_NLGRP_READLOG: a copy of every record, for readers with CAP_AUDIT_READ.
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 1))?;
+    Ok(Some(fd))
+}
+
+/// AUDIT_GET: whether the kernel's audit is enabled.
+fn audit_enabled() -> std::io::Result<bool> {
+    const AUDIT_GET: u16 = 1000;
+    let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkAudit)?;
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
+    let mut req = Vec::with_capacity(16);
+    req.extend_from_slice(&16u32.to_ne_bytes());
+    req.extend_from_slice(&AUDIT_GET.to_ne_bytes());
+    req.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes());
+    nix::sys::socket::send(fd.as_raw_fd(), &req, MsgFlags::empty())?;
+    let mut buf = [0u8; 512];
+    for _ in 0..4 {
+        let n = nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+        if n < 16 {
+            break;
+        }
+        let ty = u16::from_ne_bytes([buf[4], buf[5]]);
+        if ty == AUDIT_GET && n >= 24 {
+            // struct audit_status { u32 mask; u32 enabled; ... }
+            return Ok(u32::from_ne_bytes([buf[20], buf[21], buf[22], buf[23]]) != 0);
+        }
+        if ty == libc::NLMSG_ERROR as u16 {
+            let err = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+            if err != 0 {
+                return Err(std::io::Error::from_raw_os_error(-err));
+            }
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_fields() {
+        let f = parse_fields(r#"domain=1a2b blockers=fs.write_file path="/etc/hosts" dev="vda" ino=123"#);
+        assert_eq!(f["domain"], "1a2b");
+        assert_eq!(f["path"], "/etc/hosts");
+        assert_eq!(f["ino"], "123");
+        let f = parse_fields("domain=1 path=2F746D702F6120622063");
+        assert_eq!(f["path"], "/tmp/a b c");
+    }
+
+    #[test]
+    fn sockaddrs() {
+        let mut b = vec![0u8; 16];
+        b[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        b[2..4].copy_from_slice(&443u16.to_be_bytes());
+        b[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(inet(&b), Some(("127.0.0.1".into(), 443)));
+    }
+}

@@ -1,0 +1,315 @@
+//! Run reports (schema v1, documented in the README), the short human summary
+//! printed at exit, and the append-only audit log. A report names environment
+//! variables and secrets only by name, never by value.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub version: u32,
+    pub cordon_version: String,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub command: Vec<String>,
+    pub cwd: String,
+    pub workspace: String,
+    pub profile: ProfileInfo,
+    pub host: HostInfo,
+    pub enforced: Enforced,
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub executed: Vec<Executed>,
+    pub denials: Vec<Denial>,
+    /// How denials were captured in this run, and what was not observed.
+    #[serde(default)]
+    pub capture: Capture,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProfileInfo {
+    pub name: String,
+    /// "builtin" or the profile file's absolute path.
+    pub source: String,
+    /// sha256 of the texts of every profile file that took part (extends included).
+    pub sha256: String,
+    /// The resolved profile (extends merged, variables expanded), loadable again by `replay`.
+    pub resolved: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostInfo {
+    pub kernel: String,
+    pub landlock_abi: i32,
+    pub namespaces: bool,
+    pub uid: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Enforced {
+    /// "full", "partial" or "none".
+    pub landlock: String,
+    pub seccomp: bool,
+    /// "on" or "off".
+    pub namespaces: String,
+    pub missing: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Executed {
+    pub pid: u32,
+    pub argv: Vec<String>,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Denial {
+    /// "fs", "net", "syscall" or "limit".
+    pub kind: String,
+    pub operation: String,
+    pub target: String,
+    pub pid: u32,
+    pub exe: String,
+    pub errno: String,
+    pub rule: String,
+    pub suggestion: String,
+    /// "audit", "seccomp-notify" or "predicted".
+    pub observed_by: String,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Capture {
+    /// Sources that were active: "seccomp-notify", "audit", "trace".
+    pub sources: Vec<String>,
+    /// What this run could not observe, and why.
+    pub notes: Vec<String>,
+    /// Denials beyond the recorded ones (the report keeps the first 1000).
+    pub dropped: u64,
+}
+
+/// The sha256 of the profile texts, in merge order.
+pub fn profile_sha256(texts: &[std::sync::Arc<str>]) -> String {
+    let mut h = Sha256::new();
+    for t in texts {
+        h.update(t.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Now as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+impl Report {
+    /// Parse a report, refusing a newer schema clearly.
+    pub fn read(path: &Path) -> Result<Report> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Output { what: "reading report", path: path.to_path_buf(), source })?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Output { what: "parsing report", path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })?;
+        let version = v.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+        if version > SCHEMA_VERSION as u64 {
+            return Err(Error::Usage(format!(
+                "{}: report schema version {version} is newer than this cordon understands ({SCHEMA_VERSION}); use a newer cordon",
+                path.display()
+            )));
+        }
+        serde_json::from_value(v)
+            .map_err(|e| Error::Output { what: "parsing report", path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })
+    }
+
+    /// Write atomically: a temp file in the same directory, then rename.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let out = |source| Error::Output { what: "writing report", path: path.to_path_buf(), source };
+        let tmp = temp_beside(path);
+        let text = serde_json::to_string_pretty(self).map_err(|e| out(std::io::Error::other(e.to_string())))?;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(out)?;
+        f.write_all(text.as_bytes()).and_then(|_| f.write_all(b"\n")).and_then(|_| f.sync_data()).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            out(e)
+        })?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            out(e)
+        })
+    }
+
+    /// The few lines printed at exit when there were denials.
+    pub fn summary(&self, path: Option<&Path>) -> String {
+        let mut s = String::new();
+        let n = self.denials.len() as u64 + self.capture.dropped;
+        if n == 0 {
+            return s;
+        }
+        let where_ = path.map(|p| format!(" (report: {})", p.display())).unwrap_or_else(|| " (write a report with --report FILE)".into());
+        s.push_str(&format!("cordon: {n} denial{}{where_}\n", if n == 1 { "" } else { "s" }));
+        for d in self.denials.iter().take(3) {
+            let exe = Path::new(&d.exe).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            s.push_str(&format!("cordon:   {} {} ({exe}, {}): {}", d.operation, d.target, d.errno, d.rule));
+            if !d.suggestion.is_empty() {
+                s.push_str(&format!(" -> {}", d.suggestion));
+            }
+            s.push('\n');
+        }
+        if n > 3 {
+            s.push_str(&format!("cordon:   ... and {} more\n", n - 3));
+        }
+        s
+    }
+}
+
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Fail before the run if the report cannot be written where asked.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let tmp = temp_beside(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .map_err(|source| Error::Output { what: "cannot write the report next to", path: path.to_path_buf(), source })
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditLine {
+    pub time: String,
+    pub user: u32,
+    pub host: String,
+    pub command: Vec<String>,
+    pub workspace: String,
+    pub profile: String,
+    pub profile_sha256: String,
+    pub exit_code: i32,
+    pub duration_ms: u64,
+    pub denials: u64,
+    pub report: Option<String>,
+}
+
+/// The audit log, opened (and so checked) before the run: a governed run that
+/// cannot be logged does not start.
+#[derive(Debug)]
+pub struct AuditLog {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl AuditLog {
+    pub fn open(path: &Path) -> Result<AuditLog> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|source| Error::Output { what: "opening the audit log", path: path.to_path_buf(), source })?;
+        Ok(AuditLog { file, path: path.to_path_buf() })
+    }
+
+    /// Append one line with a single write(2) under an exclusive lock, so that
+    /// concurrent runs never interleave or tear.
+    pub fn append(&mut self, line: &AuditLine) -> Result<()> {
+        let err = |source| Error::Output { what: "appending to the audit log", path: self.path.clone(), source };
+        let mut text = serde_json::to_string(line).map_err(|e| err(std::io::Error::other(e.to_string())))?;
+        text.push('\n');
+        let lock = nix::fcntl::Flock::lock(self.file.try_clone().map_err(err)?, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| err(e.into()))?;
+        let n = nix::unistd::write(lock.as_fd(), text.as_bytes()).map_err(|e| err(e.into()))?;
+        if n != text.len() {
+            return Err(err(std::io::Error::other("short write")));
+        }
+        Ok(())
+    }
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_190_499_797)), "2026-11-20T16:01:39.797Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("r.json");
+        std::fs::write(&p, r#"{"version": 2}"#).unwrap();
+        let e = Report::read(&p).unwrap_err().to_string();
+        assert!(e.contains("schema version 2 is newer"), "{e}");
+    }
+
+    #[test]
+    fn audit_lines_append_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("audit.log");
+        let line = AuditLine {
+            time: "t".into(),
+            user: 0,
+            host: "h".into(),
+            command: vec!["true".into()],
+            workspace: "/w".into(),
+            profile: "p".into(),
+            profile_sha256: "x".into(),
+            exit_code: 0,
+            duration_ms: 1,
+            denials: 0,
+            report: None,
+        };
+        let mut log = AuditLog::open(&p).unwrap();
+        log.append(&line).unwrap();
+        log.append(&line).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        for l in text.lines() {
+            let back: AuditLine = serde_json::from_str(l).unwrap();
+            assert_eq!(back, line);
+        }
+        assert!(AuditLog::open(Path::new("/proc/no/such/dir/log")).is_err());
+    }
+}
