@@ -825,6 +825,18 @@ mod tests {
     }
 
     #[test]
+    fn every_example_profile_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/profiles");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            Profile::load(&ProfileRef::Path(p.clone())).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+        assert!(n >= 3);
+    }
+
+    #[test]
     fn unknown_key_names_line_column_and_key() {
         let e = err("[filesystem]\nread = [\"/\"]\nwirte = [\"/tmp\"]\n");
         assert!(
