@@ -495,16 +495,36 @@ pub fn doctor() -> Result<u8> {
         "  user notification: {}",
         if host.user_notif { "yes" } else { "no" }
     );
+    let ns = match (&host.userns, crate::probe::try_namespaces()) {
+        (Userns::Available, Ok(())) => "available: read-only mount view, PID namespace, network namespace when off".to_string(),
+        (Userns::Unavailable(why), _) => format!("unavailable: {why} (mode auto falls back to Landlock and seccomp)"),
+        (_, Err(e)) => format!("unavailable: {e} (mode auto falls back to Landlock and seccomp)"),
+    };
+    let _ = writeln!(out, "user namespaces:  {ns}");
+    let _ = writeln!(out, "capabilities:     dropped from every set; verified after dropping");
+    let _ = writeln!(out, "no_new_privs:     always set");
     let _ = writeln!(
         out,
-        "user namespaces:  {}",
-        match &host.userns {
-            Userns::Available =>
-                "available (mount view, PID namespace, network namespace)".to_string(),
-            Userns::Unavailable(why) => format!("unavailable: {why}"),
+        "process limit:    {}",
+        if !host.is_root() {
+            "RLIMIT_NPROC (counts the sandbox's own processes in its user namespace)".to_string()
+        } else {
+            match crate::probe::pids_cgroup() {
+                Some(base) => format!("pids cgroup under {base} (root bypasses RLIMIT_NPROC)"),
+                None => "NO writable pids cgroup: profiles with [limits] processes are refused as root".into(),
+            }
         }
     );
-    let _ = writeln!(out, "no_new_privs:     always set");
+    let (m, _) = Monitor::new(CaptureOptions { notify: true, trace: false }, &host, Instant::now());
+    let mut sources: Vec<String> = Vec::new();
+    if host.user_notif {
+        sources.push("seccomp-notify (refused syscalls, executed commands)".into());
+    }
+    sources.extend(m.sources.iter().map(|s| format!("{s} (Landlock denial records)")));
+    let _ = writeln!(out, "denial capture:   {}", if sources.is_empty() { "none".into() } else { sources.join(", ") });
+    for n in &m.notes {
+        let _ = writeln!(out, "  {n}");
+    }
     let _ = writeln!(out, "\nbuilt-in profiles (workspace: current directory):");
     let mut default_ok = false;
     for (name, _) in profile::BUILTINS {
