@@ -24,6 +24,7 @@ fn main() {
         report: None,
         audit_log: None,
         trace: false,
+        capture: true,
     };
     let code = match execute(launch, &cordon::sandbox::inherited_fds()) {
         Ok(code) => code,

@@ -139,15 +139,13 @@ pub struct RunArgs {
     pub audit_log: Option<PathBuf>,
     /// Observe path and connect calls and evaluate the policy on them, to report
     /// denials the kernel does not log for us (costs more; see README).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_capture")]
     pub trace: bool,
+    /// Do not capture refused syscalls and executed commands (plain errno filters).
+    #[arg(long)]
+    pub no_capture: bool,
     /// The command and its arguments.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }
 

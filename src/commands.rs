@@ -46,6 +46,8 @@ pub struct Launch {
     pub report: Option<PathBuf>,
     pub audit_log: Option<PathBuf>,
     pub trace: bool,
+    /// Capture refused syscalls and executed commands (on unless --no-capture).
+    pub capture: bool,
 }
 
 /// `cordon run`.
@@ -63,6 +65,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
         report,
         audit_log,
         trace,
+        no_capture,
         command,
     } = args;
     let overrides = Overrides {
@@ -75,7 +78,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
         }),
     };
     let (profile, ctx) = load(&profile, &overrides, workspace)?;
-    execute(Launch { profile, ctx, command, best_effort, verbose, quiet, dry_run, report, audit_log, trace }, inherited)
+    execute(Launch { profile, ctx, command, best_effort, verbose, quiet, dry_run, report, audit_log, trace, capture: !no_capture }, inherited)
 }
 
 /// Launch, supervise, report. Returns the contract's exit code.
@@ -90,7 +93,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         report::check_writable(r)?;
     }
     let host = Host::probe();
-    let opts = Options { best_effort: l.best_effort, capture: true, trace: l.trace };
+    let opts = Options { best_effort: l.best_effort, capture: l.capture || l.trace, trace: l.trace };
     // Blocked before the fork so that no signal is lost; the payload unblocks them.
     let signals = Signals::block()?;
     nix::sys::prctl::set_child_subreaper(true)
@@ -628,6 +631,7 @@ pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
             report: args.report_to,
             audit_log: None,
             trace: args.trace,
+            capture: true,
         },
         inherited,
     )
