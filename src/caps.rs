@@ -14,10 +14,10 @@ pub fn drop_all_except(keep: &[Capability]) -> Result<(), String> {
     // Without CAP_SETPCAP (an unprivileged run without a user namespace) the bounding
     // set cannot shrink; no_new_privs then keeps execve from gaining anything from it.
     if permitted.contains(&Capability::CAP_SETPCAP) {
-        for cap in caps::read(None, CapSet::Bounding)
-            .map_err(|e| format!("reading the bounding set: {e}"))?
-        {
-            if !keep.contains(&cap) {
+        // Drop blindly rather than read each one first: one prctl per capability.
+        let last = last_cap();
+        for cap in caps::all() {
+            if !keep.contains(&cap) && cap.index() <= last {
                 caps::drop(None, CapSet::Bounding, cap)
                     .map_err(|e| format!("dropping {cap} from the bounding set: {e}"))?;
             }
@@ -40,13 +40,17 @@ pub fn drop_all_except(keep: &[Capability]) -> Result<(), String> {
     verify(&kept)
 }
 
+/// The highest capability this kernel knows (newer names in the crate may be unknown here).
+fn last_cap() -> u8 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
 fn verify(kept: &CapsHashSet) -> Result<(), String> {
-    for set in [
-        CapSet::Effective,
-        CapSet::Permitted,
-        CapSet::Inheritable,
-        CapSet::Ambient,
-    ] {
+    // Ambient needs no check: the kernel keeps it within permitted and inheritable.
+    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
         let now = caps::read(None, set).map_err(|e| format!("reading capabilities: {e}"))?;
         if !now.is_subset(kept) {
             return Err(format!(

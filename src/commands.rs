@@ -2,21 +2,21 @@
 //! (profile -> policy -> prepared -> spawn -> supervise) and to the reports
 //! that `profile show` and `doctor` print.
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
-use std::ffi::OsString;
 use std::time::{Instant, SystemTime};
 
 use crate::cli::{NetFlag, ProfileArgs, ProfileCommand, RunArgs};
 use crate::error::{Error, Result};
+use crate::monitor::{CaptureOptions, Monitor};
 use crate::plan::{DiskLister, Plan, Why, abi};
 use crate::policy::{Missing, Policy};
 use crate::probe::{Host, Landlock, Userns};
 use crate::profile::{self, NetMode, NsMode, Overrides, Profile, ProfileRef};
-use crate::sandbox::{self, Options, Prepared, Signals, SpawnError};
-use crate::monitor::{CaptureOptions, Monitor};
 use crate::report::{self, AuditLine, AuditLog, Report};
+use crate::sandbox::{self, Options, Prepared, Signals, SpawnError};
 use crate::supervise;
 use crate::vars::Context;
 
@@ -78,7 +78,22 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
         }),
     };
     let (profile, ctx) = load(&profile, &overrides, workspace)?;
-    execute(Launch { profile, ctx, command, best_effort, verbose, quiet, dry_run, report, audit_log, trace, capture: !no_capture }, inherited)
+    execute(
+        Launch {
+            profile,
+            ctx,
+            command,
+            best_effort,
+            verbose,
+            quiet,
+            dry_run,
+            report,
+            audit_log,
+            trace,
+            capture: !no_capture,
+        },
+        inherited,
+    )
 }
 
 /// Launch, supervise, report. Returns the contract's exit code.
@@ -93,12 +108,21 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         report::check_writable(r)?;
     }
     let host = Host::probe();
-    let opts = Options { best_effort: l.best_effort, capture: l.capture || l.trace, trace: l.trace };
+    let opts = Options {
+        best_effort: l.best_effort,
+        capture: l.capture || l.trace,
+        trace: l.trace,
+    };
     // Blocked before the fork so that no signal is lost; the payload unblocks them.
     let signals = Signals::block()?;
-    nix::sys::prctl::set_child_subreaper(true)
-        .map_err(|e| Error::Launch { step: "becoming a child subreaper", source: e.into() })?;
-    let capture = CaptureOptions { notify: opts.capture, trace: opts.trace };
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::Launch {
+        step: "becoming a child subreaper",
+        source: e.into(),
+    })?;
+    let capture = CaptureOptions {
+        notify: opts.capture,
+        trace: opts.trace,
+    };
     let (mut monitor, end) = Monitor::new(capture, &host, started);
     let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
     prep.attach_capture(end);
@@ -117,10 +141,14 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         }
         match sandbox::spawn(&mut prep, &signals, &mut monitor) {
             Ok(s) => break s,
-            Err(SpawnError::NsUnavailable(why)) if prep.policy.namespaces == NsMode::Auto && !retried => {
+            Err(SpawnError::NsUnavailable(why))
+                if prep.policy.namespaces == NsMode::Auto && !retried =>
+            {
                 retried = true;
                 if l.verbose {
-                    warn(&format!("namespaces unavailable ({why}); running with Landlock and seccomp alone"));
+                    warn(&format!(
+                        "namespaces unavailable ({why}); running with Landlock and seccomp alone"
+                    ));
                 }
                 let (m, end) = Monitor::new(capture, &host, started);
                 monitor = m;
@@ -128,12 +156,22 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 prep.attach_capture(end);
             }
             Err(SpawnError::NsUnavailable(why)) => {
-                return Err(Error::Unenforceable { missing: format!("namespaces are unavailable: {why}") });
+                return Err(Error::Unenforceable {
+                    missing: format!("namespaces are unavailable: {why}"),
+                });
             }
             Err(SpawnError::Failed(e)) => return Err(e),
         }
     };
-    let outcome = supervise::supervise(spawned, &signals, prep.timeout(), started, &mut monitor, &prep.policy, &prep.plan);
+    let outcome = supervise::supervise(
+        spawned,
+        &signals,
+        prep.timeout(),
+        started,
+        &mut monitor,
+        &prep.policy,
+        &prep.plan,
+    );
     crate::limits::cleanup(&prep.processes);
     monitor.finish(&prep.policy, &prep.plan);
 
@@ -159,7 +197,12 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             exit_code: rep.exit_code,
             duration_ms: rep.duration_ms,
             denials: rep.denials.len() as u64 + rep.capture.dropped,
-            report: l.report.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()),
+            report: l.report.as_ref().map(|p| {
+                std::path::absolute(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .display()
+                    .to_string()
+            }),
         };
         if let Err(e) = log.append(&line) {
             failed.get_or_insert(e);
@@ -172,7 +215,14 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     Ok(outcome.code())
 }
 
-fn build_report(l: &Launch, prep: &Prepared, host: &Host, monitor: &Monitor, outcome: &supervise::Outcome, started_at: SystemTime) -> Report {
+fn build_report(
+    l: &Launch,
+    prep: &Prepared,
+    host: &Host,
+    monitor: &Monitor,
+    outcome: &supervise::Outcome,
+    started_at: SystemTime,
+) -> Report {
     let plan = &prep.plan;
     // The resolved profile, except `[env] set` as written: an expanded value may
     // carry an environment value, and reports never do.
@@ -190,14 +240,26 @@ fn build_report(l: &Launch, prep: &Prepared, host: &Host, monitor: &Monitor, out
     let mut executed = monitor.executed.clone();
     if executed.is_empty() {
         // Without capture, the one command we started ourselves.
-        executed.push(report::Executed { pid: 0, argv: l.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(), at_ms: 0 });
+        executed.push(report::Executed {
+            pid: 0,
+            argv: l
+                .command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            at_ms: 0,
+        });
     }
     Report {
         version: report::SCHEMA_VERSION,
         cordon_version: env!("CARGO_PKG_VERSION").into(),
         started_at: report::rfc3339(started_at),
         duration_ms: outcome.duration.as_millis() as u64,
-        command: l.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        command: l
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
         cwd: prep.policy.cwd.display().to_string(),
         workspace: prep.policy.workspace.display().to_string(),
         profile: report::ProfileInfo {
@@ -206,7 +268,12 @@ fn build_report(l: &Launch, prep: &Prepared, host: &Host, monitor: &Monitor, out
             sha256: report::profile_sha256(&l.profile.texts),
             resolved: serde_json::to_value(&resolved).unwrap_or_default(),
         },
-        host: report::HostInfo { kernel: host.kernel.clone(), landlock_abi: host.landlock.abi(), namespaces: plan.namespaces(), uid: host.uid },
+        host: report::HostInfo {
+            kernel: host.kernel.clone(),
+            landlock_abi: host.landlock.abi(),
+            namespaces: plan.namespaces(),
+            uid: host.uid,
+        },
         enforced: report::Enforced {
             landlock: landlock.into(),
             seccomp: host.seccomp,
@@ -218,7 +285,11 @@ fn build_report(l: &Launch, prep: &Prepared, host: &Host, monitor: &Monitor, out
         timed_out: outcome.timed_out,
         executed,
         denials: monitor.denials.clone(),
-        capture: report::Capture { sources: monitor.sources.clone(), notes: monitor.notes.clone(), dropped: monitor.dropped },
+        capture: report::Capture {
+            sources: monitor.sources.clone(),
+            notes: monitor.notes.clone(),
+            dropped: monitor.dropped,
+        },
     }
 }
 
@@ -499,12 +570,19 @@ pub fn doctor() -> Result<u8> {
         if host.user_notif { "yes" } else { "no" }
     );
     let ns = match (&host.userns, crate::probe::try_namespaces()) {
-        (Userns::Available, Ok(())) => "available: read-only mount view, PID namespace, network namespace when off".to_string(),
-        (Userns::Unavailable(why), _) => format!("unavailable: {why} (mode auto falls back to Landlock and seccomp)"),
+        (Userns::Available, Ok(())) => {
+            "available: read-only mount view, PID namespace, network namespace when off".to_string()
+        }
+        (Userns::Unavailable(why), _) => {
+            format!("unavailable: {why} (mode auto falls back to Landlock and seccomp)")
+        }
         (_, Err(e)) => format!("unavailable: {e} (mode auto falls back to Landlock and seccomp)"),
     };
     let _ = writeln!(out, "user namespaces:  {ns}");
-    let _ = writeln!(out, "capabilities:     dropped from every set; verified after dropping");
+    let _ = writeln!(
+        out,
+        "capabilities:     dropped from every set; verified after dropping"
+    );
     let _ = writeln!(out, "no_new_privs:     always set");
     let _ = writeln!(
         out,
@@ -514,17 +592,39 @@ pub fn doctor() -> Result<u8> {
         } else {
             match crate::probe::pids_cgroup() {
                 Some(base) => format!("pids cgroup under {base} (root bypasses RLIMIT_NPROC)"),
-                None => "NO writable pids cgroup: profiles with [limits] processes are refused as root".into(),
+                None => {
+                    "NO writable pids cgroup: profiles with [limits] processes are refused as root"
+                        .into()
+                }
             }
         }
     );
-    let (m, _) = Monitor::new(CaptureOptions { notify: true, trace: false }, &host, Instant::now());
+    let (m, _) = Monitor::new(
+        CaptureOptions {
+            notify: true,
+            trace: false,
+        },
+        &host,
+        Instant::now(),
+    );
     let mut sources: Vec<String> = Vec::new();
     if host.user_notif {
         sources.push("seccomp-notify (refused syscalls, executed commands)".into());
     }
-    sources.extend(m.sources.iter().map(|s| format!("{s} (Landlock denial records)")));
-    let _ = writeln!(out, "denial capture:   {}", if sources.is_empty() { "none".into() } else { sources.join(", ") });
+    sources.extend(
+        m.sources
+            .iter()
+            .map(|s| format!("{s} (Landlock denial records)")),
+    );
+    let _ = writeln!(
+        out,
+        "denial capture:   {}",
+        if sources.is_empty() {
+            "none".into()
+        } else {
+            sources.join(", ")
+        }
+    );
     for n in &m.notes {
         let _ = writeln!(out, "  {n}");
     }
@@ -582,7 +682,10 @@ pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
     let rep = Report::read(&args.report)?;
     let recorded_ws = PathBuf::from(&rep.workspace);
     let new_ws = match &args.workspace {
-        Some(w) => std::fs::canonicalize(w).map_err(|source| Error::Workspace { path: w.clone(), source })?,
+        Some(w) => std::fs::canonicalize(w).map_err(|source| Error::Workspace {
+            path: w.clone(),
+            source,
+        })?,
         None => recorded_ws.clone(),
     };
     let remap = |s: &str| -> String {
@@ -594,26 +697,61 @@ pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
     };
     // The resolved profile is loaded through the same parser as any profile.
     let mut resolved = rep.profile.resolved.clone();
-    remap_paths(&mut resolved, &|s| crate::vars::escape(&remap(&crate::vars::unescape(s))));
-    let text = toml::to_string(&resolved)
-        .map_err(|e| Error::Usage(format!("{}: the recorded profile cannot be read back: {e}", args.report.display())))?;
-    let name = format!("{} (recorded profile {})", args.report.display(), rep.profile.name);
+    remap_paths(&mut resolved, &|s| {
+        crate::vars::escape(&remap(&crate::vars::unescape(s)))
+    });
+    let text = toml::to_string(&resolved).map_err(|e| {
+        Error::Usage(format!(
+            "{}: the recorded profile cannot be read back: {e}",
+            args.report.display()
+        ))
+    })?;
+    let name = format!(
+        "{} (recorded profile {})",
+        args.report.display(),
+        rep.profile.name
+    );
     let mut profile = Profile::from_text(&name, &text, None)?;
     profile.name = rep.profile.name.clone();
     profile.source = rep.profile.source.clone();
     let cwd = PathBuf::from(remap(&rep.cwd));
     let cwd = if cwd.is_dir() { cwd } else { new_ws.clone() };
-    std::env::set_current_dir(&cwd).map_err(|source| Error::Workspace { path: cwd.clone(), source })?;
+    std::env::set_current_dir(&cwd).map_err(|source| Error::Workspace {
+        path: cwd.clone(),
+        source,
+    })?;
     let ctx = Context::from_process(Some(new_ws.clone()))?;
-    let command: Vec<OsString> = rep.command.iter().map(|a| OsString::from(remap(a))).collect();
+    let command: Vec<OsString> = rep
+        .command
+        .iter()
+        .map(|a| OsString::from(remap(a)))
+        .collect();
     if command.is_empty() {
-        return Err(Error::Usage(format!("{}: the report records no command", args.report.display())));
+        return Err(Error::Usage(format!(
+            "{}: the report records no command",
+            args.report.display()
+        )));
     }
     if args.dry_run {
-        println!("# replay of {} ({} denials recorded)", args.report.display(), rep.denials.len());
-        println!("# workspace {} -> {}", recorded_ws.display(), new_ws.display());
+        println!(
+            "# replay of {} ({} denials recorded)",
+            args.report.display(),
+            rep.denials.len()
+        );
+        println!(
+            "# workspace {} -> {}",
+            recorded_ws.display(),
+            new_ws.display()
+        );
         println!("# cwd {}", cwd.display());
-        println!("# command {}", command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+        println!(
+            "# command {}",
+            command
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
         let plan = Plan::new(&policy, &Host::probe(), None, &DiskLister);
         print!("{}", show_text(&policy, &plan));

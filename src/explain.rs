@@ -66,10 +66,20 @@ pub struct Verdict {
 
 impl Verdict {
     fn allow(rule: String) -> Verdict {
-        Verdict { allowed: true, rule, errno: None, suggestion: None }
+        Verdict {
+            allowed: true,
+            rule,
+            errno: None,
+            suggestion: None,
+        }
     }
     fn deny(rule: String, errno: &'static str, suggestion: Option<String>) -> Verdict {
-        Verdict { allowed: false, rule, errno: Some(errno), suggestion }
+        Verdict {
+            allowed: false,
+            rule,
+            errno: Some(errno),
+            suggestion,
+        }
     }
 }
 
@@ -80,8 +90,13 @@ fn q(p: &Path) -> String {
 fn why(w: &Why) -> String {
     match w {
         Why::Grant(o) => o.to_string(),
-        Why::Sibling { grant, carve } => format!("{grant}, expanded around denied {}", carve.display()),
-        Why::Ancestor { grant, carve } => format!("{grant}; listing only: an ancestor of denied {}", carve.display()),
+        Why::Sibling { grant, carve } => {
+            format!("{grant}, expanded around denied {}", carve.display())
+        }
+        Why::Ancestor { grant, carve } => format!(
+            "{grant}; listing only: an ancestor of denied {}",
+            carve.display()
+        ),
     }
 }
 
@@ -103,19 +118,31 @@ fn need(op: Op, path: &Path) -> (Access, PathBuf) {
         Op::Read => (Access::READ, path.to_path_buf()),
         Op::Exec => (Access::EXEC, path.to_path_buf()),
         Op::Write if path.symlink_metadata().is_ok() => (Access::WRITE, path.to_path_buf()),
-        Op::Write => (Access::WRITE, path.parent().unwrap_or(Path::new("/")).to_path_buf()),
+        Op::Write => (
+            Access::WRITE,
+            path.parent().unwrap_or(Path::new("/")).to_path_buf(),
+        ),
     }
 }
 
 fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
     let (path, _) = canonical(path);
-    let origin_of = |list: &[crate::policy::Carve], p: &Path| list.iter().find(|c| c.path == p).map(|c| c.origin.to_string()).unwrap_or_default();
+    let origin_of = |list: &[crate::policy::Carve], p: &Path| {
+        list.iter()
+            .find(|c| c.path == p)
+            .map(|c| c.origin.to_string())
+            .unwrap_or_default()
+    };
 
     // 1. The mount view (namespaces on): masks, then the read-only view.
     if let Some(m) = &plan.mounts {
         if let Some((mask, _)) = m.masks.iter().find(|(p, _)| path.starts_with(p)) {
             return Verdict::deny(
-                format!("deny {} ({}): masked", mask.display(), origin_of(&policy.fs.deny, mask)),
+                format!(
+                    "deny {} ({}): masked",
+                    mask.display(),
+                    origin_of(&policy.fs.deny, mask)
+                ),
                 "EACCES",
                 Some(format!("remove {} from [filesystem] deny", q(mask))),
             );
@@ -124,23 +151,37 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
             let (_, at) = need(op, &path);
             if let Some(ro) = m.read_only.iter().find(|r| path.starts_with(r)) {
                 return Verdict::deny(
-                    format!("read_only {} ({}): bound read-only", ro.display(), origin_of(&policy.fs.read_only, ro)),
+                    format!(
+                        "read_only {} ({}): bound read-only",
+                        ro.display(),
+                        origin_of(&policy.fs.read_only, ro)
+                    ),
                     "EROFS",
                     Some(format!("remove {} from [filesystem] read_only", q(ro))),
                 );
             }
             if !m.writable.iter().any(|(w, _)| at.starts_with(w)) {
                 return Verdict::deny(
-                    format!("{} is outside every writable root (read-only view)", path.display()),
+                    format!(
+                        "{} is outside every writable root (read-only view)",
+                        path.display()
+                    ),
                     "EROFS",
                     Some(format!("add {} to [filesystem] write", q(&at))),
                 );
             }
         }
         if op == Op::Exec {
-            if let Some((w, _)) = m.writable.iter().find(|(w, noexec)| *noexec && path.starts_with(w)) {
+            if let Some((w, _)) = m
+                .writable
+                .iter()
+                .find(|(w, noexec)| *noexec && path.starts_with(w))
+            {
                 return Verdict::deny(
-                    format!("writable root {} is mounted noexec (no [filesystem] exec covers it)", w.display()),
+                    format!(
+                        "writable root {} is mounted noexec (no [filesystem] exec covers it)",
+                        w.display()
+                    ),
                     "EACCES",
                     Some(format!("add {} to [filesystem] exec", q(&path))),
                 );
@@ -157,11 +198,25 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         .fs_rules
         .iter()
         .chain(plan.fs_rules_late.iter())
-        .filter(|r| if r.dir { at.starts_with(&r.path) } else { at == r.path })
+        .filter(|r| {
+            if r.dir {
+                at.starts_with(&r.path)
+            } else {
+                at == r.path
+            }
+        })
         .collect();
-    let deciding = rules.iter().filter(|r| r.access.contains(needed)).max_by_key(|r| r.path.components().count());
+    let deciding = rules
+        .iter()
+        .filter(|r| r.access.contains(needed))
+        .max_by_key(|r| r.path.components().count());
     if let Some(r) = deciding {
-        return Verdict::allow(format!("{} {} ({})", r.access, r.path.display(), why(&r.why)));
+        return Verdict::allow(format!(
+            "{} {} ({})",
+            r.access,
+            r.path.display(),
+            why(&r.why)
+        ));
     }
     // Denied: name what is in the way and the smallest change.
     let key = match op {
@@ -178,33 +233,70 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
     }
     let closest = rules.iter().max_by_key(|r| r.path.components().count());
     let rule = match closest {
-        Some(r) => format!("{} {} ({}) does not give {key}", r.access, r.path.display(), why(&r.why)),
+        Some(r) => format!(
+            "{} {} ({}) does not give {key}",
+            r.access,
+            r.path.display(),
+            why(&r.why)
+        ),
         None => format!("no [filesystem] rule covers {}", at.display()),
     };
-    Verdict::deny(rule, "EACCES", Some(format!("add {} to [filesystem] {key}", q(&at))))
+    Verdict::deny(
+        rule,
+        "EACCES",
+        Some(format!("add {} to [filesystem] {key}", q(&at))),
+    )
 }
 
 fn decide_net(policy: &Policy, plan: &Plan, port: u16, connect: bool) -> Verdict {
-    let (key, what) = if connect { ("connect_tcp", "connect to") } else { ("bind_tcp", "bind") };
-    let mode = policy.resolved.network.mode.as_ref().map(|m| m.origin.to_string()).unwrap_or_else(|| "default".into());
+    let (key, what) = if connect {
+        ("connect_tcp", "connect to")
+    } else {
+        ("bind_tcp", "bind")
+    };
+    let mode = policy
+        .resolved
+        .network
+        .mode
+        .as_ref()
+        .map(|m| m.origin.to_string())
+        .unwrap_or_else(|| "default".into());
     match &policy.net {
         Network::On => Verdict::allow(format!("network mode \"on\" ({mode})")),
         Network::Off => Verdict::deny(
             format!("network mode \"off\" ({mode}): only unix sockets"),
             "EAFNOSUPPORT",
-            Some(format!("set [network] mode = \"filtered\" with {key} = [{port}], or mode = \"on\"")),
+            Some(format!(
+                "set [network] mode = \"filtered\" with {key} = [{port}], or mode = \"on\""
+            )),
         ),
-        Network::Filtered { connect: c, bind: b } => {
+        Network::Filtered {
+            connect: c,
+            bind: b,
+        } => {
             let list = if connect { c } else { b };
-            let origin = if connect { &policy.resolved.network.connect_tcp } else { &policy.resolved.network.bind_tcp };
+            let origin = if connect {
+                &policy.resolved.network.connect_tcp
+            } else {
+                &policy.resolved.network.bind_tcp
+            };
             if list.contains(&port) {
-                let at = origin.iter().find(|i| i.value == port).map(|i| i.origin.to_string()).unwrap_or_default();
+                let at = origin
+                    .iter()
+                    .find(|i| i.value == port)
+                    .map(|i| i.origin.to_string())
+                    .unwrap_or_default();
                 Verdict::allow(format!("{key} {port} ({at})"))
             } else if plan.tcp.is_none() {
-                Verdict::allow(format!("TCP port rules are not enforced on this kernel (Landlock ABI {})", plan.landlock_abi))
+                Verdict::allow(format!(
+                    "TCP port rules are not enforced on this kernel (Landlock ABI {})",
+                    plan.landlock_abi
+                ))
             } else {
                 Verdict::deny(
-                    format!("network mode \"filtered\" ({mode}): {port} is not in {key}; TCP {what} other ports is refused"),
+                    format!(
+                        "network mode \"filtered\" ({mode}): {port} is not in {key}; TCP {what} other ports is refused"
+                    ),
                     "EACCES",
                     Some(format!("add {port} to [network] {key}")),
                 )
@@ -215,13 +307,21 @@ fn decide_net(policy: &Policy, plan: &Plan, port: u16, connect: bool) -> Verdict
 
 fn decide_syscall(policy: &Policy, name: &str) -> Verdict {
     if crate::syscalls::number(name).is_none() {
-        return Verdict::deny(format!("`{name}` is not a syscall on {}", std::env::consts::ARCH), "ENOSYS", None);
+        return Verdict::deny(
+            format!("`{name}` is not a syscall on {}", std::env::consts::ARCH),
+            "ENOSYS",
+            None,
+        );
     }
     let rules: Vec<_> = policy.syscalls.rules_for(name).collect();
     let Some(first) = rules.first() else {
         return Verdict::allow("not in the filter's deny list".into());
     };
-    let origin = first.origin.clone().map(|o| format!(" ({o})")).unwrap_or_default();
+    let origin = first
+        .origin
+        .clone()
+        .map(|o| format!(" ({o})"))
+        .unwrap_or_default();
     let text: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
     let suggestion = if matches!(name, "socket" | "socketpair") {
         Some("socket families follow [network] mode".to_string())
@@ -231,7 +331,12 @@ fn decide_syscall(policy: &Policy, name: &str) -> Verdict {
     let rule = format!("{}{origin}", text.join("; "));
     if rules.iter().all(|r| !r.checks.is_empty()) {
         // Refused only for some arguments: say so, and report it as denied for those.
-        return Verdict { allowed: false, rule: format!("refused when: {rule}"), errno: Some(first.errno.name()), suggestion };
+        return Verdict {
+            allowed: false,
+            rule: format!("refused when: {rule}"),
+            errno: Some(first.errno.name()),
+            suggestion,
+        };
     }
     Verdict::deny(rule, first.errno.name(), suggestion)
 }
@@ -244,7 +349,13 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
     let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
     let host = Host::probe();
     let plan = Plan::new(&policy, &host, None, &DiskLister);
-    let abs = |p: &PathBuf| if p.is_absolute() { p.clone() } else { ctx.cwd.join(p) };
+    let abs = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            ctx.cwd.join(p)
+        }
+    };
     let query = if let Some(p) = &args.read {
         Query::Fs(Op::Read, abs(p))
     } else if let Some(p) = &args.write {
@@ -252,15 +363,21 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
     } else if let Some(p) = &args.exec {
         Query::Fs(Op::Exec, abs(p))
     } else if let Some(hp) = &args.connect {
-        let (host, port) = hp.rsplit_once(':').ok_or_else(|| Error::Usage(format!("--connect {hp}: expected HOST:PORT")))?;
-        let port = port.parse().map_err(|_| Error::Usage(format!("--connect {hp}: invalid port")))?;
+        let (host, port) = hp
+            .rsplit_once(':')
+            .ok_or_else(|| Error::Usage(format!("--connect {hp}: expected HOST:PORT")))?;
+        let port = port
+            .parse()
+            .map_err(|_| Error::Usage(format!("--connect {hp}: invalid port")))?;
         Query::Connect(host.trim_matches(['[', ']']).to_string(), port)
     } else if let Some(port) = args.bind {
         Query::Bind(port)
     } else if let Some(name) = &args.syscall {
         Query::Syscall(name.clone())
     } else {
-        return Err(Error::Usage("explain needs one of --read, --write, --exec, --connect, --bind, --syscall".into()));
+        return Err(Error::Usage(
+            "explain needs one of --read, --write, --exec, --connect, --bind, --syscall".into(),
+        ));
     };
     let v = decide(&policy, &plan, &query);
     println!("{}: {query}", if v.allowed { "allowed" } else { "denied" });
@@ -292,7 +409,11 @@ mod tests {
             landlock: Landlock::Abi(7),
             seccomp: true,
             user_notif: true,
-            userns: if userns { Userns::Available } else { Userns::Unavailable("test".into()) },
+            userns: if userns {
+                Userns::Available
+            } else {
+                Userns::Unavailable("test".into())
+            },
             uid: 1000,
             euid: 1000,
         }
@@ -305,7 +426,13 @@ mod tests {
             std::fs::create_dir_all(ws.join(f).parent().unwrap()).unwrap();
             std::fs::write(ws.join(f), "x").unwrap();
         }
-        let ctx = Context { workspace: ws.clone(), cwd: ws.clone(), home: Some(ws.clone()), tmpdir: "/tmp".into(), env: BTreeMap::new() };
+        let ctx = Context {
+            workspace: ws.clone(),
+            cwd: ws.clone(),
+            home: Some(ws.clone()),
+            tmpdir: "/tmp".into(),
+            env: BTreeMap::new(),
+        };
         let p = Profile::from_text("t.toml", text, None).unwrap();
         let policy = Policy::new(&p, &ctx, Missing::Skip).unwrap();
         let plan = Plan::new(&policy, &host(ns), None, &DiskLister);
@@ -323,7 +450,16 @@ mod tests {
             assert!(v.allowed && v.rule.contains("t.toml:2"), "{v:?}");
             let v = decide(&policy, &plan, &Query::Fs(Op::Read, ws.join("secret/key")));
             assert!(!v.allowed && v.rule.contains("t.toml:5"), "{v:?}");
-            assert_eq!(v.suggestion.as_deref(), Some(format!("remove \"{}\" from [filesystem] deny", ws.join("secret").display()).as_str()));
+            assert_eq!(
+                v.suggestion.as_deref(),
+                Some(
+                    format!(
+                        "remove \"{}\" from [filesystem] deny",
+                        ws.join("secret").display()
+                    )
+                    .as_str()
+                )
+            );
             let v = decide(&policy, &plan, &Query::Fs(Op::Write, ws.join("notes.txt")));
             assert!(!v.allowed, "{v:?}");
             assert_eq!(v.errno, Some(if ns { "EROFS" } else { "EACCES" }));
@@ -338,14 +474,24 @@ mod tests {
 
     #[test]
     fn network_and_syscall_decisions() {
-        let (_d, policy, plan) = setup("[network]\nmode = \"filtered\"\nconnect_tcp = [443]\n", true);
+        let (_d, policy, plan) = setup(
+            "[network]\nmode = \"filtered\"\nconnect_tcp = [443]\n",
+            true,
+        );
         assert!(decide(&policy, &plan, &Query::Connect("example.com".into(), 443)).allowed);
         let v = decide(&policy, &plan, &Query::Connect("example.com".into(), 80));
-        assert!(!v.allowed && v.suggestion.as_deref() == Some("add 80 to [network] connect_tcp"), "{v:?}");
+        assert!(
+            !v.allowed && v.suggestion.as_deref() == Some("add 80 to [network] connect_tcp"),
+            "{v:?}"
+        );
         let v = decide(&policy, &plan, &Query::Bind(8080));
         assert!(!v.allowed);
         let v = decide(&policy, &plan, &Query::Syscall("ptrace".into()));
-        assert!(!v.allowed && v.errno == Some("EPERM") && v.suggestion.as_deref() == Some("add \"ptrace\" to [syscalls] allow"));
+        assert!(
+            !v.allowed
+                && v.errno == Some("EPERM")
+                && v.suggestion.as_deref() == Some("add \"ptrace\" to [syscalls] allow")
+        );
         assert!(decide(&policy, &plan, &Query::Syscall("read".into())).allowed);
         let (_d, policy, plan) = setup("[network]\nmode = \"off\"\n", true);
         let v = decide(&policy, &plan, &Query::Connect("127.0.0.1".into(), 80));

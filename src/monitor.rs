@@ -16,8 +16,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use nix::poll::PollFlags;
 use nix::sys::socket::{
-    AddressFamily, ControlMessageOwned, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recvmsg, socket, socketpair,
+    AddressFamily, ControlMessageOwned, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+    bind, recvmsg, socket, socketpair,
 };
 
 use crate::explain::{self, Op, Query};
@@ -73,7 +75,11 @@ pub struct ChildEnd(pub OwnedFd);
 impl Monitor {
     /// Set up capture before the fork. Returns the child's end of the channel
     /// when seccomp notification is used.
-    pub fn new(opts: CaptureOptions, host: &crate::probe::Host, started: Instant) -> (Monitor, Option<ChildEnd>) {
+    pub fn new(
+        opts: CaptureOptions,
+        host: &crate::probe::Host,
+        started: Instant,
+    ) -> (Monitor, Option<ChildEnd>) {
         let mut m = Monitor {
             started,
             opts,
@@ -92,12 +98,19 @@ impl Monitor {
         };
         let mut child = None;
         if opts.notify && host.user_notif {
-            match socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC) {
+            match socketpair(
+                AddressFamily::Unix,
+                SockType::SeqPacket,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            ) {
                 Ok((a, b)) => {
                     m.channel = Some(a);
                     child = Some(ChildEnd(b));
                 }
-                Err(e) => m.notes.push(format!("syscall denials not captured: socketpair: {e}")),
+                Err(e) => m
+                    .notes
+                    .push(format!("syscall denials not captured: socketpair: {e}")),
             }
         } else if opts.notify {
             m.notes.push("syscall denials and executed commands not captured: no seccomp user notification on this kernel".into());
@@ -126,29 +139,45 @@ impl Monitor {
 
     /// Descriptors to poll.
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        [&self.channel, &self.listener, &self.audit].into_iter().flatten().map(|f| f.as_fd()).collect()
+        [&self.channel, &self.listener, &self.audit]
+            .into_iter()
+            .flatten()
+            .map(|f| f.as_fd())
+            .collect()
     }
 
-    /// Serve whatever is ready. `ready[i]` matches `fds()[i]`.
-    pub fn service(&mut self, ready: &[bool], policy: &Policy, plan: &Plan) {
-        let mut i = 0;
-        let mut next = |present: bool| -> bool {
-            if !present {
-                return false;
+    /// Serve whatever is ready. `ready[i]` are the poll events of `fds()[i]`.
+    pub fn service(&mut self, ready: &[PollFlags], policy: &Policy, plan: &Plan) {
+        let mut events = ready.iter().copied();
+        let mut next = |present: bool| {
+            if present {
+                events.next().unwrap_or(PollFlags::empty())
+            } else {
+                PollFlags::empty()
             }
-            let r = ready.get(i).copied().unwrap_or(false);
-            i += 1;
-            r
         };
-        let (ch, li, au) = (self.channel.is_some(), self.listener.is_some(), self.audit.is_some());
+        let (ch, li, au) = (
+            self.channel.is_some(),
+            self.listener.is_some(),
+            self.audit.is_some(),
+        );
         let (ch, li, au) = (next(ch), next(li), next(au));
-        if ch {
+        let gone = |e: PollFlags| {
+            !e.contains(PollFlags::POLLIN)
+                && e.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+        };
+        if ch.contains(PollFlags::POLLIN) {
             self.receive_listener();
+        } else if gone(ch) {
+            self.channel = None;
         }
-        if li {
+        if li.contains(PollFlags::POLLIN) {
             self.notification(policy, plan);
+        } else if gone(li) {
+            // Every process that could notify has exited.
+            self.listener = None;
         }
-        if au {
+        if au.contains(PollFlags::POLLIN) {
             self.read_audit(policy, plan);
         }
     }
@@ -158,7 +187,12 @@ impl Monitor {
         let mut buf = [0u8; 512];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = match recvmsg::<()>(ch.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT) {
+        let msg = match recvmsg::<()>(
+            ch.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+        ) {
             Ok(m) => m,
             Err(nix::errno::Errno::EAGAIN) => return,
             Err(_) => {
@@ -181,7 +215,9 @@ impl Monitor {
                 self.listener = Some(fd);
                 self.sources.insert(0, "seccomp-notify".into());
             }
-            (Some(&NO_LISTENER), _) => self.notes.push(format!("syscall denials not captured: {}", &text[1..])),
+            (Some(&NO_LISTENER), _) => self
+                .notes
+                .push(format!("syscall denials not captured: {}", &text[1..])),
             _ => {}
         }
         self.channel = None;
@@ -203,11 +239,18 @@ impl Monitor {
     }
 
     fn notification(&mut self, policy: &Policy, plan: &Plan) {
-        let Some(listener) = &self.listener else { return };
+        let Some(listener) = &self.listener else {
+            return;
+        };
         let n = match sys::notif_recv(listener) {
             Ok(n) => n,
             // ENOENT: the caller died or was interrupted before we read it.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::EINTR) => return,
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOENT)
+                    || e.raw_os_error() == Some(libc::EINTR) =>
+            {
+                return;
+            }
             Err(_) => {
                 self.listener = None;
                 return;
@@ -223,7 +266,11 @@ impl Monitor {
         if let Some(rule) = policy.syscalls.decide(nr, &args).cloned() {
             let _ = sys::notif_send(listener, n.id, rule.errno.raw(), false);
             let (operation, target) = describe_call(name, &args, mem.as_ref());
-            let kind = if matches!(name, "socket" | "socketpair") { "net" } else { "syscall" };
+            let kind = if matches!(name, "socket" | "socketpair") {
+                "net"
+            } else {
+                "syscall"
+            };
             let v = explain::decide(policy, plan, &Query::Syscall(name.to_string()));
             let d = Denial {
                 kind: kind.into(),
@@ -240,11 +287,17 @@ impl Monitor {
             self.record(d);
             return;
         }
+        if name == "memfd_create" {
+            self.memfd(n.id, pid, &args, mem.as_ref());
+            return;
+        }
         // Observed: read what we need while the caller waits, then let it run.
         let observed = mem.as_ref().map(|m| observe(name, &args, m, pid));
         let valid = sys::notif_id_valid(listener, n.id);
         let _ = sys::notif_send(listener, n.id, 0, true);
-        let Some(obs) = observed.filter(|_| valid) else { return };
+        let Some(obs) = observed.filter(|_| valid) else {
+            return;
+        };
         let at_ms = self.at_ms();
         if let Some(argv) = obs.argv {
             self.executed.push(Executed { pid, argv, at_ms });
@@ -254,7 +307,9 @@ impl Monitor {
                 let v = explain::decide(policy, plan, &q);
                 if !v.allowed {
                     let (kind, operation, target) = match &q {
-                        Query::Fs(op, p) => ("fs", op.as_str().to_string(), p.display().to_string()),
+                        Query::Fs(op, p) => {
+                            ("fs", op.as_str().to_string(), p.display().to_string())
+                        }
                         Query::Connect(h, port) => ("net", "connect".into(), format!("{h}:{port}")),
                         Query::Bind(port) => ("net", "bind".into(), format!("port {port}")),
                         Query::Syscall(s) => ("syscall", s.clone(), s.clone()),
@@ -277,8 +332,51 @@ impl Monitor {
         }
     }
 
+    /// Make the payload's memfd ourselves, sealed non-executable, and hand it over
+    /// as the call's result. An explicit MFD_EXEC is refused.
+    fn memfd(&mut self, id: u64, pid: u32, args: &[u64; 6], mem: Option<&Mem>) {
+        let Some(listener) = &self.listener else { return };
+        let flags = args[1] as libc::c_uint;
+        if flags & libc::MFD_EXEC != 0 {
+            let _ = sys::notif_send(listener, id, libc::EPERM, false);
+            let d = Denial {
+                kind: "syscall".into(),
+                operation: "memfd_create".into(),
+                target: "MFD_EXEC".into(),
+                pid,
+                exe: exe(pid),
+                errno: "EPERM".into(),
+                rule: "executable memfds are refused (code outside [filesystem] exec)".into(),
+                suggestion: String::new(),
+                observed_by: "seccomp-notify".into(),
+                at_ms: self.at_ms(),
+            };
+            self.record(d);
+            return;
+        }
+        let name = mem.and_then(|m| m.cstr(args[0])).unwrap_or_default();
+        let cname = std::ffi::CString::new(name).unwrap_or_default();
+        let made = sys::memfd_create(&cname, flags | libc::MFD_NOEXEC_SEAL);
+        let valid = sys::notif_id_valid(listener, id);
+        match made {
+            Ok(fd) if valid => {
+                if sys::notif_addfd_send(listener, id, &fd, flags & libc::MFD_CLOEXEC != 0).is_err() {
+                    let _ = sys::notif_send(listener, id, libc::EMFILE, false);
+                }
+            }
+            Ok(_) => {}
+            // Flags the kernel refuses (or no MFD_NOEXEC_SEAL before 6.3): answer with
+            // the kernel's own errno rather than creating an executable memfd.
+            Err(e) => {
+                let _ = sys::notif_send(listener, id, e.raw_os_error().unwrap_or(libc::EINVAL), false);
+            }
+        }
+    }
+
     fn read_audit(&mut self, policy: &Policy, plan: &Plan) {
-        let Some(fd) = self.audit.as_ref().map(|f| f.as_raw_fd()) else { return };
+        let Some(fd) = self.audit.as_ref().map(|f| f.as_raw_fd()) else {
+            return;
+        };
         let mut buf = vec![0u8; 65536];
         loop {
             let n = match nix::sys::socket::recv(fd, &mut buf, MsgFlags::MSG_DONTWAIT) {
@@ -287,7 +385,8 @@ impl Monitor {
             };
             let mut off = 0;
             while off + 16 <= n {
-                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
+                let len =
+                    u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
                 let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap_or_default());
                 if len < 16 || off + len > n {
                     break;
@@ -305,21 +404,35 @@ impl Monitor {
         const LANDLOCK_DOMAIN: u16 = 1424;
         let body = text.split_once("): ").map(|(_, b)| b).unwrap_or(text);
         let fields = parse_fields(body);
-        let Some(domain) = fields.get("domain").cloned() else { return };
+        let Some(domain) = fields.get("domain").cloned() else {
+            return;
+        };
         match ty {
             LANDLOCK_DOMAIN => {
-                let ours = fields.get("pid").and_then(|p| p.parse::<u32>().ok()).is_some_and(|p| self.our_pids.contains(&p));
+                let ours = fields
+                    .get("pid")
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .is_some_and(|p| self.our_pids.contains(&p));
                 if fields.get("status").map(String::as_str) == Some("allocated") && ours {
                     self.domains.insert(domain);
                 }
             }
-            LANDLOCK_ACCESS => self.pending.entry(domain).or_default().push((Instant::now(), fields)),
+            LANDLOCK_ACCESS => self
+                .pending
+                .entry(domain)
+                .or_default()
+                .push((Instant::now(), fields)),
             _ => {}
         }
     }
 
     fn flush_audit(&mut self, policy: &Policy, plan: &Plan) {
-        let ours: Vec<String> = self.pending.keys().filter(|d| self.domains.contains(*d)).cloned().collect();
+        let ours: Vec<String> = self
+            .pending
+            .keys()
+            .filter(|d| self.domains.contains(*d))
+            .cloned()
+            .collect();
         for domain in ours {
             for (_, f) in self.pending.remove(&domain).unwrap_or_default() {
                 if let Some(d) = audit_denial(&f, policy, plan, self.at_ms()) {
@@ -346,7 +459,9 @@ fn rule_text(r: &SyscallRule) -> String {
 }
 
 fn exe(pid: u32) -> String {
-    std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.display().to_string()).unwrap_or_default()
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 /// The caller's memory, read through /proc/PID/mem.
@@ -392,18 +507,41 @@ impl Mem {
 
 /// An operation and target for a refused syscall, for reports.
 fn describe_call(name: &str, a: &[u64; 6], mem: Option<&Mem>) -> (String, String) {
-    let path = |i: usize| mem.and_then(|m| m.cstr(a[i])).unwrap_or_else(|| format!("{:#x}", a[i]));
+    let path = |i: usize| {
+        mem.and_then(|m| m.cstr(a[i]))
+            .unwrap_or_else(|| format!("{:#x}", a[i]))
+    };
     match name {
-        "socket" | "socketpair" => (name.into(), format!("{}, {}, {}", family(a[0] as i32), sock_type(a[1] as i32), a[2] as i32)),
+        "socket" | "socketpair" => (
+            name.into(),
+            format!(
+                "{}, {}, {}",
+                family(a[0] as i32),
+                sock_type(a[1] as i32),
+                a[2] as i32
+            ),
+        ),
         "mount" => (name.into(), format!("{} on {}", path(0), path(1))),
         "umount2" | "chroot" | "swapon" | "swapoff" | "acct" => (name.into(), path(0)),
         "pivot_root" => (name.into(), format!("{} {}", path(0), path(1))),
-        "ptrace" | "process_vm_readv" | "process_vm_writev" | "kcmp" => (name.into(), format!("pid {}", if name == "ptrace" { a[1] } else { a[0] } as i32)),
-        "pidfd_getfd" => (name.into(), format!("pidfd {}, fd {}", a[0] as i32, a[1] as i32)),
-        "ioctl" => (name.into(), format!("fd {}, request {:#x}", a[0] as i32, a[1] as u32)),
+        "ptrace" | "process_vm_readv" | "process_vm_writev" | "kcmp" => (
+            name.into(),
+            format!("pid {}", if name == "ptrace" { a[1] } else { a[0] } as i32),
+        ),
+        "pidfd_getfd" => (
+            name.into(),
+            format!("pidfd {}, fd {}", a[0] as i32, a[1] as i32),
+        ),
+        "ioctl" => (
+            name.into(),
+            format!("fd {}, request {:#x}", a[0] as i32, a[1] as u32),
+        ),
         "clone" | "unshare" => (name.into(), format!("flags {:#x}", a[0])),
         "personality" => (name.into(), format!("{:#x}", a[0] as u32)),
-        _ => (name.into(), format!("{name}({:#x}, {:#x}, {:#x})", a[0], a[1], a[2])),
+        _ => (
+            name.into(),
+            format!("{name}({:#x}, {:#x}, {:#x})", a[0], a[1], a[2]),
+        ),
     }
 }
 
@@ -443,12 +581,22 @@ fn observe(name: &str, a: &[u64; 6], mem: &Mem, pid: u32) -> Observed {
     let fs = |op: Op, p: Option<PathBuf>| p.map(|p| Query::Fs(op, p));
     let open_op = |flags: u64| {
         let f = flags as i32;
-        if f & libc::O_ACCMODE != libc::O_RDONLY || f & (libc::O_CREAT | libc::O_TRUNC) != 0 { Op::Write } else { Op::Read }
+        if f & libc::O_ACCMODE != libc::O_RDONLY || f & (libc::O_CREAT | libc::O_TRUNC) != 0 {
+            Op::Write
+        } else {
+            Op::Read
+        }
     };
-    let mut o = Observed { argv: None, query: None };
+    let mut o = Observed {
+        argv: None,
+        query: None,
+    };
     // execvp(3) tries every PATH entry in turn: record only a file that exists
     // (an empty path is fexecve on an open descriptor, a memfd included).
-    let exists = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.symlink_metadata().is_ok());
+    let exists = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.symlink_metadata().is_ok())
+    };
     match name {
         "execve" => {
             let path = cwd(a[0]);
@@ -465,7 +613,9 @@ fn observe(name: &str, a: &[u64; 6], mem: &Mem, pid: u32) -> Observed {
             o.query = fs(Op::Exec, path);
         }
         "open" => o.query = fs(open_op(a[1]), cwd(a[0])),
-        "creat" | "mkdir" | "mknod" | "unlink" | "rmdir" | "truncate" => o.query = fs(Op::Write, cwd(a[0])),
+        "creat" | "mkdir" | "mknod" | "unlink" | "rmdir" | "truncate" => {
+            o.query = fs(Op::Write, cwd(a[0]))
+        }
         "openat" => o.query = fs(open_op(a[2]), at(a[0], a[1])),
         "openat2" => o.query = fs(open_op(mem.u64(a[2]).unwrap_or(0)), at(a[0], a[1])),
         "mkdirat" | "mknodat" | "unlinkat" => o.query = fs(Op::Write, at(a[0], a[1])),
@@ -476,7 +626,11 @@ fn observe(name: &str, a: &[u64; 6], mem: &Mem, pid: u32) -> Observed {
         "connect" | "bind" => {
             if let Some(b) = mem.bytes(a[1], (a[2] as usize).min(28)) {
                 if let Some((host, port)) = inet(&b) {
-                    o.query = Some(if name == "connect" { Query::Connect(host, port) } else { Query::Bind(port) });
+                    o.query = Some(if name == "connect" {
+                        Query::Connect(host, port)
+                    } else {
+                        Query::Bind(port)
+                    });
                 }
             }
         }
@@ -509,7 +663,11 @@ fn resolve(pid: u32, dirfd: i32, path: &str) -> Option<PathBuf> {
     if p.is_absolute() {
         return Some(p.to_path_buf());
     }
-    let base = if dirfd == libc::AT_FDCWD { std::fs::read_link(format!("/proc/{pid}/cwd")) } else { std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}")) };
+    let base = if dirfd == libc::AT_FDCWD {
+        std::fs::read_link(format!("/proc/{pid}/cwd"))
+    } else {
+        std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}"))
+    };
     base.ok().map(|b| b.join(p))
 }
 
@@ -556,8 +714,15 @@ fn parse_fields(body: &str) -> BTreeMap<String, String> {
 
 /// Audit writes values with unusual bytes as bare hex.
 fn unhex(s: &str) -> String {
-    if s.len() >= 2 && s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()) {
-        let bytes: Option<Vec<u8>> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect();
+    if s.len() >= 2
+        && s.len() % 2 == 0
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+    {
+        let bytes: Option<Vec<u8>> = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+            .collect();
         if let Some(b) = bytes {
             if let Ok(t) = String::from_utf8(b) {
                 if t.starts_with('/') {
@@ -570,7 +735,12 @@ fn unhex(s: &str) -> String {
 }
 
 /// A Landlock access record as a denial.
-fn audit_denial(f: &BTreeMap<String, String>, policy: &Policy, plan: &Plan, at_ms: u64) -> Option<Denial> {
+fn audit_denial(
+    f: &BTreeMap<String, String>,
+    policy: &Policy,
+    plan: &Plan,
+    at_ms: u64,
+) -> Option<Denial> {
     let blockers = f.get("blockers")?.clone();
     let first = blockers.split(',').next().unwrap_or_default();
     let (kind, operation, query) = if let Some(right) = first.strip_prefix("fs.") {
@@ -582,9 +752,21 @@ fn audit_denial(f: &BTreeMap<String, String>, policy: &Policy, plan: &Plan, at_m
         let path = PathBuf::from(f.get("path").cloned().unwrap_or_default());
         ("fs", op.as_str().to_string(), Some(Query::Fs(op, path)))
     } else if let Some(right) = first.strip_prefix("net.") {
-        let port: u16 = f.get("dest").or(f.get("src")).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let port: u16 = f
+            .get("dest")
+            .or(f.get("src"))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         let host = f.get("daddr").cloned().unwrap_or_default();
-        if right.starts_with("bind") { ("net", "bind".to_string(), Some(Query::Bind(port))) } else { ("net", "connect".to_string(), Some(Query::Connect(host, port))) }
+        if right.starts_with("bind") {
+            ("net", "bind".to_string(), Some(Query::Bind(port)))
+        } else {
+            (
+                "net",
+                "connect".to_string(),
+                Some(Query::Connect(host, port)),
+            )
+        }
     } else {
         ("syscall", first.to_string(), None)
     };
@@ -592,7 +774,10 @@ fn audit_denial(f: &BTreeMap<String, String>, policy: &Policy, plan: &Plan, at_m
         Some(Query::Fs(_, p)) => p.display().to_string(),
         Some(Query::Connect(h, p)) => format!("{h}:{p}"),
         Some(Query::Bind(p)) => format!("port {p}"),
-        _ => f.get("opid").map(|p| format!("pid {p}")).unwrap_or_default(),
+        _ => f
+            .get("opid")
+            .map(|p| format!("pid {p}"))
+            .unwrap_or_default(),
     };
     let v = query.as_ref().map(|q| explain::decide(policy, plan, q));
     Some(Denial {
@@ -602,7 +787,11 @@ fn audit_denial(f: &BTreeMap<String, String>, policy: &Policy, plan: &Plan, at_m
         pid: f.get("pid").and_then(|p| p.parse().ok()).unwrap_or(0),
         exe: f.get("exe").cloned().unwrap_or_default(),
         errno: v.as_ref().and_then(|v| v.errno).unwrap_or("EACCES").into(),
-        rule: v.as_ref().filter(|v| !v.allowed).map(|v| v.rule.clone()).unwrap_or_else(|| format!("Landlock ({blockers})")),
+        rule: v
+            .as_ref()
+            .filter(|v| !v.allowed)
+            .map(|v| v.rule.clone())
+            .unwrap_or_else(|| format!("Landlock ({blockers})")),
         suggestion: v.and_then(|v| v.suggestion).unwrap_or_default(),
         observed_by: "audit".into(),
         at_ms,
@@ -615,7 +804,12 @@ fn open_audit() -> std::io::Result<Option<OwnedFd>> {
     if !audit_enabled()? {
         return Ok(None);
     }
-    let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, SockProtocol::NetlinkAudit)?;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        SockProtocol::NetlinkAudit,
+    )?;
     // AUDIT_NLGRP_READLOG: a copy of every record, for readers with CAP_AUDIT_READ.
     bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 1))?;
     Ok(Some(fd))
@@ -624,7 +818,12 @@ fn open_audit() -> std::io::Result<Option<OwnedFd>> {
 /// AUDIT_GET: whether the kernel's audit is enabled.
 fn audit_enabled() -> std::io::Result<bool> {
     const AUDIT_GET: u16 = 1000;
-    let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkAudit)?;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkAudit,
+    )?;
     bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
     let mut req = Vec::with_capacity(16);
     req.extend_from_slice(&16u32.to_ne_bytes());
@@ -660,7 +859,9 @@ mod tests {
 
     #[test]
     fn audit_fields() {
-        let f = parse_fields(r#"domain=1a2b blockers=fs.write_file path="/etc/hosts" dev="vda" ino=123"#);
+        let f = parse_fields(
+            r#"domain=1a2b blockers=fs.write_file path="/etc/hosts" dev="vda" ino=123"#,
+        );
         assert_eq!(f["domain"], "1a2b");
         assert_eq!(f["path"], "/etc/hosts");
         assert_eq!(f["ino"], "123");

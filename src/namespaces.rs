@@ -242,5 +242,8 @@ pub fn setup(p: &Prepared) -> std::result::Result<(), SetupError> {
     if p.net {
         step(sys::loopback_up(), || "bringing up loopback".into())?;
     }
+    // memfds in this PID namespace are never executable (Linux 6.3). Only a root
+    // launcher may write the knob; for others the capture supervisor seals memfds.
+    let _ = std::fs::write("/proc/sys/vm/memfd_noexec", "2");
     Ok(())
 }

@@ -291,16 +291,16 @@ fn no_ns_gaps(policy: &Policy, plan: &mut Plan) {
     plan.gaps.push(
         "chmod, chown, utime and xattrs of readable files are not mediated by Landlock".into(),
     );
-    if policy
-        .fs
-        .grants
+    // The roots a mount view would mount noexec are the ones left open here.
+    for (root, _) in mounts(&policy.fs)
+        .writable
         .iter()
-        .any(|g| g.access.can_write() && !g.access.can_exec())
+        .filter(|(_, noexec)| *noexec)
     {
-        plan.gaps.push(
-            "files in writable roots without exec can still be mapped executable (ld.so, mmap)"
-                .into(),
-        );
+        plan.gaps.push(format!(
+            "files in writable {} (no exec) can still be mapped executable (ld.so, mmap)",
+            root.display()
+        ));
     }
 }
 

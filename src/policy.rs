@@ -343,23 +343,43 @@ pub fn clean(path: &Path) -> PathBuf {
 /// The canonical form of `path`: symlinks resolved for the longest prefix that
 /// exists, the rest cleaned lexically. Returns whether the whole path exists.
 pub fn canonical(path: &Path) -> (PathBuf, bool) {
-    if let Ok(c) = std::fs::canonicalize(path) {
-        return (c, true);
-    }
-    let cleaned = clean(path);
-    let mut existing = cleaned.clone();
-    let mut tail = Vec::new();
-    while let Some(name) = existing.file_name().map(|n| n.to_os_string()) {
-        existing.pop();
-        tail.push(name);
-        if let Ok(mut c) = std::fs::canonicalize(&existing) {
-            for t in tail.iter().rev() {
-                c.push(t);
-            }
-            return (c, false);
+    Canon::default().get(path)
+}
+
+/// Canonical paths with the directories on the way cached: one `lstat` per new
+/// component, where `realpath(3)` would `readlink` every component of every path.
+#[derive(Debug, Default)]
+pub struct Canon {
+    cache: std::collections::HashMap<PathBuf, (PathBuf, bool)>,
+}
+
+impl Canon {
+    pub fn get(&mut self, path: &Path) -> (PathBuf, bool) {
+        let path = clean(path);
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return (PathBuf::from("/"), true);
+        };
+        if let Some(hit) = self.cache.get(&path) {
+            return hit.clone();
         }
+        let (dir, dir_exists) = self.get(parent);
+        let full = dir.join(name);
+        let out = if !dir_exists {
+            (full, false)
+        } else {
+            match std::fs::symlink_metadata(&full) {
+                Err(_) => (full, false),
+                Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(&full) {
+                    Ok(c) => (c, true),
+                    // A dangling link: what it names does not exist.
+                    Err(_) => (full, false),
+                },
+                Ok(_) => (full, true),
+            }
+        };
+        self.cache.insert(path, out.clone());
+        out
     }
-    (cleaned, false)
 }
 
 fn absolute(item: &Item<PathEntry>, key: &str) -> Result<PathBuf> {
@@ -379,6 +399,7 @@ fn absolute(item: &Item<PathEntry>, key: &str) -> Result<PathBuf> {
 
 fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
     let mut fs = FsPolicy::default();
+    let mut canon = Canon::default();
     let classes = [
         (&p.filesystem.read, Access::READ, "filesystem.read"),
         (&p.filesystem.write, Access::WRITE, "filesystem.write"),
@@ -387,10 +408,10 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
     for (list, access, key) in classes {
         for item in list {
             let path = absolute(item, key)?;
-            let (canon, exists) = canonical(&path);
+            let (canonical, exists) = canon.get(&path);
             if exists {
                 fs.grants.push(Grant {
-                    path: canon,
+                    path: canonical,
                     access,
                     origin: item.origin.clone(),
                 });
@@ -434,7 +455,7 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
                         "only the last path component may contain * or ?",
                     ));
                 }
-                let (dir, _) = canonical(parent);
+                let (dir, _) = canon.get(parent);
                 let mut matched: Vec<PathBuf> = std::fs::read_dir(&dir)
                     .into_iter()
                     .flatten()
@@ -444,17 +465,17 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
                     .collect();
                 matched.sort();
                 for m in matched {
-                    let (canon, exists) = canonical(&m);
+                    let (path, exists) = canon.get(&m);
                     out.push(Carve {
-                        path: canon,
+                        path,
                         exists,
                         origin: item.origin.clone(),
                     });
                 }
             } else {
-                let (canon, exists) = canonical(&path);
+                let (path, exists) = canon.get(&path);
                 out.push(Carve {
-                    path: canon,
+                    path,
                     exists,
                     origin: item.origin.clone(),
                 });

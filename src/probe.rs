@@ -124,17 +124,29 @@ pub fn try_namespaces() -> Result<(), String> {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             Ok(())
         }
-        Err(e) => Err(format!("clone with new user, mount, PID, IPC and network namespaces: {e}")),
+        Err(e) => Err(format!(
+            "clone with new user, mount, PID, IPC and network namespaces: {e}"
+        )),
     }
 }
 
 /// Whether the launcher could create a pids cgroup (the process limit as root).
 pub fn pids_cgroup() -> Option<String> {
-    ["/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"].into_iter().find_map(|base| {
+    [
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup",
+    ]
+    .into_iter()
+    .find_map(|base| {
         let dir = std::path::Path::new(base);
         let writable = nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok();
         let v2 = dir.join("cgroup.subtree_control");
-        let pids = !v2.exists() || fs::read_to_string(&v2).unwrap_or_default().split_whitespace().any(|c| c == "pids");
+        let pids = !v2.exists()
+            || fs::read_to_string(&v2)
+                .unwrap_or_default()
+                .split_whitespace()
+                .any(|c| c == "pids");
         (dir.join("cgroup.procs").exists() && writable && pids).then(|| base.to_string())
     })
 }

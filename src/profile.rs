@@ -830,7 +830,8 @@ mod tests {
         let mut n = 0;
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
-            Profile::load(&ProfileRef::Path(p.clone())).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            Profile::load(&ProfileRef::Path(p.clone()))
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             n += 1;
         }
         assert!(n >= 3);

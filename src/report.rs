@@ -134,9 +134,16 @@ pub fn rfc3339(t: SystemTime) -> String {
 impl Report {
     /// Parse a report, refusing a newer schema clearly.
     pub fn read(path: &Path) -> Result<Report> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Output { what: "reading report", path: path.to_path_buf(), source })?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Output { what: "parsing report", path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Output {
+            what: "reading report",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Output {
+            what: "parsing report",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let version = v.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
         if version > SCHEMA_VERSION as u64 {
             return Err(Error::Usage(format!(
@@ -144,20 +151,35 @@ impl Report {
                 path.display()
             )));
         }
-        serde_json::from_value(v)
-            .map_err(|e| Error::Output { what: "parsing report", path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) })
+        serde_json::from_value(v).map_err(|e| Error::Output {
+            what: "parsing report",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })
     }
 
     /// Write atomically: a temp file in the same directory, then rename.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let out = |source| Error::Output { what: "writing report", path: path.to_path_buf(), source };
+        let out = |source| Error::Output {
+            what: "writing report",
+            path: path.to_path_buf(),
+            source,
+        };
         let tmp = temp_beside(path);
-        let text = serde_json::to_string_pretty(self).map_err(|e| out(std::io::Error::other(e.to_string())))?;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(out)?;
-        f.write_all(text.as_bytes()).and_then(|_| f.write_all(b"\n")).and_then(|_| f.sync_data()).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            out(e)
-        })?;
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| out(std::io::Error::other(e.to_string())))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(out)?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.write_all(b"\n"))
+            .and_then(|_| f.sync_data())
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                out(e)
+            })?;
         std::fs::rename(&tmp, path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             out(e)
@@ -171,11 +193,22 @@ impl Report {
         if n == 0 {
             return s;
         }
-        let where_ = path.map(|p| format!(" (report: {})", p.display())).unwrap_or_else(|| " (write a report with --report FILE)".into());
-        s.push_str(&format!("cordon: {n} denial{}{where_}\n", if n == 1 { "" } else { "s" }));
+        let where_ = path
+            .map(|p| format!(" (report: {})", p.display()))
+            .unwrap_or_else(|| " (write a report with --report FILE)".into());
+        s.push_str(&format!(
+            "cordon: {n} denial{}{where_}\n",
+            if n == 1 { "" } else { "s" }
+        ));
         for d in self.denials.iter().take(3) {
-            let exe = Path::new(&d.exe).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-            s.push_str(&format!("cordon:   {} {} ({exe}, {}): {}", d.operation, d.target, d.errno, d.rule));
+            let exe = Path::new(&d.exe)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "cordon:   {} {} ({exe}, {}): {}",
+                d.operation, d.target, d.errno, d.rule
+            ));
             if !d.suggestion.is_empty() {
                 s.push_str(&format!(" -> {}", d.suggestion));
             }
@@ -189,7 +222,10 @@ impl Report {
 }
 
 fn temp_beside(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
@@ -203,7 +239,11 @@ pub fn check_writable(path: &Path) -> Result<()> {
         .map(|_| {
             let _ = std::fs::remove_file(&tmp);
         })
-        .map_err(|source| Error::Output { what: "cannot write the report next to", path: path.to_path_buf(), source })
+        .map_err(|source| Error::Output {
+            what: "cannot write the report next to",
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// One line of the audit log.
@@ -239,18 +279,33 @@ impl AuditLog {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
-            .map_err(|source| Error::Output { what: "opening the audit log", path: path.to_path_buf(), source })?;
-        Ok(AuditLog { file, path: path.to_path_buf() })
+            .map_err(|source| Error::Output {
+                what: "opening the audit log",
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(AuditLog {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Append one line with a single write(2) under an exclusive lock, so that
     /// concurrent runs never interleave or tear.
     pub fn append(&mut self, line: &AuditLine) -> Result<()> {
-        let err = |source| Error::Output { what: "appending to the audit log", path: self.path.clone(), source };
-        let mut text = serde_json::to_string(line).map_err(|e| err(std::io::Error::other(e.to_string())))?;
+        let err = |source| Error::Output {
+            what: "appending to the audit log",
+            path: self.path.clone(),
+            source,
+        };
+        let mut text =
+            serde_json::to_string(line).map_err(|e| err(std::io::Error::other(e.to_string())))?;
         text.push('\n');
-        let lock = nix::fcntl::Flock::lock(self.file.try_clone().map_err(err)?, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| err(e.into()))?;
+        let lock = nix::fcntl::Flock::lock(
+            self.file.try_clone().map_err(err)?,
+            nix::fcntl::FlockArg::LockExclusive,
+        )
+        .map_err(|(_, e)| err(e.into()))?;
         let n = nix::unistd::write(lock.as_fd(), text.as_bytes()).map_err(|e| err(e.into()))?;
         if n != text.len() {
             return Err(err(std::io::Error::other("short write")));
@@ -260,7 +315,10 @@ impl AuditLog {
 }
 
 pub fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -271,8 +329,14 @@ mod tests {
     #[test]
     fn rfc3339_dates() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_190_499_797)), "2026-11-20T16:01:39.797Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_190_499_797)),
+            "2026-11-20T16:01:39.797Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]

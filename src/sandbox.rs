@@ -23,11 +23,11 @@ use nix::unistd::{Pid, getppid, pipe2};
 use seccompiler::BpfProgram;
 
 use crate::env;
-use crate::monitor::{ChildEnd, Monitor};
 use crate::error::{Error, Result, exit};
 use crate::exec;
 use crate::landlock;
 use crate::limits::{self, Processes};
+use crate::monitor::{ChildEnd, Monitor};
 use crate::namespaces;
 use crate::plan::{DiskLister, Plan};
 use crate::policy::Policy;
@@ -264,7 +264,11 @@ fn launch(step: &'static str, e: impl Into<std::io::Error>) -> Error {
 }
 
 /// Start the sandbox. Returns once the payload has called execve (or failed to).
-pub fn spawn(prep: &mut Prepared, signals: &Signals, monitor: &mut Monitor) -> std::result::Result<Spawned, SpawnError> {
+pub fn spawn(
+    prep: &mut Prepared,
+    signals: &Signals,
+    monitor: &mut Monitor,
+) -> std::result::Result<Spawned, SpawnError> {
     let (err_r, err_w) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
     let launcher = nix::unistd::getpid();
@@ -354,11 +358,14 @@ fn wait_exec(err_r: OwnedFd, monitor: &mut Monitor, policy: &Policy, plan: &Plan
             if poll(&mut fds, PollTimeout::NONE).is_err() {
                 continue;
             }
-            let r: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|e| !e.is_empty())).collect();
+            let r: Vec<PollFlags> = fds
+                .iter()
+                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                .collect();
             (r[0], r[1..].to_vec())
         };
         monitor.service(&ready, policy, plan);
-        if err_ready {
+        if !err_ready.is_empty() {
             match nix::unistd::read(&err_r, &mut buf) {
                 Ok(0) => return msg,
                 Ok(n) => msg.extend_from_slice(&buf[..n]),
@@ -520,7 +527,9 @@ fn payload(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, launcher: Opt
     // seccomp last: it may refuse calls made above; execve stays allowed. With
     // capture, refusals go to the launcher, which answers with the same errno.
     match (prep.bpf_notify.as_ref(), prep.capture.take()) {
-        (Some(progs), Some(chan)) => install_notify(progs, &prep.bpf, &chan.0).unwrap_or_else(|m| die(m)),
+        (Some(progs), Some(chan)) => {
+            install_notify(progs, &prep.bpf, &chan.0).unwrap_or_else(|m| die(m))
+        }
         _ => install(&prep.bpf).unwrap_or_else(|m| die(m)),
     }
     let e = nix::unistd::execve(&prep.program_c, &prep.argv, &prep.envp).unwrap_err();
@@ -548,7 +557,11 @@ fn install(progs: &[BpfProgram]) -> std::result::Result<(), String> {
 /// Install the guard and the notifying filter and send the listener to the
 /// launcher. Where a listener cannot be had (one already exists above us, as in
 /// a nested cordon), fall back to the errno filters and say why.
-fn install_notify(progs: &[BpfProgram], fallback: &[BpfProgram], chan: &OwnedFd) -> std::result::Result<(), String> {
+fn install_notify(
+    progs: &[BpfProgram],
+    fallback: &[BpfProgram],
+    chan: &OwnedFd,
+) -> std::result::Result<(), String> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     use std::io::IoSlice;
     let (guard, main) = (&progs[0], &progs[1]);
@@ -557,16 +570,31 @@ fn install_notify(progs: &[BpfProgram], fallback: &[BpfProgram], chan: &OwnedFd)
         Ok(Some(listener)) => {
             let fds = [std::os::fd::AsRawFd::as_raw_fd(&listener)];
             let iov = [IoSlice::new(&[crate::monitor::LISTENER])];
-            sendmsg::<()>(std::os::fd::AsRawFd::as_raw_fd(chan), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-                .map_err(|e| format!("handing the seccomp listener to the launcher: {e}"))?;
+            sendmsg::<()>(
+                std::os::fd::AsRawFd::as_raw_fd(chan),
+                &iov,
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::empty(),
+                None,
+            )
+            .map_err(|e| format!("handing the seccomp listener to the launcher: {e}"))?;
             Ok(())
         }
         Ok(None) => Err("installing the seccomp filter: no listener returned".into()),
         Err(e) => {
             // The guard is already in place; install the rest without it.
             install(&fallback[1..])?;
-            let why = format!("{}a seccomp listener is not available here ({e})", crate::monitor::NO_LISTENER as char);
-            let _ = sendmsg::<()>(std::os::fd::AsRawFd::as_raw_fd(chan), &[IoSlice::new(why.as_bytes())], &[], MsgFlags::empty(), None);
+            let why = format!(
+                "{}a seccomp listener is not available here ({e})",
+                crate::monitor::NO_LISTENER as char
+            );
+            let _ = sendmsg::<()>(
+                std::os::fd::AsRawFd::as_raw_fd(chan),
+                &[IoSlice::new(why.as_bytes())],
+                &[],
+                MsgFlags::empty(),
+                None,
+            );
             Ok(())
         }
     }

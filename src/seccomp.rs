@@ -215,14 +215,35 @@ const CLONE_NEW_FLAGS: &[u32] = &[
 /// The TRACE data that marks returns to rewrite as USER_NOTIF (see compile_notify).
 const NOTIFY_TAG: u32 = 0xC0DE;
 
-/// Calls the supervisor observes and lets run: every execve of the tree.
-pub const OBSERVE_EXEC: &[&str] = &["execve", "execveat"];
+/// Calls the supervisor always handles: every execve of the tree (recorded, then
+/// run), and memfd_create (made by the supervisor with MFD_NOEXEC_SEAL, so code
+/// written into a memfd cannot be executed outside `exec` coverage).
+pub const OBSERVE_EXEC: &[&str] = &["execve", "execveat", "memfd_create"];
 
 /// With --trace, also the path and connect calls whose Landlock outcome the
 /// supervisor predicts (Landlock does not report denials to unprivileged callers).
 pub const OBSERVE_TRACE: &[&str] = &[
-    "open", "openat", "openat2", "creat", "mkdir", "mkdirat", "mknod", "mknodat", "unlink", "unlinkat", "rmdir",
-    "rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat", "truncate", "connect", "bind",
+    "open",
+    "openat",
+    "openat2",
+    "creat",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "rename",
+    "renameat",
+    "renameat2",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "truncate",
+    "connect",
+    "bind",
 ];
 
 const TIOCSTI: u32 = 0x5412;
@@ -377,7 +398,12 @@ impl SyscallPolicy {
             if r.checks.is_empty() {
                 *entry = None;
             } else if let Some(list) = entry {
-                let conds = r.checks.iter().map(|c| c.to_seccompiler()).collect::<std::result::Result<Vec<_>, _>>().map_err(Error::SeccompCompile)?;
+                let conds = r
+                    .checks
+                    .iter()
+                    .map(|c| c.to_seccompiler())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(Error::SeccompCompile)?;
                 list.push(SeccompRule::new(conds).map_err(Error::SeccompCompile)?);
             }
         }
@@ -386,13 +412,25 @@ impl SyscallPolicy {
                 by_nr.insert(nr, None);
             }
         }
-        let map = by_nr.into_iter().map(|(nr, rules)| (nr, rules.unwrap_or_default())).collect();
+        let map = by_nr
+            .into_iter()
+            .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
+            .collect();
         // seccompiler has no USER_NOTIF action: compile with a TRACE action carrying a
         // tag no other return uses, then rewrite exactly those returns.
-        let filter = SeccompFilter::new(map, SeccompAction::Allow, SeccompAction::Trace(NOTIFY_TAG), arch).map_err(Error::SeccompCompile)?;
+        let filter = SeccompFilter::new(
+            map,
+            SeccompAction::Allow,
+            SeccompAction::Trace(NOTIFY_TAG),
+            arch,
+        )
+        .map_err(Error::SeccompCompile)?;
         let mut prog = BpfProgram::try_from(filter).map_err(Error::SeccompCompile)?;
         let tagged = libc::SECCOMP_RET_TRACE | NOTIFY_TAG;
-        for insn in prog.iter_mut().filter(|i| i.code == BPF_RET_K && i.k == tagged) {
+        for insn in prog
+            .iter_mut()
+            .filter(|i| i.code == BPF_RET_K && i.k == tagged)
+        {
             insn.k = libc::SECCOMP_RET_USER_NOTIF;
         }
         Ok(vec![guard_program()?, prog])
@@ -691,9 +729,14 @@ mod tests {
         let p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
         let progs = p.compile_notify(OBSERVE_EXEC).unwrap();
         let main = &progs[1];
-        assert!(main.iter().any(|i| i.code == BPF_RET_K && i.k == libc::SECCOMP_RET_USER_NOTIF));
-        assert!(!main.iter().any(|i| i.code == BPF_RET_K && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_TRACE));
-        assert!(!main.iter().any(|i| i.code == BPF_RET_K && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_ERRNO));
+        assert!(
+            main.iter()
+                .any(|i| i.code == BPF_RET_K && i.k == libc::SECCOMP_RET_USER_NOTIF)
+        );
+        assert!(!main.iter().any(|i| i.code == BPF_RET_K
+            && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_TRACE));
+        assert!(!main.iter().any(|i| i.code == BPF_RET_K
+            && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_ERRNO));
     }
 
     #[test]

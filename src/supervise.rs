@@ -82,12 +82,15 @@ pub fn supervise(
             .unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
-        let ready: Vec<bool> = {
+        let ready: Vec<PollFlags> = {
             let mons = monitor.fds();
             let mut fds = vec![PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN)];
             fds.extend(mons.iter().map(|f| PollFd::new(*f, PollFlags::POLLIN)));
             let _ = poll(&mut fds, wait);
-            fds.iter().skip(1).map(|f| f.revents().is_some_and(|e| !e.is_empty())).collect()
+            fds.iter()
+                .skip(1)
+                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                .collect()
         };
         monitor.service(&ready, policy, plan);
         let now = Instant::now();

@@ -224,7 +224,11 @@ pub fn notif_send(listener: &OwnedFd, id: u64, error: i32, cont: bool) -> io::Re
         id,
         val: 0,
         error: -error,
-        flags: if cont { libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32 } else { 0 },
+        flags: if cont {
+            libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32
+        } else {
+            0
+        },
     };
     // SAFETY: SEND reads the response struct we own.
     let rc = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
@@ -235,11 +239,39 @@ pub fn notif_send(listener: &OwnedFd, id: u64, error: i32, cont: bool) -> io::Re
 /// been reused since: what we read from its memory belongs to it.
 pub fn notif_id_valid(listener: &OwnedFd, id: u64) -> bool {
     // SAFETY: ID_VALID reads the u64 we pass by pointer.
-    unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 }
+    unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &id,
+        ) == 0
+    }
 }
 
 /// Take ownership of a descriptor the kernel just gave us (SCM_RIGHTS).
 pub fn own_fd(raw: RawFd) -> OwnedFd {
     // SAFETY: `raw` was installed for us by recvmsg(2) and nothing else refers to it.
     unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// memfd_create(2) with the caller's flags (the supervisor adds MFD_NOEXEC_SEAL).
+pub fn memfd_create(name: &std::ffi::CStr, flags: libc::c_uint) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is NUL-terminated; the new fd is owned by nobody else.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_create, name.as_ptr(), flags) };
+    check(fd).map(|fd| own_fd(fd as RawFd))
+}
+
+/// Install `src` in the notifying process and make it the syscall's return
+/// value (SECCOMP_ADDFD_FLAG_SEND, Linux 5.14): the call is answered atomically.
+pub fn notif_addfd_send(listener: &OwnedFd, id: u64, src: &OwnedFd, cloexec: bool) -> io::Result<()> {
+    let add = libc::seccomp_notif_addfd {
+        id,
+        flags: libc::SECCOMP_ADDFD_FLAG_SEND as u32,
+        srcfd: src.as_raw_fd() as u32,
+        newfd: 0,
+        newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+    };
+    // SAFETY: ADDFD reads the struct we own; the kernel dups `srcfd` into the target.
+    let rc = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ADDFD, &add) };
+    check(rc as libc::c_long).map(drop)
 }

@@ -192,3 +192,370 @@ pub fn shared_dir() -> &'static Path {
 pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
+
+// ---------------------------------------------------------------------------
+// Kernel-suite helpers: namespace modes, a probe that prints the kernel's
+// answer (OK or the errno name), host process lookups, bounded waits.
+// ---------------------------------------------------------------------------
+
+/// The namespace mode a kernel test configures in its profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ns {
+    /// `[namespaces] mode = "auto"` (the default): user, mount, PID, IPC (+net when off).
+    Auto,
+    /// `[namespaces] mode = "off"`: Landlock and seccomp alone.
+    Off,
+}
+
+impl Ns {
+    pub const ALL: [Ns; 2] = [Ns::Auto, Ns::Off];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ns::Auto => "auto",
+            Ns::Off => "off",
+        }
+    }
+
+    /// The errno of a write outside the writable roots: the read-only mount
+    /// view answers EROFS; Landlock alone answers EACCES.
+    pub fn write_denied(self) -> &'static str {
+        match self {
+            Ns::Auto => "EROFS",
+            Ns::Off => "EACCES",
+        }
+    }
+}
+
+impl std::fmt::Display for Ns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "namespaces {}", self.name())
+    }
+}
+
+/// A name unique within this test process.
+pub fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// A profile file in `shared_dir()` holding `text` plus `[namespaces] mode`
+/// for `ns` (so `text` must not have a `[namespaces]` table of its own).
+pub fn profile_ns(name: &str, text: &str, ns: Ns) -> String {
+    let body = format!("{text}\n[namespaces]\nmode = \"{}\"\n", ns.name());
+    profile(shared_dir(), &format!("{}.toml", unique(name)), &body)
+}
+
+/// The built-in `base` under namespace mode `ns`, as a profile path.
+pub fn ns_profile(base: &str, ns: Ns) -> String {
+    profile_ns(base, &format!("extends = \"{base}\"\n"), ns)
+}
+
+const PROBE_PY: &str = r#"
+# cordon test probe: each OP ARG pair prints one line, OK or the errno name.
+import errno, os, socket, subprocess, sys
+FAMILIES = {
+    "tcp": (socket.AF_INET, socket.SOCK_STREAM),
+    "udp": (socket.AF_INET, socket.SOCK_DGRAM),
+    "tcp6": (socket.AF_INET6, socket.SOCK_STREAM),
+    "udp6": (socket.AF_INET6, socket.SOCK_DGRAM),
+    "unix": (socket.AF_UNIX, socket.SOCK_STREAM),
+}
+def run(op, arg):
+    if op == "read":
+        with open(arg, "rb") as f:
+            f.read()
+    elif op == "write":
+        with open(arg, "ab") as f:
+            f.write(b"x\n")
+    elif op == "list":
+        os.listdir(arg)
+    elif op == "mkdir":
+        os.mkdir(arg)
+    elif op == "exec":
+        code = subprocess.run([arg]).returncode
+        if code != 0:
+            return "EXIT %d" % code
+    elif op == "socket":
+        fam, typ = FAMILIES[arg]
+        socket.socket(fam, typ).close()
+    elif op == "connect":
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", int(arg)))
+        s.close()
+    else:
+        raise SystemExit("unknown probe op " + op)
+    return "OK"
+args = sys.argv[1:]
+for op, arg in zip(args[::2], args[1::2]):
+    try:
+        result = run(op, arg)
+    except OSError as e:
+        result = errno.errorcode.get(e.errno, "errno %s" % e.errno)
+    print(result, flush=True)
+"#;
+
+/// The system Python (not a pyenv shim): probes and socket tests use it.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// The probe script, in `shared_dir()`.
+pub fn probe_py() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let p = shared_dir().join("probe.py");
+        std::fs::write(&p, PROBE_PY).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        p
+    })
+}
+
+/// Probe arguments: (op, arg) pairs flattened for the command line.
+pub fn probe_args(ops: &[(&str, &str)]) -> Vec<String> {
+    ops.iter()
+        .flat_map(|(op, arg)| [op.to_string(), arg.to_string()])
+        .collect()
+}
+
+/// Run the probe with `ops` inside `cordon run -q -p PROFILE -w WS EXTRA... --`
+/// as `user` (cwd WS, `env` added to the harness's clean environment) and return
+/// one answer per op. Panics (showing both streams) unless cordon exits 0.
+pub fn probe(
+    user: User,
+    profile: &str,
+    ws: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    ops: &[(&str, &str)],
+) -> Vec<String> {
+    let mut c = cordon(user);
+    c.args(["run", "-q", "-p", profile, "-w"]).arg(ws).current_dir(ws);
+    c.args(extra).envs(env.iter().copied());
+    c.args(["--", PYTHON]).arg(probe_py()).args(probe_args(ops));
+    let out = c.output().unwrap();
+    assert_code(&out, 0, format!("probe {ops:?} as {user} under {profile}"));
+    text(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// The same probe outside the sandbox, as `user`: shows what DAC alone allows.
+pub fn probe_unsandboxed(user: User, ops: &[(&str, &str)]) -> Vec<String> {
+    let mut c = match user {
+        User::Root => Command::new(PYTHON),
+        User::Nobody => {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", PYTHON]);
+            c
+        }
+    };
+    c.env_clear().env("PATH", "/usr/bin:/bin").env("HOME", home(user));
+    c.arg(probe_py()).args(probe_args(ops)).stdin(Stdio::null());
+    let out = c.output().unwrap();
+    assert_code(&out, 0, format!("unsandboxed probe {ops:?} as {user}"));
+    text(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Mark every descriptor above 2 close-on-exec in the spawned process, so only
+/// the standard streams (and what a test passes on purpose after this) reach
+/// cordon, whatever the test runner left open.
+pub fn only_std_fds(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: close_range is async-signal-safe and touches no memory.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Live (not zombie) host processes whose argv is exactly `argv`.
+pub fn pids_with_argv(argv: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if std::fs::read(format!("/proc/{pid}/cmdline")).ok().as_deref() == Some(&want[..])
+            && pid_alive(pid)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether `pid` names a process that has not exited (zombies count as dead).
+pub fn pid_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X") | None)
+}
+
+/// Poll `f` every 10 ms until it holds or `limit` passes; returns whether it held.
+pub fn poll_until(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A started command whose output is collected by reader threads.
+#[derive(Debug)]
+pub struct Running {
+    pub child: std::process::Child,
+    out: std::sync::mpsc::Receiver<Vec<u8>>,
+    err: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+fn reader(mut r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        let _ = tx.send(v);
+    });
+    rx
+}
+
+/// Start `cmd` with stdout and stderr captured.
+pub fn start(mut cmd: Command) -> Running {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = reader(child.stdout.take().unwrap());
+    let err = reader(child.stderr.take().unwrap());
+    Running { child, out, err }
+}
+
+impl Running {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Wait up to `limit` for the process (kill it and panic past that), then
+    /// collect its output. Output still open 5 s after it exited means something
+    /// it started outlived it: that panics too.
+    pub fn finish(mut self, limit: std::time::Duration, ctx: impl std::fmt::Display) -> Output {
+        let status = wait_limit(&mut self.child, limit, &ctx);
+        let grab = |rx: &std::sync::mpsc::Receiver<Vec<u8>>, which: &str| {
+            rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap_or_else(|_| {
+                panic!("{ctx}: {which} still open 5 s after cordon exited: a process outlived it")
+            })
+        };
+        let stdout = grab(&self.out, "stdout");
+        let stderr = grab(&self.err, "stderr");
+        Output { status, stdout, stderr }
+    }
+}
+
+/// Wait for `child` up to `limit`; kill it and panic when it overruns.
+pub fn wait_limit(child: &mut std::process::Child, limit: std::time::Duration, ctx: &dyn std::fmt::Display) -> std::process::ExitStatus {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if std::time::Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut e = String::new();
+            if let Some(s) = child.stderr.as_mut() {
+                let _ = std::io::Read::read_to_string(s, &mut e);
+            }
+            panic!("{ctx}: still running after {limit:?}; killed\n{e}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// stderr as lines, for "one line starting with `cordon: `" checks.
+#[track_caller]
+pub fn assert_one_error_line(out: &Output, ctx: impl std::fmt::Display) -> String {
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("cordon: "),
+        "{ctx}: expected one line starting with \"cordon: \" on stderr, got:\n{err}"
+    );
+    lines[0].to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Escape-suite helpers (tests/escape.rs): C helpers compiled at run time, and
+// host processes found by an argument.
+// ---------------------------------------------------------------------------
+
+/// Compile `src` (a C file) with `cc -O1` once per test process, into a
+/// directory everyone can read and enter; the binary is world-executable.
+/// None (after `skip`, which fails under CORDON_TEST_STRICT=1) without a compiler.
+pub fn compile_c(test: &str, src: &Path, name: &str) -> Option<PathBuf> {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    static BUILT: Mutex<BTreeMap<String, Result<PathBuf, String>>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let r = built.entry(name.to_string()).or_insert_with(|| {
+        let dir = std::env::temp_dir().join(format!("cordon-test-cc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = dir.join(name);
+        match Command::new("cc")
+            .arg("-O1")
+            .arg("-o")
+            .arg(&out)
+            .arg(src)
+            .output()
+        {
+            Ok(o) if o.status.success() => {
+                std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+                Ok(out)
+            }
+            Ok(o) => panic!("cc {}: {}\n{}", src.display(), o.status, text(&o.stderr)),
+            Err(e) => Err(format!("no C compiler (cc: {e})")),
+        }
+    });
+    match r {
+        Ok(p) => Some(p.clone()),
+        Err(why) => {
+            skip(test, why);
+            None
+        }
+    }
+}
+
+/// Live (not zombie) host processes with an argument equal to `arg`.
+pub fn pids_with_arg(arg: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if cmdline.split(|&b| b == 0).any(|a| a == arg.as_bytes()) && escape_pid_alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether `pid` has not exited (a zombie counts as dead).
+pub fn escape_pid_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X") | None)
+}
