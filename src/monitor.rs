@@ -38,6 +38,9 @@ const MAX_DENIALS: usize = 1000;
 pub const LISTENER: u8 = b'L';
 pub const NO_LISTENER: u8 = b'N';
 
+/// The `key=value` fields of one audit record.
+type Fields = BTreeMap<String, String>;
+
 /// Capture options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CaptureOptions {
@@ -65,7 +68,7 @@ pub struct Monitor {
     /// Landlock domains created by our payload (from audit), and their records so far.
     our_pids: BTreeSet<u32>,
     domains: BTreeSet<String>,
-    pending: BTreeMap<String, Vec<(Instant, BTreeMap<String, String>)>>,
+    pending: BTreeMap<String, Vec<Fields>>,
 }
 
 /// The payload's end of the listener channel.
@@ -419,9 +422,7 @@ impl Monitor {
             }
             LANDLOCK_ACCESS => self
                 .pending
-                .entry(domain)
-                .or_default()
-                .push((Instant::now(), fields)),
+                .entry(domain).or_default().push(fields),
             _ => {}
         }
     }
@@ -434,7 +435,7 @@ impl Monitor {
             .cloned()
             .collect();
         for domain in ours {
-            for (_, f) in self.pending.remove(&domain).unwrap_or_default() {
+            for f in self.pending.remove(&domain).unwrap_or_default() {
                 if let Some(d) = audit_denial(&f, policy, plan, self.at_ms()) {
                     self.record(d);
                 }
