@@ -40,10 +40,11 @@ pub enum Error {
     },
     #[error("unknown built-in profile `{name}` (built-ins: {known})")]
     UnknownBuiltin { name: String, known: String },
-    #[error("loading profile {file}: line {line}: extends `{target}`")]
+    #[error("loading profile {file}: line {line}, column {column}: extends `{target}`")]
     Extends {
         file: String,
         line: usize,
+        column: usize,
         target: String,
         #[source]
         source: Box<Error>,
@@ -52,12 +53,8 @@ pub enum Error {
     ExtendsCycle { chain: String },
     #[error("{origin}: undefined variable ${{{name}}}")]
     UndefinedVariable { origin: String, name: String },
-    #[error("{origin}: {key}: {message}")]
-    InvalidValue {
-        origin: String,
-        key: String,
-        message: String,
-    },
+    #[error("{origin}: {message}")]
+    InvalidValue { origin: String, message: String },
 
     // ---- policy: validation against this machine ----
     #[error("{origin}: unknown syscall `{name}` for {arch}")]
@@ -139,6 +136,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// An extends cycle (already located at the extends that closes it).
+    pub fn is_cycle(&self) -> bool {
+        match self {
+            Error::ExtendsCycle { .. } => true,
+            Error::Extends { source, .. } => matches!(**source, Error::ExtendsCycle { .. }),
+            _ => false,
+        }
+    }
+
     /// The process exit code this error maps to under the launcher contract.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -149,16 +155,9 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(
-        origin: impl std::fmt::Display,
-        key: &str,
-        message: impl Into<String>,
-    ) -> Self {
-        Error::InvalidValue {
-            origin: origin.to_string(),
-            key: key.to_string(),
-            message: message.into(),
-        }
+    /// A bad value at `origin` (a located profile position, or any label).
+    pub(crate) fn invalid(origin: impl std::fmt::Display, message: impl Into<String>) -> Self {
+        Error::InvalidValue { origin: origin.to_string(), message: message.into() }
     }
 }
 

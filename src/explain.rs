@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::ExplainArgs;
 use crate::error::{Error, Result};
 use crate::plan::{DiskLister, FsRule, Plan, Why};
-use crate::policy::{Access, Missing, Network, Policy, canonical};
+use crate::policy::{beneath, Access, Missing, Network, Policy, canonical};
 use crate::probe::Host;
 use crate::profile::{Overrides, Profile, ProfileRef};
 use crate::vars::Context;
@@ -136,7 +136,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
 
     // 1. The mount view (namespaces on): masks, then the read-only view.
     if let Some(m) = &plan.mounts {
-        if let Some((mask, _)) = m.masks.iter().find(|(p, _)| path.starts_with(p)) {
+        if let Some((mask, _)) = m.masks.iter().find(|(p, _)| beneath(&path, p)) {
             return Verdict::deny(
                 format!(
                     "deny {} ({}): masked",
@@ -149,7 +149,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         }
         if op == Op::Write {
             let (_, at) = need(op, &path);
-            if let Some(ro) = m.read_only.iter().find(|r| path.starts_with(r)) {
+            if let Some(ro) = m.read_only.iter().find(|r| beneath(&path, r)) {
                 return Verdict::deny(
                     format!(
                         "read_only {} ({}): bound read-only",
@@ -160,7 +160,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
                     Some(format!("remove {} from [filesystem] read_only", q(ro))),
                 );
             }
-            if !m.writable.iter().any(|(w, _)| at.starts_with(w)) {
+            if !m.writable.iter().any(|(w, _)| beneath(&at, w)) {
                 return Verdict::deny(
                     format!(
                         "{} is outside every writable root (read-only view)",
@@ -175,7 +175,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
             if let Some((w, _)) = m
                 .writable
                 .iter()
-                .find(|(w, noexec)| *noexec && path.starts_with(w))
+                .find(|(w, noexec)| *noexec && beneath(&path, w))
             {
                 return Verdict::deny(
                     format!(
@@ -200,7 +200,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         .chain(plan.fs_rules_late.iter())
         .filter(|r| {
             if r.dir {
-                at.starts_with(&r.path)
+                beneath(&at, &r.path)
             } else {
                 at == r.path
             }
@@ -224,7 +224,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         Op::Write => "write",
         Op::Exec => "exec",
     };
-    if let Some(d) = policy.fs.deny.iter().find(|c| at.starts_with(&c.path)) {
+    if let Some(d) = policy.fs.deny.iter().find(|c| beneath(&at, &c.path)) {
         return Verdict::deny(
             format!("deny {} ({})", d.path.display(), d.origin),
             "EACCES",

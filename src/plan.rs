@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::policy::{Access, FsPolicy, Grant, Network, Policy};
+use crate::policy::{beneath, Access, FsPolicy, Grant, Network, Policy};
 use crate::probe::{Host, Userns};
 use crate::profile::{NsMode, Origin};
 
@@ -275,7 +275,7 @@ fn no_ns_gaps(policy: &Policy, plan: &mut Plan) {
         .filter(|g| g.access.can_write())
         .collect();
     for c in &policy.fs.read_only {
-        if c.exists && writable.iter().any(|g| c.path.starts_with(&g.path)) {
+        if c.exists && writable.iter().any(|g| beneath(&c.path, &g.path)) {
             plan.warnings.push(format!(
                 "read_only {} is not enforced without namespaces ({})",
                 c.path.display(),
@@ -307,12 +307,12 @@ fn no_ns_gaps(policy: &Policy, plan: &mut Plan) {
 /// Plan the mount view: writable roots, pins, read-only binds, masks.
 fn mounts(fs: &FsPolicy) -> Mounts {
     let mut m = Mounts::default();
-    let covered = |p: &Path| fs.grants.iter().any(|g| p.starts_with(&g.path));
+    let covered = |p: &Path| fs.grants.iter().any(|g| beneath(p, &g.path));
     let mut roots: Vec<&Grant> = fs.grants.iter().filter(|g| g.access.can_write()).collect();
     roots.sort_by(|a, b| a.path.cmp(&b.path));
     let mut tops: Vec<PathBuf> = Vec::new();
     for g in roots {
-        if tops.iter().any(|t| g.path.starts_with(t)) {
+        if tops.iter().any(|t| beneath(&g.path, t)) {
             continue;
         }
         if is_device(&g.path) {
@@ -325,11 +325,11 @@ fn mounts(fs: &FsPolicy) -> Mounts {
         let exec = fs
             .grants
             .iter()
-            .any(|g| g.access.can_exec() && (t.starts_with(&g.path) || g.path.starts_with(t)));
+            .any(|g| g.access.can_exec() && (beneath(t, &g.path) || beneath(&g.path, t)));
         m.writable.push((t.clone(), !exec));
     }
     for c in fs.read_only.iter().filter(|c| c.exists) {
-        let Some(root) = tops.iter().find(|t| c.path.starts_with(t)) else {
+        let Some(root) = tops.iter().find(|t| beneath(&c.path, t)) else {
             continue;
         };
         let mut pins: Vec<PathBuf> = c
@@ -367,7 +367,7 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
     let in_writable = |p: &Path| {
         writable
             .iter()
-            .find(|g| p.starts_with(&g.path))
+            .find(|g| beneath(p, &g.path))
             .map(|g| g.path.clone())
     };
     // The denied paths Landlock must enforce by expansion. With namespaces every
@@ -399,14 +399,14 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
 
     for g in &fs.grants {
         // Inside (or at) a denied path: the deny wins.
-        if let Some(c) = carves.iter().find(|c| g.path.starts_with(c)) {
+        if let Some(c) = carves.iter().find(|c| beneath(&g.path, c)) {
             plan.dropped.push((g.clone(), c.to_path_buf()));
             continue;
         }
         let below: Vec<&Path> = carves
             .iter()
             .copied()
-            .filter(|c| c.starts_with(&g.path))
+            .filter(|c| beneath(c, &g.path))
             .collect();
         if below.is_empty() || !g.access.can_read() {
             let rule = FsRule {
@@ -470,7 +470,7 @@ fn expand(dir: &Path, g: &Grant, carves: &[&Path], lister: &dyn Lister, out: &mu
         let here: Vec<&Path> = carves
             .iter()
             .copied()
-            .filter(|c| c.starts_with(&child))
+            .filter(|c| beneath(c, &child))
             .collect();
         if here.is_empty() {
             // A symlink is followed at access time to wherever it points, which has
@@ -512,6 +512,8 @@ mod tests {
         Origin {
             source: "t".into(),
             line: Some(1),
+            column: None,
+            key: None,
         }
     }
 

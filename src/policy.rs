@@ -200,8 +200,7 @@ impl Policy {
                 .or(resolved.network.bind_tcp.first())
             {
                 return Err(Error::invalid(
-                    &p.origin,
-                    "network",
+                    p.origin.located(),
                     "connect_tcp and bind_tcp need mode = \"filtered\"",
                 ));
             }
@@ -242,8 +241,7 @@ impl Policy {
         {
             if name.is_empty() || name.contains(['=', '\0']) {
                 return Err(Error::invalid(
-                    item,
-                    "env",
+                    item.located(),
                     format!("invalid variable name `{name}`"),
                 ));
             }
@@ -267,7 +265,7 @@ impl Policy {
                 format!("CAP_{name}")
             };
             let cap = caps::Capability::from_str(&name).map_err(|_| Error::UnknownCapability {
-                origin: item.origin.to_string(),
+                origin: item.origin.located(),
                 name: item.value.clone(),
             })?;
             if !caps_keep.contains(&cap) {
@@ -325,6 +323,15 @@ fn ports(items: &[Item<u16>]) -> Vec<u16> {
     set.into_iter().collect()
 }
 
+/// Whether `p` is `base` or lies beneath it. Both must be clean absolute paths
+/// (as canonical ones are): a byte comparison, where `Path::starts_with` walks
+/// components — this runs for every entry against every carve-out.
+pub fn beneath(p: &Path, base: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (p, b) = (p.as_os_str().as_bytes(), base.as_os_str().as_bytes());
+    b == b"/" || (p.starts_with(b) && (p.len() == b.len() || p[b.len()] == b'/'))
+}
+
 /// Lexically clean an absolute path: drop "." and resolve ".." without touching the disk.
 pub fn clean(path: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
@@ -355,7 +362,10 @@ pub struct Canon {
 
 impl Canon {
     pub fn get(&mut self, path: &Path) -> (PathBuf, bool) {
-        let path = clean(path);
+        use std::os::unix::ffi::OsStrExt;
+        let b = path.as_os_str().as_bytes();
+        let dirty = b.windows(2).any(|w| w == b"/." || w == b"//") || (b.len() > 1 && b.ends_with(b"/"));
+        let path = if dirty { clean(path) } else { path.to_path_buf() };
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return (PathBuf::from("/"), true);
         };
@@ -382,12 +392,11 @@ impl Canon {
     }
 }
 
-fn absolute(item: &Item<PathEntry>, key: &str) -> Result<PathBuf> {
+fn absolute(item: &Item<PathEntry>) -> Result<PathBuf> {
     let p = PathBuf::from(unescape(&item.value.path));
     if !p.is_absolute() {
         return Err(Error::invalid(
-            &item.origin,
-            key,
+            item.origin.located(),
             format!(
                 "path `{}` must be absolute (or start with ${{WORKSPACE}}, ${{HOME}}, ~/ ...)",
                 p.display()
@@ -401,13 +410,13 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
     let mut fs = FsPolicy::default();
     let mut canon = Canon::default();
     let classes = [
-        (&p.filesystem.read, Access::READ, "filesystem.read"),
-        (&p.filesystem.write, Access::WRITE, "filesystem.write"),
-        (&p.filesystem.exec, Access::EXEC, "filesystem.exec"),
+        (&p.filesystem.read, Access::READ),
+        (&p.filesystem.write, Access::WRITE),
+        (&p.filesystem.exec, Access::EXEC),
     ];
-    for (list, access, key) in classes {
+    for (list, access) in classes {
         for item in list {
-            let path = absolute(item, key)?;
+            let path = absolute(item)?;
             let (canonical, exists) = canon.get(&path);
             if exists {
                 fs.grants.push(Grant {
@@ -417,7 +426,7 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
                 });
             } else if missing == Missing::Error && !item.value.optional {
                 return Err(Error::MissingPath {
-                    origin: item.origin.to_string(),
+                    origin: item.origin.located(),
                     path,
                 });
             } else {
@@ -431,16 +440,9 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
             }
         }
     }
-    for (list, out, key) in [
-        (&p.filesystem.deny, &mut fs.deny, "filesystem.deny"),
-        (
-            &p.filesystem.read_only,
-            &mut fs.read_only,
-            "filesystem.read_only",
-        ),
-    ] {
+    for (list, out) in [(&p.filesystem.deny, &mut fs.deny), (&p.filesystem.read_only, &mut fs.read_only)] {
         for item in list {
-            let path = absolute(item, key)?;
+            let path = absolute(item)?;
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -450,9 +452,8 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
                 let parent = path.parent().unwrap_or(Path::new("/"));
                 if parent.to_string_lossy().contains(['*', '?']) {
                     return Err(Error::invalid(
-                        &item.origin,
-                        key,
-                        "only the last path component may contain * or ?",
+            item.origin.located(),
+            "only the last path component may contain * or ?",
                     ));
                 }
                 let (dir, _) = canon.get(parent);
@@ -531,7 +532,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("must be absolute") && e.starts_with("t:2"),
+            e.starts_with("loading profile t: line 2, column 9: key \"filesystem.read\": path `src` must be absolute"),
             "{e}"
         );
     }
@@ -588,6 +589,15 @@ mod tests {
                 .to_string()
                 .contains("filtered")
         );
+    }
+
+    #[test]
+    fn beneath_is_a_component_prefix() {
+        assert!(beneath(Path::new("/a/b"), Path::new("/a")));
+        assert!(beneath(Path::new("/a"), Path::new("/a")));
+        assert!(beneath(Path::new("/a"), Path::new("/")));
+        assert!(!beneath(Path::new("/ab"), Path::new("/a")));
+        assert!(!beneath(Path::new("/a"), Path::new("/a/b")));
     }
 
     #[test]

@@ -47,18 +47,30 @@ pub fn builtin_names() -> String {
         .join(", ")
 }
 
-/// Where a value came from: a profile file (or built-in) and line, or the command line.
+/// Where a value came from: a profile file (or built-in), line, column and key,
+/// or the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub source: Arc<str>,
     pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub key: Option<&'static str>,
 }
 
 impl Origin {
     pub fn command_line(flag: &str) -> Self {
-        Origin {
-            source: format!("command line ({flag})").into(),
-            line: None,
+        Origin { source: format!("command line ({flag})").into(), line: None, column: None, key: None }
+    }
+
+    /// The prefix of an error about this value: file, line, column and key, in
+    /// the same form as a syntax error's.
+    pub fn located(&self) -> String {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => {
+                let key = self.key.map(|k| format!(": key \"{k}\"")).unwrap_or_default();
+                format!("loading profile {}: line {l}, column {c}{key}", self.source)
+            }
+            _ => self.to_string(),
         }
     }
 }
@@ -555,9 +567,12 @@ fn load_into(
                 Some(dir) if path.is_relative() => dir.join(path),
                 _ => path.clone(),
             };
-            let text = std::fs::read_to_string(&full).map_err(|source| Error::ReadProfile {
-                path: full.clone(),
-                source,
+            let bytes = std::fs::read(&full).map_err(|source| Error::ReadProfile { path: full.clone(), source })?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                // Locate the first bad byte: everything before it is valid text.
+                let good = String::from_utf8_lossy(&e.as_bytes()[..e.utf8_error().valid_up_to()]).into_owned();
+                let (line, column) = LineIndex::new(&good).line_col(good.len());
+                Error::ProfileAt { file: full.display().to_string(), line, column, message: "invalid UTF-8 (a profile is TOML text)".into() }
             })?;
             let canon = std::fs::canonicalize(&full).unwrap_or_else(|_| full.clone());
             let key = canon.display().to_string();
@@ -593,25 +608,20 @@ fn apply_text(
     let raw = parse(name, &text)?;
     let lines = LineIndex::new(&text);
     if let Some(ext) = &raw.extends {
-        let line = lines.line(ext.span().start);
+        let (line, column) = lines.line_col(ext.span().start);
         for target in &ext.get_ref().0 {
             let r = ProfileRef::parse(target);
             load_into(p, &r, dir, stack).map_err(|e| match e {
-                // A cycle is reported once, as a whole, not wrapped at every level.
-                e @ Error::ExtendsCycle { .. } => e,
-                e => Error::Extends {
-                    file: name.to_string(),
-                    line,
-                    target: target.clone(),
-                    source: Box::new(e),
-                },
+                // A cycle is located once, at the extends that closes it, not at every level.
+                e @ Error::Extends { .. } if e.is_cycle() => e,
+                e => Error::Extends { file: name.to_string(), line, column, target: target.clone(), source: Box::new(e) },
             })?;
         }
     }
     let src: Arc<str> = name.into();
-    let at = |span: Range<usize>| Origin {
-        source: src.clone(),
-        line: Some(lines.line(span.start)),
+    let at = |span: Range<usize>, key: &'static str| {
+        let (line, column) = lines.line_col(span.start);
+        Origin { source: src.clone(), line: Some(line), column: Some(column), key: Some(key) }
     };
     merge(p, raw, &at);
     p.texts.push(text);
@@ -619,23 +629,20 @@ fn apply_text(
 }
 
 /// Lists append (child after parent); scalars and table entries override.
-fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>) -> Origin) {
-    fn list<T>(dst: &mut Vec<Item<T>>, src: List<T>, at: &dyn Fn(Range<usize>) -> Origin) {
+fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>, &'static str) -> Origin) {
+    type At<'a> = &'a dyn Fn(Range<usize>, &'static str) -> Origin;
+    fn list<T>(dst: &mut Vec<Item<T>>, src: List<T>, key: &'static str, at: At) {
         for s in src.into_iter().flatten() {
-            let origin = at(s.span());
+            let origin = at(s.span(), key);
             dst.push(Item {
                 value: s.into_inner(),
                 origin,
             });
         }
     }
-    fn scalar<T>(
-        dst: &mut Option<Item<T>>,
-        src: Option<Spanned<T>>,
-        at: &dyn Fn(Range<usize>) -> Origin,
-    ) {
+    fn scalar<T>(dst: &mut Option<Item<T>>, src: Option<Spanned<T>>, key: &'static str, at: At) {
         if let Some(s) = src {
-            let origin = at(s.span());
+            let origin = at(s.span(), key);
             *dst = Some(Item {
                 value: s.into_inner(),
                 origin,
@@ -646,23 +653,23 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>) -> Origin) 
         p.description = raw.description;
     }
     if let Some(fs) = raw.filesystem {
-        list(&mut p.filesystem.read, fs.read, at);
-        list(&mut p.filesystem.write, fs.write, at);
-        list(&mut p.filesystem.exec, fs.exec, at);
-        list(&mut p.filesystem.deny, fs.deny, at);
-        list(&mut p.filesystem.read_only, fs.read_only, at);
+        list(&mut p.filesystem.read, fs.read, "filesystem.read", at);
+        list(&mut p.filesystem.write, fs.write, "filesystem.write", at);
+        list(&mut p.filesystem.exec, fs.exec, "filesystem.exec", at);
+        list(&mut p.filesystem.deny, fs.deny, "filesystem.deny", at);
+        list(&mut p.filesystem.read_only, fs.read_only, "filesystem.read_only", at);
     }
     if let Some(n) = raw.network {
-        scalar(&mut p.network.mode, n.mode, at);
-        list(&mut p.network.connect_tcp, n.connect_tcp, at);
-        list(&mut p.network.bind_tcp, n.bind_tcp, at);
-        scalar(&mut p.network.abstract_unix, n.abstract_unix, at);
+        scalar(&mut p.network.mode, n.mode, "network.mode", at);
+        list(&mut p.network.connect_tcp, n.connect_tcp, "network.connect_tcp", at);
+        list(&mut p.network.bind_tcp, n.bind_tcp, "network.bind_tcp", at);
+        scalar(&mut p.network.abstract_unix, n.abstract_unix, "network.abstract_unix", at);
     }
     if let Some(e) = raw.env {
-        list(&mut p.env.keep, e.keep, at);
-        list(&mut p.env.remove, e.remove, at);
+        list(&mut p.env.keep, e.keep, "env.keep", at);
+        list(&mut p.env.remove, e.remove, "env.remove", at);
         for (k, v) in e.set.into_iter().flatten() {
-            let origin = at(v.span());
+            let origin = at(v.span(), "env.set");
             p.env.set.insert(
                 k,
                 Item {
@@ -672,7 +679,7 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>) -> Origin) 
             );
         }
         for (k, v) in e.secrets.into_iter().flatten() {
-            let origin = at(v.span());
+            let origin = at(v.span(), "env.secrets");
             p.env.secrets.insert(
                 k,
                 Item {
@@ -683,28 +690,28 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>) -> Origin) 
         }
     }
     if let Some(l) = raw.limits {
-        scalar(&mut p.limits.timeout, l.timeout, at);
-        scalar(&mut p.limits.memory, l.memory, at);
-        scalar(&mut p.limits.processes, l.processes, at);
-        scalar(&mut p.limits.open_files, l.open_files, at);
-        scalar(&mut p.limits.cpu, l.cpu, at);
-        scalar(&mut p.limits.file_size, l.file_size, at);
+        scalar(&mut p.limits.timeout, l.timeout, "limits.timeout", at);
+        scalar(&mut p.limits.memory, l.memory, "limits.memory", at);
+        scalar(&mut p.limits.processes, l.processes, "limits.processes", at);
+        scalar(&mut p.limits.open_files, l.open_files, "limits.open_files", at);
+        scalar(&mut p.limits.cpu, l.cpu, "limits.cpu", at);
+        scalar(&mut p.limits.file_size, l.file_size, "limits.file_size", at);
     }
     if let Some(s) = raw.syscalls {
-        list(&mut p.syscalls.deny, s.deny, at);
-        list(&mut p.syscalls.allow, s.allow, at);
+        list(&mut p.syscalls.deny, s.deny, "syscalls.deny", at);
+        list(&mut p.syscalls.allow, s.allow, "syscalls.allow", at);
     }
     if let Some(c) = raw.capabilities {
-        list(&mut p.capabilities.keep, c.keep, at);
+        list(&mut p.capabilities.keep, c.keep, "capabilities.keep", at);
     }
     if let Some(n) = raw.namespaces {
-        scalar(&mut p.namespaces.mode, n.mode, at);
+        scalar(&mut p.namespaces.mode, n.mode, "namespaces.mode", at);
     }
     if let Some(pr) = raw.process {
-        scalar(&mut p.process.signal_outside, pr.signal_outside, at);
+        scalar(&mut p.process.signal_outside, pr.signal_outside, "process.signal_outside", at);
     }
     if let Some(a) = raw.audit {
-        scalar(&mut p.audit.log, a.log, at);
+        scalar(&mut p.audit.log, a.log, "audit.log", at);
     }
 }
 
@@ -725,11 +732,24 @@ fn parse(name: &str, text: &str) -> Result<RawProfile> {
             message,
         }
     };
-    let doc = toml::de::DeTable::parse(text)
-        .map_err(|e| located(e.span(), tidy(e.message(), None), None))?;
-    let keys = doc.get_ref().clone();
+    let doc = toml::de::DeTable::parse(text).map_err(|e| {
+        // The keys parsed before the error still name where it is.
+        let (partial, _) = toml::de::DeTable::parse_recoverable(text);
+        let key = e.span().and_then(|s| {
+            key_at(partial.get_ref(), &s, "").or_else(|| {
+                // A value cut short (an unterminated string) ends after its key, on its line.
+                let lines = LineIndex::new(text);
+                last_key_before(partial.get_ref(), s.start, "")
+                    .filter(|(at, _)| lines.line(*at) == lines.line(s.start))
+                    .map(|(_, k)| k)
+            })
+        });
+        located(e.span(), tidy(e.message(), key.as_deref()), key)
+    })?;
     RawProfile::deserialize(toml::de::Deserializer::from(doc)).map_err(|e| {
-        let key = e.span().and_then(|s| key_at(&keys, &s, ""));
+        // Errors only: parse again for the spans of the keys (cheaper than keeping a copy).
+        let keys = toml::de::DeTable::parse(text).ok();
+        let key = e.span().zip(keys).and_then(|(s, k)| key_at(k.get_ref(), &s, ""));
         located(e.span(), tidy(e.message(), key.as_deref()), key)
     })
 }
@@ -780,28 +800,45 @@ fn key_at(table: &toml::de::DeTable, span: &Range<usize>, prefix: &str) -> Optio
     None
 }
 
-/// Byte offset to 1-based line and column.
+/// The key that starts last before `pos` (its offset and dotted path).
+fn last_key_before(table: &toml::de::DeTable, pos: usize, prefix: &str) -> Option<(usize, String)> {
+    let mut best: Option<(usize, String)> = None;
+    for (k, v) in table {
+        let path = if prefix.is_empty() { k.get_ref().to_string() } else { format!("{prefix}.{}", k.get_ref()) };
+        if k.span().start <= pos && best.as_ref().is_none_or(|(at, _)| k.span().start > *at) {
+            best = Some((k.span().start, path.clone()));
+        }
+        if let toml::de::DeValue::Table(t) = v.get_ref() {
+            if let Some(inner) = last_key_before(t, pos, &path) {
+                if best.as_ref().is_none_or(|(at, _)| inner.0 > *at) {
+                    best = Some(inner);
+                }
+            }
+        }
+    }
+    best
+}
+
+/// Byte offset to 1-based line and column. The line starts are found once, so
+/// locating every value of a profile is a binary search, not a rescan.
 pub(crate) struct LineIndex<'a> {
     text: &'a str,
+    starts: Vec<usize>,
 }
 
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
-        LineIndex { text }
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        LineIndex { text, starts }
     }
     pub(crate) fn line(&self, offset: usize) -> usize {
-        self.line_col(offset).0
+        self.starts.partition_point(|&s| s <= offset.min(self.text.len()))
     }
     pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let before = &self.text.as_bytes()[..offset];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map(|i| i + 1)
-            .unwrap_or(0);
-        let column = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
+        let line = self.line(offset);
+        let start = self.starts[line - 1];
+        let column = String::from_utf8_lossy(&self.text.as_bytes()[start..offset]).chars().count() + 1;
         (line, column)
     }
 }
@@ -822,6 +859,17 @@ mod tests {
             let p = Profile::load(&ProfileRef::Builtin(name.to_string())).unwrap();
             assert!(p.description.is_some(), "{name} has no description");
         }
+    }
+
+    #[test]
+    fn line_index() {
+        let l = LineIndex::new("ab\ncd\n\nxé");
+        assert_eq!(l.line_col(0), (1, 1));
+        assert_eq!(l.line_col(2), (1, 3));
+        assert_eq!(l.line_col(3), (2, 1));
+        assert_eq!(l.line_col(7), (4, 1));
+        assert_eq!(l.line_col(8), (4, 2));
+        assert_eq!(l.line_col(99), (4, 3));
     }
 
     #[test]
@@ -905,19 +953,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.toml"), "extends = \"b.toml\"\n").unwrap();
         std::fs::write(dir.path().join("b.toml"), "extends = \"a.toml\"\n").unwrap();
-        let e = Profile::load(&ProfileRef::Path(dir.path().join("a.toml")))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("extends cycle:") && e.contains("a.toml -> ") && e.contains("b.toml"),
-            "{e}"
-        );
+        let e = Profile::load(&ProfileRef::Path(dir.path().join("a.toml"))).unwrap_err();
+        let e = crate::error::chain(&e);
+        // Located once, at the extends that closes the cycle.
+        assert!(e.contains("b.toml: line 1, column 11: extends `a.toml`: extends cycle:"), "{e}");
+        assert!(e.contains("a.toml -> ") && e.matches("loading profile").count() == 1, "{e}");
         let e = Profile::from_text("c.toml", "\nextends = \"nope.toml\"\n", Some(dir.path()))
             .unwrap_err();
         let chain = crate::error::chain(&e);
         assert!(
             chain.starts_with(
-                "loading profile c.toml: line 2: extends `nope.toml`: loading profile"
+                "loading profile c.toml: line 2, column 11: extends `nope.toml`: loading profile"
             ),
             "{chain}"
         );

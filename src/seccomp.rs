@@ -308,8 +308,7 @@ impl SyscallPolicy {
             let name = known(item)?;
             if let Some((_, why)) = GUARDED.iter().find(|(n, _)| *n == name) {
                 return Err(Error::invalid(
-                    &item.origin,
-                    "syscalls.allow",
+                    item.origin.located(),
                     format!("`{name}` cannot be allowed: {why}"),
                 ));
             }
@@ -444,7 +443,7 @@ impl SyscallPolicy {
 
 fn known(item: &Item<String>) -> Result<&'static str> {
     syscalls::canonical_name(&item.value).ok_or_else(|| Error::UnknownSyscall {
-        origin: item.origin.to_string(),
+        origin: item.origin.located(),
         name: item.value.clone(),
         arch: std::env::consts::ARCH,
     })
@@ -559,6 +558,8 @@ mod tests {
             origin: Origin {
                 source: "t".into(),
                 line: Some(1),
+                column: None,
+                key: None,
             },
         }
     }

@@ -101,7 +101,7 @@ pub fn supervise(
                 phase = Phase::Terminating(now + GRACE);
             }
             Phase::Terminating(at) if now >= at => {
-                kill_tree(&child);
+                kill_tree(&child, &mut main);
                 phase = Phase::Killed;
             }
             _ => {}
@@ -124,7 +124,7 @@ pub fn supervise(
     let duration = started.elapsed();
     // The payload is gone: nothing it started outlives the run.
     if !child.ns {
-        kill_tree(&child);
+        kill_tree(&child, &mut main);
     }
     reap_all();
     let status = match (&child.status, main) {
@@ -169,7 +169,7 @@ fn terminate(child: &Spawned) {
 }
 
 /// SIGKILL to the whole tree, until nothing is left.
-fn kill_tree(child: &Spawned) {
+fn kill_tree(child: &Spawned, main: &mut Option<WaitStatus>) {
     if child.ns {
         // Killing PID 1 of the namespace kills every process in it.
         let _ = kill(child.pid, Signal::SIGKILL);
@@ -188,7 +188,8 @@ fn kill_tree(child: &Spawned) {
         for p in &left {
             let _ = kill(*p, Signal::SIGKILL);
         }
-        reap_all_nohang();
+        // Reaping may collect the payload itself: keep its status.
+        reap(child.pid, main);
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -198,14 +199,6 @@ fn no_children() -> bool {
     match std::fs::read_to_string(format!("/proc/self/task/{me}/children")) {
         Ok(s) => s.trim().is_empty(),
         Err(_) => false,
-    }
-}
-
-fn reap_all_nohang() {
-    while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if st == WaitStatus::StillAlive {
-            break;
-        }
     }
 }
 

@@ -89,15 +89,11 @@ impl Context {
             } else if let Some(r) = rest.strip_prefix('{') {
                 let end = r
                     .find('}')
-                    .ok_or_else(|| Error::invalid(origin, s, "unterminated ${...}"))?;
+                    .ok_or_else(|| Error::invalid(origin, format!("`{s}`: unterminated ${{...}}")))?;
                 let name = &r[..end];
                 if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 {
-                    return Err(Error::invalid(
-                        origin,
-                        s,
-                        format!("invalid variable name `{name}`"),
-                    ));
+                    return Err(Error::invalid(origin, format!("`{s}`: invalid variable name `{name}`")));
                 }
                 let value = self.lookup(name).ok_or_else(|| Error::UndefinedVariable {
                     origin: origin.to_string(),
@@ -106,11 +102,7 @@ impl Context {
                 out.push_str(&value);
                 rest = &r[end + 1..];
             } else {
-                return Err(Error::invalid(
-                    origin,
-                    s,
-                    "write ${NAME} for a variable or $$ for a literal $",
-                ));
+                return Err(Error::invalid(origin, format!("`{s}`: write ${{NAME}} for a variable or $$ for a literal $")));
             }
         }
         out.push_str(rest);
@@ -134,7 +126,7 @@ impl Profile {
         let paths = |list: &mut Vec<Item<PathEntry>>| -> Result<()> {
             let mut out = Vec::with_capacity(list.len());
             for mut item in list.drain(..) {
-                match ctx.expand(&item.value.path, &item.origin) {
+                match ctx.expand(&item.value.path, &item.origin.located()) {
                     Ok(v) => {
                         item.value.path = escape(&v);
                         out.push(item);
@@ -152,15 +144,15 @@ impl Profile {
         paths(&mut p.filesystem.deny)?;
         paths(&mut p.filesystem.read_only)?;
         for item in p.env.set.values_mut() {
-            item.value = escape(&ctx.expand(&item.value, &item.origin)?);
+            item.value = escape(&ctx.expand(&item.value, &item.origin.located())?);
         }
         for item in p.env.secrets.values_mut() {
             if let SecretSource::File(f) = &mut item.value {
-                *f = escape(&ctx.expand(f, &item.origin)?);
+                *f = escape(&ctx.expand(f, &item.origin.located())?);
             }
         }
         if let Some(item) = &mut p.audit.log {
-            item.value = escape(&ctx.expand(&item.value, &item.origin)?);
+            item.value = escape(&ctx.expand(&item.value, &item.origin.located())?);
         }
         Ok(p)
     }

@@ -236,7 +236,11 @@ impl std::fmt::Display for Ns {
 /// A name unique within this test process.
 pub fn unique(prefix: &str) -> String {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// A profile file in `shared_dir()` holding `text` plus `[namespaces] mode`
@@ -329,7 +333,9 @@ pub fn probe(
     ops: &[(&str, &str)],
 ) -> Vec<String> {
     let mut c = cordon(user);
-    c.args(["run", "-q", "-p", profile, "-w"]).arg(ws).current_dir(ws);
+    c.args(["run", "-q", "-p", profile, "-w"])
+        .arg(ws)
+        .current_dir(ws);
     c.args(extra).envs(env.iter().copied());
     c.args(["--", PYTHON]).arg(probe_py()).args(probe_args(ops));
     let out = c.output().unwrap();
@@ -347,7 +353,9 @@ pub fn probe_unsandboxed(user: User, ops: &[(&str, &str)]) -> Vec<String> {
             c
         }
     };
-    c.env_clear().env("PATH", "/usr/bin:/bin").env("HOME", home(user));
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home(user));
     c.arg(probe_py()).args(probe_args(ops)).stdin(Stdio::null());
     let out = c.output().unwrap();
     assert_code(&out, 0, format!("unsandboxed probe {ops:?} as {user}"));
@@ -363,7 +371,13 @@ pub fn only_std_fds(cmd: &mut Command) {
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(|| {
-            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+            if libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -379,7 +393,10 @@ pub fn pids_with_argv(argv: &[&str]) -> Vec<i32> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        if std::fs::read(format!("/proc/{pid}/cmdline")).ok().as_deref() == Some(&want[..])
+        if std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .as_deref()
+            == Some(&want[..])
             && pid_alive(pid)
         {
             out.push(pid);
@@ -393,7 +410,9 @@ pub fn pid_alive(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.split_whitespace().next());
     !matches!(state, Some("Z") | Some("X") | None)
 }
 
@@ -431,7 +450,11 @@ fn reader(mut r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiv
 
 /// Start `cmd` with stdout and stderr captured.
 pub fn start(mut cmd: Command) -> Running {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let out = reader(child.stdout.take().unwrap());
     let err = reader(child.stderr.take().unwrap());
     Running { child, out, err }
@@ -447,19 +470,28 @@ impl Running {
     /// it started outlived it: that panics too.
     pub fn finish(mut self, limit: std::time::Duration, ctx: impl std::fmt::Display) -> Output {
         let status = wait_limit(&mut self.child, limit, &ctx);
-        let grab = |rx: &std::sync::mpsc::Receiver<Vec<u8>>, which: &str| {
-            rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap_or_else(|_| {
+        let grab =
+            |rx: &std::sync::mpsc::Receiver<Vec<u8>>, which: &str| {
+                rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap_or_else(|_| {
                 panic!("{ctx}: {which} still open 5 s after cordon exited: a process outlived it")
             })
-        };
+            };
         let stdout = grab(&self.out, "stdout");
         let stderr = grab(&self.err, "stderr");
-        Output { status, stdout, stderr }
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
     }
 }
 
 /// Wait for `child` up to `limit`; kill it and panic when it overruns.
-pub fn wait_limit(child: &mut std::process::Child, limit: std::time::Duration, ctx: &dyn std::fmt::Display) -> std::process::ExitStatus {
+pub fn wait_limit(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+    ctx: &dyn std::fmt::Display,
+) -> std::process::ExitStatus {
     let end = std::time::Instant::now() + limit;
     loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -559,3 +591,139 @@ pub fn escape_pid_alive(pid: i32) -> bool {
         .and_then(|(_, r)| r.split_whitespace().next());
     !matches!(state, Some("Z") | Some("X") | None)
 }
+
+// ---------------------------------------------------------------------------
+// Run-report helpers (tests/reports.rs, tests/replay.rs, tests/audit_capture.rs):
+// read a report and check it against schema v1 as the README documents it.
+// ---------------------------------------------------------------------------
+
+/// Read and parse a run report; panics with the file's text when it is not JSON.
+#[track_caller]
+pub fn read_report(path: &Path) -> serde_json::Value {
+    let t = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("report {} not readable: {e}", path.display()));
+    serde_json::from_str(&t)
+        .unwrap_or_else(|e| panic!("report {} is not JSON: {e}\n{t}", path.display()))
+}
+
+/// Check every field of schema v1 exists with the documented type (and the
+/// enumerated strings hold one of their documented values).
+#[track_caller]
+pub fn check_report_schema(r: &serde_json::Value, ctx: &str) {
+    use serde_json::Value;
+    let field = |v: &'_ Value, path: &str| -> Value {
+        v.pointer(path)
+            .cloned()
+            .unwrap_or_else(|| panic!("{ctx}: report has no {path}\n{v:#}"))
+    };
+    let string = |v: &Value, path: &str| -> String {
+        field(v, path)
+            .as_str()
+            .unwrap_or_else(|| panic!("{ctx}: {path} is not a string in\n{v:#}"))
+            .to_string()
+    };
+    let uint = |v: &Value, path: &str| -> u64 {
+        field(v, path)
+            .as_u64()
+            .unwrap_or_else(|| panic!("{ctx}: {path} is not an unsigned integer in\n{v:#}"))
+    };
+    let int = |v: &Value, path: &str| -> i64 {
+        field(v, path)
+            .as_i64()
+            .unwrap_or_else(|| panic!("{ctx}: {path} is not an integer in\n{v:#}"))
+    };
+    let boolean = |v: &Value, path: &str| -> bool {
+        field(v, path)
+            .as_bool()
+            .unwrap_or_else(|| panic!("{ctx}: {path} is not a boolean in\n{v:#}"))
+    };
+    let strings = |v: &Value, path: &str| -> Vec<String> {
+        field(v, path)
+            .as_array()
+            .unwrap_or_else(|| panic!("{ctx}: {path} is not an array in\n{v:#}"))
+            .iter()
+            .map(|s| {
+                s.as_str()
+                    .unwrap_or_else(|| panic!("{ctx}: {path} holds a non-string in\n{v:#}"))
+                    .to_string()
+            })
+            .collect()
+    };
+    let array = |v: &Value, path: &str| -> Vec<Value> {
+        field(v, path)
+            .as_array()
+            .unwrap_or_else(|| panic!("{ctx}: {path} is not an array in\n{v:#}"))
+            .clone()
+    };
+    assert_eq!(uint(r, "/version"), 1, "{ctx}: version");
+    assert!(!string(r, "/cordon_version").is_empty(), "{ctx}: cordon_version is empty");
+    let at = string(r, "/started_at");
+    let b = at.as_bytes();
+    assert!(
+        b.len() == 24
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[13] == b':'
+            && b[16] == b':'
+            && b[19] == b'.'
+            && b[23] == b'Z'
+            && at.bytes().enumerate().all(|(i, c)| [4, 7, 10, 13, 16, 19, 23].contains(&i) || c.is_ascii_digit()),
+        "{ctx}: started_at {at:?} is not RFC 3339 UTC with milliseconds"
+    );
+    uint(r, "/duration_ms");
+    assert!(!strings(r, "/command").is_empty(), "{ctx}: command is empty");
+    for p in ["/cwd", "/workspace"] {
+        assert!(string(r, p).starts_with('/'), "{ctx}: {p} is not absolute");
+    }
+    string(r, "/profile/name");
+    string(r, "/profile/source");
+    let sha = string(r, "/profile/sha256");
+    assert!(
+        sha.len() == 64 && sha.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+        "{ctx}: profile.sha256 {sha:?} is not 64 lowercase hex digits"
+    );
+    assert!(field(r, "/profile/resolved").is_object(), "{ctx}: profile.resolved is not an object");
+    string(r, "/host/kernel");
+    int(r, "/host/landlock_abi");
+    boolean(r, "/host/namespaces");
+    uint(r, "/host/uid");
+    let ll = string(r, "/enforced/landlock");
+    assert!(["full", "partial", "none"].contains(&ll.as_str()), "{ctx}: enforced.landlock {ll:?}");
+    boolean(r, "/enforced/seccomp");
+    let ns = string(r, "/enforced/namespaces");
+    assert!(["on", "off"].contains(&ns.as_str()), "{ctx}: enforced.namespaces {ns:?}");
+    strings(r, "/enforced/missing");
+    int(r, "/exit_code");
+    let sig = field(r, "/signal");
+    assert!(sig.is_null() || sig.as_i64().is_some(), "{ctx}: signal {sig} is neither null nor an integer");
+    boolean(r, "/timed_out");
+    for e in array(r, "/executed") {
+        uint(&e, "/pid");
+        strings(&e, "/argv");
+        uint(&e, "/at_ms");
+    }
+    for d in array(r, "/denials") {
+        let kind = string(&d, "/kind");
+        assert!(["fs", "net", "syscall", "limit"].contains(&kind.as_str()), "{ctx}: denial kind {kind:?}");
+        for k in ["/operation", "/target", "/exe", "/errno", "/rule", "/suggestion"] {
+            string(&d, k);
+        }
+        uint(&d, "/pid");
+        let by = string(&d, "/observed_by");
+        assert!(
+            ["audit", "seccomp-notify", "predicted"].contains(&by.as_str()),
+            "{ctx}: observed_by {by:?}"
+        );
+        uint(&d, "/at_ms");
+    }
+    strings(r, "/capture/sources");
+    strings(r, "/capture/notes");
+    uint(r, "/capture/dropped");
+}
+
+/// The denials of a report.
+pub fn report_denials(r: &serde_json::Value) -> Vec<serde_json::Value> {
+    r["denials"].as_array().cloned().unwrap_or_default()
+}
+// ---- end of run-report helpers ----

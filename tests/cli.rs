@@ -1,0 +1,231 @@
+//! The exit-code contract of `cordon run`, through the binary on this kernel:
+//! the child's status; 128+N for signal N; 127 not found; 126 not executable;
+//! 125 usage error or bad profile; `--help` 0. Errors are one line "cordon: ...".
+
+mod support;
+use std::os::unix::fs::PermissionsExt;
+
+use support::*;
+
+/// `cordon run -q -p PROFILE -w WS -- ARGS...` as `user`.
+fn run(user: User, profile: &str, ws: &std::path::Path, args: &[&str]) -> std::process::Output {
+    cordon(user)
+        .args(["run", "-q", "-p", profile, "-w"])
+        .arg(ws)
+        .current_dir(ws)
+        .arg("--")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn child_status_passes_through() {
+    for user in users("child_status_passes_through") {
+        let ws = tempdir(user);
+        for ns in Ns::ALL {
+            let p = ns_profile("workspace-write", ns);
+            for code in [0, 3, 255] {
+                let out = run_sh(user, &p, ws.path(), &format!("exit {code}"));
+                assert_code(&out, code, format!("exit {code} as {user}, {ns}"));
+                assert!(
+                    out.stderr.is_empty(),
+                    "exit {code}: cordon printed:\n{}",
+                    text(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn death_by_signal_is_128_plus_n() {
+    for user in users("death_by_signal_is_128_plus_n") {
+        let ws = tempdir(user);
+        for ns in Ns::ALL {
+            let p = ns_profile("workspace-write", ns);
+            for (sig, code) in [("TERM", 143), ("KILL", 137), ("INT", 130), ("SEGV", 139)] {
+                let out = run_sh(user, &p, ws.path(), &format!("kill -{sig} $$"));
+                assert_code(&out, code, format!("kill -{sig} as {user}, {ns}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn command_not_found_is_127() {
+    for user in users("command_not_found_is_127") {
+        let ws = tempdir(user);
+        for ns in Ns::ALL {
+            let p = ns_profile("workspace-write", ns);
+            for cmd in [
+                "cordon-no-such-command",
+                "/nonexistent/cordon-no-such-command",
+                "./missing",
+            ] {
+                let out = run(user, &p, ws.path(), &[cmd]);
+                let ctx = format!("{cmd} as {user}, {ns}");
+                assert_code(&out, 127, &ctx);
+                let msg = assert_one_error_line(&out, &ctx);
+                assert!(
+                    msg.contains(cmd),
+                    "{ctx}: the message does not name the command:\n{msg}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn not_executable_is_126() {
+    for user in users("not_executable_is_126") {
+        let ws = tempdir(user);
+        let plain = ws.path().join("plain.sh");
+        std::fs::write(&plain, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        chown_r(&plain, user);
+        let dir = ws.path().join("adir");
+        std::fs::create_dir(&dir).unwrap();
+        chown_r(&dir, user);
+        for ns in Ns::ALL {
+            let p = ns_profile("workspace-write", ns);
+            for cmd in [plain.to_str().unwrap(), dir.to_str().unwrap(), "./plain.sh"] {
+                let out = run(user, &p, ws.path(), &[cmd]);
+                let ctx = format!("{cmd} as {user}, {ns}");
+                assert_code(&out, 126, &ctx);
+                assert_one_error_line(&out, &ctx);
+            }
+            // The control: with the x bit the same file runs.
+            let exe = ws.path().join("exe.sh");
+            std::fs::write(&exe, "#!/bin/sh\nexit 0\n").unwrap();
+            std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+            chown_r(&exe, user);
+            let out = run(user, &p, ws.path(), &[exe.to_str().unwrap()]);
+            assert_code(&out, 0, format!("executable control as {user}, {ns}"));
+        }
+    }
+}
+
+#[test]
+fn usage_errors_are_125_on_one_line() {
+    for user in users("usage_errors_are_125_on_one_line") {
+        let ws = tempdir(user);
+        let marker = ws.path().join("marker");
+        let touch = ["/usr/bin/touch", marker.to_str().unwrap()];
+        let cases: Vec<Vec<&str>> = vec![
+            vec!["run"],
+            vec!["run", "-q"],
+            vec!["no-such-subcommand"],
+            vec!["run", "--net", "sometimes", "--"],
+            vec!["run", "-p"],
+            vec!["profile", "show"],
+        ];
+        for args in cases {
+            let mut all = args.clone();
+            if all.last() == Some(&"--") {
+                all.extend(touch);
+            }
+            let out = cordon(user)
+                .args(&all)
+                .current_dir(ws.path())
+                .output()
+                .unwrap();
+            let ctx = format!("cordon {} as {user}", all.join(" "));
+            assert_code(&out, 125, &ctx);
+            assert_one_error_line(&out, &ctx);
+            assert!(!marker.exists(), "{ctx}: the command ran");
+        }
+    }
+}
+
+/// An option cordon does not know, before `--`, is a usage error (125): it must
+/// not be taken for the command (a typo like --allow-wirte would otherwise
+/// report "command not found", 127, and hide the mistake).
+#[test]
+fn unknown_option_before_the_command_is_a_usage_error() {
+    for user in users("unknown_option_before_the_command_is_a_usage_error") {
+        let ws = tempdir(user);
+        let marker = ws.path().join("marker");
+        for args in [
+            vec!["run", "--bogus", "--", "/usr/bin/touch"],
+            vec!["run", "--allow-wirte", "/tmp", "--", "/usr/bin/touch"],
+        ] {
+            let out = cordon(user)
+                .args(&args)
+                .arg(&marker)
+                .current_dir(ws.path())
+                .output()
+                .unwrap();
+            let ctx = format!("cordon {} as {user}", args.join(" "));
+            assert_code(&out, 125, &ctx);
+            let msg = assert_one_error_line(&out, &ctx);
+            assert!(
+                msg.starts_with("cordon: usage: "),
+                "{ctx}: not a usage error:\n{msg}"
+            );
+            assert!(!marker.exists(), "{ctx}: the command ran");
+        }
+    }
+}
+
+#[test]
+fn bad_profile_is_125_on_one_line() {
+    for user in users("bad_profile_is_125_on_one_line") {
+        let ws = tempdir(user);
+        let marker = ws.path().join("marker");
+        let broken = profile(
+            shared_dir(),
+            &format!("{}.toml", unique("broken")),
+            "[filesystem]\nread = [\"/\"\n",
+        );
+        let missing = shared_dir().join("does-not-exist.toml");
+        for p in ["no-such-builtin", &broken, missing.to_str().unwrap()] {
+            let out = run(
+                user,
+                p,
+                ws.path(),
+                &["/usr/bin/touch", marker.to_str().unwrap()],
+            );
+            let ctx = format!("-p {p} as {user}");
+            assert_code(&out, 125, &ctx);
+            assert_one_error_line(&out, &ctx);
+            assert!(!marker.exists(), "{ctx}: the command ran");
+        }
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    for user in users("help_and_version_exit_0") {
+        for args in [
+            vec!["--help"],
+            vec!["run", "--help"],
+            vec!["profile", "--help"],
+            vec!["--version"],
+        ] {
+            let out = cordon(user).args(&args).output().unwrap();
+            let ctx = format!("cordon {} as {user}", args.join(" "));
+            assert_code(&out, 0, &ctx);
+            assert!(!out.stdout.is_empty(), "{ctx}: printed nothing");
+        }
+        let out = cordon(user).arg("--help").output().unwrap();
+        let help = text(&out.stdout);
+        for word in ["run", "profile", "doctor", "125", "126", "127", "124"] {
+            assert!(
+                help.contains(word),
+                "--help does not mention {word}:\n{help}"
+            );
+        }
+    }
+}
+
+/// A command that prints on stderr is not cordon's error: nothing is added.
+#[test]
+fn child_stderr_is_the_childs_own() {
+    for user in users("child_stderr_is_the_childs_own") {
+        let ws = tempdir(user);
+        let out = run_sh(user, "workspace-write", ws.path(), "echo oops >&2; exit 2");
+        assert_code(&out, 2, user);
+        assert_eq!(text(&out.stderr), "oops\n");
+    }
+}

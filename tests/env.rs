@@ -1,0 +1,238 @@
+//! The child's environment, read back with /usr/bin/env inside the sandbox, as
+//! root and as uid 65534: secrets and unkept variables dropped, PATH/HOME/LANG
+//! kept, `[env] set` applied, loader and interpreter injection variables removed
+//! even under `keep = ["*"]` unless kept by exact name, `[env.secrets]` injected.
+//! The environment is built before the namespaces exist, so it does not depend
+//! on the namespace mode: the scrubbing test runs in both modes, the others in
+//! the default one.
+
+mod support;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use support::*;
+
+/// The environment `/usr/bin/env` prints inside `cordon run -p PROFILE`, with
+/// `vars` added to the harness's clean environment.
+fn env_inside(
+    user: User,
+    profile: &str,
+    ws: &Path,
+    vars: &[(&str, &str)],
+) -> BTreeMap<String, String> {
+    let out = cordon(user)
+        .args(["run", "-q", "-p", profile, "-w"])
+        .arg(ws)
+        .current_dir(ws)
+        .envs(vars.iter().copied())
+        .args(["--", "/usr/bin/env"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0, format!("env as {user} under {profile}"));
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const SECRETS: &[(&str, &str)] = &[
+    ("GITHUB_TOKEN", "ghp_secret"),
+    ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+    ("FOO_PASSWORD", "hunter2"),
+    ("SSH_AUTH_SOCK", "/nonexistent/cordon-test-agent.sock"),
+];
+
+#[test]
+fn secrets_and_unkept_variables_are_dropped() {
+    for user in users("secrets_and_unkept_variables_are_dropped") {
+        for ns in Ns::ALL {
+            let ws = tempdir(user);
+            let mut vars = SECRETS.to_vec();
+            vars.push(("CORDON_TEST_UNKEPT", "x"));
+            let env = env_inside(user, &ns_profile("workspace-write", ns), ws.path(), &vars);
+            let ctx = format!("{user}, {ns}");
+            for (k, _) in &vars {
+                assert!(
+                    !env.contains_key(*k),
+                    "{ctx}: {k} reached the sandbox: {env:?}"
+                );
+            }
+            assert_eq!(
+                env.get("PATH").map(String::as_str),
+                Some("/usr/local/bin:/usr/bin:/bin"),
+                "{ctx}"
+            );
+            assert_eq!(
+                env.get("HOME").map(PathBuf::from),
+                Some(home(user)),
+                "{ctx}"
+            );
+            assert_eq!(
+                env.get("LANG").map(String::as_str),
+                Some("C.UTF-8"),
+                "{ctx}"
+            );
+        }
+    }
+}
+
+/// `keep = ["*"]` keeps everything but what `remove` names: the secrets still go.
+#[test]
+fn remove_wins_over_keep_everything() {
+    let p = profile_ns(
+        "keep-all",
+        "extends = \"workspace-write\"\n[env]\nkeep = [\"*\"]\n",
+        Ns::Auto,
+    );
+    for user in users("remove_wins_over_keep_everything") {
+        let ws = tempdir(user);
+        let mut vars = SECRETS.to_vec();
+        vars.push(("CORDON_TEST_UNKEPT", "x"));
+        let env = env_inside(user, &p, ws.path(), &vars);
+        for (k, _) in SECRETS {
+            assert!(
+                !env.contains_key(*k),
+                "{user}: {k} reached the sandbox under keep = [\"*\"]"
+            );
+        }
+        // The control: keep = ["*"] does keep an ordinary variable.
+        assert_eq!(
+            env.get("CORDON_TEST_UNKEPT").map(String::as_str),
+            Some("x"),
+            "{user}"
+        );
+    }
+}
+
+/// The C library this process runs on: a harmless LD_PRELOAD value.
+fn libc_path() -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
+        .expect("libc in /proc/self/maps")
+        .to_string()
+}
+
+#[test]
+fn injection_variables_need_an_exact_keep() {
+    let libc = libc_path();
+    let injected = [
+        ("LD_PRELOAD", libc.as_str()),
+        ("BASH_ENV", "/dev/null"),
+        ("NODE_OPTIONS", "--max-old-space-size=64"),
+    ];
+    let glob = profile_ns(
+        "keep-glob",
+        "extends = \"workspace-write\"\n[env]\nkeep = [\"*\", \"LD_*\", \"*_ENV\"]\n",
+        Ns::Auto,
+    );
+    let exact = profile_ns(
+        "keep-exact",
+        "extends = \"workspace-write\"\n[env]\nkeep = [\"*\", \"LD_PRELOAD\", \"BASH_ENV\", \"NODE_OPTIONS\"]\n",
+        Ns::Auto,
+    );
+    for user in users("injection_variables_need_an_exact_keep") {
+        let ws = tempdir(user);
+        let env = env_inside(user, &glob, ws.path(), &injected);
+        for (k, _) in &injected {
+            assert!(!env.contains_key(*k), "{user}: {k} kept by a glob: {env:?}");
+        }
+        let env = env_inside(user, &exact, ws.path(), &injected);
+        for (k, v) in &injected {
+            assert_eq!(
+                env.get(*k).map(String::as_str),
+                Some(*v),
+                "{user}: {k} kept by exact name"
+            );
+        }
+    }
+}
+
+#[test]
+fn env_set_is_applied() {
+    let p = profile_ns(
+        "env-set",
+        "extends = \"workspace-write\"\n[env.set]\nGREETING = \"hello world\"\nLANG = \"C\"\nLITERAL = \"$$HOME\"\n",
+        Ns::Auto,
+    );
+    for user in users("env_set_is_applied") {
+        let ws = tempdir(user);
+        let env = env_inside(user, &p, ws.path(), &[]);
+        assert_eq!(
+            env.get("GREETING").map(String::as_str),
+            Some("hello world"),
+            "{user}"
+        );
+        assert_eq!(
+            env.get("LANG").map(String::as_str),
+            Some("C"),
+            "{user}: set overrides a kept variable"
+        );
+        assert_eq!(
+            env.get("LITERAL").map(String::as_str),
+            Some("$HOME"),
+            "{user}: $$ is a literal $"
+        );
+    }
+}
+
+#[test]
+fn env_secrets_are_injected() {
+    for user in users("env_secrets_are_injected") {
+        let ws = tempdir(user);
+        let store = tempdir(user);
+        let secret_file = store.path().join("db-pass");
+        std::fs::write(&secret_file, "s3cret-from-file\n").unwrap();
+        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chown_r(&secret_file, user);
+        let p = profile_ns(
+            "secrets",
+            &format!(
+                "extends = \"workspace-write\"\n[env.secrets]\nAPI_TOKEN = {{ from = \"HOST_API_TOKEN\" }}\nDB_PASS = {{ file = \"{}\" }}\n",
+                secret_file.display()
+            ),
+            Ns::Auto,
+        );
+        let env = env_inside(
+            user,
+            &p,
+            ws.path(),
+            &[("HOST_API_TOKEN", "s3cret-from-env")],
+        );
+        assert_eq!(
+            env.get("API_TOKEN").map(String::as_str),
+            Some("s3cret-from-env"),
+            "{user}"
+        );
+        assert_eq!(
+            env.get("DB_PASS").map(String::as_str),
+            Some("s3cret-from-file"),
+            "{user}"
+        );
+        assert!(
+            !env.contains_key("HOST_API_TOKEN"),
+            "{user}: the host variable itself leaked"
+        );
+
+        // A secret whose source is missing: cordon refuses (125), the command never runs.
+        let marker = ws.path().join("marker");
+        let out = cordon(user)
+            .args(["run", "-q", "-p", &p, "-w"])
+            .arg(ws.path())
+            .current_dir(ws.path())
+            .args(["--", "/usr/bin/touch"])
+            .arg(&marker)
+            .output()
+            .unwrap();
+        assert_code(&out, 125, format!("{user}: HOST_API_TOKEN unset"));
+        let msg = assert_one_error_line(&out, "missing secret source");
+        assert!(msg.contains("API_TOKEN"), "{user}: {msg}");
+        assert!(
+            !marker.exists(),
+            "{user}: the command ran without its secret"
+        );
+    }
+}

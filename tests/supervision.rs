@@ -1,0 +1,337 @@
+//! Supervision on this kernel, as root and as uid 65534, in both namespace
+//! modes: the timeout ends the whole tree (a daemonized grandchild included)
+//! with 124; killing the launcher kills the sandbox; SIGTERM to the launcher is
+//! forwarded; only the caller's own descriptors reach the child; stdin and
+//! stdout pass through.
+//!
+//! Processes are found on the host by a unique `sleep` argument: inside a PID
+//! namespace `$$` is not the host's pid.
+
+mod support;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::*;
+
+/// A unique argument for `sleep` (seconds, so it is also a valid duration).
+fn sleep_marker() -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}.{}", 10_000 + n, std::process::id())
+}
+
+fn sleepers(marker: &str) -> Vec<i32> {
+    pids_with_argv(&["sleep", marker])
+}
+
+/// Wait until `file` exists (the sandboxed script says it is ready).
+fn wait_file(file: &Path, ctx: &str) {
+    assert!(
+        poll_until(Duration::from_secs(10), || file.exists()),
+        "{ctx}: {} never appeared",
+        file.display()
+    );
+}
+
+fn start_sh(user: User, profile: &str, ws: &Path, script: &str) -> Running {
+    let mut c = cordon(user);
+    c.args(["run", "-q", "-p", profile, "-w"])
+        .arg(ws)
+        .current_dir(ws)
+        .args(["--", "/bin/sh", "-c", script]);
+    start(c)
+}
+
+/// The profile's timeout (1s) ends the run with 124 and ends everything in it:
+/// a daemon that double-forked, called setsid and ignores SIGTERM, and the
+/// payload itself (which ignores SIGTERM too when `stubborn`, so only the
+/// SIGKILL after the grace period ends it).
+fn timeout_kills_the_tree(ns: Ns) {
+    let test = format!("timeout_kills_a_daemonized_grandchild ({ns})");
+    let p = profile_ns(
+        "timeout",
+        "extends = \"workspace-write\"\n[limits]\ntimeout = \"1s\"\n",
+        ns,
+    );
+    for user in users(&test) {
+        for stubborn in [false, true] {
+            let ctx = format!("{test} as {user}, payload ignores SIGTERM: {stubborn}");
+            let ws = tempdir(user);
+            let daemon = sleep_marker();
+            let payload = sleep_marker();
+            let script = format!(
+                "( setsid sh -c 'trap \"\" TERM; echo $$ > pid.tmp; mv pid.tmp pid; exec sleep {daemon}' \
+                 </dev/null >/dev/null 2>&1 & ); {} exec sleep {payload}",
+                if stubborn { "trap '' TERM;" } else { "" }
+            );
+            let t0 = Instant::now();
+            let run = start_sh(user, &p, ws.path(), &script);
+            wait_file(&ws.path().join("pid"), &ctx);
+            // The pid file is written just before `exec sleep`: wait for the exec.
+            let mut found = Vec::new();
+            poll_until(Duration::from_secs(5), || {
+                found = sleepers(&daemon);
+                !found.is_empty()
+            });
+            assert_eq!(
+                found.len(),
+                1,
+                "{ctx}: the daemon is not running on the host"
+            );
+            let host_pid = found[0];
+            if ns == Ns::Off {
+                // Without a PID namespace the pid it wrote is the host's.
+                let written: i32 = std::fs::read_to_string(ws.path().join("pid"))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+                assert_eq!(written, host_pid, "{ctx}: pid file");
+            }
+            assert!(
+                poll_until(Duration::from_secs(5), || sleepers(&payload).len() == 1),
+                "{ctx}: the payload is not running"
+            );
+            let out = run.finish(Duration::from_secs(10), &ctx);
+            let took = t0.elapsed();
+            assert_code(&out, 124, &ctx);
+            assert!(
+                took >= Duration::from_secs(1),
+                "{ctx}: ended after {took:?}, before the timeout"
+            );
+            // 1s timeout + the grace between SIGTERM and SIGKILL, and slack.
+            assert!(took < Duration::from_secs(8), "{ctx}: took {took:?}");
+            assert!(
+                !pid_alive(host_pid),
+                "{ctx}: the daemon (pid {host_pid}) outlived cordon"
+            );
+            assert!(
+                sleepers(&daemon).is_empty(),
+                "{ctx}: the daemon outlived cordon"
+            );
+            assert!(
+                sleepers(&payload).is_empty(),
+                "{ctx}: the payload outlived cordon"
+            );
+        }
+    }
+}
+
+#[test]
+fn timeout_kills_a_daemonized_grandchild_with_namespaces() {
+    timeout_kills_the_tree(Ns::Auto);
+}
+
+#[test]
+fn timeout_kills_a_daemonized_grandchild_without_namespaces() {
+    timeout_kills_the_tree(Ns::Off);
+}
+
+/// SIGKILL to the launcher (which cannot forward anything) still ends the payload.
+fn launcher_sigkill(ns: Ns) {
+    let test = format!("launcher_sigkill_kills_the_child ({ns})");
+    let p = ns_profile("workspace-write", ns);
+    for user in users(&test) {
+        let ctx = format!("{test} as {user}");
+        let ws = tempdir(user);
+        let marker = sleep_marker();
+        let script = format!("echo $$ > pid.tmp; mv pid.tmp pid; exec sleep {marker}");
+        let mut run = start_sh(user, &p, ws.path(), &script);
+        wait_file(&ws.path().join("pid"), &ctx);
+        let mut found = Vec::new();
+        poll_until(Duration::from_secs(5), || {
+            found = sleepers(&marker);
+            !found.is_empty()
+        });
+        assert_eq!(
+            found.len(),
+            1,
+            "{ctx}: the sleeper is not running on the host"
+        );
+        kill(Pid::from_raw(run.pid()), Signal::SIGKILL).unwrap();
+        let st = wait_limit(&mut run.child, Duration::from_secs(5), &ctx);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&st),
+            Some(9),
+            "{ctx}: {st:?}"
+        );
+        assert!(
+            poll_until(Duration::from_secs(3), || !pid_alive(found[0])),
+            "{ctx}: the sleeper (pid {}) survived the launcher's SIGKILL",
+            found[0]
+        );
+        // Its output pipe closed with it.
+        let _ = run.finish(Duration::from_secs(1), &ctx);
+    }
+}
+
+#[test]
+fn launcher_sigkill_kills_the_child_with_namespaces() {
+    launcher_sigkill(Ns::Auto);
+}
+
+#[test]
+fn launcher_sigkill_kills_the_child_without_namespaces() {
+    launcher_sigkill(Ns::Off);
+}
+
+#[test]
+fn sigterm_to_the_launcher_is_forwarded() {
+    for user in users("sigterm_to_the_launcher_is_forwarded") {
+        for ns in Ns::ALL {
+            let ctx = format!("SIGTERM forwarding as {user}, {ns}");
+            let p = ns_profile("workspace-write", ns);
+            let ws = tempdir(user);
+            let marker = sleep_marker();
+            let script =
+                format!("trap 'echo got-term; exit 7' TERM; sleep {marker} & echo > ready; wait");
+            let run = start_sh(user, &p, ws.path(), &script);
+            wait_file(&ws.path().join("ready"), &ctx);
+            kill(Pid::from_raw(run.pid()), Signal::SIGTERM).unwrap();
+            let out = run.finish(Duration::from_secs(10), &ctx);
+            assert_code(&out, 7, &ctx);
+            assert_eq!(text(&out.stdout), "got-term\n", "{ctx}");
+            // The payload's background child did not outlive the run either.
+            assert!(
+                sleepers(&marker).is_empty(),
+                "{ctx}: the background sleep outlived cordon"
+            );
+        }
+    }
+}
+
+/// The descriptor numbers `ls /proc/self/fd` prints inside the sandbox.
+fn fds_inside(
+    user: User,
+    ns: Ns,
+    ws: &Path,
+    script: &str,
+    pass: Option<&std::fs::File>,
+) -> (Vec<u32>, String) {
+    let p = ns_profile("workspace-write", ns);
+    let mut c = cordon(user);
+    c.args(["run", "-q", "-p", &p, "-w"])
+        .arg(ws)
+        .current_dir(ws)
+        .args(["--", "/bin/sh", "-c", script]);
+    only_std_fds(&mut c);
+    if let Some(f) = pass {
+        let raw = f.as_raw_fd();
+        use std::os::unix::process::CommandExt;
+        // SAFETY: dup2 and fcntl are async-signal-safe and touch no memory.
+        #[allow(unsafe_code)]
+        unsafe {
+            c.pre_exec(move || {
+                let r = if raw == 5 {
+                    libc::fcntl(5, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(raw, 5)
+                };
+                if r < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = c.output().unwrap();
+    assert_code(&out, 0, format!("fds as {user}, {ns}"));
+    let stdout = text(&out.stdout);
+    let mut fds: Vec<u32> = stdout
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    fds.sort_unstable();
+    (fds, stdout)
+}
+
+#[test]
+fn no_descriptor_leaks_into_the_sandbox() {
+    for user in users("no_descriptor_leaks_into_the_sandbox") {
+        for ns in Ns::ALL {
+            let ws = tempdir(user);
+            // `ls` holds fd 3 for the directory it lists.
+            let (fds, out) = fds_inside(user, ns, ws.path(), "ls /proc/self/fd", None);
+            assert_eq!(
+                fds,
+                [0, 1, 2, 3],
+                "{user}, {ns}: descriptors inside:\n{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_descriptor_the_caller_passes_reaches_the_child() {
+    let f = shared_dir().join(format!("{}.txt", unique("passed")));
+    std::fs::write(&f, "through fd 5\n").unwrap();
+    for user in users("a_descriptor_the_caller_passes_reaches_the_child") {
+        for ns in Ns::ALL {
+            // A fresh open file each run: the offset is shared with the child.
+            let file = std::fs::File::open(&f).unwrap();
+            let ws = tempdir(user);
+            let (fds, out) = fds_inside(
+                user,
+                ns,
+                ws.path(),
+                "cat <&5 && ls /proc/self/fd",
+                Some(&file),
+            );
+            assert!(
+                out.starts_with("through fd 5\n"),
+                "{user}, {ns}: fd 5 inside:\n{out}"
+            );
+            assert_eq!(
+                fds,
+                [0, 1, 2, 3, 5],
+                "{user}, {ns}: descriptors inside:\n{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stdin_and_stdout_pass_through() {
+    // 1 MiB of bytes that are not text, so nothing in between may translate them.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let data: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    for user in users("stdin_and_stdout_pass_through") {
+        for ns in Ns::ALL {
+            let ws = tempdir(user);
+            let p = ns_profile("workspace-write", ns);
+            let mut child = cordon(user)
+                .args(["run", "-q", "-p", &p, "-w"])
+                .arg(ws.path())
+                .current_dir(ws.path())
+                .args(["--", "cat"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            let input = data.clone();
+            let writer = std::thread::spawn(move || stdin.write_all(&input));
+            let out = child.wait_with_output().unwrap();
+            writer.join().unwrap().unwrap();
+            assert_code(&out, 0, format!("cat as {user}, {ns}"));
+            assert!(
+                out.stdout == data,
+                "{user}, {ns}: {} bytes out of {} differ",
+                out.stdout.len(),
+                data.len()
+            );
+        }
+    }
+}
