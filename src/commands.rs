@@ -140,7 +140,10 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             return Ok(0);
         }
         match sandbox::spawn(&mut prep, &signals, &mut monitor) {
-            Ok(s) => break s,
+            Ok(s) => {
+                monitor.adopt(s.pid.as_raw() as u32);
+                break s;
+            }
             Err(SpawnError::NsUnavailable(why))
                 if prep.policy.namespaces == NsMode::Auto && !retried =>
             {
@@ -267,6 +270,7 @@ fn build_report(
             source: prep.policy.source.clone(),
             sha256: report::profile_sha256(&l.profile.texts),
             resolved: serde_json::to_value(&resolved).unwrap_or_default(),
+            origins: resolved.origins(),
         },
         host: report::HostInfo {
             kernel: host.kernel.clone(),
@@ -712,6 +716,7 @@ pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
         rep.profile.name
     );
     let mut profile = Profile::from_text(&name, &text, None)?;
+    profile.restore_origins(&rep.profile.origins);
     profile.name = rep.profile.name.clone();
     profile.source = rep.profile.source.clone();
     let cwd = PathBuf::from(remap(&rep.cwd));

@@ -125,18 +125,72 @@ fn need(op: Op, path: &Path) -> (Access, PathBuf) {
     }
 }
 
+/// Resolve `path` as the kernel walks it, component by component, following
+/// symlinks; stop at a masked path (a mode-000 directory cannot be searched, a
+/// masked file cannot be opened), wherever the walk meets it.
+fn walk(path: &Path, masks: &[(PathBuf, bool)]) -> Result<PathBuf, PathBuf> {
+    use std::path::Component;
+    let mut rest: std::collections::VecDeque<std::ffi::OsString> =
+        path.components().filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        }).collect();
+    let mut cur = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(c) = rest.pop_front() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&c);
+        if let Some((m, _)) = masks.iter().find(|(m, _)| *m == next) {
+            return Err(m.clone());
+        }
+        match std::fs::read_link(&next) {
+            Ok(target) if hops < 40 => {
+                hops += 1;
+                let mut comps: Vec<std::ffi::OsString> = target
+                    .components()
+                    .filter_map(|t| match t {
+                        Component::Normal(n) => Some(n.to_os_string()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                if target.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                comps.extend(rest.drain(..));
+                rest = comps.into();
+            }
+            _ => cur = next,
+        }
+    }
+    Ok(cur)
+}
+
+fn is_device(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device())
+}
+
 fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
-    let (path, _) = canonical(path);
     let origin_of = |list: &[crate::policy::Carve], p: &Path| {
         list.iter()
             .find(|c| c.path == p)
             .map(|c| c.origin.to_string())
             .unwrap_or_default()
     };
+    let walked = match &plan.mounts {
+        Some(m) => walk(path, &m.masks),
+        None => Ok(canonical(path).0),
+    };
 
     // 1. The mount view (namespaces on): masks, then the read-only view.
     if let Some(m) = &plan.mounts {
-        if let Some((mask, _)) = m.masks.iter().find(|(p, _)| beneath(&path, p)) {
+        let path = walked.clone().unwrap_or_default();
+        if let Err(mask) = &walked {
             return Verdict::deny(
                 format!(
                     "deny {} ({}): masked",
@@ -147,7 +201,8 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
                 Some(format!("remove {} from [filesystem] deny", q(mask))),
             );
         }
-        if op == Op::Write {
+        // Device nodes stay writable on a read-only mount (/dev/null, terminals).
+        if op == Op::Write && !is_device(&path) {
             let (_, at) = need(op, &path);
             if let Some(ro) = m.read_only.iter().find(|r| beneath(&path, r)) {
                 return Verdict::deny(
@@ -189,7 +244,9 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         }
     }
 
-    // 2. Landlock: the union of every rule on the path or an ancestor directory.
+    // 2. Landlock: the union of every rule on the path or an ancestor directory,
+    //    on the file the walk reached (Landlock judges the file, not the walk).
+    let path = walked.unwrap_or_default();
     if plan.landlock_abi == 0 {
         return Verdict::allow("Landlock is not enforced on this kernel".into());
     }

@@ -68,7 +68,10 @@ pub struct Monitor {
     /// Landlock domains created by our payload (from audit), and their records so far.
     our_pids: BTreeSet<u32>,
     domains: BTreeSet<String>,
-    pending: BTreeMap<String, Vec<Fields>>,
+    /// Landlock access records (domain, serial, time), matched at the end of the run.
+    pending: Vec<(String, String, u64, Fields)>,
+    audit_syscalls: BTreeMap<String, Fields>,
+    audit_creators: BTreeMap<String, Fields>,
 }
 
 /// The payload's end of the listener channel.
@@ -97,7 +100,9 @@ impl Monitor {
             seen: BTreeSet::new(),
             our_pids: BTreeSet::new(),
             domains: BTreeSet::new(),
-            pending: BTreeMap::new(),
+            pending: Vec::new(),
+            audit_syscalls: BTreeMap::new(),
+            audit_creators: BTreeMap::new(),
         };
         let mut child = None;
         if opts.notify && host.user_notif {
@@ -181,7 +186,7 @@ impl Monitor {
             self.listener = None;
         }
         if au.contains(PollFlags::POLLIN) {
-            self.read_audit(policy, plan);
+            self.read_audit();
         }
     }
 
@@ -267,20 +272,17 @@ impl Monitor {
         let mem = Mem::open(pid);
         // Refused by the policy: answer with its errno, and record it.
         if let Some(rule) = policy.syscalls.decide(nr, &args).cloned() {
-            let _ = sys::notif_send(listener, n.id, rule.errno.raw(), false);
             let (operation, target) = describe_call(name, &args, mem.as_ref());
-            let kind = if matches!(name, "socket" | "socketpair") {
-                "net"
-            } else {
-                "syscall"
-            };
+            let exe = exe(pid);
+            let _ = sys::notif_send(listener, n.id, rule.errno.raw(), false);
+            let kind = if matches!(name, "socket" | "socketpair") { "net" } else { "syscall" };
             let v = explain::decide(policy, plan, &Query::Syscall(name.to_string()));
             let d = Denial {
                 kind: kind.into(),
                 operation,
                 target,
                 pid,
-                exe: exe(pid),
+                exe,
                 errno: rule.errno.name().into(),
                 rule: rule_text(&rule),
                 suggestion: v.suggestion.unwrap_or_default(),
@@ -294,44 +296,27 @@ impl Monitor {
             self.memfd(n.id, pid, &args, mem.as_ref());
             return;
         }
-        // Observed: read what we need while the caller waits, then let it run.
+        // Observed: read and decide while the caller waits (it may exit the moment
+        // it runs on, taking /proc/PID with it), then let it run.
         let observed = mem.as_ref().map(|m| observe(name, &args, m, pid));
+        let at_ms = self.at_ms();
+        let predicted = match (&observed, self.opts.trace) {
+            (Some(Observed { query: Some(q), .. }), true) => {
+                let v = explain::decide(policy, plan, q);
+                (!v.allowed).then(|| predicted_denial(q, v, pid, at_ms))
+            }
+            _ => None,
+        };
         let valid = sys::notif_id_valid(listener, n.id);
         let _ = sys::notif_send(listener, n.id, 0, true);
-        let Some(obs) = observed.filter(|_| valid) else {
+        if !valid {
             return;
-        };
-        let at_ms = self.at_ms();
-        if let Some(argv) = obs.argv {
+        }
+        if let Some(argv) = observed.and_then(|o| o.argv) {
             self.executed.push(Executed { pid, argv, at_ms });
         }
-        if self.opts.trace {
-            if let Some(q) = obs.query {
-                let v = explain::decide(policy, plan, &q);
-                if !v.allowed {
-                    let (kind, operation, target) = match &q {
-                        Query::Fs(op, p) => {
-                            ("fs", op.as_str().to_string(), p.display().to_string())
-                        }
-                        Query::Connect(h, port) => ("net", "connect".into(), format!("{h}:{port}")),
-                        Query::Bind(port) => ("net", "bind".into(), format!("port {port}")),
-                        Query::Syscall(s) => ("syscall", s.clone(), s.clone()),
-                    };
-                    let d = Denial {
-                        kind: kind.into(),
-                        operation,
-                        target,
-                        pid,
-                        exe: exe(pid),
-                        errno: v.errno.unwrap_or("EACCES").into(),
-                        rule: v.rule,
-                        suggestion: v.suggestion.unwrap_or_default(),
-                        observed_by: "predicted".into(),
-                        at_ms,
-                    };
-                    self.record(d);
-                }
-            }
+        if let Some(d) = predicted {
+            self.record(d);
         }
     }
 
@@ -341,13 +326,14 @@ impl Monitor {
         let Some(listener) = &self.listener else { return };
         let flags = args[1] as libc::c_uint;
         if flags & libc::MFD_EXEC != 0 {
+            let exe = exe(pid);
             let _ = sys::notif_send(listener, id, libc::EPERM, false);
             let d = Denial {
                 kind: "syscall".into(),
                 operation: "memfd_create".into(),
                 target: "MFD_EXEC".into(),
                 pid,
-                exe: exe(pid),
+                exe,
                 errno: "EPERM".into(),
                 rule: "executable memfds are refused (code outside [filesystem] exec)".into(),
                 suggestion: String::new(),
@@ -376,7 +362,7 @@ impl Monitor {
         }
     }
 
-    fn read_audit(&mut self, policy: &Policy, plan: &Plan) {
+    fn read_audit(&mut self) {
         let Some(fd) = self.audit.as_ref().map(|f| f.as_raw_fd()) else {
             return;
         };
@@ -388,8 +374,7 @@ impl Monitor {
             };
             let mut off = 0;
             while off + 16 <= n {
-                let len =
-                    u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
+                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
                 let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap_or_default());
                 if len < 16 || off + len > n {
                     break;
@@ -398,56 +383,84 @@ impl Monitor {
                 self.audit_record(ty, &text);
                 off += (len + 3) & !3;
             }
-            self.flush_audit(policy, plan);
         }
     }
 
+    /// Keep what our run's denials need. The records of one event share its serial
+    /// (`audit(TIME:SERIAL)`): the Landlock access record names the domain and the
+    /// path, the SYSCALL record the pid and the executable.
     fn audit_record(&mut self, ty: u16, text: &str) {
+        const SYSCALL: u16 = 1300;
         const LANDLOCK_ACCESS: u16 = 1423;
         const LANDLOCK_DOMAIN: u16 = 1424;
-        let body = text.split_once("): ").map(|(_, b)| b).unwrap_or(text);
+        let (head, body) = text.split_once("): ").unwrap_or(("", text));
+        let serial = head.rsplit_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
         let fields = parse_fields(body);
-        let Some(domain) = fields.get("domain").cloned() else {
-            return;
-        };
         match ty {
+            SYSCALL => {
+                self.audit_syscalls.insert(serial, fields);
+            }
             LANDLOCK_DOMAIN => {
-                let ours = fields
-                    .get("pid")
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .is_some_and(|p| self.our_pids.contains(&p));
-                if fields.get("status").map(String::as_str) == Some("allocated") && ours {
-                    self.domains.insert(domain);
+                let Some(domain) = fields.get("domain").cloned() else { return };
+                let pid = fields.get("pid").and_then(|p| p.parse::<u32>().ok());
+                if fields.get("status").map(String::as_str) == Some("allocated") && pid.is_some_and(|p| self.is_ours(p)) {
+                    self.domains.insert(domain.clone());
+                    self.audit_creators.insert(domain, fields);
                 }
             }
-            LANDLOCK_ACCESS => self
-                .pending
-                .entry(domain).or_default().push(fields),
+            LANDLOCK_ACCESS => {
+                let Some(domain) = fields.get("domain").cloned() else { return };
+                let at_ms = self.at_ms();
+                self.pending.push((domain, serial, at_ms, fields));
+            }
             _ => {}
         }
     }
 
-    fn flush_audit(&mut self, policy: &Policy, plan: &Plan) {
-        let ours: Vec<String> = self
-            .pending
-            .keys()
-            .filter(|d| self.domains.contains(*d))
-            .cloned()
-            .collect();
-        for domain in ours {
-            for f in self.pending.remove(&domain).unwrap_or_default() {
-                if let Some(d) = audit_denial(&f, policy, plan, self.at_ms()) {
-                    self.record(d);
-                }
-            }
+    /// A pid of our tree: one we started or saw in a notification, or a descendant of ours.
+    fn is_ours(&self, pid: u32) -> bool {
+        if self.our_pids.contains(&pid) {
+            return true;
         }
+        let me = std::process::id();
+        let mut p = pid;
+        for _ in 0..64 {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { return false };
+            let ppid: u32 = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
+            if ppid == me || self.our_pids.contains(&ppid) {
+                return true;
+            }
+            if ppid <= 1 {
+                return false;
+            }
+            p = ppid;
+        }
+        false
     }
 
-    /// Drain what is left once the run is over (audit records trail the denial).
+    /// A process the launcher started itself (the payload, or init).
+    pub fn adopt(&mut self, pid: u32) {
+        self.our_pids.insert(pid);
+    }
+
+    /// Drain what is left once the run is over (audit records trail the denial),
+    /// and turn our domain's records into denials.
     pub fn finish(&mut self, policy: &Policy, plan: &Plan) {
-        if self.audit.is_some() {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            self.read_audit(policy, plan);
+        if self.audit.is_none() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        self.read_audit();
+        for (domain, serial, at_ms, f) in std::mem::take(&mut self.pending) {
+            if !self.domains.contains(&domain) {
+                continue;
+            }
+            let who = self.audit_syscalls.get(&serial).or_else(|| self.audit_creators.get(&domain));
+            let pid = who.and_then(|w| w.get("pid")).and_then(|p| p.parse().ok()).unwrap_or(0);
+            let exe = who.and_then(|w| w.get("exe")).cloned().unwrap_or_default();
+            if let Some(d) = audit_denial(&f, policy, plan, pid, exe, at_ms) {
+                self.record(d);
+            }
         }
     }
 }
@@ -463,6 +476,28 @@ fn exe(pid: u32) -> String {
     std::fs::read_link(format!("/proc/{pid}/exe"))
         .map(|p| p.display().to_string())
         .unwrap_or_default()
+}
+
+/// A denial the policy predicts for an observed call (--trace).
+fn predicted_denial(q: &Query, v: explain::Verdict, pid: u32, at_ms: u64) -> Denial {
+    let (kind, operation, target) = match q {
+        Query::Fs(op, p) => ("fs", op.as_str().to_string(), p.display().to_string()),
+        Query::Connect(h, port) => ("net", "connect".into(), format!("{h}:{port}")),
+        Query::Bind(port) => ("net", "bind".into(), format!("port {port}")),
+        Query::Syscall(s) => ("syscall", s.clone(), s.clone()),
+    };
+    Denial {
+        kind: kind.into(),
+        operation,
+        target,
+        pid,
+        exe: exe(pid),
+        errno: v.errno.unwrap_or("EACCES").into(),
+        rule: v.rule,
+        suggestion: v.suggestion.unwrap_or_default(),
+        observed_by: "predicted".into(),
+        at_ms,
+    }
 }
 
 /// The caller's memory, read through /proc/PID/mem.
@@ -736,12 +771,7 @@ fn unhex(s: &str) -> String {
 }
 
 /// A Landlock access record as a denial.
-fn audit_denial(
-    f: &BTreeMap<String, String>,
-    policy: &Policy,
-    plan: &Plan,
-    at_ms: u64,
-) -> Option<Denial> {
+fn audit_denial(f: &Fields, policy: &Policy, plan: &Plan, pid: u32, exe: String, at_ms: u64) -> Option<Denial> {
     let blockers = f.get("blockers")?.clone();
     let first = blockers.split(',').next().unwrap_or_default();
     let (kind, operation, query) = if let Some(right) = first.strip_prefix("fs.") {
@@ -785,8 +815,8 @@ fn audit_denial(
         kind: kind.into(),
         operation,
         target,
-        pid: f.get("pid").and_then(|p| p.parse().ok()).unwrap_or(0),
-        exe: f.get("exe").cloned().unwrap_or_default(),
+        pid,
+        exe,
         errno: v.as_ref().and_then(|v| v.errno).unwrap_or("EACCES").into(),
         rule: v
             .as_ref()

@@ -398,9 +398,9 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
     }
 
     for g in &fs.grants {
-        // Inside (or at) a denied path: the deny wins.
-        if let Some(c) = carves.iter().find(|c| beneath(&g.path, c)) {
-            plan.dropped.push((g.clone(), c.to_path_buf()));
+        // Inside (or at) a denied path: the deny wins, in every mode.
+        if let Some(c) = fs.deny.iter().find(|c| beneath(&g.path, &c.path)) {
+            plan.dropped.push((g.clone(), c.path.clone()));
             continue;
         }
         let below: Vec<&Path> = carves

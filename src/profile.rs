@@ -537,6 +537,68 @@ impl Profile {
             .unwrap_or(NsMode::Auto)
     }
 
+    /// Visit the origin of every value, with its key ("filesystem.read") and index.
+    pub fn visit_origins(&mut self, f: &mut dyn FnMut(&str, usize, &mut Origin)) {
+        fn list<T>(key: &str, v: &mut [Item<T>], f: &mut dyn FnMut(&str, usize, &mut Origin)) {
+            for (i, item) in v.iter_mut().enumerate() {
+                f(key, i, &mut item.origin);
+            }
+        }
+        fn one<T>(key: &str, v: &mut Option<Item<T>>, f: &mut dyn FnMut(&str, usize, &mut Origin)) {
+            if let Some(item) = v {
+                f(key, 0, &mut item.origin);
+            }
+        }
+        let fs = &mut self.filesystem;
+        list("filesystem.read", &mut fs.read, f);
+        list("filesystem.write", &mut fs.write, f);
+        list("filesystem.exec", &mut fs.exec, f);
+        list("filesystem.deny", &mut fs.deny, f);
+        list("filesystem.read_only", &mut fs.read_only, f);
+        one("network.mode", &mut self.network.mode, f);
+        list("network.connect_tcp", &mut self.network.connect_tcp, f);
+        list("network.bind_tcp", &mut self.network.bind_tcp, f);
+        one("network.abstract_unix", &mut self.network.abstract_unix, f);
+        list("env.keep", &mut self.env.keep, f);
+        list("env.remove", &mut self.env.remove, f);
+        for (k, item) in self.env.set.iter_mut() {
+            f(&format!("env.set.{k}"), 0, &mut item.origin);
+        }
+        for (k, item) in self.env.secrets.iter_mut() {
+            f(&format!("env.secrets.{k}"), 0, &mut item.origin);
+        }
+        let l = &mut self.limits;
+        one("limits.timeout", &mut l.timeout, f);
+        one("limits.memory", &mut l.memory, f);
+        one("limits.processes", &mut l.processes, f);
+        one("limits.open_files", &mut l.open_files, f);
+        one("limits.cpu", &mut l.cpu, f);
+        one("limits.file_size", &mut l.file_size, f);
+        list("syscalls.deny", &mut self.syscalls.deny, f);
+        list("syscalls.allow", &mut self.syscalls.allow, f);
+        list("capabilities.keep", &mut self.capabilities.keep, f);
+        one("namespaces.mode", &mut self.namespaces.mode, f);
+        one("process.signal_outside", &mut self.process.signal_outside, f);
+        one("audit.log", &mut self.audit.log, f);
+    }
+
+    /// Where every value came from, as text ("file:line"), for reports.
+    pub fn origins(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        self.clone().visit_origins(&mut |k, _, o| out.entry(k.to_string()).or_default().push(o.to_string()));
+        out
+    }
+
+    /// Give values the origins a report recorded, so that a replayed denial names
+    /// the profile line that decided in the recorded run.
+    pub fn restore_origins(&mut self, recorded: &BTreeMap<String, Vec<String>>) {
+        self.visit_origins(&mut |k, i, o| {
+            if let Some(text) = recorded.get(k).and_then(|v| v.get(i)) {
+                *o = Origin { source: text.as_str().into(), line: None, column: None, key: o.key };
+            }
+        });
+    }
+
     /// The profile as a standalone TOML document (no `extends`), for `profile show`
     /// and for reports that `replay` reads back.
     pub fn to_toml(&self) -> String {

@@ -45,6 +45,9 @@ pub struct ProfileInfo {
     pub sha256: String,
     /// The resolved profile (extends merged, variables expanded), loadable again by `replay`.
     pub resolved: serde_json::Value,
+    /// Where each value of `resolved` came from ("file:line"), key by key, in order.
+    #[serde(default)]
+    pub origins: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
