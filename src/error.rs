@@ -157,7 +157,10 @@ impl Error {
 
     /// A bad value at `origin` (a located profile position, or any label).
     pub(crate) fn invalid(origin: impl std::fmt::Display, message: impl Into<String>) -> Self {
-        Error::InvalidValue { origin: origin.to_string(), message: message.into() }
+        Error::InvalidValue {
+            origin: origin.to_string(),
+            message: message.into(),
+        }
     }
 }
 

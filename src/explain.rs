@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::ExplainArgs;
 use crate::error::{Error, Result};
 use crate::plan::{DiskLister, FsRule, Plan, Why};
-use crate::policy::{beneath, Access, Missing, Network, Policy, canonical};
+use crate::policy::{Access, Missing, Network, Policy, beneath, canonical};
 use crate::probe::Host;
 use crate::profile::{Overrides, Profile, ProfileRef};
 use crate::vars::Context;
@@ -130,12 +130,14 @@ fn need(op: Op, path: &Path) -> (Access, PathBuf) {
 /// masked file cannot be opened), wherever the walk meets it.
 fn walk(path: &Path, masks: &[(PathBuf, bool)]) -> Result<PathBuf, PathBuf> {
     use std::path::Component;
-    let mut rest: std::collections::VecDeque<std::ffi::OsString> =
-        path.components().filter_map(|c| match c {
+    let mut rest: std::collections::VecDeque<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
             Component::Normal(n) => Some(n.to_os_string()),
             Component::ParentDir => Some("..".into()),
             _ => None,
-        }).collect();
+        })
+        .collect();
     let mut cur = PathBuf::from("/");
     let mut hops = 0;
     while let Some(c) = rest.pop_front() {
@@ -172,7 +174,8 @@ fn walk(path: &Path, masks: &[(PathBuf, bool)]) -> Result<PathBuf, PathBuf> {
 
 fn is_device(p: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
-    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device())
+    std::fs::metadata(p)
+        .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device())
 }
 
 fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {

@@ -275,7 +275,11 @@ impl Monitor {
             let (operation, target) = describe_call(name, &args, mem.as_ref());
             let exe = exe(pid);
             let _ = sys::notif_send(listener, n.id, rule.errno.raw(), false);
-            let kind = if matches!(name, "socket" | "socketpair") { "net" } else { "syscall" };
+            let kind = if matches!(name, "socket" | "socketpair") {
+                "net"
+            } else {
+                "syscall"
+            };
             let v = explain::decide(policy, plan, &Query::Syscall(name.to_string()));
             let d = Denial {
                 kind: kind.into(),
@@ -323,7 +327,9 @@ impl Monitor {
     /// Make the payload's memfd ourselves, sealed non-executable, and hand it over
     /// as the call's result. An explicit MFD_EXEC is refused.
     fn memfd(&mut self, id: u64, pid: u32, args: &[u64; 6], mem: Option<&Mem>) {
-        let Some(listener) = &self.listener else { return };
+        let Some(listener) = &self.listener else {
+            return;
+        };
         let flags = args[1] as libc::c_uint;
         if flags & libc::MFD_EXEC != 0 {
             let exe = exe(pid);
@@ -349,7 +355,8 @@ impl Monitor {
         let valid = sys::notif_id_valid(listener, id);
         match made {
             Ok(fd) if valid => {
-                if sys::notif_addfd_send(listener, id, &fd, flags & libc::MFD_CLOEXEC != 0).is_err() {
+                if sys::notif_addfd_send(listener, id, &fd, flags & libc::MFD_CLOEXEC != 0).is_err()
+                {
                     let _ = sys::notif_send(listener, id, libc::EMFILE, false);
                 }
             }
@@ -357,7 +364,12 @@ impl Monitor {
             // Flags the kernel refuses (or no MFD_NOEXEC_SEAL before 6.3): answer with
             // the kernel's own errno rather than creating an executable memfd.
             Err(e) => {
-                let _ = sys::notif_send(listener, id, e.raw_os_error().unwrap_or(libc::EINVAL), false);
+                let _ = sys::notif_send(
+                    listener,
+                    id,
+                    e.raw_os_error().unwrap_or(libc::EINVAL),
+                    false,
+                );
             }
         }
     }
@@ -374,7 +386,8 @@ impl Monitor {
             };
             let mut off = 0;
             while off + 16 <= n {
-                let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
+                let len =
+                    u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;
                 let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().unwrap_or_default());
                 if len < 16 || off + len > n {
                     break;
@@ -394,22 +407,31 @@ impl Monitor {
         const LANDLOCK_ACCESS: u16 = 1423;
         const LANDLOCK_DOMAIN: u16 = 1424;
         let (head, body) = text.split_once("): ").unwrap_or(("", text));
-        let serial = head.rsplit_once(':').map(|(_, s)| s.to_string()).unwrap_or_default();
+        let serial = head
+            .rsplit_once(':')
+            .map(|(_, s)| s.to_string())
+            .unwrap_or_default();
         let fields = parse_fields(body);
         match ty {
             SYSCALL => {
                 self.audit_syscalls.insert(serial, fields);
             }
             LANDLOCK_DOMAIN => {
-                let Some(domain) = fields.get("domain").cloned() else { return };
+                let Some(domain) = fields.get("domain").cloned() else {
+                    return;
+                };
                 let pid = fields.get("pid").and_then(|p| p.parse::<u32>().ok());
-                if fields.get("status").map(String::as_str) == Some("allocated") && pid.is_some_and(|p| self.is_ours(p)) {
+                if fields.get("status").map(String::as_str) == Some("allocated")
+                    && pid.is_some_and(|p| self.is_ours(p))
+                {
                     self.domains.insert(domain.clone());
                     self.audit_creators.insert(domain, fields);
                 }
             }
             LANDLOCK_ACCESS => {
-                let Some(domain) = fields.get("domain").cloned() else { return };
+                let Some(domain) = fields.get("domain").cloned() else {
+                    return;
+                };
                 let at_ms = self.at_ms();
                 self.pending.push((domain, serial, at_ms, fields));
             }
@@ -425,8 +447,13 @@ impl Monitor {
         let me = std::process::id();
         let mut p = pid;
         for _ in 0..64 {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { return false };
-            let ppid: u32 = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                return false;
+            };
+            let ppid: u32 = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0);
             if ppid == me || self.our_pids.contains(&ppid) {
                 return true;
             }
@@ -455,8 +482,14 @@ impl Monitor {
             if !self.domains.contains(&domain) {
                 continue;
             }
-            let who = self.audit_syscalls.get(&serial).or_else(|| self.audit_creators.get(&domain));
-            let pid = who.and_then(|w| w.get("pid")).and_then(|p| p.parse().ok()).unwrap_or(0);
+            let who = self
+                .audit_syscalls
+                .get(&serial)
+                .or_else(|| self.audit_creators.get(&domain));
+            let pid = who
+                .and_then(|w| w.get("pid"))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
             let exe = who.and_then(|w| w.get("exe")).cloned().unwrap_or_default();
             if let Some(d) = audit_denial(&f, policy, plan, pid, exe, at_ms) {
                 self.record(d);
@@ -771,7 +804,14 @@ fn unhex(s: &str) -> String {
 }
 
 /// A Landlock access record as a denial.
-fn audit_denial(f: &Fields, policy: &Policy, plan: &Plan, pid: u32, exe: String, at_ms: u64) -> Option<Denial> {
+fn audit_denial(
+    f: &Fields,
+    policy: &Policy,
+    plan: &Plan,
+    pid: u32,
+    exe: String,
+    at_ms: u64,
+) -> Option<Denial> {
     let blockers = f.get("blockers")?.clone();
     let first = blockers.split(',').next().unwrap_or_default();
     let (kind, operation, query) = if let Some(right) = first.strip_prefix("fs.") {

@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::policy::{beneath, Access, FsPolicy, Grant, Network, Policy};
+use crate::policy::{Access, FsPolicy, Grant, Network, Policy, beneath};
 use crate::probe::{Host, Userns};
 use crate::profile::{NsMode, Origin};
 

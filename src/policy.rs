@@ -364,8 +364,13 @@ impl Canon {
     pub fn get(&mut self, path: &Path) -> (PathBuf, bool) {
         use std::os::unix::ffi::OsStrExt;
         let b = path.as_os_str().as_bytes();
-        let dirty = b.windows(2).any(|w| w == b"/." || w == b"//") || (b.len() > 1 && b.ends_with(b"/"));
-        let path = if dirty { clean(path) } else { path.to_path_buf() };
+        let dirty =
+            b.windows(2).any(|w| w == b"/." || w == b"//") || (b.len() > 1 && b.ends_with(b"/"));
+        let path = if dirty {
+            clean(path)
+        } else {
+            path.to_path_buf()
+        };
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return (PathBuf::from("/"), true);
         };
@@ -440,7 +445,10 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
             }
         }
     }
-    for (list, out) in [(&p.filesystem.deny, &mut fs.deny), (&p.filesystem.read_only, &mut fs.read_only)] {
+    for (list, out) in [
+        (&p.filesystem.deny, &mut fs.deny),
+        (&p.filesystem.read_only, &mut fs.read_only),
+    ] {
         for item in list {
             let path = absolute(item)?;
             let name = path
@@ -452,8 +460,8 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
                 let parent = path.parent().unwrap_or(Path::new("/"));
                 if parent.to_string_lossy().contains(['*', '?']) {
                     return Err(Error::invalid(
-            item.origin.located(),
-            "only the last path component may contain * or ?",
+                        item.origin.located(),
+                        "only the last path component may contain * or ?",
                     ));
                 }
                 let (dir, _) = canon.get(parent);

@@ -59,7 +59,12 @@ pub struct Origin {
 
 impl Origin {
     pub fn command_line(flag: &str) -> Self {
-        Origin { source: format!("command line ({flag})").into(), line: None, column: None, key: None }
+        Origin {
+            source: format!("command line ({flag})").into(),
+            line: None,
+            column: None,
+            key: None,
+        }
     }
 
     /// The prefix of an error about this value: file, line, column and key, in
@@ -67,7 +72,10 @@ impl Origin {
     pub fn located(&self) -> String {
         match (self.line, self.column) {
             (Some(l), Some(c)) => {
-                let key = self.key.map(|k| format!(": key \"{k}\"")).unwrap_or_default();
+                let key = self
+                    .key
+                    .map(|k| format!(": key \"{k}\""))
+                    .unwrap_or_default();
                 format!("loading profile {}: line {l}, column {c}{key}", self.source)
             }
             _ => self.to_string(),
@@ -578,14 +586,20 @@ impl Profile {
         list("syscalls.allow", &mut self.syscalls.allow, f);
         list("capabilities.keep", &mut self.capabilities.keep, f);
         one("namespaces.mode", &mut self.namespaces.mode, f);
-        one("process.signal_outside", &mut self.process.signal_outside, f);
+        one(
+            "process.signal_outside",
+            &mut self.process.signal_outside,
+            f,
+        );
         one("audit.log", &mut self.audit.log, f);
     }
 
     /// Where every value came from, as text ("file:line"), for reports.
     pub fn origins(&self) -> BTreeMap<String, Vec<String>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        self.clone().visit_origins(&mut |k, _, o| out.entry(k.to_string()).or_default().push(o.to_string()));
+        self.clone().visit_origins(&mut |k, _, o| {
+            out.entry(k.to_string()).or_default().push(o.to_string())
+        });
         out
     }
 
@@ -594,7 +608,12 @@ impl Profile {
     pub fn restore_origins(&mut self, recorded: &BTreeMap<String, Vec<String>>) {
         self.visit_origins(&mut |k, i, o| {
             if let Some(text) = recorded.get(k).and_then(|v| v.get(i)) {
-                *o = Origin { source: text.as_str().into(), line: None, column: None, key: o.key };
+                *o = Origin {
+                    source: text.as_str().into(),
+                    line: None,
+                    column: None,
+                    key: o.key,
+                };
             }
         });
     }
@@ -629,12 +648,21 @@ fn load_into(
                 Some(dir) if path.is_relative() => dir.join(path),
                 _ => path.clone(),
             };
-            let bytes = std::fs::read(&full).map_err(|source| Error::ReadProfile { path: full.clone(), source })?;
+            let bytes = std::fs::read(&full).map_err(|source| Error::ReadProfile {
+                path: full.clone(),
+                source,
+            })?;
             let text = String::from_utf8(bytes).map_err(|e| {
                 // Locate the first bad byte: everything before it is valid text.
-                let good = String::from_utf8_lossy(&e.as_bytes()[..e.utf8_error().valid_up_to()]).into_owned();
+                let good = String::from_utf8_lossy(&e.as_bytes()[..e.utf8_error().valid_up_to()])
+                    .into_owned();
                 let (line, column) = LineIndex::new(&good).line_col(good.len());
-                Error::ProfileAt { file: full.display().to_string(), line, column, message: "invalid UTF-8 (a profile is TOML text)".into() }
+                Error::ProfileAt {
+                    file: full.display().to_string(),
+                    line,
+                    column,
+                    message: "invalid UTF-8 (a profile is TOML text)".into(),
+                }
             })?;
             let canon = std::fs::canonicalize(&full).unwrap_or_else(|_| full.clone());
             let key = canon.display().to_string();
@@ -676,14 +704,25 @@ fn apply_text(
             load_into(p, &r, dir, stack).map_err(|e| match e {
                 // A cycle is located once, at the extends that closes it, not at every level.
                 e @ Error::Extends { .. } if e.is_cycle() => e,
-                e => Error::Extends { file: name.to_string(), line, column, target: target.clone(), source: Box::new(e) },
+                e => Error::Extends {
+                    file: name.to_string(),
+                    line,
+                    column,
+                    target: target.clone(),
+                    source: Box::new(e),
+                },
             })?;
         }
     }
     let src: Arc<str> = name.into();
     let at = |span: Range<usize>, key: &'static str| {
         let (line, column) = lines.line_col(span.start);
-        Origin { source: src.clone(), line: Some(line), column: Some(column), key: Some(key) }
+        Origin {
+            source: src.clone(),
+            line: Some(line),
+            column: Some(column),
+            key: Some(key),
+        }
     };
     merge(p, raw, &at);
     p.texts.push(text);
@@ -719,13 +758,28 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>, &'static st
         list(&mut p.filesystem.write, fs.write, "filesystem.write", at);
         list(&mut p.filesystem.exec, fs.exec, "filesystem.exec", at);
         list(&mut p.filesystem.deny, fs.deny, "filesystem.deny", at);
-        list(&mut p.filesystem.read_only, fs.read_only, "filesystem.read_only", at);
+        list(
+            &mut p.filesystem.read_only,
+            fs.read_only,
+            "filesystem.read_only",
+            at,
+        );
     }
     if let Some(n) = raw.network {
         scalar(&mut p.network.mode, n.mode, "network.mode", at);
-        list(&mut p.network.connect_tcp, n.connect_tcp, "network.connect_tcp", at);
+        list(
+            &mut p.network.connect_tcp,
+            n.connect_tcp,
+            "network.connect_tcp",
+            at,
+        );
         list(&mut p.network.bind_tcp, n.bind_tcp, "network.bind_tcp", at);
-        scalar(&mut p.network.abstract_unix, n.abstract_unix, "network.abstract_unix", at);
+        scalar(
+            &mut p.network.abstract_unix,
+            n.abstract_unix,
+            "network.abstract_unix",
+            at,
+        );
     }
     if let Some(e) = raw.env {
         list(&mut p.env.keep, e.keep, "env.keep", at);
@@ -755,7 +809,12 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>, &'static st
         scalar(&mut p.limits.timeout, l.timeout, "limits.timeout", at);
         scalar(&mut p.limits.memory, l.memory, "limits.memory", at);
         scalar(&mut p.limits.processes, l.processes, "limits.processes", at);
-        scalar(&mut p.limits.open_files, l.open_files, "limits.open_files", at);
+        scalar(
+            &mut p.limits.open_files,
+            l.open_files,
+            "limits.open_files",
+            at,
+        );
         scalar(&mut p.limits.cpu, l.cpu, "limits.cpu", at);
         scalar(&mut p.limits.file_size, l.file_size, "limits.file_size", at);
     }
@@ -770,7 +829,12 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>, &'static st
         scalar(&mut p.namespaces.mode, n.mode, "namespaces.mode", at);
     }
     if let Some(pr) = raw.process {
-        scalar(&mut p.process.signal_outside, pr.signal_outside, "process.signal_outside", at);
+        scalar(
+            &mut p.process.signal_outside,
+            pr.signal_outside,
+            "process.signal_outside",
+            at,
+        );
     }
     if let Some(a) = raw.audit {
         scalar(&mut p.audit.log, a.log, "audit.log", at);
@@ -811,7 +875,10 @@ fn parse(name: &str, text: &str) -> Result<RawProfile> {
     RawProfile::deserialize(toml::de::Deserializer::from(doc)).map_err(|e| {
         // Errors only: parse again for the spans of the keys (cheaper than keeping a copy).
         let keys = toml::de::DeTable::parse(text).ok();
-        let key = e.span().zip(keys).and_then(|(s, k)| key_at(k.get_ref(), &s, ""));
+        let key = e
+            .span()
+            .zip(keys)
+            .and_then(|(s, k)| key_at(k.get_ref(), &s, ""));
         located(e.span(), tidy(e.message(), key.as_deref()), key)
     })
 }
@@ -866,7 +933,11 @@ fn key_at(table: &toml::de::DeTable, span: &Range<usize>, prefix: &str) -> Optio
 fn last_key_before(table: &toml::de::DeTable, pos: usize, prefix: &str) -> Option<(usize, String)> {
     let mut best: Option<(usize, String)> = None;
     for (k, v) in table {
-        let path = if prefix.is_empty() { k.get_ref().to_string() } else { format!("{prefix}.{}", k.get_ref()) };
+        let path = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
         if k.span().start <= pos && best.as_ref().is_none_or(|(at, _)| k.span().start > *at) {
             best = Some((k.span().start, path.clone()));
         }
@@ -890,17 +961,23 @@ pub(crate) struct LineIndex<'a> {
 
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
-        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         LineIndex { text, starts }
     }
     pub(crate) fn line(&self, offset: usize) -> usize {
-        self.starts.partition_point(|&s| s <= offset.min(self.text.len()))
+        self.starts
+            .partition_point(|&s| s <= offset.min(self.text.len()))
     }
     pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line(offset);
         let start = self.starts[line - 1];
-        let column = String::from_utf8_lossy(&self.text.as_bytes()[start..offset]).chars().count() + 1;
+        let column = String::from_utf8_lossy(&self.text.as_bytes()[start..offset])
+            .chars()
+            .count()
+            + 1;
         (line, column)
     }
 }
@@ -1018,8 +1095,14 @@ mod tests {
         let e = Profile::load(&ProfileRef::Path(dir.path().join("a.toml"))).unwrap_err();
         let e = crate::error::chain(&e);
         // Located once, at the extends that closes the cycle.
-        assert!(e.contains("b.toml: line 1, column 11: extends `a.toml`: extends cycle:"), "{e}");
-        assert!(e.contains("a.toml -> ") && e.matches("loading profile").count() == 1, "{e}");
+        assert!(
+            e.contains("b.toml: line 1, column 11: extends `a.toml`: extends cycle:"),
+            "{e}"
+        );
+        assert!(
+            e.contains("a.toml -> ") && e.matches("loading profile").count() == 1,
+            "{e}"
+        );
         let e = Profile::from_text("c.toml", "\nextends = \"nope.toml\"\n", Some(dir.path()))
             .unwrap_err();
         let chain = crate::error::chain(&e);

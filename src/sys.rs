@@ -263,7 +263,12 @@ pub fn memfd_create(name: &std::ffi::CStr, flags: libc::c_uint) -> io::Result<Ow
 
 /// Install `src` in the notifying process and make it the syscall's return
 /// value (SECCOMP_ADDFD_FLAG_SEND, Linux 5.14): the call is answered atomically.
-pub fn notif_addfd_send(listener: &OwnedFd, id: u64, src: &OwnedFd, cloexec: bool) -> io::Result<()> {
+pub fn notif_addfd_send(
+    listener: &OwnedFd,
+    id: u64,
+    src: &OwnedFd,
+    cloexec: bool,
+) -> io::Result<()> {
     let add = libc::seccomp_notif_addfd {
         id,
         flags: libc::SECCOMP_ADDFD_FLAG_SEND as u32,

@@ -87,13 +87,16 @@ impl Context {
                 out.push('$');
                 rest = r;
             } else if let Some(r) = rest.strip_prefix('{') {
-                let end = r
-                    .find('}')
-                    .ok_or_else(|| Error::invalid(origin, format!("`{s}`: unterminated ${{...}}")))?;
+                let end = r.find('}').ok_or_else(|| {
+                    Error::invalid(origin, format!("`{s}`: unterminated ${{...}}"))
+                })?;
                 let name = &r[..end];
                 if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 {
-                    return Err(Error::invalid(origin, format!("`{s}`: invalid variable name `{name}`")));
+                    return Err(Error::invalid(
+                        origin,
+                        format!("`{s}`: invalid variable name `{name}`"),
+                    ));
                 }
                 let value = self.lookup(name).ok_or_else(|| Error::UndefinedVariable {
                     origin: origin.to_string(),
@@ -102,7 +105,10 @@ impl Context {
                 out.push_str(&value);
                 rest = &r[end + 1..];
             } else {
-                return Err(Error::invalid(origin, format!("`{s}`: write ${{NAME}} for a variable or $$ for a literal $")));
+                return Err(Error::invalid(
+                    origin,
+                    format!("`{s}`: write ${{NAME}} for a variable or $$ for a literal $"),
+                ));
             }
         }
         out.push_str(rest);

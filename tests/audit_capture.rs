@@ -13,7 +13,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::socket::{AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, send, socket};
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, send,
+    socket,
+};
 use serde_json::Value;
 use support::*;
 
@@ -27,8 +30,17 @@ const AUDIT_LANDLOCK_DOMAIN: u16 = 1424;
 const READLOG_GROUP: u32 = 1;
 
 fn audit_socket(groups: u32, nonblock: bool) -> std::io::Result<OwnedFd> {
-    let flags = if nonblock { SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK } else { SockFlag::SOCK_CLOEXEC };
-    let fd = socket(AddressFamily::Netlink, SockType::Raw, flags, SockProtocol::NetlinkAudit)?;
+    let flags = if nonblock {
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK
+    } else {
+        SockFlag::SOCK_CLOEXEC
+    };
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        flags,
+        SockProtocol::NetlinkAudit,
+    )?;
     bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups))?;
     Ok(fd)
 }
@@ -79,7 +91,8 @@ fn audit_request(ty: u16, payload: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
 
 /// struct audit_status.enabled: 0 off, 1 on, 2 on and locked.
 fn audit_enabled() -> std::io::Result<u32> {
-    let body = audit_request(AUDIT_GET, &[])?.ok_or_else(|| std::io::Error::other("no AUDIT_GET reply"))?;
+    let body = audit_request(AUDIT_GET, &[])?
+        .ok_or_else(|| std::io::Error::other("no AUDIT_GET reply"))?;
     Ok(u32::from_ne_bytes(body[4..8].try_into().unwrap()))
 }
 
@@ -138,7 +151,10 @@ impl Listener {
                 if len < 16 || off + len > n {
                     break;
                 }
-                out.push((t, String::from_utf8_lossy(&buf[off + 16..off + len]).into_owned()));
+                out.push((
+                    t,
+                    String::from_utf8_lossy(&buf[off + 16..off + len]).into_owned(),
+                ));
                 off += (len + 3) & !3;
             }
         }
@@ -148,7 +164,11 @@ impl Listener {
     /// Landlock records, and the SYSCALL records of the same events.
     fn landlock_records(&self) -> String {
         let all = self.drain();
-        let serial = |t: &str| t.split_once("): ").map(|(h, _)| h.to_string()).unwrap_or_default();
+        let serial = |t: &str| {
+            t.split_once("): ")
+                .map(|(h, _)| h.to_string())
+                .unwrap_or_default()
+        };
         let events: Vec<String> = all
             .iter()
             .filter(|(t, _)| *t == AUDIT_LANDLOCK_ACCESS || *t == AUDIT_LANDLOCK_DOMAIN)
@@ -176,7 +196,13 @@ fn s(v: &Value, k: &str) -> String {
 }
 
 /// Run `cordon run -p PROFILE -w WS --report R EXTRA -- CMD` as `user`.
-fn run(user: User, profile: &str, ws: &Path, extra: &[&str], cmd: &[&str]) -> (std::process::Output, Value) {
+fn run(
+    user: User,
+    profile: &str,
+    ws: &Path,
+    extra: &[&str],
+    cmd: &[&str],
+) -> (std::process::Output, Value) {
     let report = ws.join(format!("{}.json", unique("report")));
     let out = cordon(user)
         .args(["run", "-q", "-p", profile, "-w"])
@@ -231,18 +257,39 @@ impl Drop for Case<'_> {
 /// Check the audit denial of a read of `target` by `exe` in `report`.
 fn check_audit_read(c: &mut Case, target: &Path, exe: &str, rule_has: &str) {
     let r = c.report.clone();
-    let sources: Vec<String> = serde_json::from_value(r["capture"]["sources"].clone()).unwrap_or_default();
-    c.check(sources.iter().any(|x| x == "audit"), format!("capture.sources {sources:?} lacks \"audit\""));
+    let sources: Vec<String> =
+        serde_json::from_value(r["capture"]["sources"].clone()).unwrap_or_default();
+    c.check(
+        sources.iter().any(|x| x == "audit"),
+        format!("capture.sources {sources:?} lacks \"audit\""),
+    );
     let t = target.display().to_string();
-    let found = report_denials(&r).into_iter().find(|d| s(d, "observed_by") == "audit" && s(d, "target") == t);
+    let found = report_denials(&r)
+        .into_iter()
+        .find(|d| s(d, "observed_by") == "audit" && s(d, "target") == t);
     let Some(d) = found else {
-        c.check(false, format!("no denial observed_by \"audit\" with target {t}"));
+        c.check(
+            false,
+            format!("no denial observed_by \"audit\" with target {t}"),
+        );
         return;
     };
-    c.check(s(&d, "kind") == "fs", format!("kind {:?}, expected \"fs\"", s(&d, "kind")));
-    c.check(s(&d, "operation") == "read", format!("operation {:?}, expected \"read\"", s(&d, "operation")));
-    c.check(s(&d, "errno") == "EACCES", format!("errno {:?}, expected \"EACCES\"", s(&d, "errno")));
-    c.check(s(&d, "rule").contains(rule_has), format!("rule {:?} does not name {rule_has:?}", s(&d, "rule")));
+    c.check(
+        s(&d, "kind") == "fs",
+        format!("kind {:?}, expected \"fs\"", s(&d, "kind")),
+    );
+    c.check(
+        s(&d, "operation") == "read",
+        format!("operation {:?}, expected \"read\"", s(&d, "operation")),
+    );
+    c.check(
+        s(&d, "errno") == "EACCES",
+        format!("errno {:?}, expected \"EACCES\"", s(&d, "errno")),
+    );
+    c.check(
+        s(&d, "rule").contains(rule_has),
+        format!("rule {:?} does not name {rule_has:?}", s(&d, "rule")),
+    );
     c.check(!s(&d, "suggestion").is_empty(), "empty suggestion");
     c.check(
         d["pid"].as_u64().unwrap_or(0) != 0,
@@ -253,15 +300,24 @@ fn check_audit_read(c: &mut Case, target: &Path, exe: &str, rule_has: &str) {
         format!("exe {:?}, expected {exe:?} (the denied program; audit's SYSCALL record of the same event has it)", s(&d, "exe")),
     );
     // Without --trace nothing is predicted.
-    let predicted = report_denials(&r).into_iter().filter(|d| s(d, "observed_by") == "predicted").count();
-    c.check(predicted == 0, format!("{predicted} predicted denials without --trace"));
+    let predicted = report_denials(&r)
+        .into_iter()
+        .filter(|d| s(d, "observed_by") == "predicted")
+        .count();
+    c.check(
+        predicted == 0,
+        format!("{predicted} predicted denials without --trace"),
+    );
 }
 
 #[test]
 fn landlock_denials_are_read_from_kernel_audit() {
     let test = "landlock_denials_are_read_from_kernel_audit";
     if !is_root() {
-        skip(test, "needs root: enabling kernel audit needs CAP_AUDIT_CONTROL, reading it CAP_AUDIT_READ");
+        skip(
+            test,
+            "needs root: enabling kernel audit needs CAP_AUDIT_CONTROL, reading it CAP_AUDIT_READ",
+        );
         return;
     }
     if !require_landlock(test, 7) {
@@ -274,8 +330,12 @@ fn landlock_denials_are_read_from_kernel_audit() {
             return;
         }
     };
-    let listener = Listener(audit_socket(READLOG_GROUP, true).expect("binding the audit multicast group"));
-    let cat = std::fs::canonicalize("/bin/cat").unwrap().display().to_string();
+    let listener =
+        Listener(audit_socket(READLOG_GROUP, true).expect("binding the audit multicast group"));
+    let cat = std::fs::canonicalize("/bin/cat")
+        .unwrap()
+        .display()
+        .to_string();
     let netrc: PathBuf = std::fs::canonicalize(home(User::Root).join(".netrc")).unwrap();
     let mut failures = Vec::new();
 
@@ -283,10 +343,32 @@ fn landlock_denials_are_read_from_kernel_audit() {
     {
         let ws = tempdir(User::Root);
         let p = ns_profile("workspace-write", Ns::Off);
-        let (out, r) = run(User::Root, &p, ws.path(), &[], &["/bin/cat", netrc.to_str().unwrap()]);
-        let mut c = Case { name: "root, namespaces off: cat ~/.netrc".into(), failures: &mut failures, listener: &listener, report: r, errors: vec![] };
-        c.check(out.status.code() == Some(1), format!("exit {:?}, expected 1 (cat refused): {}", out.status.code(), text(&out.stderr)));
-        c.check(text(&out.stderr).contains("Permission denied"), format!("stderr: {}", text(&out.stderr)));
+        let (out, r) = run(
+            User::Root,
+            &p,
+            ws.path(),
+            &[],
+            &["/bin/cat", netrc.to_str().unwrap()],
+        );
+        let mut c = Case {
+            name: "root, namespaces off: cat ~/.netrc".into(),
+            failures: &mut failures,
+            listener: &listener,
+            report: r,
+            errors: vec![],
+        };
+        c.check(
+            out.status.code() == Some(1),
+            format!(
+                "exit {:?}, expected 1 (cat refused): {}",
+                out.status.code(),
+                text(&out.stderr)
+            ),
+        );
+        c.check(
+            text(&out.stderr).contains("Permission denied"),
+            format!("stderr: {}", text(&out.stderr)),
+        );
         check_audit_read(&mut c, &netrc, &cat, ".netrc");
     }
 
@@ -301,10 +383,32 @@ fn landlock_denials_are_read_from_kernel_audit() {
             "[filesystem]\nread = [\"/usr\", \"/etc\", { path = \"/bin\", optional = true }, { path = \"/lib\", optional = true }, { path = \"/lib64\", optional = true }, \"${WORKSPACE}\"]\nexec = [\"/usr\", { path = \"/bin\", optional = true }, { path = \"/lib\", optional = true }, { path = \"/lib64\", optional = true }]\n",
             Ns::Auto,
         );
-        let (out, r) = run(User::Root, &p, ws.path(), &[], &["/bin/cat", file.to_str().unwrap()]);
-        let mut c = Case { name: "root, namespaces auto: cat a file outside every grant".into(), failures: &mut failures, listener: &listener, report: r, errors: vec![] };
-        c.check(out.status.code() == Some(1), format!("exit {:?}, expected 1: {}", out.status.code(), text(&out.stderr)));
-        c.check(s(&c.report["enforced"], "namespaces") == "on", "namespaces not on");
+        let (out, r) = run(
+            User::Root,
+            &p,
+            ws.path(),
+            &[],
+            &["/bin/cat", file.to_str().unwrap()],
+        );
+        let mut c = Case {
+            name: "root, namespaces auto: cat a file outside every grant".into(),
+            failures: &mut failures,
+            listener: &listener,
+            report: r,
+            errors: vec![],
+        };
+        c.check(
+            out.status.code() == Some(1),
+            format!(
+                "exit {:?}, expected 1: {}",
+                out.status.code(),
+                text(&out.stderr)
+            ),
+        );
+        c.check(
+            s(&c.report["enforced"], "namespaces") == "on",
+            "namespaces not on",
+        );
         check_audit_read(&mut c, &file, &cat, "no [filesystem] rule covers");
     }
 
@@ -312,9 +416,28 @@ fn landlock_denials_are_read_from_kernel_audit() {
     {
         let ws = tempdir(User::Root);
         let p = ns_profile("workspace-write", Ns::Off);
-        let (out, r) = run(User::Root, &p, ws.path(), &["--no-capture"], &["/bin/cat", netrc.to_str().unwrap()]);
-        let mut c = Case { name: "root, namespaces off, --no-capture: cat ~/.netrc".into(), failures: &mut failures, listener: &listener, report: r, errors: vec![] };
-        c.check(out.status.code() == Some(1), format!("exit {:?}, expected 1: {}", out.status.code(), text(&out.stderr)));
+        let (out, r) = run(
+            User::Root,
+            &p,
+            ws.path(),
+            &["--no-capture"],
+            &["/bin/cat", netrc.to_str().unwrap()],
+        );
+        let mut c = Case {
+            name: "root, namespaces off, --no-capture: cat ~/.netrc".into(),
+            failures: &mut failures,
+            listener: &listener,
+            report: r,
+            errors: vec![],
+        };
+        c.check(
+            out.status.code() == Some(1),
+            format!(
+                "exit {:?}, expected 1: {}",
+                out.status.code(),
+                text(&out.stderr)
+            ),
+        );
         check_audit_read(&mut c, &netrc, &cat, ".netrc");
     }
 
@@ -323,19 +446,56 @@ fn landlock_denials_are_read_from_kernel_audit() {
         let ws = tempdir(User::Nobody);
         let nobody_netrc = std::fs::canonicalize(home(User::Nobody).join(".netrc")).unwrap();
         let p = ns_profile("workspace-write", Ns::Off);
-        let (out, r) = run(User::Nobody, &p, ws.path(), &[], &["/bin/cat", nobody_netrc.to_str().unwrap()]);
-        let mut c = Case { name: "uid 65534, namespaces off: cat ~/.netrc".into(), failures: &mut failures, listener: &listener, report: r.clone(), errors: vec![] };
-        c.check(out.status.code() == Some(1), format!("exit {:?}, expected 1: {}", out.status.code(), text(&out.stderr)));
+        let (out, r) = run(
+            User::Nobody,
+            &p,
+            ws.path(),
+            &[],
+            &["/bin/cat", nobody_netrc.to_str().unwrap()],
+        );
+        let mut c = Case {
+            name: "uid 65534, namespaces off: cat ~/.netrc".into(),
+            failures: &mut failures,
+            listener: &listener,
+            report: r.clone(),
+            errors: vec![],
+        };
+        c.check(
+            out.status.code() == Some(1),
+            format!(
+                "exit {:?}, expected 1: {}",
+                out.status.code(),
+                text(&out.stderr)
+            ),
+        );
         let sources = r["capture"]["sources"].to_string();
-        c.check(!sources.contains("audit"), format!("capture.sources {sources} has audit as uid 65534"));
-        c.check(report_denials(&r).is_empty(), "denials recorded without audit or --trace");
+        c.check(
+            !sources.contains("audit"),
+            format!("capture.sources {sources} has audit as uid 65534"),
+        );
+        c.check(
+            report_denials(&r).is_empty(),
+            "denials recorded without audit or --trace",
+        );
         let notes = r["capture"]["notes"].to_string();
-        c.check(notes.contains("root") && notes.contains("--trace"), format!("capture.notes {notes} do not say why nothing was observed"));
+        c.check(
+            notes.contains("root") && notes.contains("--trace"),
+            format!("capture.notes {notes} do not say why nothing was observed"),
+        );
     }
 
     drop(listener);
     let previous = guard.previous;
     drop(guard);
-    assert_eq!(audit_enabled().ok(), Some(previous), "kernel audit was not restored to its previous state");
-    assert!(failures.is_empty(), "{} of 4 cases failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert_eq!(
+        audit_enabled().ok(),
+        Some(previous),
+        "kernel audit was not restored to its previous state"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of 4 cases failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

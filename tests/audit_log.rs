@@ -15,27 +15,52 @@ const RUNS: usize = 50;
 /// Check one audit-log line against the README's field list.
 #[track_caller]
 fn check_line(line: &str, user: User, ws: &Path, ctx: &str) -> Value {
-    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{ctx}: not one JSON document ({e}): {line:?}"));
+    let v: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("{ctx}: not one JSON document ({e}): {line:?}"));
     let str_of = |k: &str| {
         v[k].as_str()
             .unwrap_or_else(|| panic!("{ctx}: {k} is missing or not a string: {line}"))
             .to_string()
     };
-    let uint_of = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{ctx}: {k} is missing or not an unsigned integer: {line}"));
+    let uint_of = |k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("{ctx}: {k} is missing or not an unsigned integer: {line}"))
+    };
     let time = str_of("time");
-    assert!(time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T', "{ctx}: time {time:?}");
+    assert!(
+        time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{ctx}: time {time:?}"
+    );
     assert_eq!(uint_of("user"), user.uid() as u64, "{ctx}: user: {line}");
     let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
     assert_eq!(str_of("host"), host, "{ctx}: host: {line}");
-    assert!(v["command"].is_array() && v["command"].as_array().unwrap().iter().all(Value::is_string), "{ctx}: command: {line}");
-    assert_eq!(str_of("workspace"), std::fs::canonicalize(ws).unwrap().to_str().unwrap(), "{ctx}: workspace: {line}");
+    assert!(
+        v["command"].is_array()
+            && v["command"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(Value::is_string),
+        "{ctx}: command: {line}"
+    );
+    assert_eq!(
+        str_of("workspace"),
+        std::fs::canonicalize(ws).unwrap().to_str().unwrap(),
+        "{ctx}: workspace: {line}"
+    );
     assert!(!str_of("profile").is_empty(), "{ctx}: profile: {line}");
     let sha = str_of("profile_sha256");
-    assert!(sha.len() == 64 && sha.bytes().all(|c| c.is_ascii_hexdigit()), "{ctx}: profile_sha256: {line}");
+    assert!(
+        sha.len() == 64 && sha.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{ctx}: profile_sha256: {line}"
+    );
     assert!(v["exit_code"].is_i64(), "{ctx}: exit_code: {line}");
     uint_of("duration_ms");
     uint_of("denials");
-    assert!(v["report"].is_null() || v["report"].is_string(), "{ctx}: report: {line}");
+    assert!(
+        v["report"].is_null() || v["report"].is_string(),
+        "{ctx}: report: {line}"
+    );
     v
 }
 
@@ -67,10 +92,19 @@ fn parallel_runs(user: User, ws: &Path, extra: &[&str], ctx: &str) {
 
 #[track_caller]
 fn check_log(log: &Path, user: User, ws: &Path, profile: &str, ctx: &str) {
-    let t = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{ctx}: {}: {e}", log.display()));
-    assert!(t.ends_with('\n'), "{ctx}: the log does not end with a newline");
+    let t =
+        std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{ctx}: {}: {e}", log.display()));
+    assert!(
+        t.ends_with('\n'),
+        "{ctx}: the log does not end with a newline"
+    );
     let lines: Vec<&str> = t.lines().collect();
-    assert_eq!(lines.len(), RUNS, "{ctx}: {RUNS} runs, {} lines:\n{t}", lines.len());
+    assert_eq!(
+        lines.len(),
+        RUNS,
+        "{ctx}: {RUNS} runs, {} lines:\n{t}",
+        lines.len()
+    );
     for l in lines {
         let v = check_line(l, user, ws, ctx);
         assert_eq!(v["command"], serde_json::json!(["true"]), "{ctx}: {l}");
@@ -88,7 +122,12 @@ fn concurrent_runs_append_whole_lines() {
         let ws = tempdir(user);
         let logs = tempdir(user);
         let log = logs.path().join("audit.log");
-        parallel_runs(user, ws.path(), &["--audit-log", log.to_str().unwrap()], &ctx);
+        parallel_runs(
+            user,
+            ws.path(),
+            &["--audit-log", log.to_str().unwrap()],
+            &ctx,
+        );
         check_log(&log, user, ws.path(), "workspace-write", &ctx);
     }
 }
@@ -103,7 +142,10 @@ fn profile_audit_log_appends_whole_lines() {
         let p = profile(
             shared_dir(),
             &format!("{}.toml", unique("audit-log")),
-            &format!("extends = \"workspace-write\"\n[audit]\nlog = \"{}\"\n", log.display()),
+            &format!(
+                "extends = \"workspace-write\"\n[audit]\nlog = \"{}\"\n",
+                log.display()
+            ),
         );
         parallel_runs(user, ws.path(), &["-p", &p], &ctx);
         check_log(&log, user, ws.path(), &p, &ctx);
@@ -123,7 +165,8 @@ fn unwritable(user: User, scratch: &Path) -> Vec<String> {
             let ro = scratch.join("ro");
             std::fs::create_dir(&ro).unwrap();
             chown_r(&ro, user);
-            std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+            std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555))
+                .unwrap();
             v.push(ro.join("audit.log").display().to_string());
         }
     }
@@ -133,8 +176,14 @@ fn unwritable(user: User, scratch: &Path) -> Vec<String> {
 fn assert_refused(out: &Output, marker: &Path, log: &str, ctx: &str) {
     assert_code(out, 125, ctx);
     let line = assert_one_error_line(out, ctx);
-    assert!(line.contains(log) && line.contains("audit log"), "{ctx}: the error does not name the log: {line}");
-    assert!(!marker.exists(), "{ctx}: the command ran although the run could not be logged");
+    assert!(
+        line.contains(log) && line.contains("audit log"),
+        "{ctx}: the error does not name the log: {line}"
+    );
+    assert!(
+        !marker.exists(),
+        "{ctx}: the command ran although the run could not be logged"
+    );
 }
 
 #[test]
@@ -187,7 +236,15 @@ fn line_names_the_report_and_counts_denials() {
             .arg(ws.path())
             .current_dir(ws.path())
             // A relative report path: the line names it absolutely.
-            .args(["--report", "r.json", "--audit-log", log.to_str().unwrap(), "--", PYTHON, "-c"])
+            .args([
+                "--report",
+                "r.json",
+                "--audit-log",
+                log.to_str().unwrap(),
+                "--",
+                PYTHON,
+                "-c",
+            ])
             .arg("import ctypes, sys\nctypes.CDLL(None).ptrace(0, 0, 0, 0)\nsys.exit(3)\n")
             .output()
             .unwrap();
@@ -201,7 +258,10 @@ fn line_names_the_report_and_counts_denials() {
         assert_eq!(v["profile_sha256"], rep["profile"]["sha256"], "{ctx}");
         assert_eq!(v["time"], rep["started_at"], "{ctx}");
         let report = v["report"].as_str().unwrap_or_default();
-        assert!(Path::new(report).is_absolute() && report.ends_with("/r.json"), "{ctx}: report {report:?}");
+        assert!(
+            Path::new(report).is_absolute() && report.ends_with("/r.json"),
+            "{ctx}: report {report:?}"
+        );
         assert_eq!(
             std::fs::canonicalize(report).unwrap(),
             std::fs::canonicalize(ws.path().join("r.json")).unwrap(),

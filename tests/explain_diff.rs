@@ -91,11 +91,19 @@ struct Node {
 }
 
 fn depth(rel: &str) -> usize {
-    if rel.is_empty() { 0 } else { rel.split('/').count() }
+    if rel.is_empty() {
+        0
+    } else {
+        rel.split('/').count()
+    }
 }
 
 fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") }
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
 }
 
 /// Whether `rel` is `anc` or beneath it.
@@ -115,28 +123,55 @@ struct Spec {
 
 fn gen_spec(seed: u64) -> Spec {
     let mut rng = Rng::new(seed);
-    let mut nodes = vec![Node { rel: String::new(), kind: Kind::Dir, target: String::new() }];
+    let mut nodes = vec![Node {
+        rel: String::new(),
+        kind: Kind::Dir,
+        target: String::new(),
+    }];
     let dirs_of = |nodes: &[Node], max_depth: usize| -> Vec<String> {
-        nodes.iter().filter(|n| n.kind == Kind::Dir && depth(&n.rel) < max_depth).map(|n| n.rel.clone()).collect()
+        nodes
+            .iter()
+            .filter(|n| n.kind == Kind::Dir && depth(&n.rel) < max_depth)
+            .map(|n| n.rel.clone())
+            .collect()
     };
     for i in 0..3 + rng.below(6) {
         let parent = rng.pick(&dirs_of(&nodes, 3)).clone();
-        nodes.push(Node { rel: join(&parent, &format!("d{i}")), kind: Kind::Dir, target: String::new() });
+        nodes.push(Node {
+            rel: join(&parent, &format!("d{i}")),
+            kind: Kind::Dir,
+            target: String::new(),
+        });
     }
     for i in 0..4 + rng.below(8) {
         let parent = rng.pick(&dirs_of(&nodes, 4)).clone();
-        nodes.push(Node { rel: join(&parent, &format!("f{i}")), kind: Kind::File, target: String::new() });
+        nodes.push(Node {
+            rel: join(&parent, &format!("f{i}")),
+            kind: Kind::File,
+            target: String::new(),
+        });
     }
     for i in 0..1 + rng.below(3) {
         let parent = rng.pick(&dirs_of(&nodes, 4)).clone();
-        nodes.push(Node { rel: join(&parent, &format!("x{i}")), kind: Kind::Exe, target: String::new() });
+        nodes.push(Node {
+            rel: join(&parent, &format!("x{i}")),
+            kind: Kind::Exe,
+            target: String::new(),
+        });
     }
-    let files: Vec<String> =
-        nodes.iter().filter(|n| matches!(n.kind, Kind::File | Kind::Exe)).map(|n| n.rel.clone()).collect();
+    let files: Vec<String> = nodes
+        .iter()
+        .filter(|n| matches!(n.kind, Kind::File | Kind::Exe))
+        .map(|n| n.rel.clone())
+        .collect();
     for i in 0..rng.below(3) {
         let parent = rng.pick(&dirs_of(&nodes, 4)).clone();
         let target = rng.pick(&files).clone();
-        nodes.push(Node { rel: join(&parent, &format!("l{i}")), kind: Kind::Link, target });
+        nodes.push(Node {
+            rel: join(&parent, &format!("l{i}")),
+            kind: Kind::Link,
+            target,
+        });
     }
 
     let all: Vec<String> = nodes.iter().map(|n| n.rel.clone()).collect();
@@ -145,7 +180,11 @@ fn gen_spec(seed: u64) -> Spec {
     let mut grants: Vec<(&'static str, String)> = Vec::new();
     for _ in 0..1 + rng.below(5) {
         // The workspace itself now and then, else any node.
-        let rel = if rng.chance(15) { String::new() } else { rng.pick(&non_root).clone() };
+        let rel = if rng.chance(15) {
+            String::new()
+        } else {
+            rng.pick(&non_root).clone()
+        };
         grants.push((*rng.pick(&classes), rel));
     }
     let mut deny: Vec<String> = Vec::new();
@@ -156,8 +195,16 @@ fn gen_spec(seed: u64) -> Spec {
             .filter(|r| grants.iter().any(|(_, g)| under(r, g) && *r != g))
             .cloned()
             .collect();
-        let d = if !beneath.is_empty() && rng.chance(70) { rng.pick(&beneath).clone() } else { rng.pick(&non_root).clone() };
-        let inside: Vec<String> = non_root.iter().filter(|r| under(r, &d) && **r != d).cloned().collect();
+        let d = if !beneath.is_empty() && rng.chance(70) {
+            rng.pick(&beneath).clone()
+        } else {
+            rng.pick(&non_root).clone()
+        };
+        let inside: Vec<String> = non_root
+            .iter()
+            .filter(|r| under(r, &d) && **r != d)
+            .cloned()
+            .collect();
         if !inside.is_empty() && rng.chance(30) {
             // A deny nested in a deny.
             deny.push(rng.pick(&inside).clone());
@@ -173,13 +220,23 @@ fn gen_spec(seed: u64) -> Spec {
     let mut read_only = Vec::new();
     let inside_writable: Vec<String> = non_root
         .iter()
-        .filter(|r| grants.iter().any(|(c, g)| *c == "write" && under(r, g) && *r != g))
+        .filter(|r| {
+            grants
+                .iter()
+                .any(|(c, g)| *c == "write" && under(r, g) && *r != g)
+        })
         .cloned()
         .collect();
     if !inside_writable.is_empty() && rng.chance(50) {
         read_only.push(rng.pick(&inside_writable).clone());
     }
-    Spec { seed, nodes, grants, deny, read_only }
+    Spec {
+        seed,
+        nodes,
+        grants,
+        deny,
+        read_only,
+    }
 }
 
 /// What the sandboxed probe needs to run at all; the workspace gets only what
@@ -188,12 +245,20 @@ const BASE_READ: &str = "\"/usr\", \"/etc\", { path = \"/bin\", optional = true 
 const BASE_EXEC: &str = "\"/usr\", { path = \"/bin\", optional = true }, { path = \"/sbin\", optional = true }, { path = \"/lib\", optional = true }, { path = \"/lib64\", optional = true }";
 
 fn ws_path(rel: &str) -> String {
-    if rel.is_empty() { "\"${WORKSPACE}\"".into() } else { format!("\"${{WORKSPACE}}/{rel}\"") }
+    if rel.is_empty() {
+        "\"${WORKSPACE}\"".into()
+    } else {
+        format!("\"${{WORKSPACE}}/{rel}\"")
+    }
 }
 
 fn profile_text(spec: &Spec, ns: Ns) -> String {
     let list = |class: &str| -> Vec<String> {
-        spec.grants.iter().filter(|(c, _)| *c == class).map(|(_, r)| ws_path(r)).collect()
+        spec.grants
+            .iter()
+            .filter(|(c, _)| *c == class)
+            .map(|(_, r)| ws_path(r))
+            .collect()
     };
     let mut read = vec![BASE_READ.to_string()];
     read.extend(list("read"));
@@ -203,8 +268,24 @@ fn profile_text(spec: &Spec, ns: Ns) -> String {
     let _ = writeln!(t, "read = [{}]", read.join(", "));
     let _ = writeln!(t, "write = [{}]", list("write").join(", "));
     let _ = writeln!(t, "exec = [{}]", exec.join(", "));
-    let _ = writeln!(t, "deny = [{}]", spec.deny.iter().map(|r| ws_path(r)).collect::<Vec<_>>().join(", "));
-    let _ = writeln!(t, "read_only = [{}]", spec.read_only.iter().map(|r| ws_path(r)).collect::<Vec<_>>().join(", "));
+    let _ = writeln!(
+        t,
+        "deny = [{}]",
+        spec.deny
+            .iter()
+            .map(|r| ws_path(r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        t,
+        "read_only = [{}]",
+        spec.read_only
+            .iter()
+            .map(|r| ws_path(r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let _ = write!(t, "\n[namespaces]\nmode = \"{}\"\n", ns.name());
     t
 }
@@ -249,19 +330,47 @@ fn cases(spec: &Spec, ws: &Path) -> Vec<Case> {
         let p = ws.join(&n.rel);
         match n.kind {
             Kind::Dir => {
-                reads.push(Case { probe: "list", op: Op::Read, path: p.clone() });
+                reads.push(Case {
+                    probe: "list",
+                    op: Op::Read,
+                    path: p.clone(),
+                });
                 // A new file in an existing directory.
-                writes.push(Case { probe: "write", op: Op::Write, path: p.join(format!("new{i}")) });
+                writes.push(Case {
+                    probe: "write",
+                    op: Op::Write,
+                    path: p.join(format!("new{i}")),
+                });
             }
             Kind::File => {
-                reads.push(Case { probe: "read", op: Op::Read, path: p.clone() });
-                writes.push(Case { probe: "write", op: Op::Write, path: p });
+                reads.push(Case {
+                    probe: "read",
+                    op: Op::Read,
+                    path: p.clone(),
+                });
+                writes.push(Case {
+                    probe: "write",
+                    op: Op::Write,
+                    path: p,
+                });
             }
             Kind::Exe => {
-                reads.push(Case { probe: "exec", op: Op::Exec, path: p.clone() });
-                reads.push(Case { probe: "read", op: Op::Read, path: p });
+                reads.push(Case {
+                    probe: "exec",
+                    op: Op::Exec,
+                    path: p.clone(),
+                });
+                reads.push(Case {
+                    probe: "read",
+                    op: Op::Read,
+                    path: p,
+                });
             }
-            Kind::Link => reads.push(Case { probe: "read", op: Op::Read, path: p }),
+            Kind::Link => reads.push(Case {
+                probe: "read",
+                op: Op::Read,
+                path: p,
+            }),
         }
     }
     // Writes last: appending and creating change nothing the reads look at.
@@ -304,12 +413,20 @@ fn library_verdicts(profile: &str, ws: &Path, user: User, cases: &[Case]) -> (Ve
     };
     let policy = Policy::new(&prof, &ctx, Missing::Skip).unwrap();
     let plan = Plan::new(&policy, &Host::probe(), None, &DiskLister);
-    let v = cases.iter().map(|c| decide(&policy, &plan, &Query::Fs(c.op, c.path.clone()))).collect();
+    let v = cases
+        .iter()
+        .map(|c| decide(&policy, &plan, &Query::Fs(c.op, c.path.clone())))
+        .collect();
     (v, plan.namespaces())
 }
 
 /// What the CLI says: (allowed, errno line).
-fn cli_verdict(user: User, profile: &str, ws: &Path, c: &Case) -> (Option<i32>, Option<String>, String) {
+fn cli_verdict(
+    user: User,
+    profile: &str,
+    ws: &Path,
+    c: &Case,
+) -> (Option<i32>, Option<String>, String) {
     let flag = match c.op {
         Op::Read => "--read",
         Op::Write => "--write",
@@ -324,8 +441,14 @@ fn cli_verdict(user: User, profile: &str, ws: &Path, c: &Case) -> (Option<i32>, 
         .output()
         .unwrap();
     let o = text(&out.stdout);
-    let errno = o.lines().find_map(|l| l.trim().strip_prefix("errno: ").map(str::to_string));
-    (out.status.code(), errno, format!("{o}{}", text(&out.stderr)))
+    let errno = o
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("errno: ").map(str::to_string));
+    (
+        out.status.code(),
+        errno,
+        format!("{o}{}", text(&out.stderr)),
+    )
 }
 
 fn describe(spec: &Spec, ws: &Path) -> String {
@@ -354,7 +477,9 @@ struct Outcome {
 fn canonical_case_path(p: &Path) -> PathBuf {
     match std::fs::canonicalize(p) {
         Ok(c) => c,
-        Err(_) => std::fs::canonicalize(p.parent().unwrap()).unwrap().join(p.file_name().unwrap()),
+        Err(_) => std::fs::canonicalize(p.parent().unwrap())
+            .unwrap()
+            .join(p.file_name().unwrap()),
     }
 }
 
@@ -363,15 +488,27 @@ fn run_seed(spec: &Spec, user: User, ns: Ns) -> Outcome {
     let ws = std::fs::canonicalize(ws_dir.path()).unwrap();
     materialize(spec, &ws, user);
     let text_ = profile_text(spec, ns);
-    let profile_path = profile(shared_dir(), &format!("{}.toml", unique(&format!("diff-{}", spec.seed))), &text_);
+    let profile_path = profile(
+        shared_dir(),
+        &format!("{}.toml", unique(&format!("diff-{}", spec.seed))),
+        &text_,
+    );
     let cases = cases(spec, &ws);
     // Decide everything before anything changes the tree; canonical paths too.
     let (verdicts, plan_ns) = library_verdicts(&profile_path, &ws, user, &cases);
     let canon: Vec<PathBuf> = cases.iter().map(|c| canonical_case_path(&c.path)).collect();
-    let denied: Vec<PathBuf> = spec.deny.iter().map(|r| ws.join(r)).filter_map(|p| std::fs::canonicalize(p).ok()).collect();
+    let denied: Vec<PathBuf> = spec
+        .deny
+        .iter()
+        .map(|r| ws.join(r))
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
 
     // A few cases through the CLI, as the user: it must say what the library says.
-    let mut out = Outcome { cases: cases.len(), ..Outcome::default() };
+    let mut out = Outcome {
+        cases: cases.len(),
+        ..Outcome::default()
+    };
     let header = |extra: &str| {
         format!(
             "seed {} as {user}, {ns}{extra}\nprofile {profile_path}:\n{text_}tree:\n{}",
@@ -438,7 +575,11 @@ fn run_seed(spec: &Spec, user: User, ns: Ns) -> Outcome {
     for (i, c) in cases.iter().enumerate() {
         let v = &verdicts[i];
         let k = &got[i];
-        let agree = if v.allowed { k == "OK" } else { Some(k.as_str()) == v.errno };
+        let agree = if v.allowed {
+            k == "OK"
+        } else {
+            Some(k.as_str()) == v.errno
+        };
         if !agree {
             lines.push(format!(
                 "  {} {}: explain {} (errno {:?}; rule: {}), kernel {k}",
@@ -453,7 +594,11 @@ fn run_seed(spec: &Spec, user: User, ns: Ns) -> Outcome {
         // Without namespaces the names in a denied directory can be listed when an
         // ancestor is listable (a documented gap): listing is not checked there.
         let gap = !run_ns && c.probe == "list";
-        if let Some(d) = denied.iter().find(|d| canon[i].starts_with(d)).filter(|_| !gap) {
+        if let Some(d) = denied
+            .iter()
+            .find(|d| canon[i].starts_with(d))
+            .filter(|_| !gap)
+        {
             if k == "OK" {
                 deny_lines.push(format!(
                     "  {} {} (beneath deny {}): kernel OK; explain {} ({})",
@@ -467,10 +612,18 @@ fn run_seed(spec: &Spec, user: User, ns: Ns) -> Outcome {
         }
     }
     if !lines.is_empty() {
-        out.disagreements.push(format!("{}explain vs kernel:\n{}", header(""), lines.join("\n")));
+        out.disagreements.push(format!(
+            "{}explain vs kernel:\n{}",
+            header(""),
+            lines.join("\n")
+        ));
     }
     if !deny_lines.is_empty() {
-        out.deny_violations.push(format!("{}deny not enforced:\n{}", header(""), deny_lines.join("\n")));
+        out.deny_violations.push(format!(
+            "{}deny not enforced:\n{}",
+            header(""),
+            deny_lines.join("\n")
+        ));
     }
     out
 }
@@ -478,7 +631,9 @@ fn run_seed(spec: &Spec, user: User, ns: Ns) -> Outcome {
 fn seeds() -> Vec<u64> {
     match std::env::var("CORDON_DIFF_SEEDS") {
         Ok(v) if v.contains(',') => v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
-        Ok(v) if v.trim().parse::<u64>().is_ok() => (1..=v.trim().parse::<u64>().unwrap()).collect(),
+        Ok(v) if v.trim().parse::<u64>().is_ok() => {
+            (1..=v.trim().parse::<u64>().unwrap()).collect()
+        }
         // 1..=20, and seeds larger sweeps found disagreements with (kept as regressions).
         _ => (1..=20).chain(REGRESSION_SEEDS.iter().copied()).collect(),
     }
@@ -509,7 +664,9 @@ fn outcomes() -> &'static Vec<(u64, User, Ns, Outcome)> {
                 sc.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(seed, user, ns)) = jobs.get(i) else { break };
+                        let Some(&(seed, user, ns)) = jobs.get(i) else {
+                            break;
+                        };
                         let o = run_seed(&gen_spec(seed), user, ns);
                         results.lock().unwrap().push((i, (seed, user, ns, o)));
                     }
@@ -526,32 +683,51 @@ fn outcomes() -> &'static Vec<(u64, User, Ns, Outcome)> {
 fn explain_agrees_with_the_kernel_on_random_trees() {
     let all = outcomes();
     let cases: usize = all.iter().map(|(_, _, _, o)| o.cases).sum();
-    let bad: Vec<&String> = all.iter().flat_map(|(_, _, _, o)| &o.disagreements).collect();
+    let bad: Vec<&String> = all
+        .iter()
+        .flat_map(|(_, _, _, o)| &o.disagreements)
+        .collect();
     let mut seen: BTreeMap<(bool, &str, String), usize> = BTreeMap::new();
     for (_, _, _, o) in all {
         for (k, n) in &o.seen {
             *seen.entry(k.clone()).or_default() += n;
         }
     }
-    eprintln!("explain_diff: {} runs, {cases} cases; (namespaces, op, kernel answer) -> count: {seen:?}", all.len());
+    eprintln!(
+        "explain_diff: {} runs, {cases} cases; (namespaces, op, kernel answer) -> count: {seen:?}",
+        all.len()
+    );
     // The fixed seeds must exercise both answers of every op in both modes, and
     // the read-only view's EROFS: otherwise agreement proves little.
     if std::env::var_os("CORDON_DIFF_SEEDS").is_none() && !all.is_empty() {
         for ns in [true, false] {
             for op in ["list", "read", "write", "exec"] {
                 let ok = seen.get(&(ns, op, "OK".to_string())).copied().unwrap_or(0);
-                let denied: usize = seen.iter().filter(|((n, o, k), _)| *n == ns && *o == op && k != "OK").map(|(_, c)| c).sum();
-                assert!(ok > 0 && denied > 0, "namespaces {ns}, {op}: {ok} allowed and {denied} denied cases: the generator covers too little");
+                let denied: usize = seen
+                    .iter()
+                    .filter(|((n, o, k), _)| *n == ns && *o == op && k != "OK")
+                    .map(|(_, c)| c)
+                    .sum();
+                assert!(
+                    ok > 0 && denied > 0,
+                    "namespaces {ns}, {op}: {ok} allowed and {denied} denied cases: the generator covers too little"
+                );
             }
         }
-        assert!(seen.keys().any(|(n, _, k)| *n && k == "EROFS"), "no EROFS case with namespaces");
+        assert!(
+            seen.keys().any(|(n, _, k)| *n && k == "EROFS"),
+            "no EROFS case with namespaces"
+        );
     }
     assert!(
         bad.is_empty(),
         "{} of {} runs: explain disagrees with the kernel\n\n{}",
         bad.len(),
         all.len(),
-        bad.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n\n")
+        bad.iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
     );
 }
 
@@ -561,13 +737,19 @@ fn explain_agrees_with_the_kernel_on_random_trees() {
 #[test]
 fn deny_holds_on_random_trees() {
     let all = outcomes();
-    let bad: Vec<&String> = all.iter().flat_map(|(_, _, _, o)| &o.deny_violations).collect();
+    let bad: Vec<&String> = all
+        .iter()
+        .flat_map(|(_, _, _, o)| &o.deny_violations)
+        .collect();
     assert!(
         bad.is_empty(),
         "{} of {} runs: a denied path was accessible\n\n{}",
         bad.len(),
         all.len(),
-        bad.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n\n")
+        bad.iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
     );
 }
 
@@ -580,13 +762,29 @@ fn generator_is_deterministic_and_varied() {
     assert_eq!(a.deny, b.deny);
     // Over the fixed seeds: nested denies, grants inside denies, read_only, links.
     let specs: Vec<Spec> = (1..=20).map(gen_spec).collect();
-    let nested = specs.iter().any(|s| s.deny.iter().any(|d| s.deny.iter().any(|e| e != d && under(e, d))));
-    let grant_in_deny = specs.iter().any(|s| s.deny.iter().any(|d| s.grants.iter().any(|(_, g)| under(g, d))));
-    let deny_under_grant =
-        specs.iter().any(|s| s.deny.iter().any(|d| s.grants.iter().any(|(_, g)| under(d, g) && d != g)));
+    let nested = specs.iter().any(|s| {
+        s.deny
+            .iter()
+            .any(|d| s.deny.iter().any(|e| e != d && under(e, d)))
+    });
+    let grant_in_deny = specs.iter().any(|s| {
+        s.deny
+            .iter()
+            .any(|d| s.grants.iter().any(|(_, g)| under(g, d)))
+    });
+    let deny_under_grant = specs.iter().any(|s| {
+        s.deny
+            .iter()
+            .any(|d| s.grants.iter().any(|(_, g)| under(d, g) && d != g))
+    });
     let ro = specs.iter().any(|s| !s.read_only.is_empty());
-    let links = specs.iter().any(|s| s.nodes.iter().any(|n| n.kind == Kind::Link));
-    assert!(nested && grant_in_deny && deny_under_grant && ro && links, "nested {nested}, grant in deny {grant_in_deny}, deny under grant {deny_under_grant}, read_only {ro}, links {links}");
+    let links = specs
+        .iter()
+        .any(|s| s.nodes.iter().any(|n| n.kind == Kind::Link));
+    assert!(
+        nested && grant_in_deny && deny_under_grant && ro && links,
+        "nested {nested}, grant in deny {grant_in_deny}, deny under grant {deny_under_grant}, read_only {ro}, links {links}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -612,7 +810,11 @@ fn explain_agrees_on_device_writes() {
                 .output()
                 .unwrap();
             assert_eq!(kernel, ["OK"], "{ctx}: the kernel refused");
-            assert_code(&out, 0, format!("{ctx}: explain disagrees with the kernel (which wrote it)"));
+            assert_code(
+                &out,
+                0,
+                format!("{ctx}: explain disagrees with the kernel (which wrote it)"),
+            );
         }
     }
 }
@@ -638,7 +840,14 @@ fn deny_wins_over_a_grant_inside_it() {
                 ns,
             );
             let f = std::fs::canonicalize(ws.path()).unwrap().join("a/b/f");
-            let kernel = probe(user, &p, ws.path(), &[], &[], &[("read", f.to_str().unwrap())]);
+            let kernel = probe(
+                user,
+                &p,
+                ws.path(),
+                &[],
+                &[],
+                &[("read", f.to_str().unwrap())],
+            );
             let out = cordon(user)
                 .args(["explain", "-p", &p, "-w"])
                 .arg(ws.path())
@@ -681,7 +890,14 @@ fn explain_agrees_on_a_symlink_inside_a_denied_directory() {
                 ns,
             );
             let link = wsc.join("a/link");
-            let kernel = probe(user, &p, &wsc, &[], &[], &[("read", link.to_str().unwrap())]);
+            let kernel = probe(
+                user,
+                &p,
+                &wsc,
+                &[],
+                &[],
+                &[("read", link.to_str().unwrap())],
+            );
             let out = cordon(user)
                 .args(["explain", "-p", &p, "-w"])
                 .arg(&wsc)
@@ -690,8 +906,13 @@ fn explain_agrees_on_a_symlink_inside_a_denied_directory() {
                 .arg(&link)
                 .output()
                 .unwrap();
-            let explained = if out.status.code() == Some(0) { "OK".to_string() } else {
-                text(&out.stdout).lines().find_map(|l| l.trim().strip_prefix("errno: ").map(str::to_string)).unwrap_or_default()
+            let explained = if out.status.code() == Some(0) {
+                "OK".to_string()
+            } else {
+                text(&out.stdout)
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("errno: ").map(str::to_string))
+                    .unwrap_or_default()
             };
             assert!(
                 kernel.len() == 1 && kernel[0] == explained,

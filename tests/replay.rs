@@ -42,7 +42,14 @@ fn canon(p: &Path) -> PathBuf {
 }
 
 /// `cordon run -q -p PROFILE -w WS --report REPORT EXTRA -- CMD` as `user`, cwd WS.
-fn record(user: User, profile: &str, ws: &Path, report: &Path, extra: &[&str], cmd: &[&str]) -> Output {
+fn record(
+    user: User,
+    profile: &str,
+    ws: &Path,
+    report: &Path,
+    extra: &[&str],
+    cmd: &[&str],
+) -> Output {
     cordon(user)
         .args(["run", "-q", "-p", profile, "-w"])
         .arg(ws)
@@ -58,7 +65,13 @@ fn record(user: User, profile: &str, ws: &Path, report: &Path, extra: &[&str], c
 
 /// `cordon replay REPORT ARGS` as `user`, from `cwd`.
 fn replay(user: User, report: &Path, cwd: &Path, args: &[&str]) -> Output {
-    cordon(user).arg("replay").arg(report).args(args).current_dir(cwd).output().unwrap()
+    cordon(user)
+        .arg("replay")
+        .arg(report)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -109,7 +122,9 @@ fn strip_origins(rule: &str) -> String {
             }
         }
         let (head, tail) = inner.split_at(cut);
-        let is_origin = head.rsplit_once(':').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
+        let is_origin = head
+            .rsplit_once(':')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
         out.push('(');
         out.push_str(if is_origin { "ORIGIN" } else { head });
         out.push_str(tail);
@@ -121,7 +136,12 @@ fn strip_origins(rule: &str) -> String {
 
 /// (kind, operation, errno, rule, target) of every denial, with `from`
 /// replaced by `to` in rules and targets, and the rules' origins stripped when asked.
-fn tuples(r: &Value, from: &str, to: &str, origins: bool) -> BTreeSet<(String, String, String, String, String)> {
+fn tuples(
+    r: &Value,
+    from: &str,
+    to: &str,
+    origins: bool,
+) -> BTreeSet<(String, String, String, String, String)> {
     report_denials(r)
         .iter()
         .map(|d| {
@@ -152,7 +172,12 @@ struct Recorded {
 
 fn record_and_replay(user: User, ns: Ns) -> Recorded {
     let ctx = format!("record as {user}, {ns}");
-    let (a, b, outside, reports) = (workspace(user), workspace(user), tempdir(user), tempdir(user));
+    let (a, b, outside, reports) = (
+        workspace(user),
+        workspace(user),
+        tempdir(user),
+        tempdir(user),
+    );
     let p = replay_profile(ns);
     let secret = canon(a.path()).join("secret/f");
     let out_file = canon(outside.path()).join("f");
@@ -174,7 +199,10 @@ fn record_and_replay(user: User, ns: Ns) -> Recorded {
         ],
     );
     assert_code(&out, 3, &ctx);
-    assert!(!secret.exists() && !out_file.exists(), "{ctx}: a denied write went through");
+    assert!(
+        !secret.exists() && !out_file.exists(),
+        "{ctx}: a denied write went through"
+    );
     let r1 = read_report(&r1_path);
     check_report_schema(&r1, &ctx);
     let r2_path = reports.path().join("r2.json");
@@ -182,12 +210,33 @@ fn record_and_replay(user: User, ns: Ns) -> Recorded {
         user,
         &r1_path,
         reports.path(),
-        &["-q", "--trace", "--workspace", b.path().to_str().unwrap(), "--report-to", r2_path.to_str().unwrap()],
+        &[
+            "-q",
+            "--trace",
+            "--workspace",
+            b.path().to_str().unwrap(),
+            "--report-to",
+            r2_path.to_str().unwrap(),
+        ],
     );
-    assert!(r2_path.exists(), "{ctx}: replay wrote no report\n{}", text(&replay_out.stderr));
+    assert!(
+        r2_path.exists(),
+        "{ctx}: replay wrote no report\n{}",
+        text(&replay_out.stderr)
+    );
     let r2 = read_report(&r2_path);
     check_report_schema(&r2, &format!("replay as {user}, {ns}"));
-    Recorded { user, ns, a, b, outside, reports, r1, r2, replay_out }
+    Recorded {
+        user,
+        ns,
+        a,
+        b,
+        outside,
+        reports,
+        r1,
+        r2,
+        replay_out,
+    }
 }
 
 #[test]
@@ -203,17 +252,26 @@ fn replay_reproduces_exit_status_and_denials_in_another_workspace() {
             assert_eq!(s(&rec.r2, "workspace"), b, "{ctx}: workspace not remapped");
             assert_eq!(s(&rec.r2, "cwd"), b, "{ctx}: cwd not remapped");
             let cmd2: Vec<String> = serde_json::from_value(rec.r2["command"].clone()).unwrap();
-            assert_eq!(cmd2[4], format!("{b}/secret/f"), "{ctx}: a command argument beneath A is not remapped");
+            assert_eq!(
+                cmd2[4],
+                format!("{b}/secret/f"),
+                "{ctx}: a command argument beneath A is not remapped"
+            );
             assert_eq!(
                 cmd2[5],
                 format!("{}/f", canon(rec.outside.path()).display()),
                 "{ctx}: an argument outside A changed"
             );
-            assert!(!Path::new(b).join("secret/f").exists(), "{ctx}: the replayed write into B's denied dir went through");
+            assert!(
+                !Path::new(b).join("secret/f").exists(),
+                "{ctx}: the replayed write into B's denied dir went through"
+            );
 
             // What was recorded: the ptrace, the write into A/secret, the write outside.
-            let kinds: BTreeSet<(String, String)> =
-                report_denials(&rec.r1).iter().map(|d| (s(d, "kind"), s(d, "operation"))).collect();
+            let kinds: BTreeSet<(String, String)> = report_denials(&rec.r1)
+                .iter()
+                .map(|d| (s(d, "kind"), s(d, "operation")))
+                .collect();
             for want in [("syscall", "ptrace"), ("fs", "write")] {
                 assert!(
                     kinds.contains(&(want.0.to_string(), want.1.to_string())),
@@ -221,8 +279,14 @@ fn replay_reproduces_exit_status_and_denials_in_another_workspace() {
                     rec.r1["denials"]
                 );
             }
-            let targets: BTreeSet<String> = report_denials(&rec.r1).iter().map(|d| s(d, "target")).collect();
-            assert!(targets.contains(&format!("{a}/secret/f")), "{ctx}: recorded targets {targets:?}");
+            let targets: BTreeSet<String> = report_denials(&rec.r1)
+                .iter()
+                .map(|d| s(d, "target"))
+                .collect();
+            assert!(
+                targets.contains(&format!("{a}/secret/f")),
+                "{ctx}: recorded targets {targets:?}"
+            );
 
             let want = tuples(&rec.r1, a, b, false);
             let got = tuples(&rec.r2, a, b, false);
@@ -244,10 +308,17 @@ fn replayed_denials_keep_the_recorded_rule_origin() {
             let ctx = format!("replay as {}, {}", rec.user, rec.ns);
             let (a, b) = (canon(rec.a.path()), canon(rec.b.path()));
             let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
-            let want: BTreeSet<String> = tuples(&rec.r1, a, b, true).into_iter().map(|t| t.3).collect();
-            let got: BTreeSet<String> = tuples(&rec.r2, a, b, true).into_iter().map(|t| t.3).collect();
+            let want: BTreeSet<String> = tuples(&rec.r1, a, b, true)
+                .into_iter()
+                .map(|t| t.3)
+                .collect();
+            let got: BTreeSet<String> = tuples(&rec.r2, a, b, true)
+                .into_iter()
+                .map(|t| t.3)
+                .collect();
             assert_eq!(
-                got, want,
+                got,
+                want,
                 "{ctx}: the replayed rules name other origins than the recorded ones (recorded report {})",
                 rec.reports.path().join("r1.json").display()
             );
@@ -263,20 +334,47 @@ fn dry_run_prints_command_and_policy_without_running() {
             let (a, b, reports) = (workspace(user), workspace(user), tempdir(user));
             let (ac, bc) = (canon(a.path()), canon(b.path()));
             let r1 = reports.path().join("r1.json");
-            let out = record(user, &replay_profile(ns), a.path(), &r1, &[], &["touch", ac.join("sub/marker").to_str().unwrap()]);
+            let out = record(
+                user,
+                &replay_profile(ns),
+                a.path(),
+                &r1,
+                &[],
+                &["touch", ac.join("sub/marker").to_str().unwrap()],
+            );
             assert_code(&out, 0, &ctx);
-            assert!(ac.join("sub/marker").exists(), "{ctx}: the recorded run did not run");
-            let out = replay(user, &r1, reports.path(), &["--dry-run", "--workspace", b.path().to_str().unwrap()]);
+            assert!(
+                ac.join("sub/marker").exists(),
+                "{ctx}: the recorded run did not run"
+            );
+            let out = replay(
+                user,
+                &r1,
+                reports.path(),
+                &["--dry-run", "--workspace", b.path().to_str().unwrap()],
+            );
             assert_code(&out, 0, &ctx);
             let o = text(&out.stdout);
             assert!(
                 o.contains(&format!("touch {}", bc.join("sub/marker").display())),
                 "{ctx}: the remapped command is not printed:\n{o}"
             );
-            assert!(o.contains(&format!("{} -> {}", ac.display(), bc.display())), "{ctx}: the workspace mapping is not printed:\n{o}");
-            assert!(o.contains("[filesystem]") && o.contains(&format!("{}/secret", bc.display())), "{ctx}: the policy is not printed:\n{o}");
-            assert!(o.contains("landlock rules"), "{ctx}: what this kernel enforces is not printed:\n{o}");
-            assert!(!bc.join("sub/marker").exists(), "{ctx}: --dry-run ran the command");
+            assert!(
+                o.contains(&format!("{} -> {}", ac.display(), bc.display())),
+                "{ctx}: the workspace mapping is not printed:\n{o}"
+            );
+            assert!(
+                o.contains("[filesystem]") && o.contains(&format!("{}/secret", bc.display())),
+                "{ctx}: the policy is not printed:\n{o}"
+            );
+            assert!(
+                o.contains("landlock rules"),
+                "{ctx}: what this kernel enforces is not printed:\n{o}"
+            );
+            assert!(
+                !bc.join("sub/marker").exists(),
+                "{ctx}: --dry-run ran the command"
+            );
         }
     }
 }
@@ -287,7 +385,14 @@ fn newer_report_version_is_refused() {
         let ctx = format!("replay of a version 2 report as {user}");
         let (a, b, reports) = (workspace(user), workspace(user), tempdir(user));
         let r1 = reports.path().join("r1.json");
-        let out = record(user, "workspace-write", a.path(), &r1, &[], &["touch", "marker"]);
+        let out = record(
+            user,
+            "workspace-write",
+            a.path(),
+            &r1,
+            &[],
+            &["touch", "marker"],
+        );
         assert_code(&out, 0, &ctx);
         std::fs::remove_file(a.path().join("marker")).unwrap();
         let mut r = read_report(&r1);
@@ -295,11 +400,22 @@ fn newer_report_version_is_refused() {
         let r2 = reports.path().join("v2.json");
         std::fs::write(&r2, serde_json::to_string_pretty(&r).unwrap()).unwrap();
         std::fs::set_permissions(&r2, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-        let out = replay(user, &r2, reports.path(), &["--workspace", b.path().to_str().unwrap()]);
+        let out = replay(
+            user,
+            &r2,
+            reports.path(),
+            &["--workspace", b.path().to_str().unwrap()],
+        );
         assert_code(&out, 125, &ctx);
         let line = assert_one_error_line(&out, &ctx);
-        assert!(line.contains("newer"), "{ctx}: the error does not say newer: {line}");
-        assert!(!a.path().join("marker").exists() && !b.path().join("marker").exists(), "{ctx}: the command ran");
+        assert!(
+            line.contains("newer"),
+            "{ctx}: the error does not say newer: {line}"
+        );
+        assert!(
+            !a.path().join("marker").exists() && !b.path().join("marker").exists(),
+            "{ctx}: the command ran"
+        );
     }
 }
 
@@ -310,11 +426,20 @@ fn replay_uses_the_recorded_policy_not_the_profile_file() {
     for user in users("replay_uses_the_recorded_policy_not_the_profile_file") {
         for ns in Ns::ALL {
             let ctx = format!("replay after editing the profile as {user}, {ns}");
-            let (a, b, reports, outside) = (workspace(user), workspace(user), tempdir(user), tempdir(user));
+            let (a, b, reports, outside) = (
+                workspace(user),
+                workspace(user),
+                tempdir(user),
+                tempdir(user),
+            );
             let target = canon(outside.path()).join("f");
             let t = target.to_str().unwrap();
             let base = "extends = \"read-only\"\n[filesystem]\nexec = [\"${WORKSPACE}\"]\n";
-            let p = profile_ns("edited", &format!("{base}write = [\"${{WORKSPACE}}\"]\n"), ns);
+            let p = profile_ns(
+                "edited",
+                &format!("{base}write = [\"${{WORKSPACE}}\"]\n"),
+                ns,
+            );
             let cmd = ["/bin/sh", "-c", "echo y > \"$1\" || exit 9", "sh", t];
             let r1 = reports.path().join("r1.json");
             let out = record(user, &p, a.path(), &r1, &["--trace"], &cmd);
@@ -330,8 +455,15 @@ fn replay_uses_the_recorded_policy_not_the_profile_file() {
             std::fs::write(&p, allowed).unwrap();
             let control = reports.path().join("control.json");
             let out = record(user, &p, a.path(), &control, &[], &cmd);
-            assert_code(&out, 0, format!("{ctx}: control run under the edited profile"));
-            assert!(target.exists(), "{ctx}: the edited profile does not allow the write (the test would prove nothing)");
+            assert_code(
+                &out,
+                0,
+                format!("{ctx}: control run under the edited profile"),
+            );
+            assert!(
+                target.exists(),
+                "{ctx}: the edited profile does not allow the write (the test would prove nothing)"
+            );
             std::fs::remove_file(&target).unwrap();
 
             let r2 = reports.path().join("r2.json");
@@ -339,14 +471,26 @@ fn replay_uses_the_recorded_policy_not_the_profile_file() {
                 user,
                 &r1,
                 reports.path(),
-                &["-q", "--trace", "--workspace", b.path().to_str().unwrap(), "--report-to", r2.to_str().unwrap()],
+                &[
+                    "-q",
+                    "--trace",
+                    "--workspace",
+                    b.path().to_str().unwrap(),
+                    "--report-to",
+                    r2.to_str().unwrap(),
+                ],
             );
             assert_code(&out, 9, &ctx);
-            assert!(!target.exists(), "{ctx}: the replay used today's profile file");
+            assert!(
+                !target.exists(),
+                "{ctx}: the replay used today's profile file"
+            );
             let r = read_report(&r2);
             check_report_schema(&r, &ctx);
             assert!(
-                report_denials(&r).iter().any(|d| s(d, "operation") == "write" && s(d, "target") == t),
+                report_denials(&r)
+                    .iter()
+                    .any(|d| s(d, "operation") == "write" && s(d, "target") == t),
                 "{ctx}: the replay did not record the denied write:\n{:#}",
                 r["denials"]
             );
@@ -365,7 +509,9 @@ fn strip_origins_keeps_everything_but_the_origin() {
         "deny /w/secret (ORIGIN): masked"
     );
     assert_eq!(
-        strip_origins("read /o (builtin/read-only.toml:8, expanded around denied /w/secret) does not give write"),
+        strip_origins(
+            "read /o (builtin/read-only.toml:8, expanded around denied /w/secret) does not give write"
+        ),
         "read /o (ORIGIN, expanded around denied /w/secret) does not give write"
     );
     assert_eq!(

@@ -81,7 +81,11 @@ fn namespaces_on(r: &Value, user: User, ns: Ns, ctx: &str) -> bool {
         Ns::Auto if user == User::Root => assert!(on, "{ctx}: root got no namespaces in mode auto"),
         Ns::Auto => {}
     }
-    assert_eq!(r["host"]["namespaces"].as_bool(), Some(on), "{ctx}: host.namespaces vs enforced.namespaces");
+    assert_eq!(
+        r["host"]["namespaces"].as_bool(),
+        Some(on),
+        "{ctx}: host.namespaces vs enforced.namespaces"
+    );
     on
 }
 
@@ -109,30 +113,51 @@ fn clean_run_report_has_every_field() {
             let p = ns_profile("workspace-write", ns);
             let (out, r, _) = run_report(user, &p, ws.path(), ws.path(), &[], &[], &["true"]);
             assert_code(&out, 0, &ctx);
-            assert!(!text(&out.stderr).contains("denial"), "{ctx}: a summary after a clean run: {}", text(&out.stderr));
+            assert!(
+                !text(&out.stderr).contains("denial"),
+                "{ctx}: a summary after a clean run: {}",
+                text(&out.stderr)
+            );
             assert_eq!(r["exit_code"], 0, "{ctx}");
             assert!(r["signal"].is_null(), "{ctx}: signal {}", r["signal"]);
             assert_eq!(r["timed_out"], false, "{ctx}");
             assert_eq!(r["command"], serde_json::json!(["true"]), "{ctx}");
-            assert!(report_denials(&r).is_empty(), "{ctx}: denials in a clean run:\n{:#}", r["denials"]);
+            assert!(
+                report_denials(&r).is_empty(),
+                "{ctx}: denials in a clean run:\n{:#}",
+                r["denials"]
+            );
             let executed = r["executed"].as_array().unwrap();
             assert!(
-                executed.iter().any(|e| e["argv"] == serde_json::json!(["true"])),
+                executed
+                    .iter()
+                    .any(|e| e["argv"] == serde_json::json!(["true"])),
                 "{ctx}: executed does not list the command:\n{:#}",
                 r["executed"]
             );
             assert_eq!(s(&r["enforced"], "landlock"), "full", "{ctx}");
             assert_eq!(r["enforced"]["seccomp"], true, "{ctx}");
             namespaces_on(&r, user, ns, &ctx);
-            let wsc = std::fs::canonicalize(ws.path()).unwrap().display().to_string();
+            let wsc = std::fs::canonicalize(ws.path())
+                .unwrap()
+                .display()
+                .to_string();
             assert_eq!(s(&r, "workspace"), wsc, "{ctx}");
             assert_eq!(s(&r, "cwd"), wsc, "{ctx}");
             assert_eq!(r["host"]["uid"], user.uid(), "{ctx}");
             assert_eq!(r["host"]["landlock_abi"], landlock_abi(), "{ctx}");
             assert_eq!(s(&r["profile"], "name"), p, "{ctx}");
-            assert_eq!(s(&r["profile"], "source"), p, "{ctx}: source of a profile file is its absolute path");
+            assert_eq!(
+                s(&r["profile"], "source"),
+                p,
+                "{ctx}: source of a profile file is its absolute path"
+            );
             assert!(
-                r["capture"]["sources"].as_array().unwrap().iter().any(|v| v == "seccomp-notify"),
+                r["capture"]["sources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v == "seccomp-notify"),
                 "{ctx}: capture.sources {}",
                 r["capture"]["sources"]
             );
@@ -147,7 +172,11 @@ fn profile_sha256_follows_the_profile_text() {
     for user in users("profile_sha256_follows_the_profile_text") {
         let ws = tempdir(user);
         let p1 = profile_ns("sha", "extends = \"workspace-write\"\n", Ns::Auto);
-        let p2 = profile_ns("sha", "extends = \"workspace-write\"\n# another text\n", Ns::Auto);
+        let p2 = profile_ns(
+            "sha",
+            "extends = \"workspace-write\"\n# another text\n",
+            Ns::Auto,
+        );
         let sha = |p: &str| {
             let (out, r, _) = run_report(user, p, ws.path(), ws.path(), &[], &[], &["true"]);
             assert_code(&out, 0, format!("{user} under {p}"));
@@ -167,7 +196,9 @@ fn denied_write_is_reported_with_trace() {
             let ws = tempdir(user);
             // Owned by the user, so only the sandbox stands in the way.
             let outside = tempdir(user);
-            let target = std::fs::canonicalize(outside.path()).unwrap().join("new-file");
+            let target = std::fs::canonicalize(outside.path())
+                .unwrap()
+                .join("new-file");
             let t = target.to_str().unwrap();
             let p = profile_ns("ws-only", WS_ONLY, ns);
             let (out, r, _) = run_report(
@@ -184,16 +215,26 @@ fn denied_write_is_reported_with_trace() {
             let on = namespaces_on(&r, user, ns, &ctx);
             let d = denial(&r, "fs", "write", &ctx);
             assert_eq!(s(&d, "target"), t, "{ctx}: {d:#}");
-            assert_eq!(s(&d, "errno"), if on { "EROFS" } else { "EACCES" }, "{ctx}: {d:#}");
+            assert_eq!(
+                s(&d, "errno"),
+                if on { "EROFS" } else { "EACCES" },
+                "{ctx}: {d:#}"
+            );
             assert_eq!(s(&d, "observed_by"), "predicted", "{ctx}: {d:#}");
             assert!(!s(&d, "rule").is_empty(), "{ctx}: empty rule: {d:#}");
-            assert!(!s(&d, "suggestion").is_empty(), "{ctx}: empty suggestion: {d:#}");
+            assert!(
+                !s(&d, "suggestion").is_empty(),
+                "{ctx}: empty suggestion: {d:#}"
+            );
             assert!(
                 s(&d, "suggestion").contains("[filesystem] write"),
                 "{ctx}: suggestion does not name [filesystem] write: {d:#}"
             );
             assert!(d["pid"].as_u64().unwrap() > 0, "{ctx}: pid 0: {d:#}");
-            assert!(s(&d, "exe").ends_with("sh"), "{ctx}: exe is not the shell: {d:#}");
+            assert!(
+                s(&d, "exe").ends_with("sh"),
+                "{ctx}: exe is not the shell: {d:#}"
+            );
             assert_eq!(r["exit_code"], 7, "{ctx}");
         }
     }
@@ -219,7 +260,11 @@ fn trace_reports_no_denial_for_an_allowed_device_write() {
                 &["/bin/sh", "-c", "echo x > /dev/null && echo written"],
             );
             assert_code(&out, 0, &ctx);
-            assert_eq!(text(&out.stdout), "written\n", "{ctx}: the write itself failed");
+            assert_eq!(
+                text(&out.stdout),
+                "written\n",
+                "{ctx}: the write itself failed"
+            );
             assert!(
                 report_denials(&r).is_empty(),
                 "{ctx}: an allowed write was reported as denied (cordon never invents a denial):\n{:#}",
@@ -245,7 +290,9 @@ fn denied_connect_is_reported_with_trace() {
             let q_port = lq.local_addr().unwrap().port();
             let p = profile_ns(
                 "filtered",
-                &format!("extends = \"workspace-write\"\n[network]\nmode = \"filtered\"\nconnect_tcp = [{p_port}]\n"),
+                &format!(
+                    "extends = \"workspace-write\"\n[network]\nmode = \"filtered\"\nconnect_tcp = [{p_port}]\n"
+                ),
                 ns,
             );
             let q = q_port.to_string();
@@ -262,10 +309,17 @@ fn denied_connect_is_reported_with_trace() {
             assert_code(&out, 0, &ctx);
             assert_eq!(text(&out.stdout), "EACCES\n", "{ctx}: the kernel's answer");
             let d = denial(&r, "net", "connect", &ctx);
-            assert_eq!(s(&d, "target"), format!("127.0.0.1:{q_port}"), "{ctx}: {d:#}");
+            assert_eq!(
+                s(&d, "target"),
+                format!("127.0.0.1:{q_port}"),
+                "{ctx}: {d:#}"
+            );
             assert_eq!(s(&d, "errno"), "EACCES", "{ctx}: {d:#}");
             assert_eq!(s(&d, "observed_by"), "predicted", "{ctx}: {d:#}");
-            assert!(s(&d, "rule").contains(&q), "{ctx}: rule does not name the port: {d:#}");
+            assert!(
+                s(&d, "rule").contains(&q),
+                "{ctx}: rule does not name the port: {d:#}"
+            );
             assert!(
                 s(&d, "suggestion").contains(&format!("add {q_port} to [network] connect_tcp")),
                 "{ctx}: {d:#}"
@@ -284,16 +338,30 @@ fn socket_family_refusal_is_reported_without_trace() {
             let ws = tempdir(user);
             let p = ns_profile("workspace-write", ns);
             let probe = probe_py().to_str().unwrap().to_string();
-            let (out, r, _) =
-                run_report(user, &p, ws.path(), ws.path(), &["-q"], &[], &[PYTHON, &probe, "socket", "tcp"]);
+            let (out, r, _) = run_report(
+                user,
+                &p,
+                ws.path(),
+                ws.path(),
+                &["-q"],
+                &[],
+                &[PYTHON, &probe, "socket", "tcp"],
+            );
             assert_code(&out, 0, &ctx);
-            assert_eq!(text(&out.stdout), "EAFNOSUPPORT\n", "{ctx}: the kernel's answer");
+            assert_eq!(
+                text(&out.stdout),
+                "EAFNOSUPPORT\n",
+                "{ctx}: the kernel's answer"
+            );
             let d = denial(&r, "net", "socket", &ctx);
             assert!(s(&d, "target").contains("AF_INET"), "{ctx}: {d:#}");
             assert_eq!(s(&d, "errno"), "EAFNOSUPPORT", "{ctx}: {d:#}");
             assert_eq!(s(&d, "observed_by"), "seccomp-notify", "{ctx}: {d:#}");
             assert_eq!(s(&d, "exe"), python_exe(), "{ctx}: {d:#}");
-            assert!(!s(&d, "rule").is_empty() && !s(&d, "suggestion").is_empty(), "{ctx}: {d:#}");
+            assert!(
+                !s(&d, "rule").is_empty() && !s(&d, "suggestion").is_empty(),
+                "{ctx}: {d:#}"
+            );
         }
     }
 }
@@ -305,17 +373,38 @@ fn refused_ptrace_is_reported() {
             let ctx = format!("ptrace as {user}, {ns}");
             let ws = tempdir(user);
             let p = ns_profile("workspace-write", ns);
-            let (out, r, _) = run_report(user, &p, ws.path(), ws.path(), &["-q"], &[], &[PYTHON, "-c", PTRACE_PY]);
+            let (out, r, _) = run_report(
+                user,
+                &p,
+                ws.path(),
+                ws.path(),
+                &["-q"],
+                &[],
+                &[PYTHON, "-c", PTRACE_PY],
+            );
             assert_code(&out, 0, &ctx);
-            assert_eq!(text(&out.stdout), "-1 EPERM\n", "{ctx}: the kernel's answer");
+            assert_eq!(
+                text(&out.stdout),
+                "-1 EPERM\n",
+                "{ctx}: the kernel's answer"
+            );
             let d = denial(&r, "syscall", "ptrace", &ctx);
             assert_eq!(s(&d, "errno"), "EPERM", "{ctx}: {d:#}");
             assert_eq!(s(&d, "observed_by"), "seccomp-notify", "{ctx}: {d:#}");
             assert_eq!(s(&d, "exe"), python_exe(), "{ctx}: {d:#}");
             assert!(d["pid"].as_u64().unwrap() > 0, "{ctx}: {d:#}");
             assert!(!s(&d, "rule").is_empty(), "{ctx}: {d:#}");
-            assert_eq!(s(&d, "suggestion"), "add \"ptrace\" to [syscalls] allow", "{ctx}: {d:#}");
-            assert_eq!(report_denials(&r).len(), 1, "{ctx}: one refused call, denials:\n{:#}", r["denials"]);
+            assert_eq!(
+                s(&d, "suggestion"),
+                "add \"ptrace\" to [syscalls] allow",
+                "{ctx}: {d:#}"
+            );
+            assert_eq!(
+                report_denials(&r).len(),
+                1,
+                "{ctx}: one refused call, denials:\n{:#}",
+                r["denials"]
+            );
         }
     }
 }
@@ -326,14 +415,34 @@ fn timeout_is_reported() {
         for ns in Ns::ALL {
             let ctx = format!("timeout as {user}, {ns}");
             let ws = tempdir(user);
-            let p = profile_ns("timeout", "extends = \"workspace-write\"\n[limits]\ntimeout = \"1s\"\n", ns);
+            let p = profile_ns(
+                "timeout",
+                "extends = \"workspace-write\"\n[limits]\ntimeout = \"1s\"\n",
+                ns,
+            );
             let t0 = std::time::Instant::now();
-            let (out, r, _) = run_report(user, &p, ws.path(), ws.path(), &["-q"], &[], &["sleep", "30"]);
+            let (out, r, _) = run_report(
+                user,
+                &p,
+                ws.path(),
+                ws.path(),
+                &["-q"],
+                &[],
+                &["sleep", "30"],
+            );
             assert_code(&out, 124, &ctx);
-            assert!(t0.elapsed() < Duration::from_secs(20), "{ctx}: took {:?}", t0.elapsed());
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "{ctx}: took {:?}",
+                t0.elapsed()
+            );
             assert_eq!(r["timed_out"], true, "{ctx}");
             assert_eq!(r["exit_code"], 124, "{ctx}");
-            assert!(r["duration_ms"].as_u64().unwrap() >= 1000, "{ctx}: duration {}", r["duration_ms"]);
+            assert!(
+                r["duration_ms"].as_u64().unwrap() >= 1000,
+                "{ctx}: duration {}",
+                r["duration_ms"]
+            );
         }
     }
 }
@@ -347,8 +456,15 @@ fn child_killed_by_a_signal_is_reported() {
                 let ws = tempdir(user);
                 let p = ns_profile("workspace-write", ns);
                 let script = format!("kill -{sig} $$");
-                let (out, r, _) =
-                    run_report(user, &p, ws.path(), ws.path(), &["-q"], &[], &["/bin/sh", "-c", &script]);
+                let (out, r, _) = run_report(
+                    user,
+                    &p,
+                    ws.path(),
+                    ws.path(),
+                    &["-q"],
+                    &[],
+                    &["/bin/sh", "-c", &script],
+                );
                 assert_code(&out, 128 + sig, &ctx);
                 assert_eq!(r["signal"], sig, "{ctx}");
                 assert_eq!(r["exit_code"], 128 + sig, "{ctx}");
@@ -377,7 +493,10 @@ fn launcher_interrupted_by_sigterm_still_writes_the_report() {
                 .args(["--", "sleep", &marker]);
             let run = start(c);
             assert!(
-                poll_until(Duration::from_secs(10), || !pids_with_argv(&["sleep", &marker]).is_empty()),
+                poll_until(Duration::from_secs(10), || !pids_with_argv(&[
+                    "sleep", &marker
+                ])
+                .is_empty()),
                 "{ctx}: the payload never started"
             );
             kill(Pid::from_raw(run.pid()), Signal::SIGTERM).unwrap();
@@ -390,7 +509,10 @@ fn launcher_interrupted_by_sigterm_still_writes_the_report() {
             assert_eq!(r["exit_code"], 143, "{ctx}");
             assert_eq!(r["timed_out"], false, "{ctx}");
             assert!(
-                poll_until(Duration::from_secs(5), || pids_with_argv(&["sleep", &marker]).is_empty()),
+                poll_until(Duration::from_secs(5), || pids_with_argv(&[
+                    "sleep", &marker
+                ])
+                .is_empty()),
                 "{ctx}: the payload outlived the launcher"
             );
         }
@@ -424,7 +546,11 @@ fn report_holds_no_environment_values() {
             &["--trace", "-q", "--audit-log", log.to_str().unwrap()],
             &[("SECRET_VALUE_XYZ", SECRET)],
             // Also a denial, so that the report has more than the skeleton.
-            &["/bin/sh", "-c", "printf '%s|%s\\n' \"$A\" \"$B\" > got; cat ~/.netrc; true"],
+            &[
+                "/bin/sh",
+                "-c",
+                "printf '%s|%s\\n' \"$A\" \"$B\" > got; cat ~/.netrc; true",
+            ],
         );
         assert_code(&out, 0, &ctx);
         assert_eq!(
@@ -433,12 +559,24 @@ fn report_holds_no_environment_values() {
             "{ctx}: the payload did not get the values (the test would prove nothing)"
         );
         let raw = std::fs::read_to_string(&path).unwrap();
-        assert!(!raw.contains(SECRET), "{ctx}: the report contains the value:\n{raw}");
+        assert!(
+            !raw.contains(SECRET),
+            "{ctx}: the report contains the value:\n{raw}"
+        );
         let raw_log = std::fs::read_to_string(&log).unwrap();
-        assert!(!raw_log.contains(SECRET), "{ctx}: the audit log contains the value:\n{raw_log}");
-        assert!(!text(&out.stderr).contains(SECRET), "{ctx}: stderr contains the value");
+        assert!(
+            !raw_log.contains(SECRET),
+            "{ctx}: the audit log contains the value:\n{raw_log}"
+        );
+        assert!(
+            !text(&out.stderr).contains(SECRET),
+            "{ctx}: stderr contains the value"
+        );
         // Names are kept: the set entry as written, the secret by name.
-        assert!(raw.contains("SECRET_VALUE_XYZ"), "{ctx}: the variable's name is gone from the report");
+        assert!(
+            raw.contains("SECRET_VALUE_XYZ"),
+            "{ctx}: the variable's name is gone from the report"
+        );
         assert!(r["profile"]["resolved"].is_object());
     }
 }
@@ -449,22 +587,62 @@ fn summary_on_stderr_and_quiet() {
         let ctx = format!("summary as {user}");
         let ws = tempdir(user);
         let p = "workspace-write";
-        let (out, _, report) = run_report(user, p, ws.path(), ws.path(), &[], &[], &[PYTHON, "-c", PTRACE_PY]);
+        let (out, _, report) = run_report(
+            user,
+            p,
+            ws.path(),
+            ws.path(),
+            &[],
+            &[],
+            &[PYTHON, "-c", PTRACE_PY],
+        );
         assert_code(&out, 0, &ctx);
         let err = text(&out.stderr);
-        assert!(err.contains("cordon: 1 denial"), "{ctx}: no summary:\n{err}");
-        assert!(err.contains(report.to_str().unwrap()), "{ctx}: the summary does not name the report:\n{err}");
-        assert!(err.contains("ptrace") && err.contains("EPERM"), "{ctx}: the summary does not name the denial:\n{err}");
-        assert!(err.contains("[syscalls] allow"), "{ctx}: the summary has no suggestion:\n{err}");
+        assert!(
+            err.contains("cordon: 1 denial"),
+            "{ctx}: no summary:\n{err}"
+        );
+        assert!(
+            err.contains(report.to_str().unwrap()),
+            "{ctx}: the summary does not name the report:\n{err}"
+        );
+        assert!(
+            err.contains("ptrace") && err.contains("EPERM"),
+            "{ctx}: the summary does not name the denial:\n{err}"
+        );
+        assert!(
+            err.contains("[syscalls] allow"),
+            "{ctx}: the summary has no suggestion:\n{err}"
+        );
 
-        let (out, r, _) = run_report(user, p, ws.path(), ws.path(), &["-q"], &[], &[PYTHON, "-c", PTRACE_PY]);
+        let (out, r, _) = run_report(
+            user,
+            p,
+            ws.path(),
+            ws.path(),
+            &["-q"],
+            &[],
+            &[PYTHON, "-c", PTRACE_PY],
+        );
         assert_code(&out, 0, &ctx);
-        assert_eq!(report_denials(&r).len(), 1, "{ctx}: -q changed what is recorded");
-        assert!(text(&out.stderr).is_empty(), "{ctx}: -q printed:\n{}", text(&out.stderr));
+        assert_eq!(
+            report_denials(&r).len(),
+            1,
+            "{ctx}: -q changed what is recorded"
+        );
+        assert!(
+            text(&out.stderr).is_empty(),
+            "{ctx}: -q printed:\n{}",
+            text(&out.stderr)
+        );
 
         // No denials: no summary.
         let (out, _, _) = run_report(user, p, ws.path(), ws.path(), &[], &[], &["true"]);
-        assert!(!text(&out.stderr).contains("denial"), "{ctx}: summary without denials:\n{}", text(&out.stderr));
+        assert!(
+            !text(&out.stderr).contains("denial"),
+            "{ctx}: summary without denials:\n{}",
+            text(&out.stderr)
+        );
 
         // Without --report the summary says how to get one.
         let out = cordon(user)
@@ -475,7 +653,11 @@ fn summary_on_stderr_and_quiet() {
             .output()
             .unwrap();
         assert_code(&out, 0, &ctx);
-        assert!(text(&out.stderr).contains("cordon: 1 denial"), "{ctx}: no summary without --report:\n{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("cordon: 1 denial"),
+            "{ctx}: no summary without --report:\n{}",
+            text(&out.stderr)
+        );
     }
 }
 
@@ -486,15 +668,35 @@ fn no_capture_records_no_notified_denials() {
             let ctx = format!("--no-capture as {user}, {ns}");
             let ws = tempdir(user);
             let p = ns_profile("workspace-write", ns);
-            let (out, r, _) =
-                run_report(user, &p, ws.path(), ws.path(), &["-q", "--no-capture"], &[], &[PYTHON, "-c", PTRACE_PY]);
+            let (out, r, _) = run_report(
+                user,
+                &p,
+                ws.path(),
+                ws.path(),
+                &["-q", "--no-capture"],
+                &[],
+                &[PYTHON, "-c", PTRACE_PY],
+            );
             assert_code(&out, 0, &ctx);
-            assert_eq!(text(&out.stdout), "-1 EPERM\n", "{ctx}: the filter still refuses");
-            let notified: Vec<_> =
-                report_denials(&r).into_iter().filter(|d| s(d, "observed_by") == "seccomp-notify").collect();
-            assert!(notified.is_empty(), "{ctx}: seccomp-notify denials with --no-capture: {notified:#?}");
+            assert_eq!(
+                text(&out.stdout),
+                "-1 EPERM\n",
+                "{ctx}: the filter still refuses"
+            );
+            let notified: Vec<_> = report_denials(&r)
+                .into_iter()
+                .filter(|d| s(d, "observed_by") == "seccomp-notify")
+                .collect();
             assert!(
-                !r["capture"]["sources"].as_array().unwrap().iter().any(|v| v == "seccomp-notify"),
+                notified.is_empty(),
+                "{ctx}: seccomp-notify denials with --no-capture: {notified:#?}"
+            );
+            assert!(
+                !r["capture"]["sources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v == "seccomp-notify"),
                 "{ctx}: capture.sources {}",
                 r["capture"]["sources"]
             );
@@ -526,7 +728,10 @@ fn unwritable_report_path_is_refused_before_the_command_runs() {
                 .unwrap();
             assert_code(&out, 125, &ctx);
             let line = assert_one_error_line(&out, &ctx);
-            assert!(line.contains(report.to_str().unwrap()), "{ctx}: the error does not name the path: {line}");
+            assert!(
+                line.contains(report.to_str().unwrap()),
+                "{ctx}: the error does not name the path: {line}"
+            );
             assert!(!marker.exists(), "{ctx}: the command ran");
             assert!(!report.exists(), "{ctx}: a report appeared");
         }

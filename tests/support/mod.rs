@@ -57,7 +57,10 @@ pub fn users(test: &str) -> Vec<User> {
     if is_root() {
         vec![User::Root, User::Nobody]
     } else {
-        skip(test, "not running as root: cannot also run as root and as uid 65534");
+        skip(
+            test,
+            "not running as root: cannot also run as root and as uid 65534",
+        );
         vec![]
     }
 }
@@ -84,7 +87,8 @@ pub fn cordon(user: User) -> Command {
         User::Root => Command::new(bin()),
         User::Nobody => {
             let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(bin());
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(bin());
             c
         }
     };
@@ -98,7 +102,11 @@ pub fn cordon(user: User) -> Command {
 
 /// A home directory for `user` with a few secrets in it, owned by that user.
 pub fn home(user: User) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cordon-test-home-{}-{}", user.uid(), std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "cordon-test-home-{}-{}",
+        user.uid(),
+        std::process::id()
+    ));
     if !dir.exists() {
         std::fs::create_dir_all(dir.join(".ssh")).unwrap();
         std::fs::write(dir.join(".ssh/id_ed25519"), "PRIVATE KEY\n").unwrap();
@@ -111,7 +119,10 @@ pub fn home(user: User) -> PathBuf {
 
 /// A temp dir owned by `user` (the workspace of a test).
 pub fn tempdir(user: User) -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix("cordon-test-").tempdir().unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("cordon-test-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     chown_r(d.path(), user);
     d
@@ -121,7 +132,12 @@ pub fn chown_r(p: &Path, user: User) {
     if !is_root() {
         return;
     }
-    let st = Command::new("chown").arg("-R").arg(format!("{0}:{0}", user.uid())).arg(p).status().unwrap();
+    let st = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{0}:{0}", user.uid()))
+        .arg(p)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
@@ -164,7 +180,10 @@ pub fn landlock_abi() -> i32 {
 pub fn require_landlock(test: &str, abi: i32) -> bool {
     let have = landlock_abi();
     if have < abi {
-        skip(test, &format!("Landlock ABI {abi} needed, this kernel has {have}"));
+        skip(
+            test,
+            &format!("Landlock ABI {abi} needed, this kernel has {have}"),
+        );
         return false;
     }
     true
@@ -656,7 +675,10 @@ pub fn check_report_schema(r: &serde_json::Value, ctx: &str) {
             .clone()
     };
     assert_eq!(uint(r, "/version"), 1, "{ctx}: version");
-    assert!(!string(r, "/cordon_version").is_empty(), "{ctx}: cordon_version is empty");
+    assert!(
+        !string(r, "/cordon_version").is_empty(),
+        "{ctx}: cordon_version is empty"
+    );
     let at = string(r, "/started_at");
     let b = at.as_bytes();
     assert!(
@@ -668,11 +690,17 @@ pub fn check_report_schema(r: &serde_json::Value, ctx: &str) {
             && b[16] == b':'
             && b[19] == b'.'
             && b[23] == b'Z'
-            && at.bytes().enumerate().all(|(i, c)| [4, 7, 10, 13, 16, 19, 23].contains(&i) || c.is_ascii_digit()),
+            && at
+                .bytes()
+                .enumerate()
+                .all(|(i, c)| [4, 7, 10, 13, 16, 19, 23].contains(&i) || c.is_ascii_digit()),
         "{ctx}: started_at {at:?} is not RFC 3339 UTC with milliseconds"
     );
     uint(r, "/duration_ms");
-    assert!(!strings(r, "/command").is_empty(), "{ctx}: command is empty");
+    assert!(
+        !strings(r, "/command").is_empty(),
+        "{ctx}: command is empty"
+    );
     for p in ["/cwd", "/workspace"] {
         assert!(string(r, p).starts_with('/'), "{ctx}: {p} is not absolute");
     }
@@ -680,23 +708,38 @@ pub fn check_report_schema(r: &serde_json::Value, ctx: &str) {
     string(r, "/profile/source");
     let sha = string(r, "/profile/sha256");
     assert!(
-        sha.len() == 64 && sha.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+        sha.len() == 64
+            && sha
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
         "{ctx}: profile.sha256 {sha:?} is not 64 lowercase hex digits"
     );
-    assert!(field(r, "/profile/resolved").is_object(), "{ctx}: profile.resolved is not an object");
+    assert!(
+        field(r, "/profile/resolved").is_object(),
+        "{ctx}: profile.resolved is not an object"
+    );
     string(r, "/host/kernel");
     int(r, "/host/landlock_abi");
     boolean(r, "/host/namespaces");
     uint(r, "/host/uid");
     let ll = string(r, "/enforced/landlock");
-    assert!(["full", "partial", "none"].contains(&ll.as_str()), "{ctx}: enforced.landlock {ll:?}");
+    assert!(
+        ["full", "partial", "none"].contains(&ll.as_str()),
+        "{ctx}: enforced.landlock {ll:?}"
+    );
     boolean(r, "/enforced/seccomp");
     let ns = string(r, "/enforced/namespaces");
-    assert!(["on", "off"].contains(&ns.as_str()), "{ctx}: enforced.namespaces {ns:?}");
+    assert!(
+        ["on", "off"].contains(&ns.as_str()),
+        "{ctx}: enforced.namespaces {ns:?}"
+    );
     strings(r, "/enforced/missing");
     int(r, "/exit_code");
     let sig = field(r, "/signal");
-    assert!(sig.is_null() || sig.as_i64().is_some(), "{ctx}: signal {sig} is neither null nor an integer");
+    assert!(
+        sig.is_null() || sig.as_i64().is_some(),
+        "{ctx}: signal {sig} is neither null nor an integer"
+    );
     boolean(r, "/timed_out");
     for e in array(r, "/executed") {
         uint(&e, "/pid");
@@ -705,8 +748,18 @@ pub fn check_report_schema(r: &serde_json::Value, ctx: &str) {
     }
     for d in array(r, "/denials") {
         let kind = string(&d, "/kind");
-        assert!(["fs", "net", "syscall", "limit"].contains(&kind.as_str()), "{ctx}: denial kind {kind:?}");
-        for k in ["/operation", "/target", "/exe", "/errno", "/rule", "/suggestion"] {
+        assert!(
+            ["fs", "net", "syscall", "limit"].contains(&kind.as_str()),
+            "{ctx}: denial kind {kind:?}"
+        );
+        for k in [
+            "/operation",
+            "/target",
+            "/exe",
+            "/errno",
+            "/rule",
+            "/suggestion",
+        ] {
             string(&d, k);
         }
         uint(&d, "/pid");
