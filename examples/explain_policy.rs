@@ -22,14 +22,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let host = Host::probe();
     let plan = Plan::new(&policy, &host, None, &DiskLister); // what this kernel enforces
 
-    println!("landlock {}, namespaces {}", host.landlock, if plan.namespaces() { "on" } else { "off" });
-    println!("{} Landlock rules, {} seccomp rules", plan.fs_rules.len(), policy.syscalls.rules.len());
+    println!(
+        "landlock {}, namespaces {}",
+        host.landlock,
+        if plan.namespaces() { "on" } else { "off" }
+    );
+    println!(
+        "{} Landlock rules, {} seccomp rules",
+        plan.fs_rules.len(),
+        policy.syscalls.rules.len()
+    );
     for m in &plan.missing {
         println!("missing: {m}");
     }
     for op in [Op::Read, Op::Write, Op::Exec] {
         let v = decide(&policy, &plan, &Query::Fs(op, path.clone()));
-        println!("{} {}: {} ({})", op.as_str(), path.display(), if v.allowed { "allowed" } else { "denied" }, v.rule);
+        println!(
+            "{} {}: {} ({})",
+            op.as_str(),
+            path.display(),
+            if v.allowed { "allowed" } else { "denied" },
+            v.rule
+        );
     }
     Ok(())
 }

@@ -11,7 +11,11 @@ use cordon::vars::Context;
 
 fn main() {
     let command: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let command = if command.is_empty() { vec!["/bin/true".into()] } else { command };
+    let command = if command.is_empty() {
+        vec!["/bin/true".into()]
+    } else {
+        command
+    };
     let started = Instant::now();
     let launch = Launch {
         profile: Profile::load(&ProfileRef::parse("workspace-write")).expect("built-in profile"),
