@@ -357,28 +357,37 @@ pub fn canonical(path: &Path) -> (PathBuf, bool) {
 /// component, where `realpath(3)` would `readlink` every component of every path.
 #[derive(Debug, Default)]
 pub struct Canon {
-    cache: std::collections::HashMap<PathBuf, (PathBuf, bool)>,
+    /// Keyed by the path's bytes: hashing a `Path` walks its components.
+    cache: std::collections::HashMap<Vec<u8>, (PathBuf, bool)>,
 }
 
 impl Canon {
     pub fn get(&mut self, path: &Path) -> (PathBuf, bool) {
         use std::os::unix::ffi::OsStrExt;
         let b = path.as_os_str().as_bytes();
-        let dirty =
-            b.windows(2).any(|w| w == b"/." || w == b"//") || (b.len() > 1 && b.ends_with(b"/"));
-        let path = if dirty {
-            clean(path)
+        // Clean already (no "", "." or ".." component): the common case, no copy.
+        let clean_already = b.first() == Some(&b'/')
+            && (b.len() == 1 || b[1..].split(|&c| c == b'/').all(|seg| !matches!(seg, b"" | b"." | b"..")));
+        if clean_already {
+            self.get_clean(b)
         } else {
-            path.to_path_buf()
-        };
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            let cleaned = clean(path);
+            self.get_clean(cleaned.as_os_str().as_bytes())
+        }
+    }
+
+    fn get_clean(&mut self, b: &[u8]) -> (PathBuf, bool) {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let Some(slash) = b.iter().rposition(|&c| c == b'/').filter(|_| b.len() > 1) else {
             return (PathBuf::from("/"), true);
         };
-        if let Some(hit) = self.cache.get(&path) {
+        if let Some(hit) = self.cache.get(b) {
             return hit.clone();
         }
-        let (dir, dir_exists) = self.get(parent);
-        let full = dir.join(name);
+        let (parent, name) = (&b[..slash.max(1)], &b[slash + 1..]);
+        let (dir, dir_exists) = self.get_clean(parent);
+        let full = dir.join(OsStr::from_bytes(name));
         let out = if !dir_exists {
             (full, false)
         } else {
@@ -392,7 +401,7 @@ impl Canon {
                 Ok(_) => (full, true),
             }
         };
-        self.cache.insert(path, out.clone());
+        self.cache.insert(b.to_vec(), out.clone());
         out
     }
 }
@@ -597,6 +606,20 @@ mod tests {
                 .to_string()
                 .contains("filtered")
         );
+    }
+
+    #[test]
+    fn canon_resolves_links_and_caches() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("link")).unwrap();
+        let mut c = Canon::default();
+        assert_eq!(c.get(&root.join("link/x")), (root.join("real/x"), false));
+        assert_eq!(c.get(&root.join("link")), (root.join("real"), true));
+        assert_eq!(c.get(&root.join("./real/../real")), (root.join("real"), true));
+        assert_eq!(c.get(Path::new("/")), (PathBuf::from("/"), true));
+        assert_eq!(c.get(Path::new("/nonexistent-cordon/a")), (PathBuf::from("/nonexistent-cordon/a"), false));
     }
 
     #[test]

@@ -116,6 +116,15 @@ impl Context {
     }
 }
 
+/// An origin shown in its located form, formatted only if an error needs it.
+struct Located<'a>(&'a crate::profile::Origin);
+
+impl std::fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.located())
+    }
+}
+
 /// Escape a literal value so that expanding it again yields it unchanged.
 pub fn escape(s: &str) -> String {
     s.replace('$', "$$")
@@ -132,7 +141,7 @@ impl Profile {
         let paths = |list: &mut Vec<Item<PathEntry>>| -> Result<()> {
             let mut out = Vec::with_capacity(list.len());
             for mut item in list.drain(..) {
-                match ctx.expand(&item.value.path, &item.origin.located()) {
+                match ctx.expand(&item.value.path, &Located(&item.origin)) {
                     Ok(v) => {
                         item.value.path = escape(&v);
                         out.push(item);
@@ -150,15 +159,15 @@ impl Profile {
         paths(&mut p.filesystem.deny)?;
         paths(&mut p.filesystem.read_only)?;
         for item in p.env.set.values_mut() {
-            item.value = escape(&ctx.expand(&item.value, &item.origin.located())?);
+            item.value = escape(&ctx.expand(&item.value, &Located(&item.origin))?);
         }
         for item in p.env.secrets.values_mut() {
             if let SecretSource::File(f) = &mut item.value {
-                *f = escape(&ctx.expand(f, &item.origin.located())?);
+                *f = escape(&ctx.expand(f, &Located(&item.origin))?);
             }
         }
         if let Some(item) = &mut p.audit.log {
-            item.value = escape(&ctx.expand(&item.value, &item.origin.located())?);
+            item.value = escape(&ctx.expand(&item.value, &Located(&item.origin))?);
         }
         Ok(p)
     }
