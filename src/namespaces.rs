@@ -11,7 +11,7 @@
 use std::ffi::CString;
 use std::io;
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MsFlags, mount};
 
 use crate::error::Result;
 use crate::exec::path_cstring;
@@ -176,8 +176,8 @@ pub fn setup(p: &Prepared) -> std::result::Result<(), SetupError> {
     }
     if !p.masks.is_empty() {
         // Stage an empty directory and an empty file, both mode 000, on a tmpfs over
-        // /proc (replaced by a fresh proc below), bind them over the denied paths,
-        // then detach the stage: the binds keep the tmpfs alive, nothing else sees it.
+        // /proc and bind them over the denied paths. The fresh proc mounted below
+        // covers the stage (no umount: detaching a mount waits for an RCU grace period).
         step(
             mount(
                 Some("tmpfs"),
@@ -224,9 +224,6 @@ pub fn setup(p: &Prepared) -> std::result::Result<(), SetupError> {
                 || format!("making the mask on {} read-only", show(m)),
             )?;
         }
-        step(umount2("/proc", MntFlags::MNT_DETACH), || {
-            "detaching the mask stage".into()
-        })?;
     }
     // A fresh /proc for the new PID namespace: the payload sees only its own tree.
     step(
