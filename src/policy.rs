@@ -367,7 +367,10 @@ impl Canon {
         let b = path.as_os_str().as_bytes();
         // Clean already (no "", "." or ".." component): the common case, no copy.
         let clean_already = b.first() == Some(&b'/')
-            && (b.len() == 1 || b[1..].split(|&c| c == b'/').all(|seg| !matches!(seg, b"" | b"." | b"..")));
+            && (b.len() == 1
+                || b[1..]
+                    .split(|&c| c == b'/')
+                    .all(|seg| !matches!(seg, b"" | b"." | b"..")));
         if clean_already {
             self.get_clean(b)
         } else {
@@ -617,9 +620,15 @@ mod tests {
         let mut c = Canon::default();
         assert_eq!(c.get(&root.join("link/x")), (root.join("real/x"), false));
         assert_eq!(c.get(&root.join("link")), (root.join("real"), true));
-        assert_eq!(c.get(&root.join("./real/../real")), (root.join("real"), true));
+        assert_eq!(
+            c.get(&root.join("./real/../real")),
+            (root.join("real"), true)
+        );
         assert_eq!(c.get(Path::new("/")), (PathBuf::from("/"), true));
-        assert_eq!(c.get(Path::new("/nonexistent-cordon/a")), (PathBuf::from("/nonexistent-cordon/a"), false));
+        assert_eq!(
+            c.get(Path::new("/nonexistent-cordon/a")),
+            (PathBuf::from("/nonexistent-cordon/a"), false)
+        );
     }
 
     #[test]
