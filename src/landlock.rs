@@ -143,10 +143,9 @@ fn add_path_rule(created: RulesetCreated, rule: &FsRule) -> Result<RulesetCreate
         path: rule.path.clone(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    // The plan's idea of "directory" came from readdir; trust the open fd instead.
-    let dir = nix::sys::stat::fstat(&fd)
-        .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-        .unwrap_or(rule.dir);
+    // The plan knows the kind from readdir or stat; the crate checks it again
+    // (and a mismatch shows as a partial enforcement, which restrict refuses).
+    let dir = rule.dir;
     let access = rights(rule.access, dir);
     if access.is_empty() {
         return Ok(created);

@@ -212,6 +212,9 @@ const CLONE_NEW_FLAGS: &[u32] = &[
     libc::CLONE_NEWNET as u32,
 ];
 
+/// Refusals that are expected and frequent, answered without the supervisor.
+const QUIET: &[&str] = &["clone3"];
+
 /// The TRACE data that marks returns to rewrite as USER_NOTIF (see compile_notify).
 const NOTIFY_TAG: u32 = 0xC0DE;
 
@@ -345,7 +348,7 @@ impl SyscallPolicy {
     /// Compile to BPF programs: the x32 guard, then one seccompiler filter per errno.
     pub fn compile(&self) -> Result<Vec<BpfProgram>> {
         let arch = target_arch()?;
-        let mut programs = vec![guard_program()?];
+        let mut programs = vec![guard_program(&self.quiet())?];
         for errno in [Errno::Eperm, Errno::Enosys, Errno::Eafnosupport] {
             // None: refused whatever the arguments; seccompiler encodes that as an empty rule list.
             let mut by_nr: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
@@ -392,7 +395,8 @@ impl SyscallPolicy {
     pub fn compile_notify(&self, observe: &[&str]) -> Result<Vec<BpfProgram>> {
         let arch = target_arch()?;
         let mut by_nr: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
-        for r in &self.rules {
+        let quiet = self.quiet();
+        for r in self.rules.iter().filter(|r| !quiet.contains(&r.nr)) {
             let entry = by_nr.entry(r.nr).or_insert_with(|| Some(Vec::new()));
             if r.checks.is_empty() {
                 *entry = None;
@@ -432,7 +436,16 @@ impl SyscallPolicy {
         {
             insn.k = libc::SECCOMP_RET_USER_NOTIF;
         }
-        Ok(vec![guard_program()?, prog])
+        Ok(vec![guard_program(&self.quiet())?, prog])
+    }
+
+    /// Refused syscalls the guard answers itself (see [`QUIET`]), if the profile keeps them refused.
+    fn quiet(&self) -> Vec<i64> {
+        self.rules
+            .iter()
+            .filter(|r| QUIET.contains(&r.name) && r.checks.is_empty())
+            .map(|r| r.nr)
+            .collect()
     }
 
     /// Lines for `profile show`.
@@ -520,7 +533,7 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
 
 /// Kill foreign-architecture calls; answer ENOSYS to x32 calls (numbers with
 /// the x32 bit on x86_64), which seccompiler cannot express as a range.
-fn guard_program() -> Result<BpfProgram> {
+fn guard_program(quiet: &[i64]) -> Result<BpfProgram> {
     #[cfg(target_arch = "x86_64")]
     const AUDIT_ARCH: u32 = 0xC000_003E;
     #[cfg(target_arch = "aarch64")]
@@ -531,20 +544,25 @@ fn guard_program() -> Result<BpfProgram> {
         std::env::consts::ARCH
     )));
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    Ok(vec![
-        insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
-        insn(BPF_JEQ_K, 1, 0, AUDIT_ARCH),
-        insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
-        insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR),
-        insn(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT),
-        insn(
-            BPF_RET_K,
-            0,
-            0,
-            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-        ),
-        insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ])
+    {
+        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        let mut p = vec![
+            insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
+            insn(BPF_JEQ_K, 1, 0, AUDIT_ARCH),
+            insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+            insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR),
+            insn(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT),
+            insn(BPF_RET_K, 0, 0, enosys),
+        ];
+        // Refusals answered here, never sent to the supervisor: libc's clone3 probe
+        // comes with every thread, and its ENOSYS fallback is expected, not a finding.
+        for &nr in quiet {
+            p.push(insn(BPF_JEQ_K, 0, 1, nr as u32));
+            p.push(insn(BPF_RET_K, 0, 0, enosys));
+        }
+        p.push(insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+        Ok(p)
+    }
 }
 
 #[cfg(test)]
@@ -738,6 +756,32 @@ mod tests {
             && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_TRACE));
         assert!(!main.iter().any(|i| i.code == BPF_RET_K
             && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_ERRNO));
+    }
+
+    #[test]
+    fn clone3_is_answered_by_the_guard_not_the_supervisor() {
+        let nr = syscalls::number("clone3").unwrap() as u32;
+        let jeq = |p: &BpfProgram| p.iter().any(|i| i.code == BPF_JEQ_K && i.k == nr);
+        let p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
+        let progs = p.compile_notify(OBSERVE_EXEC).unwrap();
+        assert!(jeq(&progs[0]), "the guard answers clone3");
+        assert!(!jeq(&progs[1]), "clone3 never reaches the supervisor");
+        assert_eq!(
+            p.decide(nr as i64, &[0; 6]).map(|r| r.errno),
+            Some(Errno::Enosys)
+        );
+        let allowed = SyscallPolicy::new(
+            &Syscalls {
+                deny: vec![],
+                allow: vec![item("clone3")],
+            },
+            &Network::Off,
+        )
+        .unwrap();
+        assert!(
+            !jeq(&allowed.compile_notify(OBSERVE_EXEC).unwrap()[0]),
+            "allow removes it from the guard too"
+        );
     }
 
     #[test]
