@@ -66,7 +66,10 @@ pub fn supervise(
     let mut phase = Phase::Running;
     let mut timed_out = false;
     let mut main: Option<WaitStatus> = None;
-    while main.is_none() {
+    // The payload's status: from waitpid, or (namespaces) from init's status pipe.
+    // Outer None: still running; Some(None): gone without a status (killed with init).
+    let mut done: Option<Option<WaitStatus>> = None;
+    while done.is_none() {
         let wake = match phase {
             Phase::Running => deadline,
             Phase::Terminating(at) => Some(at),
@@ -82,17 +85,28 @@ pub fn supervise(
             .unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
-        let ready: Vec<PollFlags> = {
+        let (status_ready, ready) = {
             let mons = monitor.fds();
             let mut fds = vec![PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN)];
+            if let Some(pipe) = &child.status {
+                fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
+            }
+            let first = fds.len();
             fds.extend(mons.iter().map(|f| PollFd::new(*f, PollFlags::POLLIN)));
             let _ = poll(&mut fds, wait);
-            fds.iter()
-                .skip(1)
-                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
-                .collect()
+            let ev = |f: &PollFd| f.revents().unwrap_or(PollFlags::empty());
+            let status_ready = child.status.is_some() && !ev(&fds[1]).is_empty();
+            (
+                status_ready,
+                fds[first..].iter().map(ev).collect::<Vec<_>>(),
+            )
         };
         monitor.service(&ready, policy, plan);
+        if status_ready {
+            // init reports the payload's status (or closes the pipe when killed):
+            // the run is over, whether or not init has finished dying.
+            done = Some(child.status.as_ref().and_then(read_status));
+        }
         let now = Instant::now();
         match phase {
             Phase::Running if deadline.is_some_and(|d| now >= d) => {
@@ -110,29 +124,33 @@ pub fn supervise(
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
-            if sig == Signal::SIGCHLD {
-                reap(child.pid, &mut main);
-            } else if info.ssi_code != libc::SI_KERNEL {
+            if sig != Signal::SIGCHLD && info.ssi_code != libc::SI_KERNEL {
                 // Sent by a process (kill(1), a CI runner): pass it on. A terminal's
                 // signal (SI_KERNEL) already reached the payload in our process group.
                 let _ = kill(child.pid, sig);
             }
         }
-        // A SIGCHLD may coalesce with one already read; reap on every wake-up.
+        // Reap on every wake-up: SIGCHLDs coalesce.
         reap(child.pid, &mut main);
+        if done.is_none() && main.is_some() {
+            done = Some(match &child.status {
+                Some(pipe) => read_status(pipe),
+                None => main,
+            });
+        }
     }
     let duration = started.elapsed();
-    // The payload is gone: nothing it started outlives the run.
-    if !child.ns {
+    if child.ns {
+        // init exits right after reporting; make sure, and do not wait for the kernel
+        // to tear the namespaces down (that runs on, off the critical path).
+        let _ = kill(child.pid, Signal::SIGKILL);
+        reap(child.pid, &mut main);
+    } else {
+        // The payload is gone: nothing it started outlives the run.
         kill_tree(&child, &mut main);
+        reap_all();
     }
-    reap_all();
-    let status = match (&child.status, main) {
-        (Some(pipe), _) => read_status(pipe),
-        (None, Some(st)) => Some(st),
-        (None, None) => None,
-    };
-    let (exit_status, signal) = match status {
+    let (exit_status, signal) = match done.flatten() {
         Some(WaitStatus::Exited(_, c)) => (Some(c), None),
         Some(WaitStatus::Signaled(_, s, _)) => (None, Some(s as i32)),
         // init was killed before it could report: the tree was killed with it.
