@@ -350,31 +350,10 @@ impl SyscallPolicy {
         let arch = target_arch()?;
         let mut programs = vec![guard_program(&self.quiet())?];
         for errno in [Errno::Eperm, Errno::Enosys, Errno::Eafnosupport] {
-            // None: refused whatever the arguments; seccompiler encodes that as an empty rule list.
-            let mut by_nr: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
-            for r in self.rules.iter().filter(|r| r.errno == errno) {
-                let entry = by_nr.entry(r.nr).or_insert_with(|| Some(Vec::new()));
-                match (entry, r.checks.is_empty()) {
-                    (e, true) => *e = None,
-                    (Some(list), false) => {
-                        let conds = r
-                            .checks
-                            .iter()
-                            .map(|c| c.to_seccompiler())
-                            .collect::<std::result::Result<Vec<_>, _>>()
-                            .map_err(Error::SeccompCompile)?;
-                        list.push(SeccompRule::new(conds).map_err(Error::SeccompCompile)?);
-                    }
-                    (None, false) => {}
-                }
-            }
-            if by_nr.is_empty() {
+            let map = rule_map(self.rules.iter().filter(|r| r.errno == errno), &[])?;
+            if map.is_empty() {
                 continue;
             }
-            let map = by_nr
-                .into_iter()
-                .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
-                .collect();
             let filter = SeccompFilter::new(
                 map,
                 SeccompAction::Allow,
@@ -394,31 +373,12 @@ impl SyscallPolicy {
     /// number alone, so the kernel's action cache keeps them free.
     pub fn compile_notify(&self, observe: &[&str]) -> Result<Vec<BpfProgram>> {
         let arch = target_arch()?;
-        let mut by_nr: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
         let quiet = self.quiet();
-        for r in self.rules.iter().filter(|r| !quiet.contains(&r.nr)) {
-            let entry = by_nr.entry(r.nr).or_insert_with(|| Some(Vec::new()));
-            if r.checks.is_empty() {
-                *entry = None;
-            } else if let Some(list) = entry {
-                let conds = r
-                    .checks
-                    .iter()
-                    .map(|c| c.to_seccompiler())
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(Error::SeccompCompile)?;
-                list.push(SeccompRule::new(conds).map_err(Error::SeccompCompile)?);
-            }
-        }
-        for name in observe {
-            if let Some(nr) = syscalls::number(name) {
-                by_nr.insert(nr, None);
-            }
-        }
-        let map = by_nr
-            .into_iter()
-            .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
-            .collect();
+        let observed: Vec<i64> = observe.iter().filter_map(|n| syscalls::number(n)).collect();
+        let map = rule_map(
+            self.rules.iter().filter(|r| !quiet.contains(&r.nr)),
+            &observed,
+        )?;
         // seccompiler has no USER_NOTIF action: compile with a TRACE action carrying a
         // tag no other return uses, then rewrite exactly those returns.
         let filter = SeccompFilter::new(
@@ -436,7 +396,7 @@ impl SyscallPolicy {
         {
             insn.k = libc::SECCOMP_RET_USER_NOTIF;
         }
-        Ok(vec![guard_program(&self.quiet())?, prog])
+        Ok(vec![guard_program(&quiet)?, prog])
     }
 
     /// Refused syscalls the guard answers itself (see [`QUIET`]), if the profile keeps them refused.
@@ -452,6 +412,38 @@ impl SyscallPolicy {
     pub fn describe(&self) -> Vec<String> {
         self.rules.iter().map(|r| r.to_string()).collect()
     }
+}
+
+/// seccompiler's rule map for `rules`, plus `always` (numbers matched whatever
+/// the arguments). An empty rule list means "always"; an unconditional rule
+/// swallows the conditional ones on the same number.
+fn rule_map<'a>(
+    rules: impl Iterator<Item = &'a SyscallRule>,
+    always: &[i64],
+) -> Result<BTreeMap<i64, Vec<SeccompRule>>> {
+    // None: refused whatever the arguments.
+    let mut by_nr: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
+    for r in rules {
+        let entry = by_nr.entry(r.nr).or_insert_with(|| Some(Vec::new()));
+        if r.checks.is_empty() {
+            *entry = None;
+        } else if let Some(list) = entry {
+            let conds = r
+                .checks
+                .iter()
+                .map(|c| c.to_seccompiler())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(Error::SeccompCompile)?;
+            list.push(SeccompRule::new(conds).map_err(Error::SeccompCompile)?);
+        }
+    }
+    for &nr in always {
+        by_nr.insert(nr, None);
+    }
+    Ok(by_nr
+        .into_iter()
+        .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
+        .collect())
 }
 
 fn known(item: &Item<String>) -> Result<&'static str> {
