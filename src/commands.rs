@@ -25,7 +25,12 @@ pub fn warn(msg: &str) {
     eprintln!("cordon: warning: {msg}");
 }
 
-fn load(r: &str, overrides: &Overrides, workspace: Option<PathBuf>) -> Result<(Profile, Context)> {
+/// Load a profile by name or path, with `overrides` layered on, and the run's context.
+pub(crate) fn load(
+    r: &str,
+    overrides: &Overrides,
+    workspace: Option<PathBuf>,
+) -> Result<(Profile, Context)> {
     let ctx = Context::from_process(workspace)?;
     let mut p = Profile::load(&ProfileRef::parse(r))?;
     p.apply_overrides(overrides, &ctx.cwd);
@@ -594,7 +599,7 @@ pub fn doctor() -> Result<u8> {
         if !host.is_root() {
             "RLIMIT_NPROC (counts the sandbox's own processes in its user namespace)".to_string()
         } else {
-            match crate::probe::pids_cgroup() {
+            match crate::limits::pids_cgroup_base() {
                 Some(base) => format!("pids cgroup under {base} (root bypasses RLIMIT_NPROC)"),
                 None => {
                     "NO writable pids cgroup: profiles with [limits] processes are refused as root"

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::ExplainArgs;
 use crate::error::{Error, Result};
-use crate::plan::{DiskLister, FsRule, Plan, Why};
+use crate::plan::{DiskLister, FsRule, Plan, Why, is_device};
 use crate::policy::{Access, Missing, Network, Policy, beneath, canonical};
 use crate::probe::Host;
-use crate::profile::{Overrides, Profile, ProfileRef};
-use crate::vars::Context;
+use crate::profile::Overrides;
 
 /// A file-system operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,12 +169,6 @@ fn walk(path: &Path, masks: &[(PathBuf, bool)]) -> Result<PathBuf, PathBuf> {
         }
     }
     Ok(cur)
-}
-
-fn is_device(p: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::metadata(p)
-        .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device())
 }
 
 fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
@@ -403,9 +396,11 @@ fn decide_syscall(policy: &Policy, name: &str) -> Verdict {
 
 /// `cordon explain`.
 pub fn command(args: ExplainArgs) -> Result<u8> {
-    let ctx = Context::from_process(args.profile.workspace.clone())?;
-    let mut profile = Profile::load(&ProfileRef::parse(&args.profile.profile))?;
-    profile.apply_overrides(&Overrides::default(), &ctx.cwd);
+    let (profile, ctx) = crate::commands::load(
+        &args.profile.profile,
+        &Overrides::default(),
+        args.profile.workspace.clone(),
+    )?;
     let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
     let host = Host::probe();
     let plan = Plan::new(&policy, &host, None, &DiskLister);
@@ -461,6 +456,8 @@ mod tests {
     use super::*;
     use crate::policy::Missing;
     use crate::probe::{Landlock, Userns};
+    use crate::profile::Profile;
+    use crate::vars::Context;
     use std::collections::BTreeMap;
 
     fn host(userns: bool) -> Host {

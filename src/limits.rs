@@ -83,24 +83,11 @@ pub fn processes(l: &Limits, root: bool) -> Result<Processes, String> {
     }
     let name = format!("cordon-{}", std::process::id());
     let mut tried = Vec::new();
-    for base in [
-        "/sys/fs/cgroup/pids",
-        "/sys/fs/cgroup/unified",
-        "/sys/fs/cgroup",
-    ] {
-        let base = Path::new(base);
-        if !base.join("cgroup.procs").exists() {
-            continue;
-        }
-        // cgroup v2 needs the pids controller enabled for children of this level.
-        let v2 = base.join("cgroup.subtree_control");
-        if v2.exists()
-            && !std::fs::read_to_string(&v2)
-                .unwrap_or_default()
-                .split_whitespace()
-                .any(|c| c == "pids")
-        {
-            tried.push(format!("{}: pids controller not enabled", base.display()));
+    for base in PIDS_BASES.map(Path::new) {
+        if let Err(why) = pids_hierarchy(base) {
+            if !why.is_empty() {
+                tried.push(format!("{}: {why}", base.display()));
+            }
             continue;
         }
         let dir = base.join(&name);
@@ -131,6 +118,41 @@ fn create(dir: &Path, max: u64) -> io::Result<()> {
     std::fs::create_dir(dir)?;
     std::fs::write(dir.join("pids.max"), max.to_string()).inspect_err(|_| {
         let _ = std::fs::remove_dir(dir);
+    })
+}
+
+/// Where a pids cgroup may be made: the v1 hierarchy, a hybrid v2 one, a pure v2 one.
+const PIDS_BASES: [&str; 3] = [
+    "/sys/fs/cgroup/pids",
+    "/sys/fs/cgroup/unified",
+    "/sys/fs/cgroup",
+];
+
+/// Whether `base` is a cgroup hierarchy whose children get the pids controller.
+/// Err("") when it is no cgroup hierarchy at all.
+fn pids_hierarchy(base: &Path) -> Result<(), String> {
+    if !base.join("cgroup.procs").exists() {
+        return Err(String::new());
+    }
+    // cgroup v2 needs the pids controller enabled for children of this level.
+    let v2 = base.join("cgroup.subtree_control");
+    if v2.exists()
+        && !std::fs::read_to_string(&v2)
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|c| c == "pids")
+    {
+        return Err("pids controller not enabled".into());
+    }
+    Ok(())
+}
+
+/// Where the launcher could create a pids cgroup, for `doctor` (nothing is created).
+pub fn pids_cgroup_base() -> Option<&'static str> {
+    PIDS_BASES.into_iter().find(|b| {
+        let base = Path::new(b);
+        pids_hierarchy(base).is_ok()
+            && nix::unistd::access(base, nix::unistd::AccessFlags::W_OK).is_ok()
     })
 }
 

@@ -447,13 +447,9 @@ impl Monitor {
         let me = std::process::id();
         let mut p = pid;
         for _ in 0..64 {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            let Some(ppid) = crate::sandbox::parent_of(p as i32).map(|p| p as u32) else {
                 return false;
             };
-            let ppid: u32 = stat
-                .rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok())
-                .unwrap_or(0);
             if ppid == me || self.our_pids.contains(&ppid) {
                 return true;
             }

@@ -353,7 +353,8 @@ fn mounts(fs: &FsPolicy) -> Mounts {
     m
 }
 
-fn is_device(p: &Path) -> bool {
+/// A character or block device: writable even on a read-only mount.
+pub(crate) fn is_device(p: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::metadata(p)
         .map(|m| m.file_type().is_char_device() || m.file_type().is_block_device())

@@ -129,24 +129,3 @@ pub fn try_namespaces() -> Result<(), String> {
         )),
     }
 }
-
-/// Whether the launcher could create a pids cgroup (the process limit as root).
-pub fn pids_cgroup() -> Option<String> {
-    [
-        "/sys/fs/cgroup/pids",
-        "/sys/fs/cgroup/unified",
-        "/sys/fs/cgroup",
-    ]
-    .into_iter()
-    .find_map(|base| {
-        let dir = std::path::Path::new(base);
-        let writable = nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok();
-        let v2 = dir.join("cgroup.subtree_control");
-        let pids = !v2.exists()
-            || fs::read_to_string(&v2)
-                .unwrap_or_default()
-                .split_whitespace()
-                .any(|c| c == "pids");
-        (dir.join("cgroup.procs").exists() && writable && pids).then(|| base.to_string())
-    })
-}

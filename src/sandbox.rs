@@ -600,29 +600,31 @@ fn install_notify(
     }
 }
 
+/// The parent of `pid`, from /proc/PID/stat (the command name may contain
+/// spaces and parentheses: the fields follow the last ')').
+pub(crate) fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Descendants of this process, found through /proc (children first discovered
 /// are signalled first). Used to end the tree without a PID namespace.
 pub fn descendants() -> Vec<Pid> {
     let me = std::process::id() as i32;
-    let mut parent_of = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The command name may contain spaces and parentheses; fields follow the last ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let ppid: i32 = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        parent_of.push((pid, ppid));
-    }
+    let parent_of: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            Some((pid, parent_of(pid)?))
+        })
+        .collect();
     let mut out = Vec::new();
     let mut frontier = vec![me];
     while let Some(p) = frontier.pop() {
