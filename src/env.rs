@@ -72,11 +72,11 @@ pub fn decide(policy: &EnvPolicy, name: &str) -> Result<(), Dropped> {
 
 /// The environment of the child: kept host variables, then `set`, then secrets.
 /// `secret` resolves a secret source to its value (file read or host variable).
-pub fn build(
+pub fn build<E>(
     policy: &EnvPolicy,
     host: &BTreeMap<String, String>,
-    secret: &mut dyn FnMut(&str, &SecretSource) -> Result<String, String>,
-) -> Result<Vec<(String, String)>, String> {
+    secret: &mut dyn FnMut(&str, &SecretSource) -> Result<String, E>,
+) -> Result<Vec<(String, String)>, E> {
     let mut out: BTreeMap<String, String> = host
         .iter()
         .filter(|(k, _)| decide(policy, k).is_ok())

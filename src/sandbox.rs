@@ -130,13 +130,7 @@ impl Prepared {
         let host_env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
-        let env = env::build(&policy.env, &host_env, &mut |name, src| {
-            read_secret(name, src)
-        })
-        .map_err(|m| Error::Secret {
-            name: m.split(':').next().unwrap_or_default().to_string(),
-            source: std::io::Error::other(m),
-        })?;
+        let env = env::build(&policy.env, &host_env, &mut read_secret)?;
         let path = env
             .iter()
             .find(|(k, _)| k == "PATH")
@@ -183,14 +177,20 @@ impl Prepared {
     }
 }
 
-fn read_secret(name: &str, src: &SecretSource) -> std::result::Result<String, String> {
+fn read_secret(name: &str, src: &SecretSource) -> Result<String> {
+    let secret = |source| Error::Secret {
+        name: name.to_string(),
+        source,
+    };
     match src {
         SecretSource::File(f) => std::fs::read_to_string(f)
             .map(|s| s.strip_suffix('\n').map(str::to_string).unwrap_or(s))
-            .map_err(|e| format!("{name}: reading {f}: {e}")),
-        SecretSource::From(var) => {
-            std::env::var(var).map_err(|_| format!("{name}: host variable {var} is not set"))
-        }
+            .map_err(|e| secret(std::io::Error::new(e.kind(), format!("{f}: {e}")))),
+        SecretSource::From(var) => std::env::var(var).map_err(|_| {
+            secret(std::io::Error::other(format!(
+                "host variable {var} is not set"
+            )))
+        }),
     }
 }
 
