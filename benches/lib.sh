@@ -50,7 +50,7 @@ build_helpers() {
 # A snapshot of the release binary: other people rebuild target/ while we measure.
 # CORDON=/path/to/cordon to measure another binary.
 setup_cordon() {
-    local src=${CORDON:-$REPO/target/release/cordon}
+    local src=${CORDON:-$REPO/target/x86_64-unknown-linux-gnu/release/cordon}
     if [ ! -x "$src" ]; then
         say "building $src"
         (cd "$REPO" && cargo build --release >&2)
