@@ -554,9 +554,9 @@ fn install(progs: &[BpfProgram]) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Install the guard and the notifying filter and send the listener to the
-/// launcher. Where a listener cannot be had (one already exists above us, as in
-/// a nested cordon), fall back to the errno filters and say why.
+/// Install the notifying filter and send the listener to the launcher. Where a
+/// listener cannot be had (one already exists above us, as in a nested cordon),
+/// install the errno filters instead and say why.
 fn install_notify(
     progs: &[BpfProgram],
     fallback: &[BpfProgram],
@@ -564,8 +564,9 @@ fn install_notify(
 ) -> std::result::Result<(), String> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     use std::io::IoSlice;
-    let (guard, main) = (&progs[0], &progs[1]);
-    sys::seccomp_install(guard, 0).map_err(|e| format!("installing the seccomp guard: {e}"))?;
+    let [main] = progs else {
+        return Err("the capture filter is not one program".into());
+    };
     match sys::seccomp_install(main, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER) {
         Ok(Some(listener)) => {
             let fds = [std::os::fd::AsRawFd::as_raw_fd(&listener)];
@@ -582,8 +583,7 @@ fn install_notify(
         }
         Ok(None) => Err("installing the seccomp filter: no listener returned".into()),
         Err(e) => {
-            // The guard is already in place; install the rest without it.
-            install(&fallback[1..])?;
+            install(fallback)?;
             let why = format!(
                 "{}a seccomp listener is not available here ({e})",
                 crate::monitor::NO_LISTENER as char

@@ -1,7 +1,8 @@
 //! The seccomp filter: the default deny list, the socket-family rule that makes
-//! "network off" real, profile adjustments, compilation to BPF with seccompiler
-//! (plus a small guard program of our own for the x32 range, which seccompiler
-//! cannot express), and installation.
+//! "network off" real, profile adjustments, compilation to BPF (seccompiler
+//! compiles each syscall's argument checks; our own prologue kills foreign
+//! architectures, answers the x32 range, which seccompiler cannot express, and
+//! dispatches on the number by binary search), and installation.
 //!
 //! One list of [`SyscallRule`]s is the single source of truth: it compiles to BPF,
 //! it is evaluated in user space by [`SyscallPolicy::decide`] (for `explain` and
@@ -9,7 +10,9 @@
 //!
 //! Speed: every rule keys on a syscall number, and syscalls without a rule reach
 //! `RET_ALLOW` after loading only the architecture and the number, so the kernel's
-//! seccomp action cache answers them in constant time without running BPF.
+//! seccomp action cache answers them in constant time without running BPF; the
+//! binary search keeps the rest short, and the installation (when the kernel
+//! evaluates the filter for every number to build that cache) cheap.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -345,15 +348,26 @@ impl SyscallPolicy {
         self.rules.iter().filter(move |r| r.name == name)
     }
 
-    /// Compile to BPF programs: the x32 guard, then one seccompiler filter per errno.
+    /// Compile to BPF: one program, the guard's checks, a binary search over the
+    /// numbers that have rules, and one seccompiler body per errno (see [`assemble`]).
+    /// Should a number carry rules of two errnos (a profile's `deny` of a call the
+    /// default list answers with ENOSYS), each errno gets a program of its own,
+    /// which keeps the kernel's precedence between filters exactly as before.
     pub fn compile(&self) -> Result<Vec<BpfProgram>> {
         let arch = target_arch()?;
-        let mut programs = vec![guard_program(&self.quiet())?];
+        let quiet = self.quiet();
+        let mut bodies = Vec::new();
         for errno in [Errno::Eperm, Errno::Enosys, Errno::Eafnosupport] {
-            let map = rule_map(self.rules.iter().filter(|r| r.errno == errno), &[])?;
+            let map = rule_map(
+                self.rules
+                    .iter()
+                    .filter(|r| r.errno == errno && !quiet.contains(&r.nr)),
+                &[],
+            )?;
             if map.is_empty() {
                 continue;
             }
+            let nrs: Vec<i64> = map.keys().copied().collect();
             let filter = SeccompFilter::new(
                 map,
                 SeccompAction::Allow,
@@ -361,16 +375,26 @@ impl SyscallPolicy {
                 arch,
             )
             .map_err(Error::SeccompCompile)?;
-            programs.push(BpfProgram::try_from(filter).map_err(Error::SeccompCompile)?);
+            bodies.push((
+                nrs,
+                BpfProgram::try_from(filter).map_err(Error::SeccompCompile)?,
+            ));
         }
-        Ok(programs)
+        let mut seen = std::collections::BTreeSet::new();
+        let overlap = bodies
+            .iter()
+            .flat_map(|(nrs, _)| nrs.iter())
+            .any(|nr| !seen.insert(*nr));
+        if overlap {
+            return bodies.into_iter().map(|b| assemble(&quiet, &[b])).collect();
+        }
+        Ok(vec![assemble(&quiet, &bodies)?])
     }
 
-    /// Compile for capture: the x32 guard, then ONE filter in which every refused
-    /// call, and every observed call, goes to the supervisor (SECCOMP_RET_USER_NOTIF).
-    /// The supervisor answers with [`SyscallPolicy::decide`]'s errno, or lets an
-    /// observed call run. Syscalls in neither list still reach RET_ALLOW on the
-    /// number alone, so the kernel's action cache keeps them free.
+    /// Compile for capture: one program in which every refused call, and every
+    /// observed call, goes to the supervisor (SECCOMP_RET_USER_NOTIF), except the
+    /// guard's own answers. The supervisor answers with [`SyscallPolicy::decide`]'s
+    /// errno, or lets an observed call run.
     pub fn compile_notify(&self, observe: &[&str]) -> Result<Vec<BpfProgram>> {
         let arch = target_arch()?;
         let quiet = self.quiet();
@@ -379,6 +403,7 @@ impl SyscallPolicy {
             self.rules.iter().filter(|r| !quiet.contains(&r.nr)),
             &observed,
         )?;
+        let nrs: Vec<i64> = map.keys().copied().collect();
         // seccompiler has no USER_NOTIF action: compile with a TRACE action carrying a
         // tag no other return uses, then rewrite exactly those returns.
         let filter = SeccompFilter::new(
@@ -396,14 +421,15 @@ impl SyscallPolicy {
         {
             insn.k = libc::SECCOMP_RET_USER_NOTIF;
         }
-        Ok(vec![guard_program(&quiet)?, prog])
+        Ok(vec![assemble(&quiet, &[(nrs, prog)])?])
     }
 
     /// Refused syscalls the guard answers itself (see [`QUIET`]), if the profile keeps them refused.
     fn quiet(&self) -> Vec<i64> {
         self.rules
             .iter()
-            .filter(|r| QUIET.contains(&r.name) && r.checks.is_empty())
+            // A profile's own `deny` of one of them answers EPERM, as it says.
+            .filter(|r| QUIET.contains(&r.name) && r.checks.is_empty() && r.errno == Errno::Enosys)
             .map(|r| r.nr)
             .collect()
     }
@@ -523,9 +549,31 @@ fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// Kill foreign-architecture calls; answer ENOSYS to x32 calls (numbers with
-/// the x32 bit on x86_64), which seccompiler cannot express as a range.
-fn guard_program(quiet: &[i64]) -> Result<BpfProgram> {
+const BPF_JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+
+/// One piece of the dispatch before its jumps are resolved.
+enum Piece {
+    Insn(sock_filter),
+    /// An unconditional jump to the final RET_ALLOW.
+    ToAllow,
+    /// An unconditional jump to the start of body `n`.
+    ToBody(usize),
+}
+
+/// Assemble one filter program: kill foreign-architecture calls; answer ENOSYS
+/// to x32 calls (numbers with the x32 bit on x86_64, a range seccompiler cannot
+/// express) and to the `quiet` refusals; then a binary search over the numbers
+/// that have rules, each found number jumping into the seccompiler body that
+/// holds its rules; every other number reaches RET_ALLOW.
+///
+/// Why not seccompiler's program alone: it tests the numbers one after the other,
+/// so an allowed call walks the whole chain (~400 instructions here), and the
+/// kernel runs the filter once per syscall number when it is installed, to fill
+/// its action cache. The search costs ~10 instructions for any number, and
+/// installing the filter went from ~230 µs to ~60 µs. The bodies are
+/// seccompiler's own output, unchanged: their jumps are relative and stay within
+/// each body, so placing them after the search keeps them valid.
+fn assemble(quiet: &[i64], bodies: &[(Vec<i64>, BpfProgram)]) -> Result<BpfProgram> {
     #[cfg(target_arch = "x86_64")]
     const AUDIT_ARCH: u32 = 0xC000_003E;
     #[cfg(target_arch = "aarch64")]
@@ -538,22 +586,84 @@ fn guard_program(quiet: &[i64]) -> Result<BpfProgram> {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
         let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
-        let mut p = vec![
-            insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
-            insn(BPF_JEQ_K, 1, 0, AUDIT_ARCH),
-            insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
-            insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR),
-            insn(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT),
-            insn(BPF_RET_K, 0, 0, enosys),
+        let mut pieces = vec![
+            Piece::Insn(insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH)),
+            Piece::Insn(insn(BPF_JEQ_K, 1, 0, AUDIT_ARCH)),
+            Piece::Insn(insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS)),
+            Piece::Insn(insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR)),
+            Piece::Insn(insn(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT)),
+            Piece::Insn(insn(BPF_RET_K, 0, 0, enosys)),
         ];
         // Refusals answered here, never sent to the supervisor: libc's clone3 probe
         // comes with every thread, and its ENOSYS fallback is expected, not a finding.
         for &nr in quiet {
-            p.push(insn(BPF_JEQ_K, 0, 1, nr as u32));
-            p.push(insn(BPF_RET_K, 0, 0, enosys));
+            pieces.push(Piece::Insn(insn(BPF_JEQ_K, 0, 1, nr as u32)));
+            pieces.push(Piece::Insn(insn(BPF_RET_K, 0, 0, enosys)));
         }
-        p.push(insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
-        Ok(p)
+        let mut keys: Vec<(u32, usize)> = bodies
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (nrs, _))| nrs.iter().map(move |&nr| (nr as u32, i)))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup_by_key(|k| k.0);
+        search(&keys, &mut pieces);
+        // Resolve the jumps: RET_ALLOW follows the search, then the bodies in order.
+        let allow_at = pieces.len();
+        let mut starts = Vec::with_capacity(bodies.len());
+        let mut at = allow_at + 1;
+        for (_, body) in bodies {
+            starts.push(at);
+            at += body.len();
+        }
+        if at > libc::BPF_MAXINSNS as usize {
+            return Err(Error::Unsupported(format!(
+                "the seccomp filter needs {at} instructions, more than the kernel's {}",
+                libc::BPF_MAXINSNS
+            )));
+        }
+        let mut prog = Vec::with_capacity(at);
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let ja = |target: usize| insn(BPF_JA, 0, 0, (target - i - 1) as u32);
+            prog.push(match piece {
+                Piece::Insn(x) => x,
+                Piece::ToAllow => ja(allow_at),
+                Piece::ToBody(n) => ja(starts[n]),
+            });
+        }
+        prog.push(insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+        for (_, body) in bodies {
+            prog.extend_from_slice(body);
+        }
+        Ok(prog)
+    }
+}
+
+/// A balanced binary search over sorted `keys` (number, body), the number
+/// already in the accumulator. Conditional jumps reach at most 255 instructions
+/// ahead, so a left subtree longer than that is skipped with an unconditional jump.
+fn search(keys: &[(u32, usize)], out: &mut Vec<Piece>) {
+    match keys {
+        [] => out.push(Piece::ToAllow),
+        [(nr, body)] => {
+            out.push(Piece::Insn(insn(BPF_JEQ_K, 0, 1, *nr)));
+            out.push(Piece::ToBody(*body));
+            out.push(Piece::ToAllow);
+        }
+        _ => {
+            let mid = keys.len() / 2;
+            let mut left = Vec::new();
+            search(&keys[..mid], &mut left);
+            match u8::try_from(left.len()) {
+                Ok(skip) => out.push(Piece::Insn(insn(BPF_JGE_K, skip, 0, keys[mid].0))),
+                Err(_) => {
+                    out.push(Piece::Insn(insn(BPF_JGE_K, 0, 1, keys[mid].0)));
+                    out.push(Piece::Insn(insn(BPF_JA, 0, 0, left.len() as u32)));
+                }
+            }
+            out.extend(left);
+            search(&keys[mid..], out);
+        }
     }
 }
 
@@ -739,27 +849,27 @@ mod tests {
     fn notify_program_has_no_trace_returns_left() {
         let p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
         let progs = p.compile_notify(OBSERVE_EXEC).unwrap();
-        let main = &progs[1];
+        assert_eq!(progs.len(), 1);
+        let main = &progs[0];
         assert!(
             main.iter()
                 .any(|i| i.code == BPF_RET_K && i.k == libc::SECCOMP_RET_USER_NOTIF)
         );
         assert!(!main.iter().any(|i| i.code == BPF_RET_K
             && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_TRACE));
-        assert!(!main.iter().any(|i| i.code == BPF_RET_K
-            && i.k & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_ERRNO));
     }
 
     #[test]
     fn clone3_is_answered_by_the_guard_not_the_supervisor() {
-        let nr = syscalls::number("clone3").unwrap() as u32;
-        let jeq = |p: &BpfProgram| p.iter().any(|i| i.code == BPF_JEQ_K && i.k == nr);
+        let clone3 = syscalls::number("clone3").unwrap();
         let p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
-        let progs = p.compile_notify(OBSERVE_EXEC).unwrap();
-        assert!(jeq(&progs[0]), "the guard answers clone3");
-        assert!(!jeq(&progs[1]), "clone3 never reaches the supervisor");
+        let prog = &p.compile_notify(OBSERVE_EXEC).unwrap()[0];
         assert_eq!(
-            p.decide(nr as i64, &[0; 6]).map(|r| r.errno),
+            run(prog, clone3 as u32, &[0; 6]),
+            ERRNO | libc::ENOSYS as u32
+        );
+        assert_eq!(
+            p.decide(clone3, &[0; 6]).map(|r| r.errno),
             Some(Errno::Enosys)
         );
         let allowed = SyscallPolicy::new(
@@ -770,10 +880,267 @@ mod tests {
             &Network::Off,
         )
         .unwrap();
-        assert!(
-            !jeq(&allowed.compile_notify(OBSERVE_EXEC).unwrap()[0]),
+        let prog = &allowed.compile_notify(OBSERVE_EXEC).unwrap()[0];
+        assert_eq!(
+            run(prog, clone3 as u32, &[0; 6]),
+            libc::SECCOMP_RET_ALLOW,
             "allow removes it from the guard too"
         );
+    }
+
+    const ERRNO: u32 = libc::SECCOMP_RET_ERRNO;
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+
+    /// A classic-BPF interpreter for the instructions seccompiler and `assemble`
+    /// emit, run on a `struct seccomp_data`, to check programs without a kernel.
+    fn run_data(prog: &[sock_filter], arch: u32, nr: u32, args: &[u64; 6]) -> u32 {
+        let word = |off: u32| -> u32 {
+            match off {
+                0 => nr,
+                4 => arch,
+                16..=63 => {
+                    let a = args[(off as usize - 16) / 8];
+                    if off % 8 == 0 {
+                        a as u32
+                    } else {
+                        (a >> 32) as u32
+                    }
+                }
+                _ => panic!("load at offset {off}"),
+            }
+        };
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let i = &prog[pc];
+            pc += 1;
+            let class = i.code as u32 & 0x07;
+            match class {
+                libc::BPF_LD if i.code == BPF_LD_W_ABS => acc = word(i.k),
+                libc::BPF_ALU if i.code as u32 == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K => {
+                    acc &= i.k
+                }
+                libc::BPF_RET if i.code == BPF_RET_K => return i.k,
+                libc::BPF_JMP if i.code == BPF_JA => pc += i.k as usize,
+                libc::BPF_JMP => {
+                    let op = i.code as u32 & 0xf0;
+                    assert_eq!(i.code as u32 & 0x08, libc::BPF_K, "only K jumps");
+                    let taken = match op {
+                        libc::BPF_JEQ => acc == i.k,
+                        libc::BPF_JGE => acc >= i.k,
+                        libc::BPF_JGT => acc > i.k,
+                        libc::BPF_JSET => acc & i.k != 0,
+                        _ => panic!("jump op {op:#x}"),
+                    };
+                    pc += (if taken { i.jt } else { i.jf }) as usize;
+                }
+                _ => panic!("instruction {:#x}", i.code),
+            }
+        }
+    }
+
+    fn run(prog: &[sock_filter], nr: u32, args: &[u64; 6]) -> u32 {
+        run_data(prog, AUDIT_ARCH_X86_64, nr, args)
+    }
+
+    /// The kernel's verdict over several filters: the most restrictive action wins
+    /// (for equal actions, the most recently installed filter's data).
+    fn run_all(progs: &[BpfProgram], nr: u32, args: &[u64; 6]) -> u32 {
+        progs
+            .iter()
+            .rev()
+            .map(|p| run(p, nr, args))
+            .fold(libc::SECCOMP_RET_ALLOW, |best, r| {
+                let act = |v: u32| v & libc::SECCOMP_RET_ACTION_FULL;
+                // Lower action values are more restrictive, as the kernel orders them.
+                if (act(r) as i32) < (act(best) as i32) {
+                    r
+                } else {
+                    best
+                }
+            })
+    }
+
+    /// Argument vectors that exercise every check of the default rules, with
+    /// high bits set to prove only the low 32 bits count.
+    fn arg_cases() -> Vec<[u64; 6]> {
+        let mut v = vec![[0; 6], [u64::MAX; 6]];
+        let interesting: Vec<u64> = [
+            0u64,
+            1,
+            2,
+            0x5412,
+            0x541C,
+            0x5423,
+            0x5401,
+            0xffff_ffff,
+            0x0400000,
+            libc::AF_UNIX as u64,
+            libc::AF_INET as u64,
+            libc::AF_INET6 as u64,
+            libc::AF_NETLINK as u64,
+            libc::AF_PACKET as u64,
+            libc::SOCK_STREAM as u64 | libc::SOCK_CLOEXEC as u64,
+            libc::SOCK_DGRAM as u64,
+            libc::IPPROTO_TCP as u64,
+            libc::IPPROTO_UDP as u64,
+            libc::CLONE_NEWUSER as u64 | libc::SIGCHLD as u64,
+            libc::CLONE_NEWNET as u64,
+            libc::CLONE_VM as u64 | libc::CLONE_THREAD as u64,
+        ]
+        .into_iter()
+        .flat_map(|x| [x, x | 0xdead_0000_0000_0000])
+        .collect();
+        for &a in &interesting {
+            for &b in &interesting {
+                for &c in &[0u64, libc::IPPROTO_TCP as u64, 17] {
+                    v.push([a, b, c, 0, 0, 0]);
+                }
+            }
+        }
+        v
+    }
+
+    fn policies() -> Vec<SyscallPolicy> {
+        let nets = [
+            Network::Off,
+            Network::On,
+            Network::Filtered {
+                connect: vec![443],
+                bind: vec![],
+            },
+        ];
+        let tweaks = [
+            Syscalls::default(),
+            Syscalls {
+                deny: vec![item("getppid"), item("clone3"), item("read")],
+                allow: vec![item("ptrace"), item("clone3")],
+            },
+            Syscalls {
+                deny: vec![item("io_uring_setup"), item("openat")],
+                allow: vec![],
+            },
+        ];
+        let mut out = Vec::new();
+        for net in &nets {
+            for t in &tweaks {
+                out.push(SyscallPolicy::new(t, net).unwrap());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn errno_filter_agrees_with_decide_for_every_number() {
+        let cases = arg_cases();
+        for p in policies() {
+            let progs = p.compile().unwrap();
+            for nr in 0..=470u32 {
+                for args in &cases {
+                    let want = match p.decide(nr as i64, args) {
+                        Some(r) => ERRNO | r.errno.raw() as u32,
+                        None => libc::SECCOMP_RET_ALLOW,
+                    };
+                    let got = run_all(&progs, nr, args);
+                    // Where a number has rules of two errnos the kernel picks one of
+                    // them; either refuses, which is what matters.
+                    if got != want {
+                        assert!(
+                            got & libc::SECCOMP_RET_ACTION_FULL == ERRNO
+                                && want & libc::SECCOMP_RET_ACTION_FULL == ERRNO
+                                && progs.len() > 1,
+                            "nr {nr} args {args:x?}: filter {got:#x}, decide {want:#x}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn notify_filter_agrees_with_decide_for_every_number() {
+        let cases = arg_cases();
+        let observed: Vec<i64> = OBSERVE_EXEC
+            .iter()
+            .filter_map(|n| syscalls::number(n))
+            .collect();
+        for p in policies() {
+            let progs = p.compile_notify(OBSERVE_EXEC).unwrap();
+            let quiet = p.quiet();
+            for nr in 0..=470u32 {
+                for args in &cases {
+                    let want = if quiet.contains(&(nr as i64)) {
+                        ERRNO | libc::ENOSYS as u32
+                    } else if observed.contains(&(nr as i64)) || p.decide(nr as i64, args).is_some()
+                    {
+                        libc::SECCOMP_RET_USER_NOTIF
+                    } else {
+                        libc::SECCOMP_RET_ALLOW
+                    };
+                    assert_eq!(run_all(&progs, nr, args), want, "nr {nr} args {args:x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_architectures_are_killed_and_x32_refused() {
+        let p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
+        let mut all = p.compile().unwrap();
+        all.extend(p.compile_notify(OBSERVE_EXEC).unwrap());
+        for prog in &all {
+            assert_eq!(
+                run_data(prog, 0x4000_0003, 0, &[0; 6]),
+                libc::SECCOMP_RET_KILL_PROCESS,
+                "i386"
+            );
+            for nr in [X32_SYSCALL_BIT, X32_SYSCALL_BIT | 39, u32::MAX] {
+                assert_eq!(run(prog, nr, &[0; 6]), ERRNO | libc::ENOSYS as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn long_searches_use_unconditional_jumps() {
+        // 400 numbers: the left half of the search is longer than a conditional jump reaches.
+        let keys: Vec<(u32, usize)> = (0..400).map(|n| (n * 2, 0)).collect();
+        let body = vec![insn(BPF_RET_K, 0, 0, ERRNO | 1)];
+        let prog = assemble(&[], &[(keys.iter().map(|k| k.0 as i64).collect(), body)]).unwrap();
+        for nr in 0..820u32 {
+            let want = if nr % 2 == 0 && nr < 800 {
+                ERRNO | 1
+            } else {
+                libc::SECCOMP_RET_ALLOW
+            };
+            assert_eq!(run(&prog, nr, &[0; 6]), want, "nr {nr}");
+        }
+    }
+
+    #[test]
+    fn allowed_calls_take_few_instructions() {
+        // What the kernel's action-cache emulation and every inspected call pay.
+        let p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
+        let prog = &p.compile_notify(OBSERVE_EXEC).unwrap()[0];
+        let getpid = syscalls::number("getpid").unwrap() as u32;
+        let mut steps = 0;
+        let mut pc = 0;
+        while prog[pc].code != BPF_RET_K {
+            let i = &prog[pc];
+            steps += 1;
+            pc += 1 + if i.code == BPF_JA {
+                i.k as usize
+            } else if i.code as u32 & 0x07 == libc::BPF_JMP {
+                // Follow getpid's path through the search.
+                let taken = match i.code as u32 & 0xf0 {
+                    libc::BPF_JEQ => getpid == i.k,
+                    libc::BPF_JGE => getpid >= i.k,
+                    _ => false,
+                };
+                (if taken { i.jt } else { i.jf }) as usize
+            } else {
+                0
+            };
+        }
+        assert!(steps < 20, "{steps} instructions to allow getpid");
     }
 
     #[test]
@@ -788,7 +1155,7 @@ mod tests {
         ] {
             let p = SyscallPolicy::new(&Syscalls::default(), &net).unwrap();
             let progs = p.compile().unwrap();
-            assert!(progs.len() >= 3);
+            assert_eq!(progs.len(), 1);
             assert!(progs.iter().all(|p| !p.is_empty() && p.len() < 4096));
         }
     }
