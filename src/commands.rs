@@ -183,38 +183,45 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     crate::limits::cleanup(&prep.processes);
     monitor.finish(&prep.policy, &prep.plan);
 
-    let rep = build_report(&l, &prep, &host, &monitor, &outcome, started_at);
     let mut failed = None;
-    if let Some(path) = &l.report {
-        if let Err(e) = rep.write(path) {
-            failed = Some(e);
+    // The full report only when something keeps it: building it (the resolved
+    // profile as JSON, its hash) is a measurable share of a short run.
+    if l.report.is_some() || audit_log.is_some() {
+        let rep = build_report(&l, &prep, &host, &monitor, &outcome, started_at);
+        if let Some(path) = &l.report {
+            if let Err(e) = rep.write(path) {
+                failed = Some(e);
+            }
+        }
+        if let Some(log) = &mut audit_log {
+            let line = AuditLine {
+                time: rep.started_at.clone(),
+                user: host.uid,
+                host: report::hostname(),
+                command: rep.command.clone(),
+                workspace: rep.workspace.clone(),
+                profile: rep.profile.name.clone(),
+                profile_sha256: rep.profile.sha256.clone(),
+                exit_code: rep.exit_code,
+                duration_ms: rep.duration_ms,
+                denials: rep.denials.len() as u64 + rep.capture.dropped,
+                report: l.report.as_ref().map(|p| {
+                    std::path::absolute(p)
+                        .unwrap_or_else(|_| p.clone())
+                        .display()
+                        .to_string()
+                }),
+            };
+            if let Err(e) = log.append(&line) {
+                failed.get_or_insert(e);
+            }
         }
     }
     if !l.quiet {
-        eprint!("{}", rep.summary(l.report.as_deref()));
-    }
-    if let Some(log) = &mut audit_log {
-        let line = AuditLine {
-            time: rep.started_at.clone(),
-            user: host.uid,
-            host: report::hostname(),
-            command: rep.command.clone(),
-            workspace: rep.workspace.clone(),
-            profile: rep.profile.name.clone(),
-            profile_sha256: rep.profile.sha256.clone(),
-            exit_code: rep.exit_code,
-            duration_ms: rep.duration_ms,
-            denials: rep.denials.len() as u64 + rep.capture.dropped,
-            report: l.report.as_ref().map(|p| {
-                std::path::absolute(p)
-                    .unwrap_or_else(|_| p.clone())
-                    .display()
-                    .to_string()
-            }),
-        };
-        if let Err(e) = log.append(&line) {
-            failed.get_or_insert(e);
-        }
+        eprint!(
+            "{}",
+            report::summary(&monitor.denials, monitor.dropped, l.report.as_deref())
+        );
     }
     if let Some(e) = failed {
         // The command ran and its status stands; the record of it failed.

@@ -191,37 +191,43 @@ impl Report {
 
     /// The few lines printed at exit when there were denials.
     pub fn summary(&self, path: Option<&Path>) -> String {
-        let mut s = String::new();
-        let n = self.denials.len() as u64 + self.capture.dropped;
-        if n == 0 {
-            return s;
-        }
-        let where_ = path
-            .map(|p| format!(" (report: {})", p.display()))
-            .unwrap_or_else(|| " (write a report with --report FILE)".into());
-        s.push_str(&format!(
-            "cordon: {n} denial{}{where_}\n",
-            if n == 1 { "" } else { "s" }
-        ));
-        for d in self.denials.iter().take(3) {
-            let exe = Path::new(&d.exe)
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            s.push_str(&format!(
-                "cordon:   {} {} ({exe}, {}): {}",
-                d.operation, d.target, d.errno, d.rule
-            ));
-            if !d.suggestion.is_empty() {
-                s.push_str(&format!(" -> {}", d.suggestion));
-            }
-            s.push('\n');
-        }
-        if n > 3 {
-            s.push_str(&format!("cordon:   ... and {} more\n", n - 3));
-        }
-        s
+        summary(&self.denials, self.capture.dropped, path)
     }
+}
+
+/// The few lines printed after a run with denials (nothing after a clean run).
+/// A free function: a run without `--report` or an audit log never builds a [`Report`].
+pub fn summary(denials: &[Denial], dropped: u64, path: Option<&Path>) -> String {
+    let mut s = String::new();
+    let n = denials.len() as u64 + dropped;
+    if n == 0 {
+        return s;
+    }
+    let where_ = path
+        .map(|p| format!(" (report: {})", p.display()))
+        .unwrap_or_else(|| " (write a report with --report FILE)".into());
+    s.push_str(&format!(
+        "cordon: {n} denial{}{where_}\n",
+        if n == 1 { "" } else { "s" }
+    ));
+    for d in denials.iter().take(3) {
+        let exe = Path::new(&d.exe)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "cordon:   {} {} ({exe}, {}): {}",
+            d.operation, d.target, d.errno, d.rule
+        ));
+        if !d.suggestion.is_empty() {
+            s.push_str(&format!(" -> {}", d.suggestion));
+        }
+        s.push('\n');
+    }
+    if n > 3 {
+        s.push_str(&format!("cordon:   ... and {} more\n", n - 3));
+    }
+    s
 }
 
 fn temp_beside(path: &Path) -> PathBuf {
