@@ -131,6 +131,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let (mut monitor, end) = Monitor::new(capture, &host, started);
     let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
     prep.attach_capture(end);
+    monitor.expect_exec(argv_strings(&l.command));
     let mut retried = false;
     let spawned = loop {
         if !l.quiet {
@@ -162,6 +163,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 monitor = m;
                 prep = Prepared::new(prep.policy, &host, &l.command, opts, inherited, Some(&why))?;
                 prep.attach_capture(end);
+                monitor.expect_exec(argv_strings(&l.command));
             }
             Err(SpawnError::NsUnavailable(why)) => {
                 return Err(Error::Unenforceable {
@@ -230,6 +232,13 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     Ok(outcome.code())
 }
 
+fn argv_strings(command: &[OsString]) -> Vec<String> {
+    command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
 fn build_report(
     l: &Launch,
     prep: &Prepared,
@@ -257,11 +266,7 @@ fn build_report(
         // Without capture, the one command we started ourselves.
         executed.push(report::Executed {
             pid: 0,
-            argv: l
-                .command
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect(),
+            argv: argv_strings(&l.command),
             at_ms: 0,
         });
     }
@@ -270,11 +275,7 @@ fn build_report(
         cordon_version: env!("CARGO_PKG_VERSION").into(),
         started_at: report::rfc3339(started_at),
         duration_ms: outcome.duration.as_millis() as u64,
-        command: l
-            .command
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+        command: argv_strings(&l.command),
         cwd: prep.policy.cwd.display().to_string(),
         workspace: prep.policy.workspace.display().to_string(),
         profile: report::ProfileInfo {

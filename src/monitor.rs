@@ -72,6 +72,8 @@ pub struct Monitor {
     pending: Vec<(String, String, u64, Fields)>,
     audit_syscalls: BTreeMap<String, Fields>,
     audit_creators: BTreeMap<String, Fields>,
+    /// The payload's own execve, which we made: see [`Monitor::expect_exec`].
+    first_exec: Option<Vec<String>>,
 }
 
 /// The payload's end of the listener channel.
@@ -103,6 +105,7 @@ impl Monitor {
             pending: Vec::new(),
             audit_syscalls: BTreeMap::new(),
             audit_creators: BTreeMap::new(),
+            first_exec: None,
         };
         let mut child = None;
         if opts.notify && host.user_notif {
@@ -190,6 +193,15 @@ impl Monitor {
         }
     }
 
+    /// The first notification is the payload's own execve of `argv`: the filter
+    /// is installed just before it, and only the payload carries the filter. We
+    /// wrote that call ourselves, so it is recorded from `argv` and let run at
+    /// once, without reading the caller's memory: every launch pays this round
+    /// trip.
+    pub fn expect_exec(&mut self, argv: Vec<String>) {
+        self.first_exec = Some(argv);
+    }
+
     fn receive_listener(&mut self) {
         let Some(ch) = &self.channel else { return };
         let mut buf = [0u8; 512];
@@ -269,6 +281,14 @@ impl Monitor {
         let pid = n.pid;
         self.our_pids.insert(pid);
         let name = syscalls::name(nr).unwrap_or("unknown");
+        if let Some(argv) = self.first_exec.take() {
+            if name == "execve" {
+                let at_ms = self.at_ms();
+                let _ = sys::notif_send(listener, n.id, 0, true);
+                self.executed.push(Executed { pid, argv, at_ms });
+                return;
+            }
+        }
         let mem = Mem::open(pid);
         // Refused by the policy: answer with its errno, and record it.
         if let Some(rule) = policy.syscalls.decide(nr, &args).cloned() {
