@@ -126,33 +126,6 @@ pub fn mount_setattr(path: &CString, recursive: bool, set: u64, clear: u64) -> i
     check(rc).map(drop)
 }
 
-/// Bring the loopback interface up (SIOCSIFFLAGS) in a fresh network namespace.
-pub fn loopback_up() -> io::Result<()> {
-    // SAFETY: plain socket(2); the fd is wrapped in OwnedFd right away.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: ifreq is plain old data; zeroed is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
-    unsafe {
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// Whether `fd` is open, and whether FD_CLOEXEC is set on it.
 pub fn fd_flags(fd: RawFd) -> Option<bool> {
     // SAFETY: F_GETFD reads descriptor flags; an invalid fd only yields EBADF.
