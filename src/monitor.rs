@@ -74,6 +74,8 @@ pub struct Monitor {
     audit_creators: BTreeMap<String, Fields>,
     /// The payload's own execve, which we made: see [`Monitor::expect_exec`].
     first_exec: Option<Vec<String>>,
+    /// Audit records are to be read; [`Monitor::start_audit`] subscribes.
+    audit_wanted: bool,
 }
 
 /// The payload's end of the listener channel.
@@ -106,6 +108,7 @@ impl Monitor {
             audit_syscalls: BTreeMap::new(),
             audit_creators: BTreeMap::new(),
             first_exec: None,
+            audit_wanted: false,
         };
         let mut child = None;
         if opts.notify && host.user_notif {
@@ -126,26 +129,44 @@ impl Monitor {
         } else if opts.notify {
             m.notes.push("syscall denials and executed commands not captured: no seccomp user notification on this kernel".into());
         }
-        if host.is_root() && host.landlock.abi() >= crate::plan::abi::AUDIT {
-            match open_audit() {
-                Ok(Some(fd)) => {
-                    m.audit = Some(fd);
-                    m.sources.push("audit".into());
-                }
-                Ok(None) => m.notes.push(if opts.trace {
-                    "Landlock denials predicted by --trace (kernel audit is disabled)".into()
-                } else {
-                    "Landlock (file and TCP) denials not observed: kernel audit is disabled; use --trace to predict them".into()
-                }),
-                Err(e) => m.notes.push(format!("Landlock denials not observed: audit: {e}")),
-            }
-        } else if !opts.trace {
+        m.audit_wanted = host.is_root() && host.landlock.abi() >= crate::plan::abi::AUDIT;
+        if !m.audit_wanted && !opts.trace {
             m.notes.push("Landlock (file and TCP) denials not observed: reading them needs root and audit; use --trace to predict them".into());
         }
         if opts.trace {
             m.sources.push("trace".into());
         }
         (m, child)
+    }
+
+    /// Subscribe to the kernel's audit records (Landlock denials), where we may.
+    /// Called by `spawn` just before the payload may run: with namespaces that
+    /// is after the clone, while init builds its network namespace, so the ~70 µs
+    /// of netlink setup is off the launch's critical path.
+    pub fn start_audit(&mut self) {
+        if !std::mem::take(&mut self.audit_wanted) {
+            return;
+        }
+        match open_audit() {
+            Ok(Some(fd)) => {
+                self.audit = Some(fd);
+                self.sources.insert(
+                    self.sources
+                        .iter()
+                        .position(|s| s == "trace")
+                        .unwrap_or(self.sources.len()),
+                    "audit".into(),
+                );
+            }
+            Ok(None) => self.notes.push(if self.opts.trace {
+                "Landlock denials predicted by --trace (kernel audit is disabled)".into()
+            } else {
+                "Landlock (file and TCP) denials not observed: kernel audit is disabled; use --trace to predict them".into()
+            }),
+            Err(e) => self
+                .notes
+                .push(format!("Landlock denials not observed: audit: {e}")),
+        }
     }
 
     /// Descriptors to poll.

@@ -33,14 +33,9 @@ pub struct Prepared {
     pub net: bool,
 }
 
-/// Namespaces the child is cloned into.
-pub fn clone_flags(net: bool) -> libc::c_int {
-    let mut f = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
-    if net {
-        f |= libc::CLONE_NEWNET;
-    }
-    f
-}
+/// Namespaces the child is cloned into (init adds the network namespace itself).
+pub const CLONE_FLAGS: libc::c_int =
+    libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
 
 impl Prepared {
     pub fn new(m: &Mounts) -> Result<Prepared> {

@@ -117,7 +117,7 @@ fn userns(euid: u32) -> Userns {
 /// Actually create the namespaces cordon uses, in a throwaway child (for
 /// `doctor`; a run learns the same by trying, and falls back in mode auto).
 pub fn try_namespaces() -> Result<(), String> {
-    let flags = crate::namespaces::clone_flags(true);
+    let flags = crate::namespaces::CLONE_FLAGS | libc::CLONE_NEWNET;
     match sys::clone_fork(flags) {
         Ok(None) => sys::exit_now(0),
         Ok(Some(pid)) => {
