@@ -9,6 +9,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::policy::{Access, Carve, FsPolicy, Grant, Kind, Network, Policy, beneath};
 use crate::probe::{Host, Userns};
@@ -63,9 +64,10 @@ pub enum Why {
     /// A grant as written.
     Grant(Origin),
     /// A grant expanded around a carve-out: this entry is a sibling on the way down.
-    Sibling { grant: Origin, carve: PathBuf },
+    /// (Shared: one expansion makes a rule per sibling, a hundred or more in /etc.)
+    Sibling { grant: Origin, carve: Arc<Path> },
     /// An ancestor of a denied path: listable only.
-    Ancestor { grant: Origin, carve: PathBuf },
+    Ancestor { grant: Origin, carve: Arc<Path> },
 }
 
 /// One Landlock path rule.
@@ -456,13 +458,14 @@ fn socketish(c: &Carve, lister: &dyn Lister) -> bool {
 /// Grant `g.access` to every entry of `dir` except the denied ones, recursing
 /// into entries that lie on the way to one; `dir` itself keeps listing only.
 fn expand(dir: &Path, g: &Grant, carves: &[&Path], lister: &dyn Lister, out: &mut Vec<FsRule>) {
+    let carve: Arc<Path> = Arc::from(carves[0]);
     out.push(FsRule {
         path: dir.to_path_buf(),
         access: Access::LIST,
         dir: true,
         why: Why::Ancestor {
             grant: g.origin.clone(),
-            carve: carves[0].to_path_buf(),
+            carve: carve.clone(),
         },
     });
     for (name, kind) in lister.list(dir) {
@@ -482,7 +485,7 @@ fn expand(dir: &Path, g: &Grant, carves: &[&Path], lister: &dyn Lister, out: &mu
                     dir: kind == EntryKind::Dir,
                     why: Why::Sibling {
                         grant: g.origin.clone(),
-                        carve: carves[0].to_path_buf(),
+                        carve: carve.clone(),
                     },
                 });
             }
