@@ -298,4 +298,71 @@ mod tests {
             "file rules carry file rights only"
         );
     }
+
+    fn plan(abi: i32, rules: Vec<FsRule>) -> Plan {
+        Plan {
+            mounts: None,
+            ns_reason: String::new(),
+            refuse: None,
+            landlock_abi: abi,
+            fs_rules: rules,
+            fs_rules_late: vec![],
+            expansions: vec![],
+            dropped: vec![],
+            tcp: None,
+            scope_abstract_unix: false,
+            scope_signal: false,
+            missing: vec![],
+            warnings: vec![],
+            gaps: vec![],
+        }
+    }
+
+    fn rule(path: std::path::PathBuf, dir: bool) -> FsRule {
+        FsRule {
+            path,
+            access: A::READ,
+            dir,
+            why: plan::Why::Grant(crate::profile::Origin {
+                source: "t".into(),
+                line: None,
+                column: None,
+                key: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn vanished_paths_are_planned_away_and_a_changed_kind_fails() {
+        let abi = crate::probe::Host::probe()
+            .landlock
+            .abi()
+            .min(plan::abi::TARGET);
+        if abi == 0 {
+            eprintln!("skipped: no Landlock here");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        // Removed between planning and preparing: prepared without it.
+        let p = plan(
+            abi,
+            vec![
+                rule(d.path().to_path_buf(), true),
+                rule(d.path().join("gone"), false),
+                rule(file.clone(), false),
+            ],
+        );
+        assert!(prepare(&p, false).is_ok());
+        // Planned as a directory, a file now: the kernel refuses the directory
+        // rights, and so do we (never a silently narrower rule).
+        let e = prepare(&plan(abi, vec![rule(file, true)]), false).unwrap_err();
+        assert!(matches!(e, Error::LandlockRule { .. }), "{e}");
+        // A symlink put in place of a planned entry is not followed.
+        let link = d.path().join("l");
+        std::os::unix::fs::symlink(d.path(), &link).unwrap();
+        let e = prepare(&plan(abi, vec![rule(link, true)]), false).unwrap_err();
+        assert!(matches!(e, Error::LandlockRule { .. }), "{e}");
+    }
 }
