@@ -396,7 +396,29 @@ const MAX_LINKS: u32 = 40;
 pub struct Canon {
     /// Keyed by the path's bytes: hashing a `Path` walks its components. Holds
     /// both the paths asked for and the canonical ones met on the way.
-    cache: std::collections::HashMap<Vec<u8>, (PathBuf, Option<Kind>)>,
+    cache: std::collections::HashMap<Vec<u8>, (PathBuf, Option<Kind>), PathHash>,
+}
+
+/// FxHash (rustc's) for Canon's keys: SipHash was a tenth of its time, five
+/// lookups per path. The keys are the paths of one profile, so resistance to
+/// crafted collisions buys nothing here.
+type PathHash = std::hash::BuildHasherDefault<FxHasher>;
+
+#[derive(Debug, Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Canon {
@@ -424,39 +446,61 @@ impl Canon {
     }
 
     fn get_clean(&mut self, b: &[u8], links: u32) -> (PathBuf, Option<Kind>) {
+        let kind = self.ensure(b, links);
+        (self.cached(b).to_path_buf(), kind)
+    }
+
+    /// The cached canonical form of `b`, which [`Canon::ensure`] has resolved.
+    fn cached(&self, b: &[u8]) -> &Path {
+        if b == b"/" {
+            Path::new("/")
+        } else {
+            &self.cache[b].0
+        }
+    }
+
+    /// Resolve `b` (absolute and clean) into the cache; returns what it is. The
+    /// parent is looked up in place rather than copied out: one allocation for
+    /// the path and one for the key per new entry.
+    fn ensure(&mut self, b: &[u8], links: u32) -> Option<Kind> {
         use std::ffi::OsStr;
         use std::os::unix::ffi::OsStrExt;
         let Some(slash) = b.iter().rposition(|&c| c == b'/').filter(|_| b.len() > 1) else {
-            return (PathBuf::from("/"), Some(Kind::Dir));
+            return Some(Kind::Dir);
         };
-        if let Some(hit) = self.cache.get(b) {
-            return hit.clone();
+        if let Some((_, kind)) = self.cache.get(b) {
+            return *kind;
         }
         let (parent, name) = (&b[..slash.max(1)], &b[slash + 1..]);
-        let (dir, dir_kind) = self.get_clean(parent, links);
-        let full = dir.join(OsStr::from_bytes(name));
+        let dir_kind = self.ensure(parent, links);
+        let full = self.cached(parent).join(OsStr::from_bytes(name));
+        // Reached through a link (or spelled otherwise): `full`, canonical up to its
+        // last component, resolves the same, and later lookups of it cost nothing.
+        let other_spelling =
+            (full.as_os_str().as_bytes() != b).then(|| full.as_os_str().as_bytes().to_vec());
         let out = if dir_kind != Some(Kind::Dir) {
             // Nothing exists beneath what is not a directory (ENOENT or ENOTDIR).
             (full, None)
         } else {
             match std::fs::symlink_metadata(&full) {
                 Err(_) => (full, None),
-                Ok(m) if m.file_type().is_symlink() => match self.follow(&dir, &full, links) {
-                    Some(target) => target,
-                    // A dangling link, or a loop: what it names does not exist.
-                    None => (full, None),
-                },
+                Ok(m) if m.file_type().is_symlink() => {
+                    let dir = full.parent().unwrap_or(Path::new("/"));
+                    match self.follow(dir, &full, links) {
+                        Some(target) => target,
+                        // A dangling link, or a loop: what it names does not exist.
+                        None => (full, None),
+                    }
+                }
                 Ok(m) => (full, Some(Kind::of(m.file_type()))),
             }
         };
-        // `full` is canonical and resolves to the same: a later lookup of it
-        // (another spelling reached through a link) costs nothing.
-        let canon_key = out.0.as_os_str().as_bytes();
-        if canon_key != b && out.0.parent() == Some(dir.as_path()) {
-            self.cache.insert(canon_key.to_vec(), out.clone());
+        let kind = out.1;
+        if let Some(key) = other_spelling {
+            self.cache.insert(key, out.clone());
         }
-        self.cache.insert(b.to_vec(), out.clone());
-        out
+        self.cache.insert(b.to_vec(), out);
+        kind
     }
 
     /// Resolve the symlink `link` (in the canonical directory `dir`) as the kernel
