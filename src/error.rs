@@ -93,6 +93,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("adding the Landlock rule for {}", path.display())]
+    LandlockRule {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("building the Landlock ruleset")]
     LandlockRuleset(#[source] landlock::RulesetError),
     #[error("compiling the seccomp filter")]

@@ -7,15 +7,26 @@
 //! the crate's best-effort mode drops what an older kernel lacks, and the plan has
 //! already decided whether that is acceptable. A status that disagrees with the
 //! plan is an error, never a silent success.
+//!
+//! Path rules bypass the crate ([`sys::landlock_add_path_rule`]): it `fstat`s every
+//! fd to learn what the plan already knows (directory or not), and with a couple
+//! of hundred rules (deny expansion without namespaces) those calls were a
+//! sizeable part of startup. The rights are cut to what the ruleset handles on
+//! this kernel, as the crate would; a rule whose kind no longer matches the plan
+//! fails (EINVAL) instead of being degraded.
+
+use std::os::fd::{AsFd, OwnedFd};
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
-    PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, Ruleset,
+    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
 };
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
 use crate::plan::{self, FsRule, Plan};
-use crate::policy;
+use crate::{policy, sys};
 
 const TARGET: ABI = ABI::V7;
 
@@ -41,10 +52,29 @@ fn rights(a: policy::Access, dir: bool) -> BitFlags<AccessFs> {
     r
 }
 
+/// What the ruleset handles on this kernel: the requested rights minus what its
+/// ABI lacks (the crate drops those from the ruleset in best-effort mode).
+fn handled_on(abi: i32) -> BitFlags<AccessFs> {
+    AccessFs::from_all(TARGET) & !AccessFs::ResolveUnix & AccessFs::from_all(ABI::from(abi))
+}
+
+/// The ruleset's fd, for adding path rules without the crate.
+#[derive(Debug)]
+struct RawRuleset {
+    fd: OwnedFd,
+    handled: BitFlags<AccessFs>,
+}
+
+/// O_PATH fds opened for rules, closed in batches: close_range(2) over a run
+/// of consecutive fds costs one syscall where close(2) costs one per fd. Kept
+/// well below any RLIMIT_NOFILE a launcher runs with.
+const FD_BATCH: usize = 128;
+
 /// A ruleset ready to be enforced in the child.
 #[derive(Debug)]
 pub struct Prepared {
     ruleset: Option<RulesetCreated>,
+    raw: Option<RawRuleset>,
     /// What the plan expects the kernel to enforce.
     expect_full: bool,
     /// Rules on paths the child mounts afresh (/proc): added in the child.
@@ -74,6 +104,7 @@ pub fn prepare(plan: &Plan, log_new_exec: bool) -> Result<Prepared> {
     if plan.landlock_abi == 0 {
         return Ok(Prepared {
             ruleset: None,
+            raw: None,
             expect_full: false,
             late: Vec::new(),
         });
@@ -101,13 +132,41 @@ pub fn prepare(plan: &Plan, log_new_exec: bool) -> Result<Prepared> {
         // Denials after execve are logged to the audit subsystem (ABI 7).
         created = created.log_new_exec(true).map_err(Error::LandlockRuleset)?;
     }
-    for rule in &plan.fs_rules {
-        created = match add_path_rule(created, rule) {
-            Ok(c) => c,
-            // The tree changed since planning (a sibling was removed): nothing to grant.
-            Err(_) if !rule.path.exists() => return prepare_again(plan, log_new_exec),
-            Err(e) => return Err(e),
-        };
+    // A second fd on the same ruleset: the crate keeps its own private. None when
+    // the crate found no Landlock after all; it then reports NotEnforced, which
+    // restrict refuses.
+    let raw = created
+        .try_clone()
+        .map_err(|e| Error::Launch {
+            step: "duplicating the Landlock ruleset fd",
+            source: e,
+        })
+        .map(Option::<OwnedFd>::from)?
+        .map(|fd| RawRuleset {
+            fd,
+            handled: handled_on(plan.landlock_abi),
+        });
+    if let Some(raw) = &raw {
+        let mut open = Vec::with_capacity(plan.fs_rules.len().min(FD_BATCH));
+        for rule in &plan.fs_rules {
+            match raw.add(rule) {
+                Ok(Some(fd)) => open.push(fd),
+                Ok(None) => {}
+                // The tree changed since planning (a sibling was removed): nothing to grant.
+                Err(_) if !rule.path.exists() => {
+                    sys::close_all(open);
+                    return prepare_again(plan, log_new_exec);
+                }
+                Err(e) => {
+                    sys::close_all(open);
+                    return Err(e);
+                }
+            }
+            if open.len() == FD_BATCH {
+                sys::close_all(std::mem::take(&mut open));
+            }
+        }
+        sys::close_all(open);
     }
     if let Some((connect, bind)) = &plan.tcp {
         for &port in connect {
@@ -124,6 +183,7 @@ pub fn prepare(plan: &Plan, log_new_exec: bool) -> Result<Prepared> {
     let expect_full = plan.landlock_abi >= plan::abi::TARGET;
     Ok(Prepared {
         ruleset: Some(created),
+        raw,
         expect_full,
         late: plan.fs_rules_late.clone(),
     })
@@ -136,34 +196,52 @@ fn prepare_again(plan: &Plan, log_new_exec: bool) -> Result<Prepared> {
     prepare(&p, log_new_exec)
 }
 
-/// Open `rule.path` and add it. On error the ruleset is consumed with it; the
-/// caller either plans again or fails.
-fn add_path_rule(created: RulesetCreated, rule: &FsRule) -> Result<RulesetCreated> {
-    let fd = PathFd::new(&rule.path).map_err(|e| Error::LandlockPath {
-        path: rule.path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    // The plan knows the kind from readdir or stat; the crate checks it again
-    // (and a mismatch shows as a partial enforcement, which restrict refuses).
-    let dir = rule.dir;
-    let access = rights(rule.access, dir);
-    if access.is_empty() {
-        return Ok(created);
+impl RawRuleset {
+    /// Open `rule.path` and add it. Returns the O_PATH fd, which the caller
+    /// closes (the kernel holds its own reference), or None when the rule
+    /// carries no right this kernel handles (the crate skips those too).
+    fn add(&self, rule: &FsRule) -> Result<Option<OwnedFd>> {
+        // The plan knows the kind from readdir or stat: no fstat here. A path that
+        // became a directory since gets file rights only (a subset); one that
+        // stopped being a directory makes the kernel refuse the directory rights.
+        let access = rights(rule.access, rule.dir) & self.handled;
+        if access.is_empty() {
+            return Ok(None);
+        }
+        // Plan paths are canonical or readdir entries other than symlinks: a
+        // symlink here was put in place since planning, and must not be followed
+        // into a grant of its target.
+        let fd = nix::fcntl::open(
+            &rule.path,
+            OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::LandlockPath {
+            path: rule.path.clone(),
+            source: e.into(),
+        })?;
+        sys::landlock_add_path_rule(self.fd.as_fd(), fd.as_fd(), access.bits()).map_err(|e| {
+            Error::LandlockRule {
+                path: rule.path.clone(),
+                source: e,
+            }
+        })?;
+        Ok(Some(fd))
     }
-    created
-        .add_rule(PathBeneath::new(fd, access))
-        .map_err(Error::LandlockRuleset)
 }
 
 impl Prepared {
     /// Enforce on the calling thread (the child, after no_new_privs).
     pub fn restrict(self) -> Result<Enforced, String> {
-        let Some(mut rs) = self.ruleset else {
+        let Some(rs) = self.ruleset else {
             return Ok(Enforced::None);
         };
-        for rule in &self.late {
-            rs = add_path_rule(rs, rule).map_err(|e| crate::error::chain(&e))?;
+        if let Some(raw) = &self.raw {
+            for rule in &self.late {
+                raw.add(rule).map_err(|e| crate::error::chain(&e))?;
+            }
         }
+        drop(self.raw);
         let status = rs
             .restrict_self()
             .map_err(|e| format!("landlock_restrict_self: {e}"))?;
@@ -219,5 +297,72 @@ mod tests {
             !rights(A::WRITE, false).contains(AccessFs::MakeReg),
             "file rules carry file rights only"
         );
+    }
+
+    fn plan(abi: i32, rules: Vec<FsRule>) -> Plan {
+        Plan {
+            mounts: None,
+            ns_reason: String::new(),
+            refuse: None,
+            landlock_abi: abi,
+            fs_rules: rules,
+            fs_rules_late: vec![],
+            expansions: vec![],
+            dropped: vec![],
+            tcp: None,
+            scope_abstract_unix: false,
+            scope_signal: false,
+            missing: vec![],
+            warnings: vec![],
+            gaps: vec![],
+        }
+    }
+
+    fn rule(path: std::path::PathBuf, dir: bool) -> FsRule {
+        FsRule {
+            path,
+            access: A::READ,
+            dir,
+            why: plan::Why::Grant(crate::profile::Origin {
+                source: "t".into(),
+                line: None,
+                column: None,
+                key: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn vanished_paths_are_planned_away_and_a_changed_kind_fails() {
+        let abi = crate::probe::Host::probe()
+            .landlock
+            .abi()
+            .min(plan::abi::TARGET);
+        if abi == 0 {
+            eprintln!("skipped: no Landlock here");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        // Removed between planning and preparing: prepared without it.
+        let p = plan(
+            abi,
+            vec![
+                rule(d.path().to_path_buf(), true),
+                rule(d.path().join("gone"), false),
+                rule(file.clone(), false),
+            ],
+        );
+        assert!(prepare(&p, false).is_ok());
+        // Planned as a directory, a file now: the kernel refuses the directory
+        // rights, and so do we (never a silently narrower rule).
+        let e = prepare(&plan(abi, vec![rule(file, true)]), false).unwrap_err();
+        assert!(matches!(e, Error::LandlockRule { .. }), "{e}");
+        // A symlink put in place of a planned entry is not followed.
+        let link = d.path().join("l");
+        std::os::unix::fs::symlink(d.path(), &link).unwrap();
+        let e = prepare(&plan(abi, vec![rule(link, true)]), false).unwrap_err();
+        assert!(matches!(e, Error::LandlockRule { .. }), "{e}");
     }
 }

@@ -9,8 +9,9 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::policy::{Access, FsPolicy, Grant, Network, Policy, beneath};
+use crate::policy::{Access, Carve, FsPolicy, Grant, Kind, Network, Policy, beneath};
 use crate::probe::{Host, Userns};
 use crate::profile::{NsMode, Origin};
 
@@ -19,6 +20,8 @@ use crate::profile::{NsMode, Origin};
 pub enum EntryKind {
     Dir,
     Symlink,
+    /// A unix socket (only [`socketish`] tells it apart from `Other`).
+    Socket,
     Other,
 }
 
@@ -33,15 +36,18 @@ pub struct DiskLister;
 
 impl Lister for DiskLister {
     fn list(&self, dir: &Path) -> Vec<(OsString, EntryKind)> {
+        use std::os::unix::fs::FileTypeExt;
         let Ok(rd) = std::fs::read_dir(dir) else {
             return Vec::new();
         };
         let mut v: Vec<_> = rd
             .flatten()
             .map(|e| {
+                // d_type from getdents; std falls back to lstat where it is DT_UNKNOWN.
                 let kind = match e.file_type() {
                     Ok(t) if t.is_symlink() => EntryKind::Symlink,
                     Ok(t) if t.is_dir() => EntryKind::Dir,
+                    Ok(t) if t.is_socket() => EntryKind::Socket,
                     _ => EntryKind::Other,
                 };
                 (e.file_name(), kind)
@@ -58,9 +64,10 @@ pub enum Why {
     /// A grant as written.
     Grant(Origin),
     /// A grant expanded around a carve-out: this entry is a sibling on the way down.
-    Sibling { grant: Origin, carve: PathBuf },
+    /// (Shared: one expansion makes a rule per sibling, a hundred or more in /etc.)
+    Sibling { grant: Origin, carve: Arc<Path> },
     /// An ancestor of a denied path: listable only.
-    Ancestor { grant: Origin, carve: PathBuf },
+    Ancestor { grant: Origin, carve: Arc<Path> },
 }
 
 /// One Landlock path rule.
@@ -315,7 +322,7 @@ fn mounts(fs: &FsPolicy) -> Mounts {
         if tops.iter().any(|t| beneath(&g.path, t)) {
             continue;
         }
-        if is_device(&g.path) {
+        if g.kind == Kind::Device {
             // Device nodes are writable on a read-only mount; no bind needed.
             continue;
         }
@@ -348,7 +355,7 @@ fn mounts(fs: &FsPolicy) -> Mounts {
         m.read_only.push(c.path.clone());
     }
     for c in fs.deny.iter().filter(|c| c.exists && covered(&c.path)) {
-        m.masks.push((c.path.clone(), c.path.is_dir()));
+        m.masks.push((c.path.clone(), c.kind == Kind::Dir));
     }
     m
 }
@@ -388,7 +395,7 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
             }
         } else if use_ns {
             // masked by the mount view
-        } else if socketish(&c.path, lister) {
+        } else if socketish(c, lister) {
             plan.gaps.push(format!("deny {}: connecting to a unix socket is not mediated by Landlock before ABI 9 without namespaces", c.path.display()));
         } else {
             if let Some(w) = in_writable(&c.path) {
@@ -413,7 +420,7 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
             let rule = FsRule {
                 path: g.path.clone(),
                 access: g.access,
-                dir: g.path.is_dir(),
+                dir: g.kind == Kind::Dir,
                 why: Why::Grant(g.origin.clone()),
             };
             // A rule on /proc names the host's proc; the namespace mounts a fresh one.
@@ -437,33 +444,28 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
 
 /// A unix socket, or a directory of them (/tmp/.X11-unix): Landlock before
 /// ABI 9 cannot stop a connect(2) to them, so expanding around them buys nothing.
-fn socketish(p: &Path, lister: &dyn Lister) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    let is_sock = |p: &Path| {
-        std::fs::symlink_metadata(p)
-            .map(|m| m.file_type().is_socket())
-            .unwrap_or(false)
-    };
-    if is_sock(p) {
-        return true;
-    }
-    p.is_dir()
-        && lister
-            .list(p)
+fn socketish(c: &Carve, lister: &dyn Lister) -> bool {
+    match c.kind {
+        Kind::Socket => true,
+        Kind::Dir => lister
+            .list(&c.path)
             .iter()
-            .any(|(n, k)| *k == EntryKind::Other && is_sock(&p.join(n)))
+            .any(|(_, k)| *k == EntryKind::Socket),
+        _ => false,
+    }
 }
 
 /// Grant `g.access` to every entry of `dir` except the denied ones, recursing
 /// into entries that lie on the way to one; `dir` itself keeps listing only.
 fn expand(dir: &Path, g: &Grant, carves: &[&Path], lister: &dyn Lister, out: &mut Vec<FsRule>) {
+    let carve: Arc<Path> = Arc::from(carves[0]);
     out.push(FsRule {
         path: dir.to_path_buf(),
         access: Access::LIST,
         dir: true,
         why: Why::Ancestor {
             grant: g.origin.clone(),
-            carve: carves[0].to_path_buf(),
+            carve: carve.clone(),
         },
     });
     for (name, kind) in lister.list(dir) {
@@ -483,7 +485,7 @@ fn expand(dir: &Path, g: &Grant, carves: &[&Path], lister: &dyn Lister, out: &mu
                     dir: kind == EntryKind::Dir,
                     why: Why::Sibling {
                         grant: g.origin.clone(),
-                        carve: carves[0].to_path_buf(),
+                        carve: carve.clone(),
                     },
                 });
             }
@@ -496,7 +498,6 @@ fn expand(dir: &Path, g: &Grant, carves: &[&Path], lister: &dyn Lister, out: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Carve;
     use std::collections::BTreeMap;
 
     struct Fake(BTreeMap<&'static str, Vec<(&'static str, EntryKind)>>);
@@ -524,6 +525,7 @@ mod tests {
                 .iter()
                 .map(|(p, a)| Grant {
                     path: p.into(),
+                    kind: Kind::Dir,
                     access: *a,
                     origin: origin(),
                 })
@@ -533,6 +535,7 @@ mod tests {
                 .map(|p| Carve {
                     path: p.into(),
                     exists: true,
+                    kind: Kind::Dir,
                     origin: origin(),
                 })
                 .collect(),
@@ -642,6 +645,34 @@ mod tests {
     }
 
     #[test]
+    fn denied_sockets_are_gaps_not_expansions() {
+        let mut m = tree().0;
+        m.insert(
+            "/tmp/.X11-unix",
+            vec![("X0", EntryKind::Socket), ("lock", EntryKind::Other)],
+        );
+        m.insert("/run", vec![("docker.sock", EntryKind::Socket)]);
+        let mut f = fs(
+            &[("/", Access::READ)],
+            &["/tmp/.X11-unix", "/run/docker.sock"],
+        );
+        f.deny[1].kind = Kind::Socket;
+        let mut plan = empty_plan();
+        plan_fs(&f, false, &Fake(m), &mut plan);
+        assert!(plan.expansions.is_empty(), "{:?}", plan.expansions);
+        assert_eq!(plan.fs_rules.len(), 1);
+        assert_eq!(
+            plan.gaps
+                .iter()
+                .filter(|g| g.contains("unix socket"))
+                .count(),
+            2,
+            "{:?}",
+            plan.gaps
+        );
+    }
+
+    #[test]
     fn grant_inside_a_denied_path_is_dropped() {
         let f = fs(
             &[("/home/u/.ssh", Access::READ), ("/usr", Access::READ)],
@@ -707,6 +738,7 @@ mod tests {
         f.read_only = vec![Carve {
             path: ws.join(".git/hooks"),
             exists: true,
+            kind: Kind::Dir,
             origin: origin(),
         }];
         let m = mounts(&f);

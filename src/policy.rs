@@ -1,6 +1,6 @@
 //! The validated policy: every check and normalisation of a resolved profile
 //! against this machine. Paths are absolute and canonical, names are numbers or
-//! enums, limits are typed. No side effects beyond `stat`, `canonicalize` and
+//! enums, limits are typed. No side effects beyond `lstat`, `readlink` and
 //! reading the few directories a `deny` glob names.
 
 use std::collections::BTreeSet;
@@ -95,6 +95,8 @@ impl fmt::Display for Access {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub path: PathBuf,
+    /// What `path` is (grants exist).
+    pub kind: Kind,
     pub access: Access,
     pub origin: Origin,
 }
@@ -104,6 +106,8 @@ pub struct Grant {
 pub struct Carve {
     pub path: PathBuf,
     pub exists: bool,
+    /// What `path` is; `Other` when it does not exist.
+    pub kind: Kind,
     pub origin: Origin,
 }
 
@@ -350,19 +354,81 @@ pub fn clean(path: &Path) -> PathBuf {
 /// The canonical form of `path`: symlinks resolved for the longest prefix that
 /// exists, the rest cleaned lexically. Returns whether the whole path exists.
 pub fn canonical(path: &Path) -> (PathBuf, bool) {
-    Canon::default().get(path)
+    let (p, kind) = Canon::default().get_kind(path);
+    (p, kind.is_some())
 }
+
+/// What an existing canonical path is, as the `lstat` that found it said: the
+/// plan needs no `stat` of its own (directory rules, device nodes, sockets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    /// A unix socket.
+    Socket,
+    /// A character or block device.
+    Device,
+    Other,
+}
+
+impl Kind {
+    fn of(t: std::fs::FileType) -> Kind {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_dir() {
+            Kind::Dir
+        } else if t.is_socket() {
+            Kind::Socket
+        } else if t.is_char_device() || t.is_block_device() {
+            Kind::Device
+        } else {
+            Kind::Other
+        }
+    }
+}
+
+/// How many symlinks one lookup follows before giving up, as the kernel's ELOOP.
+const MAX_LINKS: u32 = 40;
 
 /// Canonical paths with the directories on the way cached: one `lstat` per new
 /// component, where `realpath(3)` would `readlink` every component of every path.
+/// A symlink is resolved here too (one `readlink`, then its target component by
+/// component through the same cache), so that what it names is known as well.
 #[derive(Debug, Default)]
 pub struct Canon {
-    /// Keyed by the path's bytes: hashing a `Path` walks its components.
-    cache: std::collections::HashMap<Vec<u8>, (PathBuf, bool)>,
+    /// Keyed by the path's bytes: hashing a `Path` walks its components. Holds
+    /// both the paths asked for and the canonical ones met on the way.
+    cache: std::collections::HashMap<Vec<u8>, (PathBuf, Option<Kind>), PathHash>,
+}
+
+/// FxHash (rustc's) for Canon's keys: SipHash was a tenth of its time, five
+/// lookups per path. The keys are the paths of one profile, so resistance to
+/// crafted collisions buys nothing here.
+type PathHash = std::hash::BuildHasherDefault<FxHasher>;
+
+#[derive(Debug, Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Canon {
     pub fn get(&mut self, path: &Path) -> (PathBuf, bool) {
+        let (p, kind) = self.get_kind(path);
+        (p, kind.is_some())
+    }
+
+    /// The canonical form of `path` and what it is, or None when it does not exist.
+    pub fn get_kind(&mut self, path: &Path) -> (PathBuf, Option<Kind>) {
         use std::os::unix::ffi::OsStrExt;
         let b = path.as_os_str().as_bytes();
         // Clean already (no "", "." or ".." component): the common case, no copy.
@@ -372,40 +438,114 @@ impl Canon {
                     .split(|&c| c == b'/')
                     .all(|seg| !matches!(seg, b"" | b"." | b"..")));
         if clean_already {
-            self.get_clean(b)
+            self.get_clean(b, 0)
         } else {
             let cleaned = clean(path);
-            self.get_clean(cleaned.as_os_str().as_bytes())
+            self.get_clean(cleaned.as_os_str().as_bytes(), 0)
         }
     }
 
-    fn get_clean(&mut self, b: &[u8]) -> (PathBuf, bool) {
+    fn get_clean(&mut self, b: &[u8], links: u32) -> (PathBuf, Option<Kind>) {
+        let kind = self.ensure(b, links);
+        (self.cached(b).to_path_buf(), kind)
+    }
+
+    /// The cached canonical form of `b`, which [`Canon::ensure`] has resolved.
+    fn cached(&self, b: &[u8]) -> &Path {
+        if b == b"/" {
+            Path::new("/")
+        } else {
+            &self.cache[b].0
+        }
+    }
+
+    /// Resolve `b` (absolute and clean) into the cache; returns what it is. The
+    /// parent is looked up in place rather than copied out: one allocation for
+    /// the path and one for the key per new entry.
+    fn ensure(&mut self, b: &[u8], links: u32) -> Option<Kind> {
         use std::ffi::OsStr;
         use std::os::unix::ffi::OsStrExt;
         let Some(slash) = b.iter().rposition(|&c| c == b'/').filter(|_| b.len() > 1) else {
-            return (PathBuf::from("/"), true);
+            return Some(Kind::Dir);
         };
-        if let Some(hit) = self.cache.get(b) {
-            return hit.clone();
+        if let Some((_, kind)) = self.cache.get(b) {
+            return *kind;
         }
         let (parent, name) = (&b[..slash.max(1)], &b[slash + 1..]);
-        let (dir, dir_exists) = self.get_clean(parent);
-        let full = dir.join(OsStr::from_bytes(name));
-        let out = if !dir_exists {
-            (full, false)
+        let dir_kind = self.ensure(parent, links);
+        let full = self.cached(parent).join(OsStr::from_bytes(name));
+        // Reached through a link (or spelled otherwise): `full`, canonical up to its
+        // last component, resolves the same, and later lookups of it cost nothing.
+        let other_spelling =
+            (full.as_os_str().as_bytes() != b).then(|| full.as_os_str().as_bytes().to_vec());
+        let out = if dir_kind != Some(Kind::Dir) {
+            // Nothing exists beneath what is not a directory (ENOENT or ENOTDIR).
+            (full, None)
         } else {
             match std::fs::symlink_metadata(&full) {
-                Err(_) => (full, false),
-                Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(&full) {
-                    Ok(c) => (c, true),
-                    // A dangling link: what it names does not exist.
-                    Err(_) => (full, false),
-                },
-                Ok(_) => (full, true),
+                Err(_) => (full, None),
+                Ok(m) if m.file_type().is_symlink() => {
+                    let dir = full.parent().unwrap_or(Path::new("/"));
+                    match self.follow(dir, &full, links) {
+                        Some(target) => target,
+                        // A dangling link, or a loop: what it names does not exist.
+                        None => (full, None),
+                    }
+                }
+                Ok(m) => (full, Some(Kind::of(m.file_type()))),
             }
         };
-        self.cache.insert(b.to_vec(), out.clone());
-        out
+        let kind = out.1;
+        if let Some(key) = other_spelling {
+            self.cache.insert(key, out.clone());
+        }
+        self.cache.insert(b.to_vec(), out);
+        kind
+    }
+
+    /// Resolve the symlink `link` (in the canonical directory `dir`) as the kernel
+    /// would: ".." applies to what the components before it resolved to. None when
+    /// the target does not exist, or after [`MAX_LINKS`] links.
+    fn follow(&mut self, dir: &Path, link: &Path, links: u32) -> Option<(PathBuf, Option<Kind>)> {
+        use std::os::unix::ffi::OsStrExt;
+        if links >= MAX_LINKS {
+            return None;
+        }
+        let target = std::fs::read_link(link).ok()?;
+        let t = target.as_os_str().as_bytes();
+        let (mut cur, mut kind) = if t.first() == Some(&b'/') {
+            (PathBuf::from("/"), Some(Kind::Dir))
+        } else {
+            (dir.to_path_buf(), Some(Kind::Dir))
+        };
+        for seg in t.split(|&c| c == b'/') {
+            match seg {
+                b"" | b"." => {}
+                b".." => {
+                    // `cur` is canonical: its lexical parent is its real parent.
+                    if kind != Some(Kind::Dir) {
+                        return None;
+                    }
+                    cur.pop();
+                }
+                name => {
+                    if kind != Some(Kind::Dir) {
+                        return None;
+                    }
+                    let mut key = std::os::unix::ffi::OsStringExt::into_vec(cur.into_os_string());
+                    if key != b"/" {
+                        key.push(b'/');
+                    }
+                    key.extend_from_slice(name);
+                    (cur, kind) = self.get_clean(&key, links + 1);
+                }
+            }
+        }
+        // "dir/" names a directory or nothing.
+        if t.ends_with(b"/") && kind != Some(Kind::Dir) {
+            return None;
+        }
+        kind.map(|k| (cur, Some(k)))
     }
 }
 
@@ -434,10 +574,11 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
     for (list, access) in classes {
         for item in list {
             let path = absolute(item)?;
-            let (canonical, exists) = canon.get(&path);
-            if exists {
+            let (canonical, kind) = canon.get_kind(&path);
+            if let Some(kind) = kind {
                 fs.grants.push(Grant {
                     path: canonical,
+                    kind,
                     access,
                     origin: item.origin.clone(),
                 });
@@ -486,18 +627,20 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
                     .collect();
                 matched.sort();
                 for m in matched {
-                    let (path, exists) = canon.get(&m);
+                    let (path, kind) = canon.get_kind(&m);
                     out.push(Carve {
                         path,
-                        exists,
+                        exists: kind.is_some(),
+                        kind: kind.unwrap_or(Kind::Other),
                         origin: item.origin.clone(),
                     });
                 }
             } else {
-                let (path, exists) = canon.get(&path);
+                let (path, kind) = canon.get_kind(&path);
                 out.push(Carve {
                     path,
-                    exists,
+                    exists: kind.is_some(),
+                    kind: kind.unwrap_or(Kind::Other),
                     origin: item.origin.clone(),
                 });
             }
@@ -629,6 +772,45 @@ mod tests {
             c.get(Path::new("/nonexistent-cordon/a")),
             (PathBuf::from("/nonexistent-cordon/a"), false)
         );
+    }
+
+    #[test]
+    fn canon_follows_links_as_the_kernel_does() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        std::fs::write(root.join("real/f"), "").unwrap();
+        std::fs::write(root.join("x"), "").unwrap();
+        // ".." after a link applies to the link's target, not lexically.
+        symlink("real/sub", root.join("a")).unwrap();
+        symlink("a/../f", root.join("up")).unwrap();
+        symlink(root.join("real"), root.join("abs")).unwrap();
+        symlink("abs/sub/../../x", root.join("chain")).unwrap();
+        symlink("x/", root.join("slash")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+        symlink("nowhere", root.join("dangling")).unwrap();
+        let mut c = Canon::default();
+        for name in [
+            "a", "up", "abs", "chain", "slash", "loop1", "dangling", "abs/f",
+        ] {
+            let p = root.join(name);
+            let (got, kind) = c.get_kind(&p);
+            match std::fs::canonicalize(&p) {
+                Ok(want) => {
+                    assert_eq!(got, want, "{name}");
+                    let dir = std::fs::metadata(&want).unwrap().is_dir();
+                    assert_eq!(
+                        kind,
+                        Some(if dir { Kind::Dir } else { Kind::Other }),
+                        "{name}"
+                    );
+                }
+                Err(_) => assert_eq!((got, kind), (p, None), "{name}"),
+            }
+        }
+        assert_eq!(c.get_kind(Path::new("/dev/null")).1, Some(Kind::Device));
     }
 
     #[test]

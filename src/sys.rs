@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use seccompiler::sock_filter;
 
@@ -24,6 +24,69 @@ pub fn landlock_abi() -> io::Result<i32> {
     // the kernel reads no memory from us.
     let v = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, 0usize, 0usize, 1u32) };
     check(v).map(|v| v as i32)
+}
+
+/// landlock_add_rule(2) with a LANDLOCK_RULE_PATH_BENEATH rule: allow `access`
+/// (LANDLOCK_ACCESS_FS_* bits) beneath the file or directory `parent` names.
+/// The kernel takes its own reference to what `parent` names; the caller may
+/// close it right after.
+pub fn landlock_add_path_rule(
+    ruleset: BorrowedFd,
+    parent: BorrowedFd,
+    access: u64,
+) -> io::Result<()> {
+    // struct landlock_path_beneath_attr is packed in the UAPI header (12 bytes).
+    #[repr(C, packed)]
+    struct PathBeneathAttr {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    const LANDLOCK_RULE_PATH_BENEATH: libc::c_uint = 1;
+    let attr = PathBeneathAttr {
+        allowed_access: access,
+        parent_fd: parent.as_raw_fd(),
+    };
+    // SAFETY: `attr` is a valid landlock_path_beneath_attr that outlives the call;
+    // the kernel copies it and keeps no reference to our memory. Both fds are
+    // borrowed, open, and stay owned by the caller.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset.as_raw_fd(),
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneathAttr,
+            0u32,
+        )
+    };
+    check(rc).map(drop)
+}
+
+/// Close every descriptor in `fds`: one close_range(2) per run of consecutive
+/// numbers instead of one close(2) each, which is what a batch of O_PATH fds
+/// opened one after the other mostly is. Only descriptors in `fds` are closed.
+pub fn close_all(fds: Vec<OwnedFd>) {
+    let mut raw: Vec<RawFd> = fds.into_iter().map(IntoRawFd::into_raw_fd).collect();
+    raw.sort_unstable();
+    let mut i = 0;
+    while i < raw.len() {
+        let mut j = i;
+        while j + 1 < raw.len() && raw[j + 1] == raw[j] + 1 {
+            j += 1;
+        }
+        // SAFETY: raw[i..=j] are consecutive descriptors that we owned (taken out of
+        // their OwnedFd above), so the range holds no descriptor of anyone else; each
+        // is closed exactly once, here or in the fallback.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_close_range, raw[i] as u32, raw[j] as u32, 0u32) };
+        if rc < 0 {
+            // Before Linux 5.9: one at a time.
+            for &fd in &raw[i..=j] {
+                // SAFETY: as above; close_range failed, so `fd` is still open and ours.
+                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        i = j + 1;
+    }
 }
 
 /// Install one seccomp filter with `flags`. With SECCOMP_FILTER_FLAG_NEW_LISTENER

@@ -106,9 +106,15 @@ fn remove_wins_over_keep_everything() {
     }
 }
 
-/// The C library this process runs on: a harmless LD_PRELOAD value.
+/// The C library the payload runs on: a harmless LD_PRELOAD value. Read from
+/// the maps of a dynamically linked `cat`, not our own: test binaries are linked
+/// statically (.cargo/config.toml) and map no libc.
 fn libc_path() -> String {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let out = std::process::Command::new("cat")
+        .arg("/proc/self/maps")
+        .output()
+        .unwrap();
+    let maps = String::from_utf8_lossy(&out.stdout);
     maps.lines()
         .filter_map(|l| l.split_whitespace().nth(5))
         .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
