@@ -229,6 +229,10 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         // The command ran and its status stands; the record of it failed.
         eprintln!("cordon: {}", crate::error::chain(&e));
     }
+    // The launcher exits as soon as this returns, and none of these has a Drop
+    // with an effect beyond memory and descriptors, which the exit releases at
+    // once; dropping them piece by piece cost ~70 µs of every run.
+    std::mem::forget((l, prep, monitor, host));
     Ok(outcome.code())
 }
 
