@@ -1,7 +1,8 @@
 //! Landlock: the plan's file-system rules, TCP port rules and scopes become a
-//! `landlock::RulesetCreated` during preparation (every path opened, every rule
-//! added, in the launcher); `restrict` only calls `landlock_restrict_self` in the
-//! child and checks the crate's enforcement status against the plan.
+//! `landlock::RulesetCreated` in the launcher (every path opened and every rule
+//! added there, before the child may enforce it); `restrict` only calls
+//! `landlock_restrict_self` in the child and checks the crate's enforcement
+//! status against the plan.
 //!
 //! cordon requests the rights of the ABI it is tested against ([`plan::abi::TARGET`]);
 //! the crate's best-effort mode drops what an older kernel lacks, and the plan has
@@ -99,7 +100,8 @@ impl Enforced {
     }
 }
 
-/// Build the ruleset for `plan`: open every path, add every rule. Runs in the launcher.
+/// Create the ruleset for `plan` with its TCP rules and scopes. Runs in the
+/// launcher; the file-system rules follow with [`Prepared::add_rules`].
 pub fn prepare(plan: &Plan, log_new_exec: bool) -> Result<Prepared> {
     if plan.landlock_abi == 0 {
         return Ok(Prepared {
@@ -146,28 +148,6 @@ pub fn prepare(plan: &Plan, log_new_exec: bool) -> Result<Prepared> {
             fd,
             handled: handled_on(plan.landlock_abi),
         });
-    if let Some(raw) = &raw {
-        let mut open = Vec::with_capacity(plan.fs_rules.len().min(FD_BATCH));
-        for rule in &plan.fs_rules {
-            match raw.add(rule) {
-                Ok(Some(fd)) => open.push(fd),
-                Ok(None) => {}
-                // The tree changed since planning (a sibling was removed): nothing to grant.
-                Err(_) if !rule.path.exists() => {
-                    sys::close_all(open);
-                    return prepare_again(plan, log_new_exec);
-                }
-                Err(e) => {
-                    sys::close_all(open);
-                    return Err(e);
-                }
-            }
-            if open.len() == FD_BATCH {
-                sys::close_all(std::mem::take(&mut open));
-            }
-        }
-        sys::close_all(open);
-    }
     if let Some((connect, bind)) = &plan.tcp {
         for &port in connect {
             created = created
@@ -187,13 +167,6 @@ pub fn prepare(plan: &Plan, log_new_exec: bool) -> Result<Prepared> {
         expect_full,
         late: plan.fs_rules_late.clone(),
     })
-}
-
-/// A path vanished between planning and opening it: plan rules again without it.
-fn prepare_again(plan: &Plan, log_new_exec: bool) -> Result<Prepared> {
-    let mut p = plan.clone();
-    p.fs_rules.retain(|r| r.path.exists());
-    prepare(&p, log_new_exec)
 }
 
 impl RawRuleset {
@@ -231,6 +204,35 @@ impl RawRuleset {
 }
 
 impl Prepared {
+    /// Open every path of `plan.fs_rules` and add it. Runs in the launcher: before
+    /// the fork without namespaces; with them, after the clone, while init builds
+    /// its network namespace (the child shares the ruleset through its copy of
+    /// the fd, and enforces it only once the launcher says go).
+    pub fn add_rules(&self, plan: &Plan) -> Result<()> {
+        let Some(raw) = &self.raw else {
+            return Ok(());
+        };
+        let mut open = Vec::with_capacity(plan.fs_rules.len().min(FD_BATCH));
+        for rule in &plan.fs_rules {
+            match raw.add(rule) {
+                Ok(Some(fd)) => open.push(fd),
+                Ok(None) => {}
+                // Removed since planning (a sibling of an expansion): nothing to
+                // grant, exactly as if planned without it.
+                Err(_) if !rule.path.exists() => {}
+                Err(e) => {
+                    sys::close_all(open);
+                    return Err(e);
+                }
+            }
+            if open.len() == FD_BATCH {
+                sys::close_all(std::mem::take(&mut open));
+            }
+        }
+        sys::close_all(open);
+        Ok(())
+    }
+
     /// Enforce on the calling thread (the child, after no_new_privs).
     pub fn restrict(self) -> Result<Enforced, String> {
         let Some(rs) = self.ruleset else {
@@ -333,7 +335,7 @@ mod tests {
     }
 
     #[test]
-    fn vanished_paths_are_planned_away_and_a_changed_kind_fails() {
+    fn vanished_paths_are_skipped_and_a_changed_kind_fails() {
         let abi = crate::probe::Host::probe()
             .landlock
             .abi()
@@ -354,15 +356,16 @@ mod tests {
                 rule(file.clone(), false),
             ],
         );
-        assert!(prepare(&p, false).is_ok());
+        let prepared = |p: &Plan| prepare(p, false).and_then(|x| x.add_rules(p));
+        assert!(prepared(&p).is_ok());
         // Planned as a directory, a file now: the kernel refuses the directory
         // rights, and so do we (never a silently narrower rule).
-        let e = prepare(&plan(abi, vec![rule(file, true)]), false).unwrap_err();
+        let e = prepared(&plan(abi, vec![rule(file, true)])).unwrap_err();
         assert!(matches!(e, Error::LandlockRule { .. }), "{e}");
         // A symlink put in place of a planned entry is not followed.
         let link = d.path().join("l");
         std::os::unix::fs::symlink(d.path(), &link).unwrap();
-        let e = prepare(&plan(abi, vec![rule(link, true)]), false).unwrap_err();
+        let e = prepared(&plan(abi, vec![rule(link, true)])).unwrap_err();
         assert!(matches!(e, Error::LandlockRule { .. }), "{e}");
     }
 }

@@ -142,6 +142,10 @@ impl Prepared {
             .as_ref()
             .map(namespaces::Prepared::new)
             .transpose()?;
+        // With namespaces, `spawn` adds the file-system rules after the clone.
+        if ns.is_none() {
+            landlock.add_rules(&plan)?;
+        }
         Ok(Prepared {
             program_c: exec::path_cstring(&program)?,
             argv: exec::argv(command)?,
@@ -298,7 +302,13 @@ pub fn spawn(
                         "writing the uid/gid maps: {e}"
                     )));
                 }
-                // Work the child does not wait for, done while it builds its network namespace.
+                // Work the child needs only once it is told to go, done while it
+                // builds its network namespace.
+                if let Some(Err(e)) = prep.landlock.as_ref().map(|l| l.add_rules(&prep.plan)) {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    let _ = waitpid(pid, None);
+                    return Err(SpawnError::Failed(e));
+                }
                 monitor.start_audit();
                 // The child waits for this byte: its uid is unmapped until now. Should
                 // it have failed meanwhile, the write fails and its report follows below.
