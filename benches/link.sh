@@ -2,9 +2,12 @@
 # Experiment behind one of the profile's suggestions: how much of cordon's
 # startup is the dynamic loader? Builds the current working tree three ways
 # (a copy, in $BENCH_DIR/link: src/ is not touched) and times them interleaved:
-#   dynamic    the default: PIE, dynamically linked against glibc
-#   static-pie RUSTFLAGS="-C target-feature=+crt-static"
-#   static     RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" (no PIE)
+#   dynamic    PIE, dynamically linked against glibc (RUSTFLAGS="" overrides
+#              the crt-static of .cargo/config.toml)
+#   static-pie RUSTFLAGS="-C target-feature=+crt-static" (the default build since
+#              this experiment: .cargo/config.toml)
+#   static     RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" (no PIE;
+#              not taken: 0.1 ms more is not worth the launcher's own ASLR)
 #
 #   benches/link.sh            # builds (about a minute each), then 300 rounds
 #   RUNS=500 benches/link.sh
