@@ -303,20 +303,8 @@ mod tests {
 
     fn plan(abi: i32, rules: Vec<FsRule>) -> Plan {
         Plan {
-            mounts: None,
-            ns_reason: String::new(),
-            refuse: None,
-            landlock_abi: abi,
             fs_rules: rules,
-            fs_rules_late: vec![],
-            expansions: vec![],
-            dropped: vec![],
-            tcp: None,
-            scope_abstract_unix: false,
-            scope_signal: false,
-            missing: vec![],
-            warnings: vec![],
-            gaps: vec![],
+            ..Plan::empty(abi)
         }
     }
 

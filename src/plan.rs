@@ -158,6 +158,27 @@ pub mod abi {
 }
 
 impl Plan {
+    /// A plan with nothing in it, for unit tests that fill in what they check.
+    #[cfg(test)]
+    pub(crate) fn empty(landlock_abi: i32) -> Plan {
+        Plan {
+            mounts: None,
+            ns_reason: String::new(),
+            refuse: None,
+            landlock_abi,
+            fs_rules: vec![],
+            fs_rules_late: vec![],
+            expansions: vec![],
+            dropped: vec![],
+            tcp: None,
+            scope_abstract_unix: false,
+            scope_signal: false,
+            missing: vec![],
+            warnings: vec![],
+            gaps: vec![],
+        }
+    }
+
     /// Plan `policy` for `host`. `ns_failed` carries the reason when an attempt
     /// to create namespaces already failed (mode auto falls back).
     pub fn new(policy: &Policy, host: &Host, ns_failed: Option<&str>, lister: &dyn Lister) -> Plan {
@@ -545,22 +566,7 @@ mod tests {
     }
 
     fn empty_plan() -> Plan {
-        Plan {
-            mounts: None,
-            ns_reason: String::new(),
-            refuse: None,
-            landlock_abi: 7,
-            fs_rules: vec![],
-            fs_rules_late: vec![],
-            expansions: vec![],
-            dropped: vec![],
-            tcp: None,
-            scope_abstract_unix: false,
-            scope_signal: false,
-            missing: vec![],
-            warnings: vec![],
-            gaps: vec![],
-        }
+        Plan::empty(7)
     }
 
     fn tree() -> Fake {

@@ -480,6 +480,15 @@ fn init(
                 match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
                     Ok(st) if st.pid() == Some(child) => {
+                        // The run ends with the payload: end what it left behind and
+                        // reap it all before the launcher hears of it. Our own exit
+                        // would kill them too, but the launcher does not wait for that
+                        // (the mount namespace's teardown waits for an RCU grace
+                        // period), and dying processes still count against the uid's
+                        // RLIMIT_NPROC, which the next run may need.
+                        let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                        // Until ECHILD: nothing is left.
+                        while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(None, None) {}
                         let raw = raw_status(st);
                         let _ = nix::unistd::write(&status_w, &raw.to_ne_bytes());
                         sys::exit_now(0);

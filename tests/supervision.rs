@@ -335,3 +335,83 @@ fn stdin_and_stdout_pass_through() {
         }
     }
 }
+
+/// Every process of the run is gone, reaped and all, when cordon returns: not
+/// only killed. Dying processes (and zombies) still count against the uid's
+/// RLIMIT_NPROC, so a run that left them for its namespace's teardown could make
+/// the next run of the same user fail to fork (CI saw exactly that). The run
+/// uses a uid of its own, so that the count is exact whatever else runs.
+#[test]
+fn the_runs_processes_are_reaped_before_cordon_returns() {
+    const T: &str = "the_runs_processes_are_reaped_before_cordon_returns";
+    if !is_root() {
+        return skip(T, "needs root to run as a uid of its own");
+    }
+    // Not 65534: other tests run as nobody at the same time.
+    let uid = 40_000 + (std::process::id() % 20_000);
+    let of_uid = || -> Vec<String> {
+        let needle = format!("\nUid:\t{uid}\t");
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                status
+                    .contains(&needle)
+                    .then(|| status.lines().take(3).collect::<Vec<_>>().join(" "))
+            })
+            .collect()
+    };
+    let ws = tempfile::tempdir().unwrap();
+    nix::unistd::chown(
+        ws.path(),
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(uid)),
+    )
+    .unwrap();
+    // 40 busy subshells that ignore SIGTERM, left behind when the payload exits:
+    // on a small machine they take a while to die, even of SIGKILL.
+    let script =
+        "for i in $(seq 40); do (trap '' TERM HUP; while :; do :; done) & done; sleep 0.1; exit 0";
+    for ns in Ns::ALL {
+        let p = profile_ns(
+            "reaped",
+            "extends = \"workspace-write\"\n[limits]\nprocesses = 200\n",
+            ns,
+        );
+        for round in 0..3 {
+            let out = std::process::Command::new("setpriv")
+                .arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .arg(bin())
+                .args(["run", "-q", "-p", &p, "-w"])
+                .arg(ws.path())
+                .current_dir(ws.path())
+                .env_clear()
+                .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                .env("HOME", ws.path())
+                .args(["--", "/bin/sh", "-c", script])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            assert_code(&out, 0, format!("{}, round {round}", ns.name()));
+            // Immediately: no polling, which would hide a teardown still under way.
+            // Only init itself may still be finishing its exit (its mount namespace's
+            // teardown waits for an RCU grace period, which the launcher does not
+            // wait for): one process, already a zombie, nothing of the payload's.
+            let left: Vec<String> = of_uid()
+                .into_iter()
+                .filter(|s| !(s.starts_with("Name:\tcordon ") && s.contains("State:\tZ")))
+                .collect();
+            assert!(
+                left.is_empty(),
+                "{}, round {round}: {} processes of uid {uid} remain after cordon returned: {:?}",
+                ns.name(),
+                left.len(),
+                left.iter().take(5).collect::<Vec<_>>()
+            );
+        }
+    }
+}
