@@ -148,6 +148,32 @@ pub fn fork() -> io::Result<Option<libc::pid_t>> {
     }
 }
 
+/// Run `f` in a new process that shares our memory, this thread suspended until
+/// the child calls execve or exits (CLONE_VM | CLONE_VFORK, the way posix_spawn
+/// starts a program): no page tables to copy, no copy-on-write faults, and no
+/// copied address space for the execve to tear down. `f` runs on `stack` and must
+/// leave only through execve or [`exit_now`]; it may allocate (we are single
+/// threaded and suspended, so the heap is consistent) and what it changes in
+/// memory is what we see when we resume. It has its own descriptor table,
+/// working directory, credentials and signal mask (no CLONE_FILES, CLONE_FS,
+/// CLONE_THREAD).
+pub fn vfork_into(stack: &mut [u8], f: &mut dyn FnMut() -> isize) -> io::Result<libc::pid_t> {
+    use nix::sched::CloneFlags;
+    // SAFETY: the child runs on its own stack (`stack`, which outlives it: we are
+    // suspended until it is done with it) and never returns into our frames (see
+    // above). Our thread is the process's only one, so no lock can be held by a
+    // thread that the child would wait on.
+    let pid = unsafe {
+        nix::sched::clone(
+            Box::new(f),
+            stack,
+            CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
+            Some(libc::SIGCHLD),
+        )
+    }?;
+    Ok(pid.as_raw())
+}
+
 /// `_exit(2)`: leave the child without running the parent's atexit handlers or
 /// flushing its stdio buffers twice.
 pub fn exit_now(code: i32) -> ! {
