@@ -3,9 +3,11 @@
 //! command resolved, environment built); [`spawn`] forks, and the child runs
 //! one straight line in a fixed order, each step where it is for a reason.
 //!
-//! With namespaces the child is PID 1 of its namespaces ("init"): it builds the
-//! mount view, then forks the payload and stays to reap and forward signals.
-//! Without, the payload is the launcher's direct child.
+//! With namespaces the child is PID 1 of its namespaces ("init"): it makes the
+//! network namespace, builds the mount view, then starts the payload (sharing
+//! its memory until the payload's execve) and stays to reap and forward signals.
+//! Meanwhile the launcher adds the Landlock path rules; init waits for its go.
+//! Without namespaces, the payload is the launcher's direct child.
 
 use std::ffi::{CString, OsString};
 use std::io::Write;
@@ -463,8 +465,8 @@ fn init(
             &format!("creating init's signalfd: {e}"),
         ),
     };
-    // The payload shares init's memory until its execve (init waits meanwhile):
-    // forking a copy of init cost more than the payload's own steps.
+    // The payload shares init's memory until its execve (init waits meanwhile): a
+    // fork would copy init's address space only for the execve to discard it.
     let (err_raw, status_raw) = (err_w.as_raw_fd(), status_w.as_raw_fd());
     let mut err_slot = Some(err_w);
     let mut stack = vec![0u8; PAYLOAD_STACK];
