@@ -469,8 +469,7 @@ fn init(
     // fork would copy init's address space only for the execve to discard it.
     let (err_raw, status_raw) = (err_w.as_raw_fd(), status_w.as_raw_fd());
     let mut err_slot = Some(err_w);
-    let mut stack = vec![0u8; PAYLOAD_STACK];
-    let forked = sys::vfork_into(&mut stack, &mut || {
+    let forked = sys::vfork_into(PAYLOAD_STACK, &mut || {
         // Its own descriptor table: the status pipe is init's alone.
         let _ = nix::unistd::close(status_raw);
         match err_slot.take() {

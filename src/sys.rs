@@ -151,27 +151,68 @@ pub fn fork() -> io::Result<Option<libc::pid_t>> {
 /// Run `f` in a new process that shares our memory, this thread suspended until
 /// the child calls execve or exits (CLONE_VM | CLONE_VFORK, the way posix_spawn
 /// starts a program): no page tables to copy, no copy-on-write faults, and no
-/// copied address space for the execve to tear down. `f` runs on `stack` and must
-/// leave only through execve or [`exit_now`]; it may allocate (we are single
-/// threaded and suspended, so the heap is consistent) and what it changes in
-/// memory is what we see when we resume. It has its own descriptor table,
-/// working directory, credentials and signal mask (no CLONE_FILES, CLONE_FS,
-/// CLONE_THREAD).
-pub fn vfork_into(stack: &mut [u8], f: &mut dyn FnMut() -> isize) -> io::Result<libc::pid_t> {
-    use nix::sched::CloneFlags;
-    // SAFETY: the child runs on its own stack (`stack`, which outlives it: we are
-    // suspended until it is done with it) and never returns into our frames (see
-    // above). Our thread is the process's only one, so no lock can be held by a
-    // thread that the child would wait on.
-    let pid = unsafe {
-        nix::sched::clone(
-            Box::new(f),
-            stack,
-            CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
-            Some(libc::SIGCHLD),
+/// copied address space for the execve to tear down. `f` runs on a stack of
+/// `stack_size` bytes of its own, below which an inaccessible guard page turns an
+/// overflow into a fault rather than a write into our memory, and must leave only
+/// through execve or [`exit_now`]. It may allocate (we are single-threaded and
+/// suspended, so the heap is consistent), and what it changes in memory is what
+/// we see when we resume. It has its own descriptor table, working directory,
+/// credentials and signal mask (no CLONE_FILES, CLONE_FS, CLONE_THREAD).
+pub fn vfork_into(stack_size: usize, f: &mut dyn FnMut() -> isize) -> io::Result<libc::pid_t> {
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&mut &mut dyn FnMut` passed to clone below, alive
+        // for as long as the child runs (the parent is suspended meanwhile).
+        let f = unsafe { &mut *(arg as *mut &mut dyn FnMut() -> isize) };
+        f() as libc::c_int
+    }
+    let page = 4096;
+    let len = stack_size.next_multiple_of(page) + page;
+    // SAFETY: an anonymous private mapping of `len` bytes; no existing memory is touched.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
         )
-    }?;
-    Ok(pid.as_raw())
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let free = || {
+        // SAFETY: `base`/`len` is the mapping made above, no longer in use by anyone.
+        unsafe { libc::munmap(base, len) };
+    };
+    // SAFETY: the lowest page of our own mapping becomes the guard.
+    if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+        let e = io::Error::last_os_error();
+        free();
+        return Err(e);
+    }
+    let mut f = f;
+    // SAFETY: the child starts in `trampoline` on the top of our mapping (the
+    // stack grows down to the guard page) and never returns into our frames: `f`
+    // leaves through execve or _exit. CLONE_VFORK keeps this thread, the
+    // process's only one, suspended until then, so the mapping and `f` outlive
+    // the child's use of them and no lock can be held by a thread it would wait on.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            (base as *mut u8).add(len) as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &mut f as *mut &mut dyn FnMut() -> isize as *mut libc::c_void,
+        )
+    };
+    let result = if pid < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(pid)
+    };
+    // The child has exec'd or exited (or never started): its stack is free.
+    free();
+    result
 }
 
 /// `_exit(2)`: leave the child without running the parent's atexit handlers or
@@ -341,4 +382,41 @@ pub fn notif_addfd_send(
     // SAFETY: ADDFD reads the struct we own; the kernel dups `srcfd` into the target.
     let rc = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ADDFD, &add) };
     check(rc as libc::c_long).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::Pid;
+
+    /// The payload's stack ends in a guard page: an overflow kills the child
+    /// instead of writing into the memory it shares with its parent.
+    #[test]
+    fn a_shared_memory_child_that_overflows_its_stack_dies_of_it() {
+        fn deep(n: u64) -> u64 {
+            let frame = std::hint::black_box([n; 256]);
+            if n == 0 {
+                0
+            } else {
+                deep(n - 1).wrapping_add(frame[7])
+            }
+        }
+        let canary = vec![0x5au8; 1 << 20];
+        let mut ran = false;
+        // No allocation in the child: other test threads share this heap.
+        let pid = vfork_into(64 * 1024, &mut || {
+            ran = true;
+            std::hint::black_box(deep(1 << 20));
+            exit_now(0)
+        })
+        .unwrap();
+        let status = waitpid(Pid::from_raw(pid), None).unwrap();
+        assert!(ran, "the child runs in our memory");
+        assert!(
+            matches!(status, WaitStatus::Signaled(..)),
+            "the overflow must kill the child: {status:?}"
+        );
+        assert!(canary.iter().all(|&b| b == 0x5a), "our memory is intact");
+    }
 }
