@@ -115,7 +115,15 @@ pub fn processes(l: &Limits, root: bool) -> Result<Processes, String> {
 }
 
 fn create(dir: &Path, max: u64) -> io::Result<()> {
-    std::fs::create_dir(dir)?;
+    match std::fs::create_dir(dir) {
+        // Left by an earlier launcher with our pid that could not clean up (it was
+        // killed): empty, so removable; one still in use is never adopted.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_dir(dir)?;
+            std::fs::create_dir(dir)?;
+        }
+        r => r?,
+    }
     std::fs::write(dir.join("pids.max"), max.to_string()).inspect_err(|_| {
         let _ = std::fs::remove_dir(dir);
     })
@@ -168,10 +176,21 @@ pub fn join(procs: &CString) -> Result<(), String> {
         .map_err(|e| format!("joining the pids cgroup {}: {e}", path.display()))
 }
 
-/// Remove the cgroup after the run (every process in it has exited).
+/// Remove the cgroup after the run. Every process of the payload has exited by
+/// now, but init may still be in its own exit (its mount namespace's teardown
+/// comes before it leaves the cgroup), and until then the removal fails with
+/// EBUSY: wait for it, a few ms at most, rather than leave the cgroup behind.
 pub fn cleanup(p: &Processes) {
-    if let Processes::Cgroup { dir, .. } = p {
-        let _ = std::fs::remove_dir(dir);
+    let Processes::Cgroup { dir, .. } = p else {
+        return;
+    };
+    for _ in 0..2000 {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            _ => return,
+        }
     }
 }
 
@@ -179,6 +198,30 @@ pub fn cleanup(p: &Processes) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A cgroup left by a launcher that was killed, with the pid we now have,
+    /// must not make the run fail: it is empty, so it is removed and made again.
+    #[test]
+    fn a_stale_cgroup_of_the_same_name_is_replaced() {
+        let strict = std::env::var_os("CORDON_TEST_STRICT").is_some_and(|v| v == "1");
+        let base = match pids_cgroup_base() {
+            Some(b) if nix::unistd::geteuid().is_root() => Path::new(b),
+            _ if strict => panic!("needs root and a writable pids cgroup hierarchy"),
+            _ => return eprintln!("SKIPPED: needs root and a writable pids cgroup hierarchy"),
+        };
+        let dir = base.join(format!("cordon-test-stale-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let made = create(&dir, 7);
+        let max = std::fs::read_to_string(dir.join("pids.max"));
+        cleanup(&Processes::Cgroup {
+            dir: dir.clone(),
+            procs: CString::default(),
+            max: 7,
+        });
+        made.unwrap();
+        assert_eq!(max.unwrap().trim(), "7");
+        assert!(!dir.exists(), "cleanup removes it");
+    }
 
     #[test]
     fn core_is_always_off_and_memory_is_data() {

@@ -415,3 +415,57 @@ fn the_runs_processes_are_reaped_before_cordon_returns() {
         }
     }
 }
+
+/// As root, `processes` is a pids cgroup of the run's own: removed when cordon
+/// returns, in both namespace modes (init may still be finishing its exit then;
+/// the launcher waits for it rather than leave the cgroup behind).
+#[test]
+fn the_runs_pids_cgroup_is_removed() {
+    const T: &str = "the_runs_pids_cgroup_is_removed";
+    if !is_root() {
+        return skip(T, "the pids cgroup is made as root only");
+    }
+    let bases = [
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup",
+    ];
+    for ns in Ns::ALL {
+        let ws = tempdir(User::Root);
+        let p = profile_ns(
+            "pidscg",
+            "extends = \"workspace-write\"\n[limits]\nprocesses = 100\n",
+            ns,
+        );
+        for round in 0..5 {
+            let mut child = cordon(User::Root)
+                .args(["run", "-q", "-p", &p, "-w"])
+                .arg(ws.path())
+                .current_dir(ws.path())
+                .args(["--", "/bin/sh", "-c", "cat /proc/self/cgroup"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let pid = child.id();
+            let mut out = String::new();
+            std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+            let status = child.wait().unwrap();
+            assert_eq!(status.code(), Some(0), "{}, round {round}", ns.name());
+            let name = format!("cordon-{pid}");
+            assert!(
+                out.contains(&name),
+                "{}: the payload is not in the run's pids cgroup: {out}",
+                ns.name()
+            );
+            for b in bases {
+                let dir = Path::new(b).join(&name);
+                assert!(
+                    !dir.exists(),
+                    "{}, round {round}: {} is left behind",
+                    ns.name(),
+                    dir.display()
+                );
+            }
+        }
+    }
+}
