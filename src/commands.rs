@@ -131,7 +131,6 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let (mut monitor, end) = Monitor::new(capture, &host, started);
     let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
     prep.attach_capture(end);
-    monitor.expect_exec(argv_strings(&l.command));
     let mut retried = false;
     let spawned = loop {
         if !l.quiet {
@@ -163,7 +162,6 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 monitor = m;
                 prep = Prepared::new(prep.policy, &host, &l.command, opts, inherited, Some(&why))?;
                 prep.attach_capture(end);
-                monitor.expect_exec(argv_strings(&l.command));
             }
             Err(SpawnError::NsUnavailable(why)) => {
                 return Err(Error::Unenforceable {

@@ -214,8 +214,9 @@ impl Monitor {
         }
     }
 
-    /// The first notification is the payload's own execve of `argv`: the filter
-    /// is installed just before it, and only the payload carries the filter. We
+    /// The next spawn's first notification is the payload's own execve of `argv`
+    /// (`spawn` says so): the filter is installed just before it, and only the
+    /// payload carries the filter. We
     /// wrote that call ourselves, so it is recorded from `argv` and let run at
     /// once, without reading the caller's memory: every launch pays this round
     /// trip.

@@ -277,6 +277,12 @@ pub fn spawn(
 ) -> std::result::Result<Spawned, SpawnError> {
     let (err_r, err_w) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
+    monitor.expect_exec(
+        prep.command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    );
     let launcher = nix::unistd::getpid();
     let spawned = if prep.ns.is_some() {
         let (sync_r, sync_w) =
