@@ -46,3 +46,15 @@ pub use plan::Plan;
 pub use policy::Policy;
 pub use profile::Profile;
 pub use sandbox::Prepared;
+
+/// What unit tests share: kernel tests skip only loudly, and never under
+/// CORDON_TEST_STRICT=1 (CI), as the integration tests' support module does.
+#[cfg(test)]
+pub(crate) mod testing {
+    pub fn skip(test: &str, why: &str) {
+        if std::env::var_os("CORDON_TEST_STRICT").is_some_and(|v| v != "0" && !v.is_empty()) {
+            panic!("{test}: would skip ({why}), and CORDON_TEST_STRICT=1 forbids skipping");
+        }
+        eprintln!("SKIPPED {test}: {why}");
+    }
+}
