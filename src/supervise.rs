@@ -141,9 +141,14 @@ pub fn supervise(
     }
     let duration = started.elapsed();
     if child.ns {
-        // init exits right after reporting; make sure, and do not wait for the kernel
-        // to tear the namespaces down (that runs on, off the critical path).
+        // init exits right after reporting; make sure, and reap it. Left to our own
+        // parent (PID 1 or a subreaper) as a zombie, it would count against the
+        // user's RLIMIT_NPROC until reaped, and a parent that never reaps (an agent
+        // running as PID 1 of a container) would collect one per run.
         let _ = kill(child.pid, Signal::SIGKILL);
+        if main.is_none() {
+            while let Err(nix::errno::Errno::EINTR) = waitpid(child.pid, None) {}
+        }
         reap(child.pid, &mut main);
     } else {
         // The payload is gone: nothing it started outlives the run.
