@@ -20,7 +20,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::Resource;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{Pid, getppid, pipe2};
 use seccompiler::BpfProgram;
 
@@ -510,7 +510,14 @@ fn init(
                         // (the mount namespace's teardown waits for an RCU grace
                         // period), and dying processes still count against the uid's
                         // RLIMIT_NPROC, which the next run may need.
-                        let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                        // With no child left, zombie or alive, nothing else lives here:
+                        // every process of the namespace descends from init, and orphans
+                        // are reparented to it. kill(-1) walks every task of the host.
+                        let flags =
+                            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+                        if waitid(Id::All, flags) != Err(nix::errno::Errno::ECHILD) {
+                            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                        }
                         // Until ECHILD: nothing is left.
                         while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(None, None) {}
                         let raw = raw_status(st);
