@@ -20,7 +20,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::resource::Resource;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getppid, pipe2};
 use seccompiler::BpfProgram;
 
@@ -504,22 +504,12 @@ fn init(
                 match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
                     Ok(st) if st.pid() == Some(child) => {
-                        // The run ends with the payload: end what it left behind and
-                        // reap it all before the launcher hears of it. Our own exit
-                        // would kill them too, but the launcher does not wait for that
-                        // (the mount namespace's teardown waits for an RCU grace
-                        // period), and dying processes still count against the uid's
-                        // RLIMIT_NPROC, which the next run may need.
-                        // With no child left, zombie or alive, nothing else lives here:
-                        // every process of the namespace descends from init, and orphans
-                        // are reparented to it. kill(-1) walks every task of the host.
-                        let flags =
-                            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-                        if waitid(Id::All, flags) != Err(nix::errno::Errno::ECHILD) {
-                            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-                        }
-                        // Until ECHILD: nothing is left.
-                        while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(None, None) {}
+                        // The run ends with the payload. What it left behind dies with
+                        // us: when a namespace's init exits, the kernel kills every
+                        // process left in it, and init becomes a zombie only once they
+                        // are all released. The launcher reaps init (supervise), so
+                        // nothing of the run outlives cordon or counts against the uid's
+                        // RLIMIT_NPROC afterwards.
                         let raw = raw_status(st);
                         let _ = nix::unistd::write(&status_w, &raw.to_ne_bytes());
                         sys::exit_now(0);

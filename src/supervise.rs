@@ -141,8 +141,10 @@ pub fn supervise(
     }
     let duration = started.elapsed();
     if child.ns {
-        // init exits right after reporting; make sure, and reap it. Left to our own
-        // parent (PID 1 or a subreaper) as a zombie, it would count against the
+        // init exits right after reporting; make sure, and reap it. Its exit ends
+        // every process left in the namespace, and completes only once they are all
+        // released: after this wait nothing of the run is left. Left to our own
+        // parent (PID 1 or a subreaper) as a zombie, init would count against the
         // user's RLIMIT_NPROC until reaped, and a parent that never reaps (an agent
         // running as PID 1 of a container) would collect one per run.
         let _ = kill(child.pid, Signal::SIGKILL);
