@@ -63,15 +63,13 @@ impl Host {
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Landlock::Disabled,
             _ => Landlock::Missing,
         };
-        let actions =
-            fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
         let euid = nix::unistd::geteuid().as_raw();
         Host {
             kernel: kernel_release(),
             landlock,
-            // The kernel lists the actions it supports only when filters are built in.
-            seccomp: actions.contains("errno"),
-            user_notif: actions.contains("user_notif"),
+            // Without filter support built in, seccomp(2) refuses every operation.
+            seccomp: sys::seccomp_action_available(libc::SECCOMP_RET_ERRNO),
+            user_notif: sys::seccomp_action_available(libc::SECCOMP_RET_USER_NOTIF),
             userns: userns(euid),
             uid: nix::unistd::getuid().as_raw(),
             euid,

@@ -420,3 +420,95 @@ mod tests {
         assert!(canary.iter().all(|&b| b == 0x5a), "our memory is intact");
     }
 }
+
+/// The three capability sets of the calling thread, as 64-bit masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
+
+const CAP_V3: u32 = 0x2008_0522; // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// capget(2) for the calling thread: all three sets in one call (the caps crate
+/// makes one call per set).
+pub fn capget() -> io::Result<CapSets> {
+    let mut h = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
+    let mut d = [CapData::default(); 2];
+    // SAFETY: version 3 takes a header and an array of two data structs, both
+    // valid and writable for the duration of the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut CapHeader, d.as_mut_ptr()) };
+    check(rc)?;
+    let join = |lo: u32, hi: u32| lo as u64 | (hi as u64) << 32;
+    Ok(CapSets {
+        effective: join(d[0].effective, d[1].effective),
+        permitted: join(d[0].permitted, d[1].permitted),
+        inheritable: join(d[0].inheritable, d[1].inheritable),
+    })
+}
+
+/// capset(2) for the calling thread: all three sets in one call.
+pub fn capset(s: CapSets) -> io::Result<()> {
+    let mut h = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
+    let split = |m: u64| (m as u32, (m >> 32) as u32);
+    let (e, p, i) = (split(s.effective), split(s.permitted), split(s.inheritable));
+    let d = [
+        CapData {
+            effective: e.0,
+            permitted: p.0,
+            inheritable: i.0,
+        },
+        CapData {
+            effective: e.1,
+            permitted: p.1,
+            inheritable: i.1,
+        },
+    ];
+    // SAFETY: as in capget; the kernel only reads the data array.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut h as *mut CapHeader, d.as_ptr()) };
+    check(rc).map(drop)
+}
+
+/// PR_CAPBSET_DROP of capability number `cap`. EINVAL: this kernel has no such capability.
+pub fn capbset_drop(cap: u32) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// seccomp(SECCOMP_GET_ACTION_AVAIL): whether the kernel's filters support the
+/// return `action` (one syscall, where procfs's actions_avail is an open and a read).
+pub fn seccomp_action_available(action: u32) -> bool {
+    const SECCOMP_GET_ACTION_AVAIL: libc::c_ulong = 2;
+    // SAFETY: the kernel reads one u32 from a valid pointer.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_GET_ACTION_AVAIL,
+            0 as libc::c_ulong,
+            &action as *const u32,
+        )
+    };
+    rc == 0
+}

@@ -81,6 +81,51 @@ fn no_capabilities_no_new_privs_and_seccomp_inside() {
     }
 }
 
+/// `[capabilities] keep`: exactly the kept capability survives, in every set
+/// including the bounding set and the ambient set (so a non-root payload keeps
+/// it across execve), wherever the child holds it to begin with: as root, or
+/// inside a user namespace. As uid 65534 without one there is nothing to keep.
+#[test]
+fn kept_capabilities_are_all_that_remain() {
+    const NET_BIND: &str = "0000000000000400"; // 1 << CAP_NET_BIND_SERVICE (10)
+    let own = status_fields(&std::fs::read_to_string("/proc/self/status").unwrap());
+    for user in users("kept_capabilities_are_all_that_remain") {
+        for ns in Ns::ALL {
+            let ws = tempdir(user);
+            let p = profile_ns(
+                "keep",
+                "extends = \"workspace-write\"\n[capabilities]\nkeep = [\"CAP_NET_BIND_SERVICE\"]\n",
+                ns,
+            );
+            let out = cordon(user)
+                .args(["run", "-q", "-p", &p, "-w"])
+                .arg(ws.path())
+                .current_dir(ws.path())
+                .args(["--", "/bin/cat", "/proc/self/status"])
+                .output()
+                .unwrap();
+            let ctx = format!("{user}, {ns}");
+            assert_code(&out, 0, &ctx);
+            let st = status_fields(&text(&out.stdout));
+            let held = !(ns == Ns::Off && user == User::Nobody);
+            let kept = if held { NET_BIND } else { ZERO };
+            for f in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
+                assert_eq!(st.get(f).map(String::as_str), Some(kept), "{ctx}: {f}");
+            }
+            let bounding = if held {
+                NET_BIND
+            } else {
+                own["CapBnd"].as_str()
+            };
+            assert_eq!(
+                st.get("CapBnd").map(String::as_str),
+                Some(bounding),
+                "{ctx}: CapBnd"
+            );
+        }
+    }
+}
+
 /// no_new_privs is real: a setuid-root program does not raise the euid of uid
 /// 65534 inside the sandbox (without namespaces, no_new_privs is the only
 /// thing that stops it), while the same program does outside (the control).
