@@ -179,3 +179,27 @@ pub enum ProfileCommand {
         workspace: Option<PathBuf>,
     },
 }
+
+impl Cli {
+    /// Parse the process's arguments. `cordon run` is what every sandboxed tool
+    /// command pays for, so it is parsed with its own subcommand alone (building
+    /// clap's whole command tree is a measurable share of a launch); anything else,
+    /// and any error or request for help, goes through the full parser, so help
+    /// and messages are exactly the same. Both use the one `RunArgs` definition.
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new("run")) {
+            let cmd = RunArgs::augment_args(clap::Command::new("run"));
+            if let Ok(run) = cmd
+                .try_get_matches_from(std::env::args_os().skip(1))
+                .and_then(|m| RunArgs::from_arg_matches(&m))
+            {
+                return Ok(Cli {
+                    command: Command::Run(run),
+                });
+            }
+        }
+        let m = Cli::command().try_get_matches()?;
+        Cli::from_arg_matches(&m)
+    }
+}

@@ -2,14 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use cordon::cli::{Cli, Command};
 use cordon::error::{chain, exit};
 
 fn main() -> ExitCode {
     // Before anything opens a file: the descriptors the caller left open for the payload.
     let inherited = cordon::sandbox::inherited_fds();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             let _ = e.print(); // --help, --version
