@@ -76,6 +76,8 @@ pub struct Monitor {
     first_exec: Option<Vec<String>>,
     /// Audit records are to be read; [`Monitor::start_audit`] subscribes.
     audit_wanted: bool,
+    /// Subscribed, but whether audit is enabled is not known yet.
+    audit_unconfirmed: bool,
 }
 
 /// The payload's end of the listener channel.
@@ -109,6 +111,7 @@ impl Monitor {
             audit_creators: BTreeMap::new(),
             first_exec: None,
             audit_wanted: false,
+            audit_unconfirmed: false,
         };
         let mut child = None;
         if opts.notify && host.user_notif {
@@ -140,16 +143,20 @@ impl Monitor {
     }
 
     /// Subscribe to the kernel's audit records (Landlock denials), where we may.
-    /// Called by `spawn` just before the payload may run: with namespaces that
-    /// is after the clone, while init builds its network namespace, so the ~70 µs
-    /// of netlink setup is off the launch's critical path.
+    /// Called by `spawn` before the payload's execve, the first thing Landlock can
+    /// deny. Only a socket and a bind: whether audit is enabled at all is asked
+    /// later ([`Monitor::confirm_audit`]), because the kernel answers that
+    /// question from a kernel thread it creates for the purpose, and waiting for
+    /// one cost ~0.1 ms (often more, while init builds its namespaces) of every
+    /// launch's critical path.
     pub fn start_audit(&mut self) {
         if !std::mem::take(&mut self.audit_wanted) {
             return;
         }
         match open_audit() {
-            Ok(Some(fd)) => {
+            Ok(fd) => {
                 self.audit = Some(fd);
+                self.audit_unconfirmed = true;
                 self.sources.insert(
                     self.sources
                         .iter()
@@ -158,15 +165,34 @@ impl Monitor {
                     "audit".into(),
                 );
             }
-            Ok(None) => self.notes.push(if self.opts.trace {
-                "Landlock denials predicted by --trace (kernel audit is disabled)".into()
-            } else {
-                "Landlock (file and TCP) denials not observed: kernel audit is disabled; use --trace to predict them".into()
-            }),
             Err(e) => self
                 .notes
                 .push(format!("Landlock denials not observed: audit: {e}")),
         }
+    }
+
+    /// Whether the kernel's audit is enabled; if not, drop the subscription (no
+    /// record will come) and say so. Called by `spawn` once the child is on its
+    /// way, so the question overlaps the child's own steps; `finish` calls it
+    /// otherwise.
+    pub fn confirm_audit(&mut self) {
+        if !std::mem::take(&mut self.audit_unconfirmed) {
+            return;
+        }
+        let why = match audit_enabled() {
+            Ok(true) => return,
+            Ok(false) => None,
+            Err(e) => Some(e),
+        };
+        self.audit = None;
+        self.sources.retain(|s| s != "audit");
+        self.notes.push(match why {
+            Some(e) => format!("Landlock denials not observed: audit: {e}"),
+            None if self.opts.trace => {
+                "Landlock denials predicted by --trace (kernel audit is disabled)".into()
+            }
+            None => "Landlock (file and TCP) denials not observed: kernel audit is disabled; use --trace to predict them".into(),
+        });
     }
 
     /// Descriptors to poll.
@@ -511,6 +537,7 @@ impl Monitor {
     /// Drain what is left once the run is over (audit records trail the denial),
     /// and turn our domain's records into denials.
     pub fn finish(&mut self, policy: &Policy, plan: &Plan) {
+        self.confirm_audit();
         if self.audit.is_none() {
             return;
         }
@@ -907,12 +934,10 @@ fn audit_denial(
     })
 }
 
-/// A netlink audit socket subscribed to the read-only log group, if audit is
-/// enabled (we never enable it: that would change the host for everyone).
-fn open_audit() -> std::io::Result<Option<OwnedFd>> {
-    if !audit_enabled()? {
-        return Ok(None);
-    }
+/// A netlink audit socket subscribed to the read-only log group (whether audit
+/// is enabled is [`audit_enabled`]; we never enable it: that would change the
+/// host for everyone).
+fn open_audit() -> std::io::Result<OwnedFd> {
     let fd = socket(
         AddressFamily::Netlink,
         SockType::Raw,
@@ -921,7 +946,7 @@ fn open_audit() -> std::io::Result<Option<OwnedFd>> {
     )?;
     // AUDIT_NLGRP_READLOG: a copy of every record, for readers with CAP_AUDIT_READ.
     bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 1))?;
-    Ok(Some(fd))
+    Ok(fd)
 }
 
 /// AUDIT_GET: whether the kernel's audit is enabled.

@@ -350,6 +350,9 @@ pub fn spawn(
     // EOF: the payload's execve succeeded (the pipe is close-on-exec). Anything
     // else is the child's report of the step that failed. Meanwhile the payload's
     // own execve may wait on the capture supervisor, so serve it.
+    // While the child finishes its steps (it has ~0.3 ms of them before the execve
+    // that the capture supervisor must answer): the launcher has nothing else to do.
+    monitor.confirm_audit();
     let msg = wait_exec(err_r, monitor, &prep.policy, &prep.plan);
     if msg.is_empty() {
         return Ok(spawned);

@@ -492,9 +492,35 @@ fn landlock_denials_are_read_from_kernel_audit() {
         Some(previous),
         "kernel audit was not restored to its previous state"
     );
+
+    // 5. Audit disabled again (where it was before the test): cordon subscribes
+    // before the payload runs but learns only afterwards that no record will
+    // come; the report must then not claim audit as a source, and must say why.
+    if previous == 0 {
+        let ws = tempdir(User::Root);
+        let p = ns_profile("workspace-write", Ns::Off);
+        let (out, r) = run(
+            User::Root,
+            &p,
+            ws.path(),
+            &[],
+            &["/bin/cat", netrc.to_str().unwrap()],
+        );
+        let sources = r["capture"]["sources"].to_string();
+        let notes = r["capture"]["notes"].to_string();
+        if out.status.code() != Some(1)
+            || sources.contains("audit")
+            || !notes.contains("kernel audit is disabled")
+        {
+            failures.push(format!(
+                "root, audit disabled: exit {:?} (expected 1), capture.sources {sources} (expected no \"audit\"), capture.notes {notes} (expected \"kernel audit is disabled\")",
+                out.status.code()
+            ));
+        }
+    }
     assert!(
         failures.is_empty(),
-        "{} of 4 cases failed:\n\n{}",
+        "{} of 5 cases failed:\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );
