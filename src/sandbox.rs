@@ -347,12 +347,12 @@ pub fn spawn(
     drop(err_w);
     // The launcher keeps no copy of the payload's end of the capture channel.
     prep.capture = None;
+    // The child has ~0.3 ms of its own steps before its execve, which the capture
+    // supervisor must answer: time in which the launcher has nothing else to do.
+    monitor.confirm_audit();
     // EOF: the payload's execve succeeded (the pipe is close-on-exec). Anything
     // else is the child's report of the step that failed. Meanwhile the payload's
     // own execve may wait on the capture supervisor, so serve it.
-    // While the child finishes its steps (it has ~0.3 ms of them before the execve
-    // that the capture supervisor must answer): the launcher has nothing else to do.
-    monitor.confirm_audit();
     let msg = wait_exec(err_r, monitor, &prep.policy, &prep.plan);
     if msg.is_empty() {
         return Ok(spawned);
