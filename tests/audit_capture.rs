@@ -339,17 +339,22 @@ fn landlock_denials_are_read_from_kernel_audit() {
     let netrc: PathBuf = std::fs::canonicalize(home(User::Root).join(".netrc")).unwrap();
     let mut failures = Vec::new();
 
-    // 1. Namespaces off: ~/.netrc is denied by Landlock (deny expansion), not masked.
-    {
+    // Root, namespaces off, `cat ~/.netrc`: denied by Landlock (deny expansion), not masked.
+    let cat_netrc = || {
         let ws = tempdir(User::Root);
         let p = ns_profile("workspace-write", Ns::Off);
-        let (out, r) = run(
+        run(
             User::Root,
             &p,
             ws.path(),
             &[],
             &["/bin/cat", netrc.to_str().unwrap()],
-        );
+        )
+    };
+
+    // 1. Namespaces off: ~/.netrc is denied by Landlock (deny expansion), not masked.
+    {
+        let (out, r) = cat_netrc();
         let mut c = Case {
             name: "root, namespaces off: cat ~/.netrc".into(),
             failures: &mut failures,
@@ -497,15 +502,7 @@ fn landlock_denials_are_read_from_kernel_audit() {
     // before the payload runs but learns only afterwards that no record will
     // come; the report must then not claim audit as a source, and must say why.
     if previous == 0 {
-        let ws = tempdir(User::Root);
-        let p = ns_profile("workspace-write", Ns::Off);
-        let (out, r) = run(
-            User::Root,
-            &p,
-            ws.path(),
-            &[],
-            &["/bin/cat", netrc.to_str().unwrap()],
-        );
+        let (out, r) = cat_netrc();
         let sources = r["capture"]["sources"].to_string();
         let notes = r["capture"]["notes"].to_string();
         if out.status.code() != Some(1)

@@ -25,6 +25,20 @@ fn status_fields(s: &str) -> BTreeMap<String, String> {
 
 const ZERO: &str = "0000000000000000";
 
+/// `/proc/self/status` of a payload run by `user` under `profile` (exit 0 required).
+fn status_inside(user: User, profile: &str, ctx: &str) -> BTreeMap<String, String> {
+    let ws = tempdir(user);
+    let out = cordon(user)
+        .args(["run", "-q", "-p", profile, "-w"])
+        .arg(ws.path())
+        .current_dir(ws.path())
+        .args(["--", "/bin/cat", "/proc/self/status"])
+        .output()
+        .unwrap();
+    assert_code(&out, 0, ctx);
+    status_fields(&text(&out.stdout))
+}
+
 #[test]
 fn no_capabilities_no_new_privs_and_seccomp_inside() {
     let own = status_fields(&std::fs::read_to_string("/proc/self/status").unwrap());
@@ -34,18 +48,8 @@ fn no_capabilities_no_new_privs_and_seccomp_inside() {
     );
     for user in users("no_capabilities_no_new_privs_and_seccomp_inside") {
         for ns in Ns::ALL {
-            let ws = tempdir(user);
-            let p = ns_profile("workspace-write", ns);
-            let out = cordon(user)
-                .args(["run", "-q", "-p", &p, "-w"])
-                .arg(ws.path())
-                .current_dir(ws.path())
-                .args(["--", "/bin/cat", "/proc/self/status"])
-                .output()
-                .unwrap();
             let ctx = format!("{user}, {ns}");
-            assert_code(&out, 0, &ctx);
-            let st = status_fields(&text(&out.stdout));
+            let st = status_inside(user, &ns_profile("workspace-write", ns), &ctx);
             for f in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
                 assert_eq!(st.get(f).map(String::as_str), Some(ZERO), "{ctx}: {f}");
             }
@@ -91,22 +95,13 @@ fn kept_capabilities_are_all_that_remain() {
     let own = status_fields(&std::fs::read_to_string("/proc/self/status").unwrap());
     for user in users("kept_capabilities_are_all_that_remain") {
         for ns in Ns::ALL {
-            let ws = tempdir(user);
             let p = profile_ns(
                 "keep",
                 "extends = \"workspace-write\"\n[capabilities]\nkeep = [\"CAP_NET_BIND_SERVICE\"]\n",
                 ns,
             );
-            let out = cordon(user)
-                .args(["run", "-q", "-p", &p, "-w"])
-                .arg(ws.path())
-                .current_dir(ws.path())
-                .args(["--", "/bin/cat", "/proc/self/status"])
-                .output()
-                .unwrap();
             let ctx = format!("{user}, {ns}");
-            assert_code(&out, 0, &ctx);
-            let st = status_fields(&text(&out.stdout));
+            let st = status_inside(user, &p, &ctx);
             let held = !(ns == Ns::Off && user == User::Nobody);
             let kept = if held { NET_BIND } else { ZERO };
             for f in ["CapEff", "CapPrm", "CapInh", "CapAmb"] {
