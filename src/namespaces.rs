@@ -19,8 +19,6 @@ use crate::plan::Mounts;
 use crate::sys;
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
 /// The mount view with every path as a C string.
@@ -197,6 +195,13 @@ pub fn setup(p: &Prepared) -> std::result::Result<(), SetupError> {
             ),
             || "creating the mask file".into(),
         )?;
+        // A bind mount takes its source mount's flags: with the stage read-only
+        // (it is already nosuid, nodev, noexec), every mask is born with all four,
+        // one call for the stage instead of one per mask.
+        step(
+            sys::mount_setattr(&CString::from(c"/proc"), false, MOUNT_ATTR_RDONLY, 0),
+            || "making the mask stage read-only".into(),
+        )?;
         for (m, dir) in &p.masks {
             let src = if *dir { "/proc/d" } else { "/proc/f" };
             step(
@@ -208,15 +213,6 @@ pub fn setup(p: &Prepared) -> std::result::Result<(), SetupError> {
                     None::<&str>,
                 ),
                 || format!("masking {}", show(m)),
-            )?;
-            step(
-                sys::mount_setattr(
-                    m,
-                    false,
-                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-                    0,
-                ),
-                || format!("making the mask on {} read-only", show(m)),
             )?;
         }
     }

@@ -1,6 +1,7 @@
 //! Hardening beyond the escape suite: `read_only` paths in a real git workspace
-//! (git keeps working; hooks, config and agent settings do not move), namespace
-//! mode `required` where user namespaces are refused, and the scope opt-outs.
+//! (git keeps working; hooks, config and agent settings do not move), the mount
+//! flags of the masks over denied paths, namespace mode `required` where user
+//! namespaces are refused, and the scope opt-outs.
 mod support;
 
 use std::os::linux::net::SocketAddrExt;
@@ -28,6 +29,53 @@ attempt("move-git", lambda: os.rename(".git", ".git-aside"))
 attempt("move-hooks", lambda: os.rename(".git/hooks", ".git/hooks-aside"))
 attempt("remove-settings", lambda: os.rename(".claude", ".claude-aside"))
 "#;
+
+/// Denied paths are masked (with namespaces) by mounts that are read-only,
+/// nosuid, nodev and noexec, whatever the kernel lets through otherwise: read
+/// from the payload's own `/proc/self/mountinfo`, for a file and a directory.
+#[test]
+fn masks_are_read_only_nosuid_nodev_noexec() {
+    for user in users("masks_are_read_only_nosuid_nodev_noexec") {
+        let ws = tempdir(user);
+        let secrets = tempdir(user);
+        let root = std::fs::canonicalize(secrets.path()).unwrap();
+        std::fs::write(root.join("token"), "secret\n").unwrap();
+        std::fs::create_dir(root.join("keys")).unwrap();
+        chown_r(&root, user);
+        let p = profile_ns(
+            "masks",
+            &format!(
+                "extends = \"workspace-write\"\n[filesystem]\ndeny = [\"{0}/token\", \"{0}/keys\"]\n",
+                root.display()
+            ),
+            Ns::Auto,
+        );
+        let out = cordon(user)
+            .args(["run", "-q", "-p", &p, "-w"])
+            .arg(ws.path())
+            .current_dir(ws.path())
+            .args(["--", "/bin/cat", "/proc/self/mountinfo"])
+            .output()
+            .unwrap();
+        assert_code(&out, 0, format!("{user}"));
+        let info = text(&out.stdout);
+        for name in ["token", "keys"] {
+            let target = root.join(name).display().to_string();
+            // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ...
+            let line = info
+                .lines()
+                .find(|l| l.split_whitespace().nth(4) == Some(target.as_str()))
+                .unwrap_or_else(|| panic!("{user}: no mount on {target} in:\n{info}"));
+            let opts: Vec<&str> = line.split_whitespace().nth(5).unwrap().split(',').collect();
+            for want in ["ro", "nosuid", "nodev", "noexec"] {
+                assert!(
+                    opts.contains(&want),
+                    "{user}: the mask on {target} lacks {want}: {line}"
+                );
+            }
+        }
+    }
+}
 
 fn git_workspace(user: User) -> tempfile::TempDir {
     let ws = tempdir(user);
