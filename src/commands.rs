@@ -12,7 +12,8 @@ use crate::cli::{NetFlag, ProfileArgs, ProfileCommand, RunArgs};
 use crate::error::{Error, Result};
 use crate::monitor::{CaptureOptions, Monitor};
 use crate::plan::{DiskLister, Plan, Why, abi};
-use crate::policy::{Missing, Policy};
+use crate::outfile::{Own, OwnFile};
+use crate::policy::{Carve, Kind, Missing, Policy};
 use crate::probe::{Host, Landlock, Userns};
 use crate::profile::{self, NetMode, NsMode, Overrides, Profile, ProfileRef};
 use crate::report::{self, AuditLine, AuditLog, Report};
@@ -22,7 +23,7 @@ use crate::vars::Context;
 
 /// Print a warning of cordon's own on stderr.
 pub fn warn(msg: &str) {
-    eprintln!("cordon: warning: {msg}");
+    crate::term::eprintln_line(&format!("cordon: warning: {msg}"));
 }
 
 /// Load a profile by name or path, with `overrides` layered on, and the run's context.
@@ -105,13 +106,10 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
 pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let started = Instant::now();
     let started_at = SystemTime::now();
-    let policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
+    let mut policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
-    let mut audit_log = audit_path.as_deref().map(AuditLog::open).transpose()?;
-    if let Some(r) = &l.report {
-        report::check_writable(r)?;
-    }
+    let (mut audit_log, report_out) = own_files(&mut policy, audit_path.as_deref(), l.report.as_deref())?;
     let host = Host::probe();
     let opts = Options {
         best_effort: l.best_effort,
@@ -139,7 +137,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             }
         }
         if l.verbose || l.dry_run {
-            eprint!("{}", describe_run(&prep, &host));
+            crate::term::eprint(&describe_run(&prep, &host));
         }
         if l.dry_run {
             return Ok(0);
@@ -183,14 +181,14 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     crate::limits::cleanup(&prep.processes);
     monitor.finish(&prep.policy, &prep.plan);
 
-    let mut failed = None;
+    let mut failed = Vec::new();
     // The full report only when something keeps it: building it (the resolved
     // profile as JSON, its hash) is a measurable share of a short run.
     if l.report.is_some() || audit_log.is_some() {
         let rep = build_report(&l, &prep, &host, &monitor, &outcome, started_at);
-        if let Some(path) = &l.report {
-            if let Err(e) = rep.write(path) {
-                failed = Some(e);
+        if let Some(out) = &report_out {
+            if let Err(e) = rep.write_to(out) {
+                failed.push(e);
             }
         }
         if let Some(log) = &mut audit_log {
@@ -213,25 +211,72 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 }),
             };
             if let Err(e) = log.append(&line) {
-                failed.get_or_insert(e);
+                failed.push(e);
             }
         }
     }
     if !l.quiet {
-        eprint!(
-            "{}",
-            report::summary(&monitor.denials, monitor.dropped, l.report.as_deref())
-        );
-    }
-    if let Some(e) = failed {
-        // The command ran and its status stands; the record of it failed.
-        eprintln!("cordon: {}", crate::error::chain(&e));
+        crate::term::eprint(&report::summary(
+            &monitor.denials,
+            monitor.dropped,
+            l.report.as_deref(),
+        ));
     }
     // The launcher exits as soon as this returns, and none of these has a Drop
     // with an effect beyond memory and descriptors, which the exit releases at
     // once; dropping them piece by piece cost ~70 µs of every run.
     std::mem::forget((l, prep, monitor, host));
-    Ok(outcome.code())
+    if failed.is_empty() {
+        return Ok(outcome.code());
+    }
+    // A record that was asked for and could not be written fails the run, so
+    // that a payload cannot decide whether CI keeps it; the command's status
+    // went into whatever could be written.
+    for e in &failed {
+        crate::term::eprintln_line(&format!("cordon: {}", crate::error::chain(e)));
+    }
+    Ok(crate::error::exit::LAUNCHER)
+}
+
+/// Open the directories of the audit log and the report before the run, refuse
+/// either inside a writable root of the run, open the log (append-only), and
+/// deny the run the log: masked with namespaces, carved out without, through
+/// the policy's own `deny` list like any denied path.
+fn own_files(
+    policy: &mut Policy,
+    audit: Option<&Path>,
+    report: Option<&Path>,
+) -> Result<(Option<AuditLog>, Option<OwnFile>)> {
+    let audit = audit.map(|p| OwnFile::at(p, Own::AuditLog)).transpose()?;
+    let report = report.map(|p| OwnFile::at(p, Own::Report)).transpose()?;
+    let roots: Vec<PathBuf> = policy
+        .fs
+        .grants
+        .iter()
+        .filter(|g| g.access.can_write())
+        .map(|g| g.path.clone())
+        .collect();
+    for f in audit.iter().chain(report.iter()) {
+        f.refuse_inside(roots.iter().map(PathBuf::as_path))?;
+    }
+    let log = audit.as_ref().map(AuditLog::open).transpose()?;
+    if let Some(r) = &report {
+        r.check_writable()?;
+    }
+    if let Some(f) = &audit {
+        policy.fs.deny.push(Carve {
+            path: f.canonical(),
+            exists: true,
+            kind: Kind::Other,
+            origin: crate::profile::Origin {
+                source: "the audit log (cordon's own)".into(),
+                line: None,
+                column: None,
+                key: None,
+            },
+        });
+    }
+    Ok((log, report))
 }
 
 fn argv_strings(command: &[OsString]) -> Vec<String> {
@@ -270,6 +315,7 @@ fn build_report(
             pid: 0,
             argv: argv_strings(&l.command),
             at_ms: 0,
+            count: 1,
         });
     }
     Report {
@@ -308,21 +354,31 @@ fn build_report(
             sources: monitor.sources.clone(),
             notes: monitor.notes.clone(),
             dropped: monitor.dropped,
+            truncated: monitor.truncated(),
         },
     }
+}
+
+/// One line of cordon's text output: whatever the fields hold (paths from a
+/// profile or a directory listing), it stays one line, with no control
+/// character in it (`term`).
+macro_rules! out_line {
+    ($s:expr, $($fmt:tt)*) => {
+        crate::term::push_line(&mut $s, &format!($($fmt)*))
+    };
 }
 
 /// What a run will enforce, for --verbose and --dry-run.
 fn describe_run(prep: &Prepared, host: &Host) -> String {
     let mut s = String::new();
     let plan = &prep.plan;
-    let _ = writeln!(
+    out_line!(
         s,
         "cordon: profile {} on Linux {} (uid {})",
         prep.policy.name, host.kernel, host.euid
     );
-    let _ = writeln!(s, "cordon: command {}", prep.program.display());
-    let _ = writeln!(
+    out_line!(s, "cordon: command {}", prep.program.display());
+    out_line!(
         s,
         "cordon: namespaces: {}",
         if plan.namespaces() {
@@ -331,7 +387,7 @@ fn describe_run(prep: &Prepared, host: &Host) -> String {
             format!("off ({})", plan.ns_reason)
         }
     );
-    let _ = writeln!(
+    out_line!(
         s,
         "cordon: landlock: {} ({} rules{})",
         host.landlock,
@@ -342,15 +398,15 @@ fn describe_run(prep: &Prepared, host: &Host) -> String {
             ""
         }
     );
-    let _ = writeln!(
+    out_line!(
         s,
         "cordon: seccomp: {} rules; network {}",
         prep.policy.syscalls.rules.len(),
         net_name(&prep.policy)
     );
-    let _ = writeln!(s, "cordon: processes: {}", prep.processes.describe());
+    out_line!(s, "cordon: processes: {}", prep.processes.describe());
     for g in &plan.gaps {
-        let _ = writeln!(s, "cordon: not covered in this mode: {g}");
+        out_line!(s, "cordon: not covered in this mode: {g}");
     }
     s
 }
@@ -371,7 +427,10 @@ pub fn profile(cmd: ProfileCommand) -> Result<u8> {
         ProfileCommand::List => {
             for (name, _) in profile::BUILTINS {
                 let p = Profile::load(&ProfileRef::Builtin(name.to_string()))?;
-                println!("{name:<16} {}", p.description.unwrap_or_default());
+                crate::term::print(&format!(
+                    "{name:<16} {}\n",
+                    crate::term::field(&p.description.unwrap_or_default())
+                ));
             }
             Ok(0)
         }
@@ -393,7 +452,7 @@ pub fn profile(cmd: ProfileCommand) -> Result<u8> {
             for w in policy.warnings() {
                 warn(&w);
             }
-            println!("{}: ok", p.name);
+            crate::term::print(&format!("{}: ok\n", crate::term::field(&p.name)));
             Ok(0)
         }
         ProfileCommand::Show {
@@ -408,10 +467,10 @@ pub fn profile(cmd: ProfileCommand) -> Result<u8> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&show_json(&policy, &plan)).unwrap_or_default()
+                    crate::term::json_pretty(&show_json(&policy, &plan)).unwrap_or_default()
                 );
             } else {
-                print!("{}", show_text(&policy, &plan));
+                crate::term::print(&show_text(&policy, &plan));
             }
             Ok(0)
         }
@@ -456,17 +515,17 @@ fn why(w: &Why) -> String {
 
 fn show_text(policy: &Policy, plan: &Plan) -> String {
     let mut s = String::new();
-    let _ = writeln!(
+    out_line!(
         s,
         "# profile {} ({}), workspace {}",
         policy.name,
         policy.source,
         policy.workspace.display()
     );
-    let _ = writeln!(s, "# resolved: extends merged, variables expanded\n");
+    s.push_str("# resolved: extends merged, variables expanded\n\n");
     s.push_str(&policy.resolved.to_toml());
-    let _ = writeln!(s, "\n# ---- what this kernel enforces ----");
-    let _ = writeln!(
+    s.push_str("\n# ---- what this kernel enforces ----\n");
+    out_line!(
         s,
         "# namespaces: {} ({})",
         if plan.namespaces() { "on" } else { "off" },
@@ -474,7 +533,7 @@ fn show_text(policy: &Policy, plan: &Plan) -> String {
     );
     if let Some(m) = &plan.mounts {
         for (p, noexec) in &m.writable {
-            let _ = writeln!(
+            out_line!(
                 s,
                 "# writable root {}{}",
                 p.display(),
@@ -482,14 +541,14 @@ fn show_text(policy: &Policy, plan: &Plan) -> String {
             );
         }
         for p in &m.read_only {
-            let _ = writeln!(s, "# read-only bind {}", p.display());
+            out_line!(s, "# read-only bind {}", p.display());
         }
         for (p, _) in &m.masks {
-            let _ = writeln!(s, "# deny: masked {}", p.display());
+            out_line!(s, "# deny: masked {}", p.display());
         }
     }
     for e in &plan.expansions {
-        let _ = writeln!(
+        out_line!(
             s,
             "# deny: grant {} ({}) expanded around {}",
             e.grant.display(),
@@ -498,7 +557,7 @@ fn show_text(policy: &Policy, plan: &Plan) -> String {
         );
     }
     for (g, c) in &plan.dropped {
-        let _ = writeln!(
+        out_line!(
             s,
             "# deny: grant {} ({}) dropped, inside denied {}",
             g.path.display(),
@@ -507,7 +566,7 @@ fn show_text(policy: &Policy, plan: &Plan) -> String {
         );
     }
     for c in policy.fs.deny.iter().filter(|c| !c.exists) {
-        let _ = writeln!(
+        out_line!(
             s,
             "# deny: {} does not exist here ({})",
             c.path.display(),
@@ -515,7 +574,7 @@ fn show_text(policy: &Policy, plan: &Plan) -> String {
         );
     }
     for (i, warn) in &policy.fs.skipped {
-        let _ = writeln!(
+        out_line!(
             s,
             "# skipped {} ({}): does not exist{}",
             i.value.display(),
@@ -523,22 +582,22 @@ fn show_text(policy: &Policy, plan: &Plan) -> String {
             if *warn { "" } else { ", optional" }
         );
     }
-    let _ = writeln!(s, "# landlock rules: {}", plan.fs_rules.len());
+    out_line!(s, "# landlock rules: {}", plan.fs_rules.len());
     for r in &plan.fs_rules {
-        let _ = writeln!(s, "#   {} {} ({})", r.access, r.path.display(), why(&r.why));
+        out_line!(s, "#   {} {} ({})", r.access, r.path.display(), why(&r.why));
     }
-    let _ = writeln!(s, "# seccomp: refused syscalls");
+    out_line!(s, "# seccomp: refused syscalls");
     for line in policy.syscalls.describe() {
-        let _ = writeln!(s, "#   {line}");
+        out_line!(s, "#   {line}");
     }
     for m in &plan.missing {
-        let _ = writeln!(s, "# MISSING on this kernel: {m}");
+        out_line!(s, "# MISSING on this kernel: {m}");
     }
     for w in &plan.warnings {
-        let _ = writeln!(s, "# not enforced: {w}");
+        out_line!(s, "# not enforced: {w}");
     }
     for g in &plan.gaps {
-        let _ = writeln!(s, "# not covered in this mode: {g}");
+        out_line!(s, "# not covered in this mode: {g}");
     }
     s
 }
@@ -684,7 +743,7 @@ pub fn doctor() -> Result<u8> {
             "\nthe default profile cannot be fully enforced here; run with --best-effort to accept the gaps"
         );
     }
-    print!("{out}");
+    crate::term::print(&out);
     Ok(if default_ok { 0 } else { 1 })
 }
 
@@ -753,18 +812,22 @@ pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
         )));
     }
     if args.dry_run {
-        println!(
+        let mut s = String::new();
+        out_line!(
+            s,
             "# replay of {} ({} denials recorded)",
             args.report.display(),
             rep.denials.len()
         );
-        println!(
+        out_line!(
+            s,
             "# workspace {} -> {}",
             recorded_ws.display(),
             new_ws.display()
         );
-        println!("# cwd {}", cwd.display());
-        println!(
+        out_line!(s, "# cwd {}", cwd.display());
+        out_line!(
+            s,
             "# command {}",
             command
                 .iter()
@@ -774,7 +837,8 @@ pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
         );
         let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
         let plan = Plan::new(&policy, &Host::probe(), None, &DiskLister);
-        print!("{}", show_text(&policy, &plan));
+        s.push_str(&show_text(&policy, &plan));
+        crate::term::print(&s);
         return Ok(0);
     }
     execute(

@@ -137,6 +137,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An output file of cordon's own that the run itself could reach.
+    #[error(
+        "{what} {} is inside the writable root {} of this run (the sandbox could plant a link there or rewrite it); put it outside every writable root",
+        path.display(),
+        root.display()
+    )]
+    OwnFileExposed {
+        what: &'static str,
+        path: PathBuf,
+        root: PathBuf,
+    },
     #[error("{0}")]
     Usage(String),
 }

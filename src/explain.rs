@@ -435,19 +435,27 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
         ));
     };
     let v = decide(&policy, &plan, &query);
-    println!("{}: {query}", if v.allowed { "allowed" } else { "denied" });
-    println!("  rule: {}", v.rule);
+    // Each line escaped whole: the path asked about and the rule's paths may
+    // hold control characters, and none may reach the terminal.
+    let mut out = String::new();
+    let mut line = |l: String| crate::term::push_line(&mut out, &l);
+    line(format!(
+        "{}: {query}",
+        if v.allowed { "allowed" } else { "denied" }
+    ));
+    line(format!("  rule: {}", v.rule));
     if let Some(e) = v.errno {
-        println!("  errno: {e}");
+        line(format!("  errno: {e}"));
     }
     if let Some(s) = &v.suggestion {
         if !v.allowed {
-            println!("  change: {s}");
+            line(format!("  change: {s}"));
         }
     }
     if !plan.namespaces() {
-        println!("  namespaces: off ({})", plan.ns_reason);
+        line(format!("  namespaces: off ({})", plan.ns_reason));
     }
+    crate::term::print(&out);
     Ok(if v.allowed { 0 } else { 1 })
 }
 

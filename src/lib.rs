@@ -17,6 +17,7 @@
 //! lives in `sys` only.
 #![deny(unsafe_code)]
 
+pub mod bounded;
 pub mod caps;
 pub mod cli;
 pub mod commands;
@@ -28,6 +29,7 @@ pub mod landlock;
 pub mod limits;
 pub mod monitor;
 pub mod namespaces;
+pub mod outfile;
 pub mod plan;
 pub mod policy;
 pub mod probe;
@@ -38,6 +40,7 @@ pub mod seccomp;
 pub mod supervise;
 pub mod sys;
 pub mod syscalls;
+pub mod term;
 pub mod units;
 pub mod vars;
 

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
                 .next()
                 .unwrap_or_default()
                 .trim_start_matches("error: ");
-            eprintln!("cordon: usage: {first} (see cordon --help)");
+            cordon::term::eprintln_line(&format!("cordon: usage: {first} (see cordon --help)"));
             return ExitCode::from(exit::LAUNCHER);
         }
     };
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("cordon: {}", chain(&e));
+            cordon::term::eprintln_line(&format!("cordon: {}", chain(&e)));
             ExitCode::from(e.exit_code())
         }
     }

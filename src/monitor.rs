@@ -22,6 +22,7 @@ use nix::sys::socket::{
     bind, recvmsg, socket, socketpair,
 };
 
+use crate::bounded::{self, Bounds};
 use crate::explain::{self, Op, Query};
 use crate::plan::Plan;
 use crate::policy::Policy;
@@ -29,9 +30,6 @@ use crate::report::{Denial, Executed};
 use crate::seccomp::SyscallRule;
 use crate::sys;
 use crate::syscalls;
-
-/// Denials kept in a report; the rest are counted.
-const MAX_DENIALS: usize = 1000;
 
 /// What the payload sends the launcher after installing its filter: the listener
 /// fd (SCM_RIGHTS) with b"L", or b"N" and a reason when no listener could be had.
@@ -64,7 +62,11 @@ pub struct Monitor {
     pub dropped: u64,
     pub sources: Vec<String>,
     pub notes: Vec<String>,
-    seen: BTreeSet<(String, String)>,
+    /// Caps on everything above and below, and the deduplication.
+    bounds: Bounds,
+    /// Serials of `pending` records, whose SYSCALL records are kept.
+    pending_serials: BTreeSet<String>,
+    pending_bytes: usize,
     /// Landlock domains created by our payload (from audit), and their records so far.
     our_pids: BTreeSet<u32>,
     domains: BTreeSet<String>,
@@ -103,7 +105,9 @@ impl Monitor {
             dropped: 0,
             sources: Vec::new(),
             notes: Vec::new(),
-            seen: BTreeSet::new(),
+            bounds: Bounds::default(),
+            pending_serials: BTreeSet::new(),
+            pending_bytes: 0,
             our_pids: BTreeSet::new(),
             domains: BTreeSet::new(),
             pending: Vec::new(),
@@ -296,14 +300,19 @@ impl Monitor {
     }
 
     fn record(&mut self, d: Denial) {
-        if !self.seen.insert((d.operation.clone(), d.target.clone())) {
-            return;
+        self.bounds
+            .denial(&mut self.denials, &mut self.dropped, d);
+    }
+
+    /// The caps reached in this run, each with how many items it left out.
+    pub fn truncated(&self) -> BTreeMap<String, u64> {
+        self.bounds.truncated.clone()
+    }
+
+    fn our_pid(&mut self, pid: u32) {
+        if self.our_pids.len() < bounded::MAX_PIDS {
+            self.our_pids.insert(pid);
         }
-        if self.denials.len() >= MAX_DENIALS {
-            self.dropped += 1;
-            return;
-        }
-        self.denials.push(d);
     }
 
     fn notification(&mut self, policy: &Policy, plan: &Plan) {
@@ -327,13 +336,16 @@ impl Monitor {
         let nr = n.data.nr as i64;
         let args = n.data.args;
         let pid = n.pid;
-        self.our_pids.insert(pid);
+        if self.our_pids.len() < bounded::MAX_PIDS {
+            self.our_pids.insert(pid);
+        }
         let name = syscalls::name(nr).unwrap_or("unknown");
         if let Some(argv) = self.first_exec.take() {
             if name == "execve" {
                 let at_ms = self.at_ms();
                 let _ = sys::notif_send(listener, n.id, 0, true);
-                self.executed.push(Executed { pid, argv, at_ms });
+                self.bounds
+                    .exec(&mut self.executed, pid, argv, at_ms, false);
                 return;
             }
         }
@@ -384,8 +396,9 @@ impl Monitor {
         if !valid {
             return;
         }
-        if let Some(argv) = observed.and_then(|o| o.argv) {
-            self.executed.push(Executed { pid, argv, at_ms });
+        if let Some((argv, cut)) = observed.and_then(|o| o.argv) {
+            self.bounds
+                .exec(&mut self.executed, pid, argv, at_ms, cut);
         }
         if let Some(d) = predicted {
             self.record(d);
@@ -519,8 +532,12 @@ impl Monitor {
             .unwrap_or_default();
         let fields = parse_fields(body);
         match ty {
+            // Only those of the events kept below (the access record comes first):
+            // the host's other records would pile up for the whole run.
             SYSCALL => {
-                self.audit_syscalls.insert(serial, fields);
+                if self.pending_serials.contains(&serial) {
+                    self.audit_syscalls.insert(serial, fields);
+                }
             }
             LANDLOCK_DOMAIN => {
                 let Some(domain) = fields.get("domain").cloned() else {
@@ -528,6 +545,7 @@ impl Monitor {
                 };
                 let pid = fields.get("pid").and_then(|p| p.parse::<u32>().ok());
                 if fields.get("status").map(String::as_str) == Some("allocated")
+                    && self.domains.len() < bounded::MAX_DOMAINS
                     && pid.is_some_and(|p| self.is_ours(p))
                 {
                     self.domains.insert(domain.clone());
@@ -539,6 +557,15 @@ impl Monitor {
                     return;
                 };
                 let at_ms = self.at_ms();
+                let bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len() + 64).sum();
+                if self.pending.len() >= bounded::MAX_PENDING
+                    || self.pending_bytes + bytes > bounded::MAX_PENDING_BYTES
+                {
+                    self.bounds.reached("audit_records");
+                    return;
+                }
+                self.pending_bytes += bytes;
+                self.pending_serials.insert(serial.clone());
                 self.pending.push((domain, serial, at_ms, fields));
             }
             _ => {}
@@ -569,7 +596,7 @@ impl Monitor {
 
     /// A process the launcher started itself (the payload, or init).
     pub fn adopt(&mut self, pid: u32) {
-        self.our_pids.insert(pid);
+        self.our_pid(pid);
     }
 
     /// Drain what is left once the run is over (audit records trail the denial),
@@ -742,7 +769,8 @@ fn sock_type(t: i32) -> String {
 
 /// What an observed call tells us.
 struct Observed {
-    argv: Option<Vec<String>>,
+    /// The argv, and whether the reader left some of it out.
+    argv: Option<(Vec<String>, bool)>,
     query: Option<Query>,
 }
 
@@ -816,16 +844,24 @@ fn observe(name: &str, a: &[u64; 6], mem: &Mem, pid: u32) -> Observed {
     o
 }
 
-fn argv(mem: &Mem, ptr: u64) -> Option<Vec<String>> {
+/// At most 256 arguments and about [`bounded::MAX_ARGV_ENTRY`] bytes of them:
+/// what is kept of one entry; the flag says whether some were left out.
+fn argv(mem: &Mem, ptr: u64) -> Option<(Vec<String>, bool)> {
     let mut out = Vec::new();
+    let mut bytes = 0;
     for i in 0..256u64 {
         let p = mem.u64(ptr + i * 8)?;
         if p == 0 {
-            break;
+            return Some((out, false));
         }
-        out.push(mem.cstr(p)?);
+        if bytes > bounded::MAX_ARGV_ENTRY {
+            return Some((out, true));
+        }
+        let a = mem.cstr(p)?;
+        bytes += a.len();
+        out.push(a);
     }
-    Some(out)
+    Some((out, mem.u64(ptr + 256 * 8).is_some_and(|p| p != 0)))
 }
 
 /// An absolute path for `path` relative to `dirfd` of process `pid`.

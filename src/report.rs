@@ -2,7 +2,6 @@
 //! printed at exit, and the append-only audit log. A report names environment
 //! variables and secrets only by name, never by value.
 
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::outfile::OwnFile;
+#[cfg(test)]
+use crate::outfile::Own;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -70,9 +72,19 @@ pub struct Enforced {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Executed {
+    /// The first process that ran this argv.
     pub pid: u32,
+    /// Shortened (its last element then says by how much) past the capture's caps.
     pub argv: Vec<String>,
+    /// When it first ran.
     pub at_ms: u64,
+    /// How many times this same argv ran.
+    #[serde(default = "one")]
+    pub count: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -99,6 +111,11 @@ pub struct Capture {
     pub notes: Vec<String>,
     /// Denials beyond the recorded ones (the report keeps the first 1000).
     pub dropped: u64,
+    /// The capture's caps that were reached, each with how many items it
+    /// left out or shortened: the launcher's memory and the report's size stay
+    /// bounded whatever the payload does. Empty when no cap was reached.
+    #[serde(default)]
+    pub truncated: std::collections::BTreeMap<String, u64>,
 }
 
 /// The sha256 of the profile texts, in merge order.
@@ -161,32 +178,16 @@ impl Report {
         })
     }
 
-    /// Write atomically: a temp file in the same directory, then rename.
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let out = |source| Error::Output {
+    /// Write atomically into the report's directory, opened before the run:
+    /// a temporary file under an unpredictable name, then a rename.
+    pub fn write_to(&self, out: &OwnFile) -> Result<()> {
+        let mut text = crate::term::json_pretty(self).map_err(|e| Error::Output {
             what: "writing report",
-            path: path.to_path_buf(),
-            source,
-        };
-        let tmp = temp_beside(path);
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| out(std::io::Error::other(e.to_string())))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(out)?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.write_all(b"\n"))
-            .and_then(|_| f.sync_data())
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                out(e)
-            })?;
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            out(e)
-        })
+            path: out.path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        text.push('\n');
+        out.replace(text.as_bytes())
     }
 
     /// The few lines printed at exit when there were denials.
@@ -203,8 +204,11 @@ pub fn summary(denials: &[Denial], dropped: u64, path: Option<&Path>) -> String 
     if n == 0 {
         return s;
     }
+    // Every field may come from the payload (paths, targets) or from a path:
+    // escaped, so the summary's lines are the only lines it has.
+    use crate::term::field;
     let where_ = path
-        .map(|p| format!(" (report: {})", p.display()))
+        .map(|p| format!(" (report: {})", crate::term::path(p)))
         .unwrap_or_else(|| " (write a report with --report FILE)".into());
     s.push_str(&format!(
         "cordon: {n} denial{}{where_}\n",
@@ -216,11 +220,15 @@ pub fn summary(denials: &[Denial], dropped: u64, path: Option<&Path>) -> String 
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         s.push_str(&format!(
-            "cordon:   {} {} ({exe}, {}): {}",
-            d.operation, d.target, d.errno, d.rule
+            "cordon:   {} {} ({}, {}): {}",
+            field(&d.operation),
+            field(&d.target),
+            field(&exe),
+            field(&d.errno),
+            field(&d.rule)
         ));
         if !d.suggestion.is_empty() {
-            s.push_str(&format!(" -> {}", d.suggestion));
+            s.push_str(&format!(" -> {}", field(&d.suggestion)));
         }
         s.push('\n');
     }
@@ -228,31 +236,6 @@ pub fn summary(denials: &[Denial], dropped: u64, path: Option<&Path>) -> String 
         s.push_str(&format!("cordon:   ... and {} more\n", n - 3));
     }
     s
-}
-
-fn temp_beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report".into());
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
-/// Fail before the run if the report cannot be written where asked.
-pub fn check_writable(path: &Path) -> Result<()> {
-    let tmp = temp_beside(path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-        .map_err(|source| Error::Output {
-            what: "cannot write the report next to",
-            path: path.to_path_buf(),
-            source,
-        })
 }
 
 /// One line of the audit log.
@@ -280,22 +263,12 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    pub fn open(path: &Path) -> Result<AuditLog> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|source| Error::Output {
-                what: "opening the audit log",
-                path: path.to_path_buf(),
-                source,
-            })?;
+    /// Open for appending through the directory opened at start (never
+    /// through a link, never truncated).
+    pub fn open(out: &OwnFile) -> Result<AuditLog> {
         Ok(AuditLog {
-            file,
-            path: path.to_path_buf(),
+            file: out.open_append()?,
+            path: out.path.clone(),
         })
     }
 
@@ -307,8 +280,8 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
-        let mut text =
-            serde_json::to_string(line).map_err(|e| err(std::io::Error::other(e.to_string())))?;
+        let mut text = crate::term::json_line(line)
+            .map_err(|e| err(std::io::Error::other(e.to_string())))?;
         text.push('\n');
         let lock = nix::fcntl::Flock::lock(
             self.file.try_clone().map_err(err)?,
@@ -374,7 +347,8 @@ mod tests {
             denials: 0,
             report: None,
         };
-        let mut log = AuditLog::open(&p).unwrap();
+        let out = |p: &Path| OwnFile::at(p, Own::AuditLog).and_then(|f| AuditLog::open(&f));
+        let mut log = out(&p).unwrap();
         log.append(&line).unwrap();
         log.append(&line).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
@@ -383,6 +357,6 @@ mod tests {
             let back: AuditLine = serde_json::from_str(l).unwrap();
             assert_eq!(back, line);
         }
-        assert!(AuditLog::open(Path::new("/proc/no/such/dir/log")).is_err());
+        assert!(out(Path::new("/proc/no/such/dir/log")).is_err());
     }
 }
