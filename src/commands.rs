@@ -513,6 +513,34 @@ fn why(w: &Why) -> String {
     }
 }
 
+/// The resolved profile as TOML for `profile show`. TOML writes a string with
+/// a line feed as a multi-line string, whose lines a reader cannot tell from
+/// the profile's own: when any string holds a control character, each such
+/// string is shown escaped (`term`) instead, keys then in sorted order.
+fn shown_toml(p: &Profile) -> String {
+    fn clean(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => {
+                let e = crate::term::field(s);
+                let changed = e != s.as_str();
+                *s = e.into_owned();
+                changed
+            }
+            serde_json::Value::Array(a) => a.iter_mut().fold(false, |c, v| clean(v) | c),
+            serde_json::Value::Object(o) => {
+                o.retain(|_, v| !v.is_null());
+                o.values_mut().fold(false, |c, v| clean(v) | c)
+            }
+            _ => false,
+        }
+    }
+    let mut v = serde_json::to_value(p).unwrap_or_default();
+    if !clean(&mut v) {
+        return p.to_toml();
+    }
+    toml::to_string(&v).unwrap_or_default()
+}
+
 fn show_text(policy: &Policy, plan: &Plan) -> String {
     let mut s = String::new();
     out_line!(
@@ -523,7 +551,7 @@ fn show_text(policy: &Policy, plan: &Plan) -> String {
         policy.workspace.display()
     );
     s.push_str("# resolved: extends merged, variables expanded\n\n");
-    s.push_str(&policy.resolved.to_toml());
+    s.push_str(&shown_toml(&policy.resolved));
     s.push_str("\n# ---- what this kernel enforces ----\n");
     out_line!(
         s,
