@@ -71,10 +71,7 @@ pub fn shorten(argv: &mut Vec<String>, limit: usize) -> (usize, bool) {
         }
         argv[i].truncate(cut);
         argv.truncate(i + 1);
-        let marker = format!(
-            "[cordon: argv shortened, {} bytes left out]",
-            left - cut
-        );
+        let marker = format!("[cordon: argv shortened, {} bytes left out]", left - cut);
         cost += json_cost(&argv[i]) + json_cost(&marker);
         argv.push(marker);
         return (cost, true);
@@ -224,7 +221,13 @@ mod tests {
     fn repeated_commands_are_counted_once() {
         let (mut b, mut ex) = (Bounds::default(), Vec::new());
         for i in 0..10 {
-            b.exec(&mut ex, i, vec!["sleep".into(), "0.1".into()], i as u64, false);
+            b.exec(
+                &mut ex,
+                i,
+                vec!["sleep".into(), "0.1".into()],
+                i as u64,
+                false,
+            );
         }
         assert_eq!(ex.len(), 1);
         assert_eq!(ex[0].count, 10);
@@ -236,12 +239,22 @@ mod tests {
     fn executed_and_argv_stay_within_the_caps() {
         let (mut b, mut ex) = (Bounds::default(), Vec::new());
         for i in 0..400 {
-            let argv: Vec<String> = (0..256).map(|j| format!("{i}-{j}-{}", "y".repeat(4000))).collect();
+            let argv: Vec<String> = (0..256)
+                .map(|j| format!("{i}-{j}-{}", "y".repeat(4000)))
+                .collect();
             b.exec(&mut ex, i, argv, 0, false);
         }
-        let total: usize = ex.iter().flat_map(|e| e.argv.iter()).map(|a| json_cost(a)).sum();
+        let total: usize = ex
+            .iter()
+            .flat_map(|e| e.argv.iter())
+            .map(|a| json_cost(a))
+            .sum();
         assert!(total <= MAX_ARGV_TOTAL + ex.len() * 128, "{total}");
-        assert!(b.truncated["executed"] > 0 && b.truncated["argv"] > 0, "{:?}", b.truncated);
+        assert!(
+            b.truncated["executed"] > 0 && b.truncated["argv"] > 0,
+            "{:?}",
+            b.truncated
+        );
         let mut ex2 = Vec::new();
         let mut b2 = Bounds::default();
         for i in 0..(MAX_EXECUTED as u32 + 5) {
@@ -267,7 +280,11 @@ mod tests {
         assert!(b.seen.len() <= MAX_SEEN);
         let (mut b, mut ds, mut dropped) = (Bounds::default(), Vec::new(), 0);
         for i in 0..500 {
-            b.denial(&mut ds, &mut dropped, denial(&format!("/{i}/{}", "z".repeat(4000))));
+            b.denial(
+                &mut ds,
+                &mut dropped,
+                denial(&format!("/{i}/{}", "z".repeat(4000))),
+            );
         }
         assert!(ds.len() < 500 && dropped > 0, "the byte budget holds");
     }

@@ -11,8 +11,8 @@ use std::time::{Instant, SystemTime};
 use crate::cli::{NetFlag, ProfileArgs, ProfileCommand, RunArgs};
 use crate::error::{Error, Result};
 use crate::monitor::{CaptureOptions, Monitor};
-use crate::plan::{DiskLister, Plan, Why, abi};
 use crate::outfile::{Own, OwnFile};
+use crate::plan::{DiskLister, Plan, Why, abi};
 use crate::policy::{Carve, Kind, Missing, Policy};
 use crate::probe::{Host, Landlock, Userns};
 use crate::profile::{self, NetMode, NsMode, Overrides, Profile, ProfileRef};
@@ -109,7 +109,8 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let mut policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
-    let (mut audit_log, report_out) = own_files(&mut policy, audit_path.as_deref(), l.report.as_deref())?;
+    let (mut audit_log, report_out) =
+        own_files(&mut policy, audit_path.as_deref(), l.report.as_deref())?;
     let host = Host::probe();
     let opts = Options {
         best_effort: l.best_effort,
@@ -375,7 +376,9 @@ fn describe_run(prep: &Prepared, host: &Host) -> String {
     out_line!(
         s,
         "cordon: profile {} on Linux {} (uid {})",
-        prep.policy.name, host.kernel, host.euid
+        prep.policy.name,
+        host.kernel,
+        host.euid
     );
     out_line!(s, "cordon: command {}", prep.program.display());
     out_line!(

@@ -300,8 +300,7 @@ impl Monitor {
     }
 
     fn record(&mut self, d: Denial) {
-        self.bounds
-            .denial(&mut self.denials, &mut self.dropped, d);
+        self.bounds.denial(&mut self.denials, &mut self.dropped, d);
     }
 
     /// The caps reached in this run, each with how many items it left out.
@@ -397,8 +396,7 @@ impl Monitor {
             return;
         }
         if let Some((argv, cut)) = observed.and_then(|o| o.argv) {
-            self.bounds
-                .exec(&mut self.executed, pid, argv, at_ms, cut);
+            self.bounds.exec(&mut self.executed, pid, argv, at_ms, cut);
         }
         if let Some(d) = predicted {
             self.record(d);

@@ -213,7 +213,9 @@ impl OwnFile {
 /// ELOOP from `O_NOFOLLOW` means a symlink sits at the name: say so.
 fn link_error(e: Errno) -> std::io::Error {
     if e == Errno::ELOOP {
-        std::io::Error::other("it is a symbolic link, and cordon does not follow links for the files it writes")
+        std::io::Error::other(
+            "it is a symbolic link, and cordon does not follow links for the files it writes",
+        )
     } else {
         io(e)
     }

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::outfile::OwnFile;
 #[cfg(test)]
 use crate::outfile::Own;
+use crate::outfile::OwnFile;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -280,8 +280,8 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
-        let mut text = crate::term::json_line(line)
-            .map_err(|e| err(std::io::Error::other(e.to_string())))?;
+        let mut text =
+            crate::term::json_line(line).map_err(|e| err(std::io::Error::other(e.to_string())))?;
         text.push('\n');
         let lock = nix::fcntl::Flock::lock(
             self.file.try_clone().map_err(err)?,

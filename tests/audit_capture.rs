@@ -203,7 +203,8 @@ fn run(
     extra: &[&str],
     cmd: &[&str],
 ) -> (std::process::Output, Value) {
-    let report = ws.join(format!("{}.json", unique("report")));
+    let reports = outside_dir(user);
+    let report = reports.path().join(format!("{}.json", unique("report")));
     let out = cordon(user)
         .args(["run", "-q", "-p", profile, "-w"])
         .arg(ws)

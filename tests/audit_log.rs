@@ -120,7 +120,7 @@ fn concurrent_runs_append_whole_lines() {
     for user in users("concurrent_runs_append_whole_lines") {
         let ctx = format!("{RUNS} concurrent runs with --audit-log as {user}");
         let ws = tempdir(user);
-        let logs = tempdir(user);
+        let logs = outside_dir(user);
         let log = logs.path().join("audit.log");
         parallel_runs(
             user,
@@ -137,7 +137,7 @@ fn profile_audit_log_appends_whole_lines() {
     for user in users("profile_audit_log_appends_whole_lines") {
         let ctx = format!("{RUNS} concurrent runs with [audit] log as {user}");
         let ws = tempdir(user);
-        let logs = tempdir(user);
+        let logs = outside_dir(user);
         let log = logs.path().join("audit.log");
         let p = profile(
             shared_dir(),
@@ -230,11 +230,14 @@ fn line_names_the_report_and_counts_denials() {
     for user in users("line_names_the_report_and_counts_denials") {
         let ctx = format!("audit line with --report as {user}");
         let ws = tempdir(user);
-        let log = ws.path().join("audit.log");
+        // Outside the run's writable roots, as cordon requires; the cwd too, so
+        // that the relative report path lands there.
+        let outd = outside_dir(user);
+        let log = outd.path().join("audit.log");
         let out = cordon(user)
             .args(["run", "-q", "-w"])
             .arg(ws.path())
-            .current_dir(ws.path())
+            .current_dir(outd.path())
             // A relative report path: the line names it absolutely.
             .args([
                 "--report",
@@ -254,7 +257,7 @@ fn line_names_the_report_and_counts_denials() {
         let v = check_line(t.lines().next().unwrap(), user, ws.path(), &ctx);
         assert_eq!(v["exit_code"], 3, "{ctx}: {t}");
         assert_eq!(v["denials"], 1, "{ctx}: {t}");
-        let rep = read_report(&ws.path().join("r.json"));
+        let rep = read_report(&outd.path().join("r.json"));
         assert_eq!(v["profile_sha256"], rep["profile"]["sha256"], "{ctx}");
         assert_eq!(v["time"], rep["started_at"], "{ctx}");
         let report = v["report"].as_str().unwrap_or_default();
@@ -264,7 +267,7 @@ fn line_names_the_report_and_counts_denials() {
         );
         assert_eq!(
             std::fs::canonicalize(report).unwrap(),
-            std::fs::canonicalize(ws.path().join("r.json")).unwrap(),
+            std::fs::canonicalize(outd.path().join("r.json")).unwrap(),
             "{ctx}"
         );
         assert_eq!(v["command"][0], PYTHON, "{ctx}: {t}");

@@ -331,7 +331,7 @@ fn dry_run_prints_command_and_policy_without_running() {
     for user in users("dry_run_prints_command_and_policy_without_running") {
         for ns in Ns::ALL {
             let ctx = format!("replay --dry-run as {user}, {ns}");
-            let (a, b, reports) = (workspace(user), workspace(user), tempdir(user));
+            let (a, b, reports) = (workspace(user), workspace(user), outside_dir(user));
             let (ac, bc) = (canon(a.path()), canon(b.path()));
             let r1 = reports.path().join("r1.json");
             let out = record(
@@ -383,7 +383,7 @@ fn dry_run_prints_command_and_policy_without_running() {
 fn newer_report_version_is_refused() {
     for user in users("newer_report_version_is_refused") {
         let ctx = format!("replay of a version 2 report as {user}");
-        let (a, b, reports) = (workspace(user), workspace(user), tempdir(user));
+        let (a, b, reports) = (workspace(user), workspace(user), outside_dir(user));
         let r1 = reports.path().join("r1.json");
         let out = record(
             user,

@@ -110,8 +110,10 @@ fn clean_run_report_has_every_field() {
         for ns in Ns::ALL {
             let ctx = format!("clean run as {user}, {ns}");
             let ws = tempdir(user);
+            let reports_dir = outside_dir(user);
             let p = ns_profile("workspace-write", ns);
-            let (out, r, _) = run_report(user, &p, ws.path(), ws.path(), &[], &[], &["true"]);
+            let (out, r, _) =
+                run_report(user, &p, ws.path(), reports_dir.path(), &[], &[], &["true"]);
             assert_code(&out, 0, &ctx);
             assert!(
                 !text(&out.stderr).contains("denial"),
@@ -171,6 +173,7 @@ fn clean_run_report_has_every_field() {
 fn profile_sha256_follows_the_profile_text() {
     for user in users("profile_sha256_follows_the_profile_text") {
         let ws = tempdir(user);
+        let reports_dir = outside_dir(user);
         let p1 = profile_ns("sha", "extends = \"workspace-write\"\n", Ns::Auto);
         let p2 = profile_ns(
             "sha",
@@ -178,7 +181,8 @@ fn profile_sha256_follows_the_profile_text() {
             Ns::Auto,
         );
         let sha = |p: &str| {
-            let (out, r, _) = run_report(user, p, ws.path(), ws.path(), &[], &[], &["true"]);
+            let (out, r, _) =
+                run_report(user, p, ws.path(), reports_dir.path(), &[], &[], &["true"]);
             assert_code(&out, 0, format!("{user} under {p}"));
             s(&r["profile"], "sha256")
         };
@@ -194,6 +198,7 @@ fn denied_write_is_reported_with_trace() {
         for ns in Ns::ALL {
             let ctx = format!("denied write as {user}, {ns}");
             let ws = tempdir(user);
+            let reports_dir = outside_dir(user);
             // Owned by the user, so only the sandbox stands in the way.
             let outside = tempdir(user);
             let target = std::fs::canonicalize(outside.path())
@@ -205,7 +210,7 @@ fn denied_write_is_reported_with_trace() {
                 user,
                 &p,
                 ws.path(),
-                ws.path(),
+                reports_dir.path(),
                 &["--trace", "-q"],
                 &[],
                 &["/bin/sh", "-c", "echo x > \"$1\" || exit 7", "sh", t],
@@ -249,12 +254,13 @@ fn trace_reports_no_denial_for_an_allowed_device_write() {
         for ns in Ns::ALL {
             let ctx = format!("write /dev/null under --trace as {user}, {ns}");
             let ws = tempdir(user);
+            let reports_dir = outside_dir(user);
             let p = ns_profile("workspace-write", ns);
             let (out, r, _) = run_report(
                 user,
                 &p,
                 ws.path(),
-                ws.path(),
+                reports_dir.path(),
                 &["--trace", "-q"],
                 &[],
                 &["/bin/sh", "-c", "echo x > /dev/null && echo written"],
@@ -283,6 +289,7 @@ fn denied_connect_is_reported_with_trace() {
         for ns in Ns::ALL {
             let ctx = format!("denied connect as {user}, {ns}");
             let ws = tempdir(user);
+            let reports_dir = outside_dir(user);
             // P is allowed, Q (with a listener outside) is not.
             let lp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let lq = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -301,7 +308,7 @@ fn denied_connect_is_reported_with_trace() {
                 user,
                 &p,
                 ws.path(),
-                ws.path(),
+                reports_dir.path(),
                 &["--trace", "-q"],
                 &[],
                 &[PYTHON, &probe, "connect", &q],
@@ -336,13 +343,14 @@ fn socket_family_refusal_is_reported_without_trace() {
         for ns in Ns::ALL {
             let ctx = format!("socket(AF_INET) with the network off as {user}, {ns}");
             let ws = tempdir(user);
+            let reports_dir = outside_dir(user);
             let p = ns_profile("workspace-write", ns);
             let probe = probe_py().to_str().unwrap().to_string();
             let (out, r, _) = run_report(
                 user,
                 &p,
                 ws.path(),
-                ws.path(),
+                reports_dir.path(),
                 &["-q"],
                 &[],
                 &[PYTHON, &probe, "socket", "tcp"],
@@ -372,12 +380,13 @@ fn refused_ptrace_is_reported() {
         for ns in Ns::ALL {
             let ctx = format!("ptrace as {user}, {ns}");
             let ws = tempdir(user);
+            let reports_dir = outside_dir(user);
             let p = ns_profile("workspace-write", ns);
             let (out, r, _) = run_report(
                 user,
                 &p,
                 ws.path(),
-                ws.path(),
+                reports_dir.path(),
                 &["-q"],
                 &[],
                 &[PYTHON, "-c", PTRACE_PY],
@@ -415,6 +424,7 @@ fn timeout_is_reported() {
         for ns in Ns::ALL {
             let ctx = format!("timeout as {user}, {ns}");
             let ws = tempdir(user);
+            let reports_dir = outside_dir(user);
             let p = profile_ns(
                 "timeout",
                 "extends = \"workspace-write\"\n[limits]\ntimeout = \"1s\"\n",
@@ -425,7 +435,7 @@ fn timeout_is_reported() {
                 user,
                 &p,
                 ws.path(),
-                ws.path(),
+                reports_dir.path(),
                 &["-q"],
                 &[],
                 &["sleep", "30"],
@@ -454,13 +464,14 @@ fn child_killed_by_a_signal_is_reported() {
             for sig in [9, 15] {
                 let ctx = format!("child killed by signal {sig} as {user}, {ns}");
                 let ws = tempdir(user);
+                let reports_dir = outside_dir(user);
                 let p = ns_profile("workspace-write", ns);
                 let script = format!("kill -{sig} $$");
                 let (out, r, _) = run_report(
                     user,
                     &p,
                     ws.path(),
-                    ws.path(),
+                    reports_dir.path(),
                     &["-q"],
                     &[],
                     &["/bin/sh", "-c", &script],
@@ -480,8 +491,9 @@ fn launcher_interrupted_by_sigterm_still_writes_the_report() {
         for ns in Ns::ALL {
             let ctx = format!("SIGTERM to the launcher as {user}, {ns}");
             let ws = tempdir(user);
+            let reports_dir = outside_dir(user);
             let p = ns_profile("workspace-write", ns);
-            let report = ws.path().join("report.json");
+            let report = reports_dir.path().join("report.json");
             // A unique sleep argument (seconds) to find the payload on the host.
             let marker = format!("{}.{}", 30 + rand_small(), std::process::id());
             let mut c = cordon(user);
@@ -537,12 +549,13 @@ fn report_holds_no_environment_values() {
     for user in users("report_holds_no_environment_values") {
         let ctx = format!("env values as {user}");
         let ws = tempdir(user);
-        let log = ws.path().join("audit.log");
+        let reports_dir = outside_dir(user);
+        let log = reports_dir.path().join("audit.log");
         let (out, r, path) = run_report(
             user,
             &p,
             ws.path(),
-            ws.path(),
+            reports_dir.path(),
             &["--trace", "-q", "--audit-log", log.to_str().unwrap()],
             &[("SECRET_VALUE_XYZ", SECRET)],
             // Also a denial, so that the report has more than the skeleton.
@@ -586,12 +599,13 @@ fn summary_on_stderr_and_quiet() {
     for user in users("summary_on_stderr_and_quiet") {
         let ctx = format!("summary as {user}");
         let ws = tempdir(user);
+        let reports_dir = outside_dir(user);
         let p = "workspace-write";
         let (out, _, report) = run_report(
             user,
             p,
             ws.path(),
-            ws.path(),
+            reports_dir.path(),
             &[],
             &[],
             &[PYTHON, "-c", PTRACE_PY],
@@ -619,7 +633,7 @@ fn summary_on_stderr_and_quiet() {
             user,
             p,
             ws.path(),
-            ws.path(),
+            reports_dir.path(),
             &["-q"],
             &[],
             &[PYTHON, "-c", PTRACE_PY],
@@ -637,7 +651,7 @@ fn summary_on_stderr_and_quiet() {
         );
 
         // No denials: no summary.
-        let (out, _, _) = run_report(user, p, ws.path(), ws.path(), &[], &[], &["true"]);
+        let (out, _, _) = run_report(user, p, ws.path(), reports_dir.path(), &[], &[], &["true"]);
         assert!(
             !text(&out.stderr).contains("denial"),
             "{ctx}: summary without denials:\n{}",
@@ -667,12 +681,13 @@ fn no_capture_records_no_notified_denials() {
         for ns in Ns::ALL {
             let ctx = format!("--no-capture as {user}, {ns}");
             let ws = tempdir(user);
+            let reports_dir = outside_dir(user);
             let p = ns_profile("workspace-write", ns);
             let (out, r, _) = run_report(
                 user,
                 &p,
                 ws.path(),
-                ws.path(),
+                reports_dir.path(),
                 &["-q", "--no-capture"],
                 &[],
                 &[PYTHON, "-c", PTRACE_PY],

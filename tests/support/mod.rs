@@ -780,3 +780,21 @@ pub fn report_denials(r: &serde_json::Value) -> Vec<serde_json::Value> {
     r["denials"].as_array().cloned().unwrap_or_default()
 }
 // ---- end of run-report helpers ----
+
+// ---------------------------------------------------------------------------
+// Own-files helpers (tests/own_files.rs and every test that writes a report
+// or an audit log): cordon refuses either inside a writable root of the run,
+// and the built-ins make `${TMPDIR}` (/tmp here) and the workspace writable.
+// ---------------------------------------------------------------------------
+
+/// A temp dir owned by `user`, outside every writable root of the built-in
+/// profiles (under /var/tmp, not /tmp), for reports and audit logs.
+pub fn outside_dir(user: User) -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("cordon-test-out-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown_r(d.path(), user);
+    d
+}
