@@ -248,6 +248,9 @@ fn own_files(
     audit: Option<&Path>,
     report: Option<&Path>,
 ) -> Result<(Option<AuditLog>, Option<OwnFile>)> {
+    if audit.is_none() && report.is_none() {
+        return Ok((None, None));
+    }
     let audit = audit.map(|p| OwnFile::at(p, Own::AuditLog)).transpose()?;
     let report = report.map(|p| OwnFile::at(p, Own::Report)).transpose()?;
     let roots: Vec<PathBuf> = policy

@@ -532,10 +532,8 @@ impl Monitor {
         match ty {
             // Only those of the events kept below (the access record comes first):
             // the host's other records would pile up for the whole run.
-            SYSCALL => {
-                if self.pending_serials.contains(&serial) {
-                    self.audit_syscalls.insert(serial, fields);
-                }
+            SYSCALL if self.pending_serials.contains(&serial) => {
+                self.audit_syscalls.insert(serial, fields);
             }
             LANDLOCK_DOMAIN => {
                 let Some(domain) = fields.get("domain").cloned() else {
