@@ -53,6 +53,8 @@ pub struct Launch {
     pub trace: bool,
     /// Capture refused syscalls and executed commands (on unless --no-capture).
     pub capture: bool,
+    /// Run in `/`, a system directory or the home directory itself.
+    pub allow_unsafe_workspace: bool,
 }
 
 /// `cordon run`.
@@ -71,6 +73,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
         audit_log,
         trace,
         no_capture,
+        allow_unsafe_workspace,
         command,
     } = args;
     let overrides = Overrides {
@@ -96,6 +99,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
             audit_log,
             trace,
             capture: !no_capture,
+            allow_unsafe_workspace,
         },
         inherited,
     )
@@ -105,6 +109,15 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
 pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let started = Instant::now();
     let started_at = SystemTime::now();
+    if !l.allow_unsafe_workspace {
+        let home = l.ctx.home.as_deref();
+        if let Some(why) = crate::policy::workspace_hazard(&l.ctx.workspace, home) {
+            return Err(Error::UnsafeWorkspace {
+                path: l.ctx.workspace.clone(),
+                why,
+            });
+        }
+    }
     let policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
@@ -790,6 +803,7 @@ pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
             audit_log: None,
             trace: args.trace,
             capture: true,
+            allow_unsafe_workspace: args.allow_unsafe_workspace,
         },
         inherited,
     )
