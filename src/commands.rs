@@ -691,6 +691,20 @@ pub fn doctor() -> Result<u8> {
         };
         let _ = writeln!(out, "  {name:<16} {verdict}");
     }
+    // What the fallback mode leaves open, so nobody learns it from a run:
+    // namespaces "off", or "auto" where user namespaces are refused.
+    if let Ok(plan) = builtin_plan(profile::DEFAULT_PROFILE, &host, Some("namespaces off")) {
+        if !plan.gaps.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nwithout namespaces ([namespaces] mode = \"off\", or where user namespaces are refused), {} leaves open:",
+                profile::DEFAULT_PROFILE
+            );
+            for g in &plan.gaps {
+                let _ = writeln!(out, "  - {g}");
+            }
+        }
+    }
     if matches!(host.landlock, Landlock::Abi(_)) && !default_ok {
         let _ = writeln!(
             out,
@@ -702,9 +716,14 @@ pub fn doctor() -> Result<u8> {
 }
 
 fn builtin_verdict(name: &str, host: &Host) -> Result<Plan> {
+    builtin_plan(name, host, None)
+}
+
+/// The plan of a built-in here; `no_ns` plans it as if namespaces had failed.
+fn builtin_plan(name: &str, host: &Host, no_ns: Option<&str>) -> Result<Plan> {
     let (p, ctx) = load(name, &Overrides::default(), None)?;
     let policy = Policy::new(&p, &ctx, Missing::Skip)?;
-    Ok(Plan::new(&policy, host, None, &DiskLister))
+    Ok(Plan::new(&policy, host, no_ns, &DiskLister))
 }
 
 /// `cordon replay`: the recorded command under the recorded resolved policy

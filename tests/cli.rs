@@ -295,3 +295,30 @@ fn broad_workspaces_are_refused() {
         }
     }
 }
+
+/// What the mode without namespaces leaves open is said by `doctor` and `-v`,
+/// not learnt from a run: other processes' command lines, inotify on host paths.
+#[test]
+fn doctor_and_verbose_name_what_no_namespaces_leaves_open() {
+    let out = cordon(User::Root).arg("doctor").output().unwrap();
+    let doc = text(&out.stdout);
+    assert!(doc.contains("without namespaces"), "{doc}");
+    assert!(doc.contains("/proc/PID/cmdline"), "{doc}");
+    assert!(doc.contains("inotify"), "{doc}");
+    for user in users("doctor_and_verbose_name_what_no_namespaces_leaves_open") {
+        let ws = tempdir(user);
+        let p = ns_profile("workspace-write", Ns::Off);
+        let out = cordon(user)
+            .args(["run", "-v", "-p", &p, "-w"])
+            .arg(ws.path())
+            .args(["--", "/bin/true"])
+            .output()
+            .unwrap();
+        assert_code(&out, 0, format!("-v as {user}"));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("not covered in this mode: the command lines of every host process"),
+            "{user}: {err}"
+        );
+    }
+}
