@@ -83,6 +83,10 @@ pub struct ReplayArgs {
     /// Print no warnings or summary of cordon's own.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Replay even when the workspace is `/`, a system directory, or the home
+    /// directory itself.
+    #[arg(long)]
+    pub allow_unsafe_workspace: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -144,6 +148,10 @@ pub struct RunArgs {
     /// Do not capture refused syscalls and executed commands (plain errno filters).
     #[arg(long)]
     pub no_capture: bool,
+    /// Run even when the workspace is `/`, a system directory, or the home
+    /// directory itself (refused otherwise: the workspace is writable and executable).
+    #[arg(long)]
+    pub allow_unsafe_workspace: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

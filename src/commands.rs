@@ -54,6 +54,8 @@ pub struct Launch {
     pub trace: bool,
     /// Capture refused syscalls and executed commands (on unless --no-capture).
     pub capture: bool,
+    /// Run in `/`, a system directory or the home directory itself.
+    pub allow_unsafe_workspace: bool,
 }
 
 /// `cordon run`.
@@ -72,6 +74,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
         audit_log,
         trace,
         no_capture,
+        allow_unsafe_workspace,
         command,
     } = args;
     let overrides = Overrides {
@@ -97,6 +100,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
             audit_log,
             trace,
             capture: !no_capture,
+            allow_unsafe_workspace,
         },
         inherited,
     )
@@ -106,6 +110,15 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
 pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let started = Instant::now();
     let started_at = SystemTime::now();
+    if !l.allow_unsafe_workspace {
+        let home = l.ctx.home.as_deref();
+        if let Some(why) = crate::policy::workspace_hazard(&l.ctx.workspace, home) {
+            return Err(Error::UnsafeWorkspace {
+                path: l.ctx.workspace.clone(),
+                why,
+            });
+        }
+    }
     let mut policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
@@ -771,6 +784,20 @@ pub fn doctor() -> Result<u8> {
         };
         let _ = writeln!(out, "  {name:<16} {verdict}");
     }
+    // What the fallback mode leaves open, so nobody learns it from a run:
+    // namespaces "off", or "auto" where user namespaces are refused.
+    if let Ok(plan) = builtin_plan(profile::DEFAULT_PROFILE, &host, Some("namespaces off")) {
+        if !plan.gaps.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nwithout namespaces ([namespaces] mode = \"off\", or where user namespaces are refused), {} leaves open:",
+                profile::DEFAULT_PROFILE
+            );
+            for g in &plan.gaps {
+                let _ = writeln!(out, "  - {g}");
+            }
+        }
+    }
     if matches!(host.landlock, Landlock::Abi(_)) && !default_ok {
         let _ = writeln!(
             out,
@@ -782,9 +809,14 @@ pub fn doctor() -> Result<u8> {
 }
 
 fn builtin_verdict(name: &str, host: &Host) -> Result<Plan> {
+    builtin_plan(name, host, None)
+}
+
+/// The plan of a built-in here; `no_ns` plans it as if namespaces had failed.
+fn builtin_plan(name: &str, host: &Host, no_ns: Option<&str>) -> Result<Plan> {
     let (p, ctx) = load(name, &Overrides::default(), None)?;
     let policy = Policy::new(&p, &ctx, Missing::Skip)?;
-    Ok(Plan::new(&policy, host, None, &DiskLister))
+    Ok(Plan::new(&policy, host, no_ns, &DiskLister))
 }
 
 /// `cordon replay`: the recorded command under the recorded resolved policy
@@ -888,6 +920,7 @@ pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
             audit_log: None,
             trace: args.trace,
             capture: true,
+            allow_unsafe_workspace: args.allow_unsafe_workspace,
         },
         inherited,
     )

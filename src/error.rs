@@ -67,6 +67,11 @@ pub enum Error {
     UnknownCapability { origin: String, name: String },
     #[error("{origin}: {} does not exist", path.display())]
     MissingPath { origin: String, path: PathBuf },
+    #[error(
+        "workspace {}: {why}; choose a project directory with -w, or pass --allow-unsafe-workspace",
+        path.display()
+    )]
+    UnsafeWorkspace { path: PathBuf, why: String },
     #[error("workspace {}", path.display())]
     Workspace {
         path: PathBuf,

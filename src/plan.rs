@@ -319,6 +319,17 @@ fn no_ns_gaps(policy: &Policy, plan: &mut Plan) {
     plan.gaps.push(
         "chmod, chown, utime and xattrs of readable files are not mediated by Landlock".into(),
     );
+    // procfs is world-readable per process and its hidepid option is the host's
+    // to set: a sandbox in the host's PID namespace sees every process.
+    plan.gaps.push(
+        "the command lines of every host process are readable (/proc/PID/cmdline): \
+         tokens passed as arguments are visible"
+            .into(),
+    );
+    plan.gaps.push(
+        "inotify watches on readable host paths show when the host touches them (a side channel)"
+            .into(),
+    );
     // The roots a mount view would mount noexec are the ones left open here.
     for (root, _) in mounts(&policy.fs)
         .writable

@@ -330,6 +330,45 @@ fn ports(items: &[Item<u16>]) -> Vec<u16> {
 /// Whether `p` is `base` or lies beneath it. Both must be clean absolute paths
 /// (as canonical ones are): a byte comparison, where `Path::starts_with` walks
 /// components — this runs for every entry against every carve-out.
+/// Top-level system directories: a workspace is writable and executable, so any
+/// of these (or the whole tree above them) as a workspace hands the payload the
+/// system. Pseudo-filesystems and the boot and program trees are refused at any
+/// depth, since nothing beneath them is a project.
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev",
+    "/proc", "/sys", "/run", "/var", "/opt", "/srv", "/home", "/root", "/tmp", "/mnt", "/media",
+    "/snap", "/nix",
+];
+const SYSTEM_TREES: &[&str] = &[
+    "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev",
+    "/proc", "/sys",
+];
+
+/// Why `ws` (canonical) is no place for a workspace, or None. The home directory
+/// itself (and anything above it) is refused: the profiles' `deny` lists guard
+/// named secrets, not a home that is writable and executable as a whole.
+pub fn workspace_hazard(ws: &Path, home: Option<&Path>) -> Option<String> {
+    if ws == Path::new("/") {
+        return Some("the root of the file system".into());
+    }
+    if SYSTEM_DIRS.iter().any(|d| ws == Path::new(d)) {
+        return Some("a system directory".into());
+    }
+    if let Some(t) = SYSTEM_TREES.iter().find(|t| beneath(ws, Path::new(t))) {
+        return Some(format!("inside the system directory {t}"));
+    }
+    if let Some(home) = home.filter(|h| h.is_absolute() && *h != Path::new("/")) {
+        let home = canonical(home).0;
+        if ws == home {
+            return Some("the home directory itself".into());
+        }
+        if beneath(&home, ws) {
+            return Some(format!("above the home directory {}", home.display()));
+        }
+    }
+    None
+}
+
 pub fn beneath(p: &Path, base: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let (p, b) = (p.as_os_str().as_bytes(), base.as_os_str().as_bytes());
@@ -654,6 +693,46 @@ mod tests {
     use super::*;
     use crate::profile::Profile;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn broad_workspaces_are_refused() {
+        let home = Some(Path::new("/home/u"));
+        for (ws, why) in [
+            ("/", "the root of the file system"),
+            ("/usr", "a system directory"),
+            ("/tmp", "a system directory"),
+            ("/home", "a system directory"),
+            ("/etc/nginx", "inside the system directory /etc"),
+            ("/proc/self", "inside the system directory /proc"),
+            ("/home/u", "the home directory itself"),
+        ] {
+            assert_eq!(
+                workspace_hazard(Path::new(ws), home).as_deref(),
+                Some(why),
+                "{ws}"
+            );
+        }
+        for ws in [
+            "/home/u/src/app",
+            "/tmp/x",
+            "/srv/app",
+            "/var/lib/ci/build",
+            "/work/main",
+        ] {
+            assert_eq!(workspace_hazard(Path::new(ws), home), None, "{ws}");
+        }
+        // Above the home directory.
+        assert_eq!(
+            workspace_hazard(Path::new("/data"), Some(Path::new("/data/users/u"))).as_deref(),
+            Some("above the home directory /data/users/u")
+        );
+        // HOME unset or "/" (some service users): no home check, no panic.
+        assert_eq!(workspace_hazard(Path::new("/work"), None), None);
+        assert_eq!(
+            workspace_hazard(Path::new("/work"), Some(Path::new("/"))),
+            None
+        );
+    }
 
     fn ctx(ws: &Path) -> Context {
         Context {

@@ -473,9 +473,9 @@ pub struct Overrides {
 impl Profile {
     /// Load a built-in or a profile file, resolving `extends`.
     pub fn load(r: &ProfileRef) -> Result<Profile> {
-        let mut stack = Vec::new();
+        let mut chain = Chain::default();
         let mut p = Profile::default();
-        load_into(&mut p, r, None, &mut stack)?;
+        load_into(&mut p, r, None, &mut chain)?;
         p.name = r.to_string();
         p.source = match r {
             ProfileRef::Builtin(_) => "builtin".into(),
@@ -491,8 +491,11 @@ impl Profile {
     /// `extends` paths resolve relative to `dir`.
     pub fn from_text(name: &str, text: &str, dir: Option<&Path>) -> Result<Profile> {
         let mut p = Profile::default();
-        let mut stack = vec![name.to_string()];
-        apply_text(&mut p, name, text.into(), dir, &mut stack)?;
+        let mut chain = Chain {
+            stack: vec![name.to_string()],
+            ..Chain::default()
+        };
+        apply_text(&mut p, name, text.into(), dir, &mut chain)?;
         p.name = name.to_string();
         p.source = name.to_string();
         Ok(p)
@@ -625,11 +628,72 @@ impl Profile {
     }
 }
 
+/// The profiles being merged (for cycles) and those already merged: a file
+/// reached twice through a diamond of `extends` is merged once, so the work is
+/// linear in the number of files, not exponential in the depth of the diamond.
+#[derive(Debug, Default)]
+struct Chain {
+    stack: Vec<String>,
+    loaded: std::collections::BTreeSet<String>,
+}
+
+/// Profiles are small; anything larger is not a profile (and reading it whole
+/// would be the profile's author deciding how much memory cordon spends).
+pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
+/// Read a profile file: a regular file of at most [`MAX_PROFILE_BYTES`]. Opened
+/// non-blocking so a FIFO fails at once instead of waiting for a writer, and
+/// checked on the descriptor, so the file read is the file checked.
+fn read_profile_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let err = |source| Error::ReadProfile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(err)?;
+    let meta = f.metadata().map_err(err)?;
+    let t = meta.file_type();
+    if !t.is_file() {
+        let kind = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(err(std::io::Error::other(format!(
+            "{kind}: a profile must be a regular file"
+        ))));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_PROFILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
+    if bytes.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(err(std::io::Error::other(format!(
+            "larger than {} KiB: not a profile",
+            MAX_PROFILE_BYTES >> 10
+        ))));
+    }
+    Ok(bytes)
+}
+
 fn load_into(
     p: &mut Profile,
     r: &ProfileRef,
     base: Option<&Path>,
-    stack: &mut Vec<String>,
+    chain: &mut Chain,
 ) -> Result<()> {
     match r {
         ProfileRef::Builtin(name) => {
@@ -638,20 +702,27 @@ fn load_into(
                 known: builtin_names(),
             })?;
             let key = format!("builtin:{name}");
-            check_cycle(stack, &key)?;
-            stack.push(key);
-            apply_text(p, &format!("builtin/{name}.toml"), text.into(), None, stack)?;
-            stack.pop();
+            check_cycle(&chain.stack, &key)?;
+            if chain.loaded.contains(&key) {
+                return Ok(());
+            }
+            chain.stack.push(key.clone());
+            apply_text(p, &format!("builtin/{name}.toml"), text.into(), None, chain)?;
+            chain.stack.pop();
+            chain.loaded.insert(key);
         }
         ProfileRef::Path(path) => {
             let full = match base {
                 Some(dir) if path.is_relative() => dir.join(path),
                 _ => path.clone(),
             };
-            let bytes = std::fs::read(&full).map_err(|source| Error::ReadProfile {
-                path: full.clone(),
-                source,
-            })?;
+            let canon = std::fs::canonicalize(&full).unwrap_or_else(|_| full.clone());
+            let key = canon.display().to_string();
+            check_cycle(&chain.stack, &key)?;
+            if chain.loaded.contains(&key) {
+                return Ok(());
+            }
+            let bytes = read_profile_file(&full)?;
             let text = String::from_utf8(bytes).map_err(|e| {
                 // Locate the first bad byte: everything before it is valid text.
                 let good = String::from_utf8_lossy(&e.as_bytes()[..e.utf8_error().valid_up_to()])
@@ -664,13 +735,11 @@ fn load_into(
                     message: "invalid UTF-8 (a profile is TOML text)".into(),
                 }
             })?;
-            let canon = std::fs::canonicalize(&full).unwrap_or_else(|_| full.clone());
-            let key = canon.display().to_string();
-            check_cycle(stack, &key)?;
-            stack.push(key);
+            chain.stack.push(key.clone());
             let name = full.display().to_string();
-            apply_text(p, &name, text.into(), canon.parent(), stack)?;
-            stack.pop();
+            apply_text(p, &name, text.into(), canon.parent(), chain)?;
+            chain.stack.pop();
+            chain.loaded.insert(key);
         }
     }
     Ok(())
@@ -693,7 +762,7 @@ fn apply_text(
     name: &str,
     text: Arc<str>,
     dir: Option<&Path>,
-    stack: &mut Vec<String>,
+    chain: &mut Chain,
 ) -> Result<()> {
     let raw = parse(name, &text)?;
     let lines = LineIndex::new(&text);
@@ -701,7 +770,7 @@ fn apply_text(
         let (line, column) = lines.line_col(ext.span().start);
         for target in &ext.get_ref().0 {
             let r = ProfileRef::parse(target);
-            load_into(p, &r, dir, stack).map_err(|e| match e {
+            load_into(p, &r, dir, chain).map_err(|e| match e {
                 // A cycle is located once, at the extends that closes it, not at every level.
                 e @ Error::Extends { .. } if e.is_cycle() => e,
                 e => Error::Extends {
@@ -1085,6 +1154,67 @@ mod tests {
     fn extends_list_and_builtin() {
         let p = Profile::from_text("x", "extends = [\"read-only\", \"online\"]\n", None).unwrap();
         assert_eq!(p.net_mode(), NetMode::On);
+    }
+
+    #[test]
+    fn a_diamond_of_extends_merges_each_file_once() {
+        // 40 levels, each extending the next level twice (through two files):
+        // 2^40 loads if files were merged per reference.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for i in 0..40 {
+            let next = |side: &str| format!("l{}{side}.toml", i + 1);
+            let body = format!("extends = [\"{}\", \"{}\"]\n", next("a"), next("b"));
+            std::fs::write(d.join(format!("l{i}a.toml")), &body).unwrap();
+            std::fs::write(d.join(format!("l{i}b.toml")), &body).unwrap();
+        }
+        for side in ["a", "b"] {
+            std::fs::write(
+                d.join(format!("l40{side}.toml")),
+                "[filesystem]\nread = [\"/usr\"]\n",
+            )
+            .unwrap();
+        }
+        let p = Profile::load(&ProfileRef::Path(d.join("l0a.toml"))).unwrap();
+        // l40a and l40b each once.
+        assert_eq!(p.filesystem.read.len(), 2);
+        // A built-in reached twice is merged once too.
+        let p = Profile::from_text("x", "extends = [\"read-only\", \"online\"]\n", None).unwrap();
+        let ro = Profile::load(&ProfileRef::Builtin("read-only".into())).unwrap();
+        assert_eq!(p.filesystem.deny.len(), ro.filesystem.deny.len());
+    }
+
+    #[test]
+    fn extends_of_a_special_or_huge_file_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; (MAX_PROFILE_BYTES + 1) as usize]).unwrap();
+        std::fs::create_dir(dir.path().join("dir.toml")).unwrap();
+        for (target, why) in [
+            (
+                "/dev/zero",
+                "a character device: a profile must be a regular file",
+            ),
+            ("fifo.toml", "a FIFO: a profile must be a regular file"),
+            ("big.toml", "larger than 1024 KiB: not a profile"),
+            ("dir.toml", "a directory: a profile must be a regular file"),
+        ] {
+            let text = format!("description = \"x\"\nextends = \"{target}\"\n");
+            let e = Profile::from_text("c.toml", &text, Some(dir.path())).unwrap_err();
+            let msg = crate::error::chain(&e);
+            assert!(
+                msg.starts_with(&format!(
+                    "loading profile c.toml: line 2, column 11: extends `{target}`"
+                )),
+                "{msg}"
+            );
+            assert!(msg.ends_with(why), "{msg}");
+        }
+        // The top-level profile goes through the same reader.
+        let e = Profile::load(&ProfileRef::Path(fifo)).unwrap_err();
+        assert!(crate::error::chain(&e).ends_with("a FIFO: a profile must be a regular file"));
     }
 
     #[test]

@@ -229,3 +229,96 @@ fn child_stderr_is_the_childs_own() {
         assert_eq!(text(&out.stderr), "oops\n");
     }
 }
+
+/// A workspace is writable and executable: `/`, a system directory or the home
+/// directory itself (also reached through a symlink) is refused before anything
+/// runs, with one line and the way out; `--allow-unsafe-workspace` is that way.
+#[test]
+fn broad_workspaces_are_refused() {
+    for user in users("broad_workspaces_are_refused") {
+        let dir = tempdir(user);
+        let to_root = dir.path().join("to-root");
+        std::os::unix::fs::symlink("/", &to_root).unwrap();
+        let home = home(user);
+        // In the home directory: the workspace of the override run below.
+        let marker = home.join("broad-workspace-ran");
+        let touch = format!("touch {}", marker.display());
+        for ns in Ns::ALL {
+            let p = ns_profile("workspace-write", ns);
+            for (ws, why) in [
+                (
+                    std::path::Path::new("/"),
+                    "workspace /: the root of the file system",
+                ),
+                (
+                    to_root.as_path(),
+                    "workspace /: the root of the file system",
+                ),
+                (
+                    std::path::Path::new("/usr"),
+                    "workspace /usr: a system directory",
+                ),
+                (home.as_path(), "the home directory itself"),
+            ] {
+                let out = cordon(user)
+                    .args(["run", "-p", &p, "-w"])
+                    .arg(ws)
+                    .args(["--", "/bin/sh", "-c", &touch])
+                    .output()
+                    .unwrap();
+                let ctx = format!("-w {} as {user}, {ns}", ws.display());
+                assert_code(&out, 125, &ctx);
+                let line = assert_one_error_line(&out, &ctx);
+                assert!(line.contains(why), "{ctx}: {line}");
+                assert!(line.contains("--allow-unsafe-workspace"), "{ctx}: {line}");
+                assert!(!marker.exists(), "{ctx}: the command ran");
+            }
+            // The explicit override runs (in the home directory: harmless here). The
+            // marker goes to the home's .cache: without namespaces the home's own
+            // entries cannot be created (its deny carve-outs, a known gap).
+            let cache = home.join(".cache");
+            std::fs::create_dir_all(&cache).unwrap();
+            chown_r(&cache, user);
+            let ran = cache.join("broad-workspace-ran");
+            let out = cordon(user)
+                .args(["run", "-q", "--allow-unsafe-workspace", "-p", &p, "-w"])
+                .arg(&home)
+                .args(["--", "/bin/sh", "-c", &format!("touch {}", ran.display())])
+                .output()
+                .unwrap();
+            assert_code(&out, 0, format!("override as {user}, {ns}"));
+            assert!(
+                ran.exists(),
+                "override as {user}, {ns}: the command did not run"
+            );
+            std::fs::remove_file(&ran).unwrap();
+        }
+    }
+}
+
+/// What the mode without namespaces leaves open is said by `doctor` and `-v`,
+/// not learnt from a run: other processes' command lines, inotify on host paths.
+#[test]
+fn doctor_and_verbose_name_what_no_namespaces_leaves_open() {
+    let out = cordon(User::Root).arg("doctor").output().unwrap();
+    let doc = text(&out.stdout);
+    assert!(doc.contains("without namespaces"), "{doc}");
+    assert!(doc.contains("/proc/PID/cmdline"), "{doc}");
+    assert!(doc.contains("inotify"), "{doc}");
+    for user in users("doctor_and_verbose_name_what_no_namespaces_leaves_open") {
+        let ws = tempdir(user);
+        let p = ns_profile("workspace-write", Ns::Off);
+        let out = cordon(user)
+            .args(["run", "-v", "-p", &p, "-w"])
+            .arg(ws.path())
+            .args(["--", "/bin/true"])
+            .output()
+            .unwrap();
+        assert_code(&out, 0, format!("-v as {user}"));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("not covered in this mode: the command lines of every host process"),
+            "{user}: {err}"
+        );
+    }
+}

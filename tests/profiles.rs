@@ -129,6 +129,8 @@ bad_fixtures! {
     missing_builtin => ("missing_builtin.toml", "extends"),
     // The cycle closes on extends_cycle_back.toml's `extends` line.
     extends_cycle => ("extends_cycle_back.toml", "extends"),
+    // Regular files only: /dev/zero would be read forever, a FIFO would block.
+    extends_special => ("extends_special.toml", "extends"),
 }
 
 #[test]

@@ -391,7 +391,7 @@ fn the_runs_processes_are_reaped_before_cordon_returns() {
                 .current_dir(ws.path())
                 .env_clear()
                 .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-                .env("HOME", ws.path())
+                .env("HOME", "/nonexistent")
                 .args(["--", "/bin/sh", "-c", script])
                 .stdin(std::process::Stdio::null())
                 .output()
