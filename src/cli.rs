@@ -83,6 +83,17 @@ pub struct ReplayArgs {
     /// Print no warnings or summary of cordon's own.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Replay without asking when the report is foreign (not signed by this
+    /// user's report key) or its policy is wider than the local profile.
+    /// Without it such a replay asks on the terminal, and without a terminal refuses.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Give the replay the recorded secret NAME: as the local profile of the
+    /// same name defines it (NAME), or read from FILE (NAME=FILE). Recorded
+    /// secrets not named here are set to a placeholder; a report never chooses
+    /// what is read on this machine. Repeatable.
+    #[arg(long, value_name = "NAME[=FILE]")]
+    pub secret: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -139,6 +139,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Usage(String),
+    /// A replay refused before anything ran: tampered, or not confirmed.
+    #[error("replay {}: {reason}", report.display())]
+    ReplayRefused { report: PathBuf, reason: String },
 }
 
 impl Error {

@@ -30,14 +30,17 @@ pub mod monitor;
 pub mod namespaces;
 pub mod plan;
 pub mod policy;
+pub mod policy_diff;
 pub mod probe;
 pub mod profile;
+pub mod replay;
 pub mod report;
 pub mod sandbox;
 pub mod seccomp;
 pub mod supervise;
 pub mod sys;
 pub mod syscalls;
+pub mod trust;
 pub mod units;
 pub mod vars;
 
