@@ -356,12 +356,15 @@ fn mounts(fs: &FsPolicy) -> Mounts {
             .any(|g| g.access.can_exec() && (beneath(t, &g.path) || beneath(&g.path, t)));
         m.writable.push((t.clone(), !exec));
     }
-    for c in fs.read_only.iter().filter(|c| c.exists) {
-        let Some(root) = tops.iter().find(|t| beneath(&c.path, t)) else {
-            continue;
+    // Pin the directories between a writable root and a read_only or masked
+    // path: a mount point cannot be renamed, so the payload can neither move
+    // .git aside and put its own in place, nor move ~/.local aside and plant a
+    // report key of its own where the masked one was.
+    let pin = |m: &mut Mounts, path: &Path| {
+        let Some(root) = tops.iter().find(|t| beneath(path, t)) else {
+            return;
         };
-        let mut pins: Vec<PathBuf> = c
-            .path
+        let mut pins: Vec<PathBuf> = path
             .ancestors()
             .skip(1)
             .take_while(|a| a.starts_with(root) && *a != root.as_path())
@@ -373,9 +376,15 @@ fn mounts(fs: &FsPolicy) -> Mounts {
                 m.pins.push(p);
             }
         }
-        m.read_only.push(c.path.clone());
+    };
+    for c in fs.read_only.iter().filter(|c| c.exists) {
+        if tops.iter().any(|t| beneath(&c.path, t)) {
+            pin(&mut m, &c.path);
+            m.read_only.push(c.path.clone());
+        }
     }
     for c in fs.deny.iter().filter(|c| c.exists && covered(&c.path)) {
+        pin(&mut m, &c.path);
         m.masks.push((c.path.clone(), c.kind == Kind::Dir));
     }
     m

@@ -349,7 +349,7 @@ pub fn compare(rec: &Profile, local: &Profile) -> Vec<Change> {
             }
         }
     }
-    out.sort_by(|x, y| x.effect.cmp(&y.effect));
+    out.sort_by_key(|c| c.effect);
     out
 }
 

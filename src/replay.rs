@@ -64,7 +64,7 @@ pub fn confirmation(verdict: &Verdict, changes: &[Change]) -> Option<String> {
     let mut why = Vec::new();
     if let Verdict::Foreign(f) = verdict {
         why.push(format!(
-            "not written by this user's cordon ({f}), so its command is one you have not seen"
+            "the report is foreign ({f}): its command is one you have not seen"
         ));
     }
     let wider: Vec<&str> = changes
@@ -397,7 +397,7 @@ fn describe<'a>(
         "# command {}",
         command
             .iter()
-            .map(|a| esc(&a.to_string_lossy()))
+            .map(|a| shell_word(&esc(&a.to_string_lossy())))
             .collect::<Vec<_>>()
             .join(" ")
     );
@@ -419,6 +419,19 @@ fn describe<'a>(
         let _ = writeln!(s, "# {n}");
     }
     s
+}
+
+/// One argument as a shell would need it written, so that the words of the
+/// printed command are the words that run.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%^".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Ask on the controlling terminal (never stdin, which may be the report's

@@ -197,7 +197,9 @@ pub enum Foreign {
 impl std::fmt::Display for Foreign {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Foreign::NoDigest => "it carries no integrity digest (an older cordon, or edited)",
+            Foreign::NoDigest => {
+                "it carries no integrity digest: an older cordon wrote it, or it was edited"
+            }
             Foreign::Unsigned => "it is not signed",
             Foreign::OtherKey => "it is not signed by this user's report key",
             Foreign::NoLocalKey => "this user has no report key to check its signature",
