@@ -530,3 +530,105 @@ fn the_key_is_never_written_through_a_planted_link() {
         );
     }
 }
+
+/// A report this user wrote, under a profile narrowed since: signed, but wider
+/// than the local profile, so it asks; `--dry-run` shows why without running.
+#[test]
+fn a_signed_report_wider_than_the_local_profile_asks() {
+    for user in users("a_signed_report_wider_than_the_local_profile_asks") {
+        for ns in Ns::ALL {
+            let ctx = format!("replay after narrowing the profile as {user}, {ns}");
+            let (ws, reports) = (tempdir(user), tempdir(user));
+            let marker = canon(ws.path()).join("marker");
+            let wide = "extends = \"workspace-write\"\n[network]\nmode = \"on\"\n";
+            let p = profile_ns("narrowed", wide, ns);
+            let report = reports.path().join("r.json");
+            let mut c = cordon(user);
+            c.args(["run", "-q", "-p", &p, "-w"])
+                .arg(ws.path())
+                .current_dir(ws.path())
+                .arg("--report")
+                .arg(&report)
+                .args(["--", "/bin/sh", "-c", "echo ran >> \"$1\"", "sh"])
+                .arg(&marker);
+            assert_code(&no_tty(&mut c).output().unwrap(), 0, &ctx);
+            std::fs::remove_file(&marker).unwrap();
+            let narrow = wide.replace("\"on\"", "\"off\"");
+            std::fs::write(
+                &p,
+                format!("{narrow}\n[namespaces]\nmode = \"{}\"\n", ns.name()),
+            )
+            .unwrap();
+
+            let out = replay(user, &report, reports.path(), &[]);
+            assert_code(&out, 125, &ctx);
+            let line = assert_one_error_line(&out, &ctx);
+            assert!(
+                line.contains("network mode on (local off)") && !line.contains("foreign"),
+                "{ctx}: {line}"
+            );
+            assert!(!marker.exists(), "{ctx}: the command ran");
+
+            let out = replay(user, &report, reports.path(), &["--dry-run"]);
+            assert_code(&out, 0, format!("{ctx}, --dry-run"));
+            let o = text(&out.stdout);
+            assert!(
+                o.contains("WIDER:    network mode on (local off)")
+                    && o.contains("signature valid")
+                    && o.contains("would ask for confirmation"),
+                "{ctx}: --dry-run does not show the difference:\n{o}"
+            );
+            assert!(!marker.exists(), "{ctx}: --dry-run ran the command");
+
+            let out = replay(user, &report, reports.path(), &["--yes"]);
+            assert_code(&out, 0, format!("{ctx}, --yes"));
+            assert!(marker.exists(), "{ctx}: --yes did not run the command");
+        }
+    }
+}
+
+/// Another user's report is foreign here: whether this user has no report key
+/// yet, or one of their own.
+#[test]
+fn another_users_report_is_foreign() {
+    if users("another_users_report_is_foreign").is_empty() {
+        return;
+    }
+    let rec = Recorded::new(User::Root, Ns::Auto);
+    std::fs::set_permissions(&rec.report, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let h = tempdir(User::Nobody);
+    let replay_as_nobody = || {
+        let mut c = cordon(User::Nobody);
+        c.env("HOME", h.path())
+            .arg("replay")
+            .arg(&rec.report)
+            .current_dir("/");
+        no_tty(&mut c).output().unwrap()
+    };
+    for (ctx, why) in [
+        ("uid 65534 without a key", "no report key"),
+        (
+            "uid 65534 with a key",
+            "not signed by this user's report key",
+        ),
+    ] {
+        if why == "not signed by this user's report key" {
+            let mut c = cordon(User::Nobody);
+            c.env("HOME", h.path())
+                .args(["run", "-q", "-p", "read-only", "-w", "/", "--report"])
+                .arg(h.path().join("own.json"))
+                .args(["--", "/bin/true"])
+                .current_dir("/");
+            assert_code(&no_tty(&mut c).output().unwrap(), 0, ctx);
+            assert!(key_path(h.path()).exists(), "{ctx}: no key was made");
+        }
+        let out = replay_as_nobody();
+        assert_code(&out, 125, ctx);
+        let line = assert_one_error_line(&out, ctx);
+        assert!(
+            line.contains("foreign") && line.contains(why),
+            "{ctx}: {line}"
+        );
+        assert!(!rec.ran(), "{ctx}: root's report ran");
+    }
+}
