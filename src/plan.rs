@@ -738,6 +738,22 @@ mod tests {
     }
 
     #[test]
+    fn mount_view_pins_ancestors_of_masked_paths() {
+        // A masked key two levels inside the writable home: ~/.local and
+        // ~/.local/state are pinned, so neither can be moved aside.
+        let f = fs(
+            &[("/", Access::READ), ("/h", Access::WRITE)],
+            &["/h/.local/state/cordon", "/h/.ssh", "/etc/shadow"],
+        );
+        let m = mounts(&f);
+        assert_eq!(
+            m.pins,
+            vec![PathBuf::from("/h/.local"), PathBuf::from("/h/.local/state")]
+        );
+        assert_eq!(m.masks.len(), 3);
+    }
+
+    #[test]
     fn mount_view_pins_ancestors_of_read_only_paths() {
         let d = tempfile::tempdir().unwrap();
         let ws = std::fs::canonicalize(d.path()).unwrap();

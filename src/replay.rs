@@ -528,6 +528,14 @@ mod tests {
     }
 
     #[test]
+    fn printed_commands_quote_what_a_shell_would_split() {
+        assert_eq!(shell_word("/usr/bin/touch"), "/usr/bin/touch");
+        assert_eq!(shell_word("echo hi"), "'echo hi'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
     fn secret_arguments() {
         let a = parse_secret_args(&["A".into(), "B=k.txt".into()], Path::new("/c")).unwrap();
         assert_eq!(a["A"], SecretArg::Local);
