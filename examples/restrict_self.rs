@@ -29,6 +29,7 @@ fn main() {
         audit_log: None,
         trace: false,
         capture: true,
+        sign_report: true,
     };
     let code = match execute(launch, &cordon::sandbox::inherited_fds()) {
         Ok(code) => code,

@@ -336,6 +336,7 @@ pub fn command(args: ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
             audit_log: None,
             trace: args.trace,
             capture: true,
+            sign_report: verdict == Verdict::Signed,
         },
         inherited,
     )

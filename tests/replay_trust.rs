@@ -288,6 +288,27 @@ fn tampered_reports_are_refused_and_secrets_become_placeholders() {
                         "{ctx}: the changed command did not run"
                     );
                     std::fs::remove_file(&pwned).unwrap();
+                    // Confirming once does not make the command trusted: the
+                    // replay's own report is not signed.
+                    let again = rec.reports.path().join("again.json");
+                    let out = replay(
+                        user,
+                        &p,
+                        rec.reports.path(),
+                        &["--yes", "--report-to", again.to_str().unwrap()],
+                    );
+                    assert_code(&out, 0, format!("{ctx} --report-to"));
+                    std::fs::remove_file(&pwned).unwrap();
+                    let r2 = read_report(&again);
+                    assert!(
+                        r2["integrity"]["sha256"].is_string()
+                            && r2["integrity"]["hmac_sha256"].is_null(),
+                        "{ctx}: the replay of a foreign report was signed: {}",
+                        r2["integrity"]
+                    );
+                    let out = replay(user, &again, rec.reports.path(), &[]);
+                    assert_code(&out, 125, format!("{ctx}: replay of the replay"));
+                    assert!(!pwned.exists(), "{ctx}: the laundered report ran");
                 }
             }
         }
