@@ -34,7 +34,10 @@ pub enum Command {
     /// Say whether PROFILE allows one access, which rule decides, and the
     /// smallest change that would allow a denied one. Exits 0 allowed, 1 denied.
     Explain(ExplainArgs),
-    /// Re-run the command of a run report under the policy it recorded.
+    /// Re-run the command of a run report under the policy it recorded. A
+    /// report is untrusted input: an edited one is refused, recorded secrets are
+    /// not read, and a report this user's cordon did not sign, or one whose
+    /// policy is wider than the local profile, asks on the terminal first.
     Replay(ReplayArgs),
 }
 

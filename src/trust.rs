@@ -192,6 +192,8 @@ pub enum Foreign {
     OtherKey,
     /// A signature, but this user has no report key to check it with.
     NoLocalKey,
+    /// This user's key file exists but cannot be used (its mode, owner or content).
+    KeyUnusable(String),
 }
 
 impl std::fmt::Display for Foreign {
@@ -203,6 +205,7 @@ impl std::fmt::Display for Foreign {
             Foreign::Unsigned => "it is not signed",
             Foreign::OtherKey => "it is not signed by this user's report key",
             Foreign::NoLocalKey => "this user has no report key to check its signature",
+            Foreign::KeyUnusable(why) => return write!(f, "this user's key cannot be used: {why}"),
         })
     }
 }
@@ -212,8 +215,8 @@ impl std::fmt::Display for Foreign {
 pub struct Tampered(pub String);
 
 /// Recompute the report's hashes and check its signature. Pure: the caller
-/// loads the key.
-pub fn verify(r: &Report, key: Option<&Key>) -> Result<Verdict, Tampered> {
+/// loads the key (an unusable key makes every signed report foreign, with why).
+pub fn verify(r: &Report, key: Result<Option<&Key>, &KeyError>) -> Result<Verdict, Tampered> {
     let sha = &r.profile.sha256;
     if sha.len() != 64 || !sha.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(Tampered(
@@ -230,9 +233,10 @@ pub fn verify(r: &Report, key: Option<&Key>) -> Result<Verdict, Tampered> {
     }
     Ok(match (&i.hmac_sha256, key) {
         (None, _) => Verdict::Foreign(Foreign::Unsigned),
-        (Some(_), None) => Verdict::Foreign(Foreign::NoLocalKey),
-        (Some(s), Some(k)) if k.verify(&i.sha256, s) => Verdict::Signed,
-        (Some(_), Some(_)) => Verdict::Foreign(Foreign::OtherKey),
+        (Some(_), Err(e)) => Verdict::Foreign(Foreign::KeyUnusable(e.to_string())),
+        (Some(_), Ok(None)) => Verdict::Foreign(Foreign::NoLocalKey),
+        (Some(s), Ok(Some(k))) if k.verify(&i.sha256, s) => Verdict::Signed,
+        (Some(_), Ok(Some(_))) => Verdict::Foreign(Foreign::OtherKey),
     })
 }
 

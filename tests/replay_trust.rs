@@ -653,3 +653,51 @@ fn another_users_report_is_foreign() {
         assert!(!rec.ran(), "{ctx}: root's report ran");
     }
 }
+
+/// A key readable by others is not used: the report is written unsigned with a
+/// warning, and a report it signed earlier replays as foreign.
+#[test]
+fn a_key_readable_by_others_is_not_used() {
+    for user in users("a_key_readable_by_others_is_not_used") {
+        let ctx = format!("a 0644 key as {user}");
+        let (h, ws) = (tempdir(user), tempdir(user));
+        let run = |report: &Path| {
+            let mut c = cordon(user);
+            c.env("HOME", h.path())
+                .args(["run", "-p", "read-only", "-w"])
+                .arg(ws.path())
+                .current_dir(ws.path())
+                .arg("--report")
+                .arg(report)
+                .args(["--", "/bin/true"]);
+            no_tty(&mut c).output().unwrap()
+        };
+        let signed = ws.path().join("signed.json");
+        assert_code(&run(&signed), 0, &ctx);
+        let key = key_path(h.path());
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let unsigned = ws.path().join("unsigned.json");
+        let out = run(&unsigned);
+        assert_code(&out, 0, &ctx);
+        assert!(
+            text(&out.stderr).contains("not signed") && text(&out.stderr).contains("mode 644"),
+            "{ctx}: no warning:\n{}",
+            text(&out.stderr)
+        );
+        assert!(read_report(&unsigned)["integrity"]["hmac_sha256"].is_null());
+
+        let mut c = cordon(user);
+        c.env("HOME", h.path())
+            .arg("replay")
+            .arg(&signed)
+            .current_dir(ws.path());
+        let out = no_tty(&mut c).output().unwrap();
+        assert_code(&out, 125, &ctx);
+        let line = assert_one_error_line(&out, &ctx);
+        assert!(
+            line.contains("foreign") && line.contains("cannot be used"),
+            "{ctx}: {line}"
+        );
+    }
+}
