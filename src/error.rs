@@ -142,6 +142,10 @@ pub enum Error {
     /// A replay refused before anything ran: tampered, or not confirmed.
     #[error("replay {}: {reason}", report.display())]
     ReplayRefused { report: PathBuf, reason: String },
+    /// An error whose text carried report data, with its control characters
+    /// escaped (`message` is the whole chain) and its exit code kept.
+    #[error("{message}")]
+    Escaped { message: String, code: u8 },
 }
 
 impl Error {
@@ -160,6 +164,7 @@ impl Error {
             Error::NotFound { .. } => exit::NOT_FOUND,
             Error::NotExecutable { .. } => exit::NOT_EXECUTABLE,
             Error::Child { code, .. } => *code,
+            Error::Escaped { code, .. } => *code,
             _ => exit::LAUNCHER,
         }
     }

@@ -114,8 +114,24 @@ fn for_comparison(p: &Profile, ctx: &Context) -> Result<Profile> {
     Ok(e)
 }
 
-/// `cordon replay`.
+/// `cordon replay`. Any error may quote the report (a program name, a key of
+/// its profile): its text reaches the terminal escaped, its exit code unchanged.
 pub fn command(args: ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
+    replay(args, inherited).map_err(|e| {
+        let text = chain(&e);
+        let safe = esc(&text);
+        if safe == text {
+            e
+        } else {
+            Error::Escaped {
+                message: safe,
+                code: e.exit_code(),
+            }
+        }
+    })
+}
+
+fn replay(args: ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
     let refuse = |reason: String| Error::ReplayRefused {
         report: args.report.clone(),
         reason,

@@ -701,3 +701,24 @@ fn a_key_readable_by_others_is_not_used() {
         );
     }
 }
+
+/// An error that quotes the report (here: a program that is not found) reaches
+/// the terminal escaped, with its exit code kept.
+#[test]
+fn errors_quoting_the_report_are_escaped() {
+    for user in users("errors_quoting_the_report_are_escaped") {
+        let ctx = format!("a program named with escapes as {user}");
+        let rec = Recorded::new(user, Ns::Auto);
+        let mut r = rec.read();
+        r.command = vec!["no-such-\x1b]0;title\x07-program".into()];
+        r.integrity = Some(seal(&r, None));
+        let p = rec.write("forged.json", &r);
+        let out = replay(user, &p, rec.reports.path(), &["--yes", "-q"]);
+        assert_code(&out, 127, &ctx);
+        let line = assert_one_error_line(&out, &ctx);
+        assert!(
+            !line.contains('\x1b') && !line.contains('\x07') && line.contains("\\x1b]0;title\\x07"),
+            "{ctx}: {line:?}"
+        );
+    }
+}
