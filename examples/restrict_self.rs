@@ -30,6 +30,7 @@ fn main() {
         trace: false,
         capture: true,
         allow_unsafe_workspace: false,
+        sign_report: true,
     };
     let code = match execute(launch, &cordon::sandbox::inherited_fds()) {
         Ok(code) => code,

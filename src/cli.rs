@@ -34,7 +34,10 @@ pub enum Command {
     /// Say whether PROFILE allows one access, which rule decides, and the
     /// smallest change that would allow a denied one. Exits 0 allowed, 1 denied.
     Explain(ExplainArgs),
-    /// Re-run the command of a run report under the policy it recorded.
+    /// Re-run the command of a run report under the policy it recorded. A
+    /// report is untrusted input: an edited one is refused, recorded secrets are
+    /// not read, and a report this user's cordon did not sign, or one whose
+    /// policy is wider than the local profile, asks on the terminal first.
     Replay(ReplayArgs),
 }
 
@@ -87,6 +90,17 @@ pub struct ReplayArgs {
     /// directory itself.
     #[arg(long)]
     pub allow_unsafe_workspace: bool,
+    /// Replay without asking when the report is foreign (not signed by this
+    /// user's report key) or its policy is wider than the local profile.
+    /// Without it such a replay asks on the terminal, and without a terminal refuses.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Give the replay the recorded secret NAME: as the local profile of the
+    /// same name defines it (NAME), or read from FILE (NAME=FILE). Recorded
+    /// secrets not named here are set to a placeholder; a report never chooses
+    /// what is read on this machine. Repeatable.
+    #[arg(long, value_name = "NAME[=FILE]")]
+    pub secret: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -56,6 +56,9 @@ pub struct Launch {
     pub capture: bool,
     /// Run in `/`, a system directory or the home directory itself.
     pub allow_unsafe_workspace: bool,
+    /// Sign the report with this user's key (not for the replay of a foreign
+    /// report: one confirmation must not make its command trusted for good).
+    pub sign_report: bool,
 }
 
 /// `cordon run`.
@@ -101,6 +104,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
             trace,
             capture: !no_capture,
             allow_unsafe_workspace,
+            sign_report: true,
         },
         inherited,
     )
@@ -120,6 +124,23 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         }
     }
     let mut policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
+    if !l.dry_run {
+        // A payload that can write where the report key would live could plant
+        // one and so sign forged reports: make the key first, then the policy
+        // again, so that its deny masks a path that exists.
+        let writable = policy
+            .fs
+            .grants
+            .iter()
+            .filter(|g| g.access.can_write())
+            .map(|g| g.path.as_path());
+        match crate::trust::guard_key_location(writable) {
+            Ok(false) => {}
+            Ok(true) => policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?,
+            Err(e) if !l.quiet => warn(&e.to_string()),
+            Err(_) => {}
+        }
+    }
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
     let (mut audit_log, report_out) =
@@ -199,7 +220,20 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     // The full report only when something keeps it: building it (the resolved
     // profile as JSON, its hash) is a measurable share of a short run.
     if l.report.is_some() || audit_log.is_some() {
-        let rep = build_report(&l, &prep, &host, &monitor, &outcome, started_at);
+        let mut rep = build_report(&l, &prep, &host, &monitor, &outcome, started_at);
+        if l.report.is_some() {
+            let key = match l.sign_report.then(crate::trust::ensure_key) {
+                None => None,
+                Some(Ok(k)) => Some(k),
+                Some(Err(e)) => {
+                    if !l.quiet {
+                        warn(&format!("the report is not signed: {e}"));
+                    }
+                    None
+                }
+            };
+            rep.integrity = Some(crate::trust::seal(&rep, key.as_ref()));
+        }
         if let Some(out) = &report_out {
             if let Err(e) = rep.write_to(out) {
                 failed.push(e);
@@ -373,6 +407,7 @@ fn build_report(
             dropped: monitor.dropped,
             truncated: monitor.truncated(),
         },
+        integrity: None,
     }
 }
 
@@ -560,7 +595,7 @@ fn shown_toml(p: &Profile) -> String {
     toml::to_string(&v).unwrap_or_default()
 }
 
-fn show_text(policy: &Policy, plan: &Plan) -> String {
+pub(crate) fn show_text(policy: &Policy, plan: &Plan) -> String {
     let mut s = String::new();
     out_line!(
         s,
@@ -817,134 +852,4 @@ fn builtin_plan(name: &str, host: &Host, no_ns: Option<&str>) -> Result<Plan> {
     let (p, ctx) = load(name, &Overrides::default(), None)?;
     let policy = Policy::new(&p, &ctx, Missing::Skip)?;
     Ok(Plan::new(&policy, host, no_ns, &DiskLister))
-}
-
-/// `cordon replay`: the recorded command under the recorded resolved policy
-/// (not whatever the profile file says today), with the recorded workspace
-/// remapped to `--workspace` so a CI violation reproduces on a laptop.
-pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
-    let rep = Report::read(&args.report)?;
-    let recorded_ws = PathBuf::from(&rep.workspace);
-    let new_ws = match &args.workspace {
-        Some(w) => std::fs::canonicalize(w).map_err(|source| Error::Workspace {
-            path: w.clone(),
-            source,
-        })?,
-        None => recorded_ws.clone(),
-    };
-    let remap = |s: &str| -> String {
-        match Path::new(s).strip_prefix(&recorded_ws) {
-            Ok(rest) if rest.as_os_str().is_empty() => new_ws.display().to_string(),
-            Ok(rest) => new_ws.join(rest).display().to_string(),
-            Err(_) => s.to_string(),
-        }
-    };
-    // The resolved profile is loaded through the same parser as any profile.
-    let mut resolved = rep.profile.resolved.clone();
-    remap_paths(&mut resolved, &|s| {
-        crate::vars::escape(&remap(&crate::vars::unescape(s)))
-    });
-    let text = toml::to_string(&resolved).map_err(|e| {
-        Error::Usage(format!(
-            "{}: the recorded profile cannot be read back: {e}",
-            args.report.display()
-        ))
-    })?;
-    let name = format!(
-        "{} (recorded profile {})",
-        args.report.display(),
-        rep.profile.name
-    );
-    let mut profile = Profile::from_text(&name, &text, None)?;
-    profile.restore_origins(&rep.profile.origins);
-    profile.name = rep.profile.name.clone();
-    profile.source = rep.profile.source.clone();
-    let cwd = PathBuf::from(remap(&rep.cwd));
-    let cwd = if cwd.is_dir() { cwd } else { new_ws.clone() };
-    std::env::set_current_dir(&cwd).map_err(|source| Error::Workspace {
-        path: cwd.clone(),
-        source,
-    })?;
-    let ctx = Context::from_process(Some(new_ws.clone()))?;
-    let command: Vec<OsString> = rep
-        .command
-        .iter()
-        .map(|a| OsString::from(remap(a)))
-        .collect();
-    if command.is_empty() {
-        return Err(Error::Usage(format!(
-            "{}: the report records no command",
-            args.report.display()
-        )));
-    }
-    if args.dry_run {
-        let mut s = String::new();
-        out_line!(
-            s,
-            "# replay of {} ({} denials recorded)",
-            args.report.display(),
-            rep.denials.len()
-        );
-        out_line!(
-            s,
-            "# workspace {} -> {}",
-            recorded_ws.display(),
-            new_ws.display()
-        );
-        out_line!(s, "# cwd {}", cwd.display());
-        out_line!(
-            s,
-            "# command {}",
-            command
-                .iter()
-                .map(|a| a.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
-        let plan = Plan::new(&policy, &Host::probe(), None, &DiskLister);
-        s.push_str(&show_text(&policy, &plan));
-        crate::term::print(&s);
-        return Ok(0);
-    }
-    execute(
-        Launch {
-            profile,
-            ctx,
-            command,
-            best_effort: false,
-            verbose: false,
-            quiet: args.quiet,
-            dry_run: false,
-            report: args.report_to,
-            audit_log: None,
-            trace: args.trace,
-            capture: true,
-            allow_unsafe_workspace: args.allow_unsafe_workspace,
-        },
-        inherited,
-    )
-}
-
-/// Apply `f` to every path-like string of a resolved profile (JSON form):
-/// the file-system lists and `[audit] log`.
-fn remap_paths(v: &mut serde_json::Value, f: &dyn Fn(&str) -> String) {
-    if let Some(fs) = v.get_mut("filesystem").and_then(|f| f.as_object_mut()) {
-        for list in fs.values_mut().filter_map(|l| l.as_array_mut()) {
-            for e in list {
-                match e {
-                    serde_json::Value::String(s) => *s = f(s),
-                    serde_json::Value::Object(o) => {
-                        if let Some(serde_json::Value::String(s)) = o.get_mut("path") {
-                            *s = f(s);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    if let Some(serde_json::Value::String(s)) = v.pointer_mut("/audit/log") {
-        *s = f(s);
-    }
 }

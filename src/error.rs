@@ -155,6 +155,13 @@ pub enum Error {
     },
     #[error("{0}")]
     Usage(String),
+    /// A replay refused before anything ran: tampered, or not confirmed.
+    #[error("replay {}: {reason}", report.display())]
+    ReplayRefused { report: PathBuf, reason: String },
+    /// An error whose text carried report data, with its control characters
+    /// escaped (`message` is the whole chain) and its exit code kept.
+    #[error("{message}")]
+    Escaped { message: String, code: u8 },
 }
 
 impl Error {
@@ -173,6 +180,7 @@ impl Error {
             Error::NotFound { .. } => exit::NOT_FOUND,
             Error::NotExecutable { .. } => exit::NOT_EXECUTABLE,
             Error::Child { code, .. } => *code,
+            Error::Escaped { code, .. } => *code,
             _ => exit::LAUNCHER,
         }
     }

@@ -32,8 +32,10 @@ pub mod namespaces;
 pub mod outfile;
 pub mod plan;
 pub mod policy;
+pub mod policy_diff;
 pub mod probe;
 pub mod profile;
+pub mod replay;
 pub mod report;
 pub mod sandbox;
 pub mod seccomp;
@@ -41,6 +43,7 @@ pub mod supervise;
 pub mod sys;
 pub mod syscalls;
 pub mod term;
+pub mod trust;
 pub mod units;
 pub mod vars;
 

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Command::Profile(cmd) => cordon::commands::profile(cmd),
         Command::Doctor => cordon::commands::doctor(),
         Command::Explain(args) => cordon::explain::command(args),
-        Command::Replay(args) => cordon::commands::replay(args, &inherited),
+        Command::Replay(args) => cordon::replay::command(args, &inherited),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -367,12 +367,15 @@ fn mounts(fs: &FsPolicy) -> Mounts {
             .any(|g| g.access.can_exec() && (beneath(t, &g.path) || beneath(&g.path, t)));
         m.writable.push((t.clone(), !exec));
     }
-    for c in fs.read_only.iter().filter(|c| c.exists) {
-        let Some(root) = tops.iter().find(|t| beneath(&c.path, t)) else {
-            continue;
+    // Pin the directories between a writable root and a read_only or masked
+    // path: a mount point cannot be renamed, so the payload can neither move
+    // .git aside and put its own in place, nor move ~/.local aside and plant a
+    // report key of its own where the masked one was.
+    let pin = |m: &mut Mounts, path: &Path| {
+        let Some(root) = tops.iter().find(|t| beneath(path, t)) else {
+            return;
         };
-        let mut pins: Vec<PathBuf> = c
-            .path
+        let mut pins: Vec<PathBuf> = path
             .ancestors()
             .skip(1)
             .take_while(|a| a.starts_with(root) && *a != root.as_path())
@@ -384,9 +387,15 @@ fn mounts(fs: &FsPolicy) -> Mounts {
                 m.pins.push(p);
             }
         }
-        m.read_only.push(c.path.clone());
+    };
+    for c in fs.read_only.iter().filter(|c| c.exists) {
+        if tops.iter().any(|t| beneath(&c.path, t)) {
+            pin(&mut m, &c.path);
+            m.read_only.push(c.path.clone());
+        }
     }
     for c in fs.deny.iter().filter(|c| c.exists && covered(&c.path)) {
+        pin(&mut m, &c.path);
         m.masks.push((c.path.clone(), c.kind == Kind::Dir));
     }
     m
@@ -737,6 +746,22 @@ mod tests {
         let mut plan = empty_plan();
         plan_fs(&f, false, &tree(), &mut plan);
         assert_eq!(plan.fs_rules.len(), 2);
+    }
+
+    #[test]
+    fn mount_view_pins_ancestors_of_masked_paths() {
+        // A masked key two levels inside the writable home: ~/.local and
+        // ~/.local/state are pinned, so neither can be moved aside.
+        let f = fs(
+            &[("/", Access::READ), ("/h", Access::WRITE)],
+            &["/h/.local/state/cordon", "/h/.ssh", "/etc/shadow"],
+        );
+        let m = mounts(&f);
+        assert_eq!(
+            m.pins,
+            vec![PathBuf::from("/h/.local"), PathBuf::from("/h/.local/state")]
+        );
+        assert_eq!(m.masks.len(), 3);
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Report {
     /// How denials were captured in this run, and what was not observed.
     #[serde(default)]
     pub capture: Capture,
+    /// The digest over what `replay` acts on, and this user's signature of it
+    /// (absent in reports of older cordons; `replay` then treats them as foreign).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<crate::trust::Integrity>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
