@@ -63,7 +63,8 @@ struct Recorded {
 
 impl Recorded {
     fn new(user: User, ns: Ns) -> Recorded {
-        let (ws, reports) = (tempdir(user), tempdir(user));
+        // Reports outside the run's writable roots, as cordon requires.
+        let (ws, reports) = (tempdir(user), outside_dir(user));
         std::fs::create_dir(ws.path().join("sub")).unwrap();
         chown_r(ws.path(), user);
         let marker = canon(ws.path()).join("sub/marker");
@@ -450,7 +451,7 @@ fn the_report_key_is_private_and_unreachable_from_the_sandbox() {
                 let ctx = format!("reading the key under {base} as {user}, {ns}");
                 // The home directory as the workspace: strict reads and writes it.
                 let p = ns_profile(base, ns);
-                let out = run_sh(user, &p, &home, &format!("cat {}", key.display()));
+                let out = run_in_home(user, &p, &home, &format!("cat {}", key.display()));
                 assert_eq!(
                     out.status.code(),
                     Some(1),
@@ -467,12 +468,24 @@ fn the_report_key_is_private_and_unreachable_from_the_sandbox() {
                     "{ctx}: the key was read"
                 );
                 // The ordinary use beside it: the home directory itself is readable.
-                let out = run_sh(user, &p, &home, "cat ~/.bashrc");
+                let out = run_in_home(user, &p, &home, "cat ~/.bashrc");
                 assert_code(&out, 0, format!("{ctx}: ~/.bashrc"));
                 assert_eq!(text(&out.stdout), "# rc\n", "{ctx}");
             }
         }
     }
+}
+
+/// `run_sh` with the home directory as the workspace, which cordon refuses
+/// unless told (the key must be safe even then).
+fn run_in_home(user: User, profile: &str, home: &Path, script: &str) -> Output {
+    cordon(user)
+        .args(["run", "-q", "--allow-unsafe-workspace", "-p", profile, "-w"])
+        .arg(home)
+        .current_dir(home)
+        .args(["--", "/bin/sh", "-c", script])
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -488,7 +501,7 @@ fn a_payload_cannot_plant_the_report_key() {
             let p = ns_profile("workspace-write", ns);
             let mut c = cordon(user);
             c.env("HOME", &home)
-                .args(["run", "-q", "-p", &p, "-w"])
+                .args(["run", "-q", "--allow-unsafe-workspace", "-p", &p, "-w"])
                 .arg(&home)
                 .current_dir(&home)
                 .args(["--", "/bin/sh", "-c"])
@@ -559,7 +572,7 @@ fn a_signed_report_wider_than_the_local_profile_asks() {
     for user in users("a_signed_report_wider_than_the_local_profile_asks") {
         for ns in Ns::ALL {
             let ctx = format!("replay after narrowing the profile as {user}, {ns}");
-            let (ws, reports) = (tempdir(user), tempdir(user));
+            let (ws, reports) = (tempdir(user), outside_dir(user));
             let marker = canon(ws.path()).join("marker");
             let wide = "extends = \"workspace-write\"\n[network]\nmode = \"on\"\n";
             let p = profile_ns("narrowed", wide, ns);
@@ -617,7 +630,7 @@ fn another_users_report_is_foreign() {
     }
     let rec = Recorded::new(User::Root, Ns::Auto);
     std::fs::set_permissions(&rec.report, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let h = tempdir(User::Nobody);
+    let (h, own_ws) = (tempdir(User::Nobody), tempdir(User::Nobody));
     let replay_as_nobody = || {
         let mut c = cordon(User::Nobody);
         c.env("HOME", h.path())
@@ -636,7 +649,9 @@ fn another_users_report_is_foreign() {
         if why == "not signed by this user's report key" {
             let mut c = cordon(User::Nobody);
             c.env("HOME", h.path())
-                .args(["run", "-q", "-p", "read-only", "-w", "/", "--report"])
+                .args(["run", "-q", "-p", "read-only", "-w"])
+                .arg(own_ws.path())
+                .arg("--report")
                 .arg(h.path().join("own.json"))
                 .args(["--", "/bin/true"])
                 .current_dir("/");
