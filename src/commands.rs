@@ -105,7 +105,10 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
 pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let started = Instant::now();
     let started_at = SystemTime::now();
-    let policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
+    let mut policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
+    // Before anything runs: the launch state of every file that would make the
+    // host's next command run code (put back when the run ends).
+    let guard = crate::guard::Guard::apply(&mut policy);
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
     let mut audit_log = audit_path.as_deref().map(AuditLog::open).transpose()?;
@@ -134,7 +137,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let mut retried = false;
     let spawned = loop {
         if !l.quiet {
-            for w in &prep.warnings {
+            for w in prep.warnings.iter().chain(guard.iter().flat_map(|g| &g.warnings)) {
                 warn(w);
             }
         }
@@ -182,6 +185,11 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     );
     crate::limits::cleanup(&prep.processes);
     monitor.finish(&prep.policy, &prep.plan);
+    // Nothing of the run is left: put back what it changed, first in the report.
+    if let Some(g) = &guard {
+        let found = g.finish(started);
+        monitor.denials.splice(0..0, found);
+    }
 
     let mut failed = None;
     // The full report only when something keeps it: building it (the resolved
@@ -402,16 +410,17 @@ pub fn profile(cmd: ProfileCommand) -> Result<u8> {
             json,
         } => {
             let (p, ctx) = load(&profile, &Overrides::default(), workspace)?;
-            let policy = Policy::new(&p, &ctx, Missing::Skip)?;
+            let mut policy = Policy::new(&p, &ctx, Missing::Skip)?;
+            let guard = crate::guard::Guard::apply(&mut policy);
             let host = Host::probe();
             let plan = Plan::new(&policy, &host, None, &DiskLister);
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&show_json(&policy, &plan)).unwrap_or_default()
-                );
+                let mut v = show_json(&policy, &plan);
+                v["guard"] = guard_json(guard.as_ref());
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 print!("{}", show_text(&policy, &plan));
+                print!("{}", guard_text(guard.as_ref(), plan.namespaces()));
             }
             Ok(0)
         }
@@ -438,6 +447,39 @@ fn show_json(policy: &Policy, plan: &Plan) -> serde_json::Value {
         "namespaces": plan.namespaces(),
         "missing": plan.missing.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "skipped": policy.fs.skipped.iter().map(|(i, _)| i.value.clone()).collect::<Vec<_>>(),
+    })
+}
+
+/// The guard's list and what it protects in this workspace, for `profile show`.
+fn guard_text(guard: Option<&crate::guard::Guard>, ns: bool) -> String {
+    let mut s = String::from("\n# ---- guard: files that make the host's next command run code ----\n");
+    let Some(g) = guard else {
+        s.push_str("# guard: off (the workspace is not writable)\n");
+        return s;
+    };
+    s.push_str(&crate::guard::describe());
+    s.push_str(&format!(
+        "# guard: kept at launch and put back when the run ends{}\n",
+        if ns { "; those that exist at the top are also bound read-only" } else { "" }
+    ));
+    for p in g.protected() {
+        s.push_str(&format!("# protected {}\n", p.path.display()));
+    }
+    s
+}
+
+fn guard_json(guard: Option<&crate::guard::Guard>) -> serde_json::Value {
+    let entries: Vec<serde_json::Value> = crate::guard::ENTRIES
+        .iter()
+        .map(|e| serde_json::json!({"name": e.name, "dir": e.dir, "any_directory": e.depth == crate::guard::Depth::Any, "tool": e.tool, "why": e.why}))
+        .chain(crate::guard::GIT_ENTRIES.iter().map(|e| {
+            serde_json::json!({"name": format!("<git dir>/{}", e.name), "dir": e.dir, "any_directory": true, "tool": "git", "why": e.why})
+        }))
+        .collect();
+    serde_json::json!({
+        "on": guard.is_some(),
+        "entries": entries,
+        "protected": guard.map(|g| g.protected().map(|p| serde_json::json!({"path": p.path, "rule": p.rule()})).collect::<Vec<_>>()).unwrap_or_default(),
     })
 }
 

@@ -201,15 +201,25 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         if op == Op::Write && !is_device(&path) {
             let (_, at) = need(op, &path);
             if let Some(ro) = m.read_only.iter().find(|r| beneath(&path, r)) {
-                return Verdict::deny(
-                    format!(
-                        "read_only {} ({}): bound read-only",
-                        ro.display(),
-                        origin_of(&policy.fs.read_only, ro)
-                    ),
-                    "EROFS",
-                    Some(format!("remove {} from [filesystem] read_only", q(ro))),
-                );
+                // A path the guard protects, unless the profile lists it itself.
+                let guard = !policy.fs.read_only.iter().any(|c| c.path == *ro);
+                return if guard {
+                    Verdict::deny(
+                        format!("{} ({}): bound read-only", ro.display(), origin_of(&policy.fs.guarded, ro)),
+                        "EROFS",
+                        Some(format!("add {} to [filesystem] unprotect", q(ro))),
+                    )
+                } else {
+                    Verdict::deny(
+                        format!(
+                            "read_only {} ({}): bound read-only",
+                            ro.display(),
+                            origin_of(&policy.fs.read_only, ro)
+                        ),
+                        "EROFS",
+                        Some(format!("remove {} from [filesystem] read_only", q(ro))),
+                    )
+                };
             }
             if !m.writable.iter().any(|(w, _)| beneath(&at, w)) {
                 return Verdict::deny(
@@ -401,7 +411,8 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
         &Overrides::default(),
         args.profile.workspace.clone(),
     )?;
-    let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
+    let mut policy = Policy::new(&profile, &ctx, Missing::Skip)?;
+    crate::guard::Guard::apply(&mut policy);
     let host = Host::probe();
     let plan = Plan::new(&policy, &host, None, &DiskLister);
     let abs = |p: &PathBuf| {

@@ -23,6 +23,7 @@ pub mod commands;
 pub mod env;
 pub mod error;
 pub mod exec;
+pub mod guard;
 pub mod explain;
 pub mod landlock;
 pub mod limits;

@@ -311,6 +311,12 @@ fn no_ns_gaps(policy: &Policy, plan: &mut Plan) {
             ));
         }
     }
+    if !policy.fs.guarded.is_empty() {
+        plan.gaps.push(
+            "files the guard protects are writable during the run; they are put back when it ends"
+                .into(),
+        );
+    }
     if !policy.fs.deny.is_empty() {
         plan.gaps.push(
             "denied directories can be listed (not read) where an ancestor is listable".into(),
@@ -356,7 +362,11 @@ fn mounts(fs: &FsPolicy) -> Mounts {
             .any(|g| g.access.can_exec() && (beneath(t, &g.path) || beneath(&g.path, t)));
         m.writable.push((t.clone(), !exec));
     }
-    for c in fs.read_only.iter().filter(|c| c.exists) {
+    // The guard's protected paths are bound exactly like read_only ones.
+    for c in fs.read_only.iter().chain(&fs.guarded).filter(|c| c.exists) {
+        if m.read_only.contains(&c.path) {
+            continue;
+        }
         let Some(root) = tops.iter().find(|t| beneath(&c.path, t)) else {
             continue;
         };

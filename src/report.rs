@@ -86,7 +86,7 @@ pub struct Denial {
     pub errno: String,
     pub rule: String,
     pub suggestion: String,
-    /// "audit", "seccomp-notify" or "predicted".
+    /// "audit", "seccomp-notify", "predicted" or "guard" (found and put back when the run ended).
     pub observed_by: String,
     pub at_ms: u64,
 }
@@ -215,9 +215,15 @@ pub fn summary(denials: &[Denial], dropped: u64, path: Option<&Path>) -> String 
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let how = match (exe.is_empty(), d.errno.is_empty()) {
+            (true, true) => String::new(),
+            (true, false) => format!(" ({})", d.errno),
+            (false, true) => format!(" ({exe})"),
+            (false, false) => format!(" ({exe}, {})", d.errno),
+        };
         s.push_str(&format!(
-            "cordon:   {} {} ({exe}, {}): {}",
-            d.operation, d.target, d.errno, d.rule
+            "cordon:   {} {}{how}: {}",
+            d.operation, d.target, d.rule
         ));
         if !d.suggestion.is_empty() {
             s.push_str(&format!(" -> {}", d.suggestion));

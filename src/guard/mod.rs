@@ -1,0 +1,730 @@
+//! The guard: files in the workspace that make the host's next ordinary
+//! command run code (git's config and hooks, toolchain files, package-manager
+//! rc files, editor and agent settings), kept as they were at launch.
+//!
+//! [`ENTRIES`] and [`GIT_ENTRIES`] are the one reviewable list, each entry with
+//! its tool and the reason; `profile show` prints them. At launch the guard
+//! finds every git directory the workspace holds (a bounded walk that reads
+//! directory entries only) and keeps the state of each protected path,
+//! existing or not (the bytes of small files). With namespaces, the existing
+//! ones at the workspace's top are also bound read-only (through the
+//! `read_only` mechanism and its parent pins). When the run ends (also on
+//! timeout and interrupt; not when the launcher itself is SIGKILLed), every
+//! protected path is compared with its launch state and put back, and git
+//! directories the run created are neutralised ([`gitconfig::DANGEROUS`] keys
+//! commented out, hooks removed, pointers out of the workspace removed); each
+//! finding is a denial in the report (`observed_by: "guard"`).
+//!
+//! Owns the list, discovery and the end-of-run check. Does not build mounts
+//! (plan/namespaces do, from the carves it returns) or write reports.
+
+pub mod gitconfig;
+pub mod tree;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::policy::{Carve, Kind, Policy, beneath};
+use crate::profile::Origin;
+use crate::report::Denial;
+
+/// Where a tool looks for its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Only at the workspace's top (where the editor or agent is opened).
+    Top,
+    /// In any directory (the tool searches from the current directory upward).
+    Any,
+}
+
+/// One protected name: relative to the workspace (or to any directory of it).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    pub name: &'static str,
+    pub dir: bool,
+    pub depth: Depth,
+    pub tool: &'static str,
+    pub why: &'static str,
+}
+
+const fn e(name: &'static str, dir: bool, depth: Depth, tool: &'static str, why: &'static str) -> Entry {
+    Entry {
+        name,
+        dir,
+        depth,
+        tool,
+        why,
+    }
+}
+
+use Depth::{Any, Top};
+
+/// Files whose contents make a tool run a program for a command that builds
+/// nothing (status, version, metadata, opening a folder, starting a session).
+/// Not listed: what the user knowingly runs (tests, build scripts,
+/// package.json scripts, Makefiles), and files that only select versions or
+/// registries.
+pub const ENTRIES: &[Entry] = &[
+    e(".githooks", true, Top, "git", "a conventional core.hooksPath: its hooks run on the user's commit"),
+    e(".husky", true, Top, "git (husky)", "husky sets core.hooksPath to .husky/_: its hooks run on commit"),
+    e(".pre-commit-config.yaml", false, Top, "pre-commit", "the installed hook runs its `local` entries on commit"),
+    e("lefthook.yml", false, Top, "lefthook", "the installed hook runs its commands on commit"),
+    e(".lefthook.yml", false, Top, "lefthook", "the installed hook runs its commands on commit"),
+    e("rust-toolchain.toml", false, Any, "rustup", "[toolchain] path runs its binaries on every cargo/rustc call, even --version"),
+    e("rust-toolchain", false, Any, "rustup", "the legacy form of rust-toolchain.toml (a path runs as the toolchain)"),
+    e(".cargo/config.toml", false, Any, "cargo", "build.rustc-wrapper and rustc run on `cargo metadata`, which editors run on open"),
+    e(".cargo/config", false, Any, "cargo", "the legacy name of .cargo/config.toml"),
+    e(".npmrc", false, Any, "npm, pnpm", "script-shell, node-options (--require) and git= run programs in every npm command"),
+    e(".yarnrc.yml", false, Any, "yarn (berry)", "yarnPath runs its script as yarn itself, for every yarn command"),
+    e(".yarnrc", false, Any, "yarn (classic)", "yarn-path runs its script as yarn itself"),
+    e(".pnpmfile.cjs", false, Top, "pnpm", "its hooks run in every install, even with --ignore-scripts"),
+    e(".envrc", false, Any, "direnv", "run by the shell on cd into the directory"),
+    e(".env", false, Any, "direnv, mise", "loaded into the shell's environment (PATH, LD_PRELOAD) on cd"),
+    e(".tool-versions", false, Any, "asdf, mise", "a `path:` version runs binaries from any directory"),
+    e("mise.toml", false, Any, "mise", "[hooks] and [env] _.source run on cd (trust is by path)"),
+    e(".mise.toml", false, Any, "mise", "the same as mise.toml"),
+    e("mise.local.toml", false, Any, "mise", "the same as mise.toml"),
+    e(".config/mise.toml", false, Top, "mise", "the same as mise.toml"),
+    e(".config/mise", true, Top, "mise", "the same as mise.toml"),
+    e(".vscode", true, Top, "VS Code", "tasks.json folderOpen tasks run on open; settings name programs (git.path, interpreters)"),
+    e(".devcontainer", true, Top, "VS Code, devcontainer", "initializeCommand runs on the host when the folder is opened"),
+    e(".idea", true, Top, "JetBrains IDEs", "run configurations, startup tasks and tool paths"),
+    e(".zed", true, Top, "Zed", "settings name language-server binaries; tasks"),
+    e(".helix", true, Top, "Helix", "languages.toml names language-server commands"),
+    e(".nvim.lua", false, Top, "Neovim (exrc)", "run on start in the directory"),
+    e(".exrc", false, Top, "Vim, Neovim (exrc)", "run on start in the directory"),
+    e(".cursor", true, Top, "Cursor", "mcp.json starts MCP servers; rules steer the agent"),
+    e(".claude", true, Top, "Claude Code", "settings.json hooks (SessionStart) and MCP servers run on the next session"),
+    e(".mcp.json", false, Top, "Claude Code, MCP clients", "project MCP servers are commands run when the agent starts"),
+    e(".codex", true, Top, "Codex", "config.toml names MCP servers and a notify program"),
+    e(".gemini", true, Top, "Gemini CLI", "settings.json names MCP servers and tool-discovery commands"),
+    e(".opencode", true, Top, "opencode", "plugins in .opencode/plugin run when it starts"),
+    e("opencode.json", false, Top, "opencode", "names MCP servers and formatters it runs"),
+    e(".aider.conf.yml", false, Top, "aider", "lint-cmd and test-cmd run after every edit"),
+    e(".continue", true, Top, "Continue", "config names MCP servers and commands"),
+    e(".cordon", true, Top, "cordon", "profiles a later run may load"),
+];
+
+/// What git reads from each of its directories.
+#[derive(Debug, Clone, Copy)]
+pub struct GitEntry {
+    pub name: &'static str,
+    pub dir: bool,
+    pub why: &'static str,
+}
+
+pub const GIT_ENTRIES: &[GitEntry] = &[
+    GitEntry { name: "config", dir: false, why: "core.fsmonitor, core.hooksPath, pager, filters and aliases run programs on status, diff, commit" },
+    GitEntry { name: "config.worktree", dir: false, why: "the same keys, per worktree (extensions.worktreeConfig)" },
+    GitEntry { name: "commondir", dir: false, why: "points git at another directory whose config and hooks it uses" },
+    GitEntry { name: "hooks", dir: true, why: "run on commit, checkout, merge, rebase, push" },
+    GitEntry { name: "info", dir: true, why: "info/attributes assigns filter and diff drivers; info/exclude, sparse-checkout" },
+    GitEntry { name: "gitdir", dir: false, why: "a linked worktree's pointer back to its checkout" },
+];
+
+/// Why a `.git` file or link in a work tree is protected.
+const GIT_POINTER: &str = "a .git file or link points git at a directory whose config and hooks it uses";
+
+/// Directories the walk does not enter: caches and dependency trees that hold
+/// no repository of the user's and would dominate its cost.
+const SKIP: &[&str] = &[
+    "node_modules", "target", ".venv", "__pycache__", ".tox", ".mypy_cache", ".pytest_cache",
+    ".gradle", ".cache",
+];
+
+/// The walk stops after this many directory entries (and says so).
+pub const MAX_WALK: usize = 200_000;
+const MAX_WALK_DEPTH: usize = 32;
+
+/// A protected path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protected {
+    pub path: PathBuf,
+    pub tool: &'static str,
+    pub why: &'static str,
+    /// At the workspace's top: bound read-only with namespaces when it exists.
+    pub bind: bool,
+}
+
+impl Protected {
+    pub fn rule(&self) -> String {
+        format!("guard ({}): {}", self.tool, self.why)
+    }
+}
+
+/// What a walk of the workspace found.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub protected: Vec<Protected>,
+    /// Git directories, each with the pointer (`.git` file, link or commondir) that led there.
+    pub git_dirs: BTreeMap<PathBuf, Option<PathBuf>>,
+    /// Per-directory entries found below the top.
+    pub nested: BTreeSet<PathBuf>,
+    /// Directory entries read.
+    pub visited: usize,
+    pub truncated: bool,
+}
+
+/// The inputs of discovery, from the policy.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub workspace: PathBuf,
+    pub writable: Vec<PathBuf>,
+    pub unprotect: Vec<PathBuf>,
+}
+
+impl Scope {
+    /// None when the workspace is not writable (nothing there can change).
+    pub fn of(policy: &Policy) -> Option<Scope> {
+        let writable: Vec<PathBuf> = policy
+            .fs
+            .grants
+            .iter()
+            .filter(|g| g.access.can_write() && g.kind == Kind::Dir)
+            .map(|g| g.path.clone())
+            .collect();
+        writable
+            .iter()
+            .any(|w| beneath(&policy.workspace, w))
+            .then(|| Scope {
+                workspace: policy.workspace.clone(),
+                writable,
+                unprotect: policy.fs.unprotect.clone(),
+            })
+    }
+
+    fn writable(&self, p: &Path) -> bool {
+        self.writable.iter().any(|w| beneath(p, w))
+    }
+
+    /// Opted out by `[filesystem] unprotect` (the path or a directory above it).
+    pub fn unprotected(&self, p: &Path) -> bool {
+        self.unprotect.iter().any(|u| beneath(p, u))
+    }
+
+    /// Opt-outs inside a protected directory: left alone there.
+    fn exceptions_in(&self, p: &Path) -> Vec<PathBuf> {
+        self.unprotect
+            .iter()
+            .filter(|u| beneath(u, p) && u.as_path() != p)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Find every protected path of the workspace now.
+pub fn discover(scope: &Scope) -> Found {
+    let ws = &scope.workspace;
+    let mut f = Found::default();
+    let mut worktrees: Vec<PathBuf> = Vec::new();
+    for entry in ENTRIES {
+        f.protected.push(Protected {
+            path: ws.join(entry.name),
+            tool: entry.tool,
+            why: entry.why,
+            bind: true,
+        });
+    }
+    // The repository the workspace lies in, when the workspace has no .git of
+    // its own: the user's git commands in the workspace read it.
+    for a in ws.ancestors().skip(1) {
+        if std::fs::symlink_metadata(a.join(".git")).is_ok() {
+            worktrees.push(a.to_path_buf());
+            break;
+        }
+    }
+    // Breadth-first, directory entries only (d_type): no stat per file.
+    let mut queue: VecDeque<(PathBuf, usize)> = VecDeque::from([(ws.clone(), 0)]);
+    while let Some((dir, depth)) = queue.pop_front() {
+        let Ok(mut d) = nix::dir::Dir::open(
+            &dir,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) else {
+            continue;
+        };
+        for ent in d.iter().flatten() {
+            let name = OsStr::from_bytes(ent.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            f.visited += 1;
+            if name == ".git" {
+                worktrees.push(dir.clone());
+                continue;
+            }
+            if depth > 0 {
+                for entry in ENTRIES.iter().filter(|e| e.depth == Any) {
+                    let first = entry.name.split('/').next().unwrap_or(entry.name);
+                    if name.as_bytes() == first.as_bytes() {
+                        let p = dir.join(entry.name);
+                        if std::fs::symlink_metadata(&p).is_ok() {
+                            f.nested.insert(p.clone());
+                            f.protected.push(Protected {
+                                path: p,
+                                tool: entry.tool,
+                                why: entry.why,
+                                bind: false,
+                            });
+                        }
+                    }
+                }
+            }
+            let is_dir = match ent.file_type() {
+                Some(nix::dir::Type::Directory) => true,
+                Some(_) => false,
+                None => tree::is_dir(&dir.join(name)),
+            };
+            if is_dir && depth < MAX_WALK_DEPTH && !SKIP.iter().any(|s| name.as_bytes() == s.as_bytes()) {
+                queue.push_back((dir.join(name), depth + 1));
+            }
+        }
+        if f.visited > MAX_WALK {
+            f.truncated = true;
+            break;
+        }
+    }
+    for wt in worktrees {
+        let top = wt == *ws || !beneath(&wt, ws);
+        git_worktree(scope, &wt, top, &mut f);
+    }
+    f.protected.retain(|p| scope.writable(&p.path) && !scope.unprotected(&p.path));
+    f.protected.sort_by(|a, b| a.path.cmp(&b.path));
+    f.protected.dedup_by(|a, b| a.path == b.path);
+    f
+}
+
+/// A work tree's `.git` (directory, file or link) and the git directories it reaches.
+fn git_worktree(scope: &Scope, wt: &Path, top: bool, f: &mut Found) {
+    let dotgit = wt.join(".git");
+    let Ok(md) = std::fs::symlink_metadata(&dotgit) else {
+        return;
+    };
+    let gitdir = if md.is_dir() {
+        dotgit.clone()
+    } else {
+        f.protected.push(Protected {
+            path: dotgit.clone(),
+            tool: "git",
+            why: GIT_POINTER,
+            bind: top,
+        });
+        if md.file_type().is_symlink() {
+            match std::fs::canonicalize(&dotgit) {
+                Ok(p) => p,
+                Err(_) => return,
+            }
+        } else {
+            match pointer(&dotgit, "gitdir:") {
+                Some(p) => p,
+                None => return,
+            }
+        }
+    };
+    let via = (!md.is_dir()).then(|| dotgit.clone());
+    git_dir(scope, &gitdir, Some(wt), via, top, f, 0);
+}
+
+/// The path a `gitdir: X` or commondir file names, absolute.
+fn pointer(file: &Path, prefix: &str) -> Option<PathBuf> {
+    let text = tree::read_small(file)?;
+    let text = String::from_utf8_lossy(&text);
+    let target = text.trim().strip_prefix(prefix).unwrap_or(text.trim()).trim();
+    if target.is_empty() {
+        return None;
+    }
+    let base = file.parent()?;
+    let p = base.join(target);
+    Some(std::fs::canonicalize(&p).unwrap_or_else(|_| crate::policy::clean(&p)))
+}
+
+fn git_dir(
+    scope: &Scope,
+    g: &Path,
+    wt: Option<&Path>,
+    via: Option<PathBuf>,
+    top: bool,
+    f: &mut Found,
+    depth: usize,
+) {
+    if depth > 8 || f.git_dirs.contains_key(g) {
+        return;
+    }
+    f.git_dirs.insert(g.to_path_buf(), via);
+    for e in GIT_ENTRIES {
+        let p = g.join(e.name);
+        f.protected.push(Protected {
+            path: p.clone(),
+            tool: "git",
+            why: e.why,
+            bind: top,
+        });
+        // A hooks directory or config that is a link: protect what it names too.
+        if let Ok(real) = std::fs::canonicalize(&p) {
+            if real != p {
+                f.protected.push(Protected {
+                    path: real,
+                    tool: "git",
+                    why: e.why,
+                    bind: false,
+                });
+            }
+        }
+    }
+    // Paths the user's own config points at: a hooks directory or included file
+    // in the work tree is as good as .git/hooks.
+    if let Some(text) = tree::read_small(&g.join("config")) {
+        let text = String::from_utf8_lossy(&text);
+        let base = wt.unwrap_or(g);
+        for v in gitconfig::values(&text, "core.hookspath") {
+            if let Some(p) = user_path(base, &v) {
+                f.protected.push(Protected {
+                    path: p,
+                    tool: "git",
+                    why: "the directory core.hooksPath names: its hooks run on commit",
+                    bind: top,
+                });
+            }
+        }
+        for key in ["include.path", "includeif.*.path"] {
+            for v in gitconfig::values(&text, key) {
+                if let Some(p) = user_path(g, &v) {
+                    f.protected.push(Protected {
+                        path: p,
+                        tool: "git",
+                        why: "a file the repository's config includes",
+                        bind: top,
+                    });
+                }
+            }
+        }
+    }
+    let commondir = g.join("commondir");
+    if let Some(c) = pointer(&commondir, "") {
+        git_dir(scope, &c, None, Some(commondir), top, f, depth + 1);
+    }
+    for sub in ["worktrees", "modules"] {
+        git_dirs_under(scope, &g.join(sub), top, f, depth + 1, 0);
+    }
+}
+
+/// Submodule and worktree git directories (a submodule's name may hold slashes).
+fn git_dirs_under(scope: &Scope, dir: &Path, top: bool, f: &mut Found, depth: usize, level: usize) {
+    if level > 4 {
+        return;
+    }
+    for n in tree::list(dir) {
+        let p = dir.join(&n);
+        if !tree::is_dir(&p) {
+            continue;
+        }
+        if std::fs::symlink_metadata(p.join("HEAD")).is_ok()
+            || std::fs::symlink_metadata(p.join("config")).is_ok()
+            || std::fs::symlink_metadata(p.join("gitdir")).is_ok()
+        {
+            git_dir(scope, &p, None, None, top, f, depth);
+        } else {
+            git_dirs_under(scope, &p, top, f, depth, level + 1);
+        }
+    }
+}
+
+/// A path from the user's git config ("~/" and relative forms), if absolute after expansion.
+fn user_path(base: &Path, v: &str) -> Option<PathBuf> {
+    if v.is_empty() || v.starts_with('~') || v.starts_with("%(") {
+        // In the user's home: outside the workspace.
+        return None;
+    }
+    Some(crate::policy::clean(&base.join(v)))
+}
+
+/// The guard of one run: the launch state of every protected path.
+#[derive(Debug)]
+pub struct Guard {
+    scope: Scope,
+    items: Vec<(Protected, tree::Node)>,
+    launch: Found,
+    pub warnings: Vec<String>,
+    /// Time spent at launch (for -v).
+    pub cost: std::time::Duration,
+}
+
+impl Guard {
+    /// Discover and keep the launch state. None when the workspace is not writable.
+    pub fn launch(policy: &Policy) -> Option<Guard> {
+        let t = Instant::now();
+        let scope = Scope::of(policy)?;
+        let launch = discover(&scope);
+        let items: Vec<(Protected, tree::Node)> = launch
+            .protected
+            .iter()
+            .map(|p| (p.clone(), tree::snapshot(&p.path)))
+            .collect();
+        let mut warnings = Vec::new();
+        if launch.truncated {
+            warnings.push(format!(
+                "guard: stopped looking for nested repositories after {} directory entries; those deeper are not protected",
+                MAX_WALK
+            ));
+        }
+        Some(Guard {
+            scope,
+            items,
+            launch,
+            warnings,
+            cost: t.elapsed(),
+        })
+    }
+
+    /// Launch the guard for `policy` and give the policy its carves.
+    pub fn apply(policy: &mut Policy) -> Option<Guard> {
+        let g = Guard::launch(policy)?;
+        policy.fs.guarded = g.carves();
+        Some(g)
+    }
+
+    /// Existing protected paths at the top, as read-only carves for the mount
+    /// view (one with an opted-out path inside stays writable: restored at the end).
+    pub fn carves(&self) -> Vec<Carve> {
+        self.items
+            .iter()
+            .filter(|(p, n)| {
+                p.bind && *n != tree::Node::Missing && self.scope.exceptions_in(&p.path).is_empty()
+            })
+            .map(|(p, n)| Carve {
+                path: p.path.clone(),
+                exists: true,
+                kind: match n {
+                    tree::Node::Dir { .. } => Kind::Dir,
+                    _ => Kind::Other,
+                },
+                origin: Origin {
+                    source: p.rule().into(),
+                    line: None,
+                    column: None,
+                    key: None,
+                },
+            })
+            .collect()
+    }
+
+    /// Put every protected path back, neutralise repositories the run created,
+    /// and return what was found, as denials.
+    pub fn finish(&self, started: Instant) -> Vec<Denial> {
+        let chown = nix::unistd::geteuid().is_root();
+        let at_ms = started.elapsed().as_millis() as u64;
+        let mut out = Vec::new();
+        let denial = |path: &Path, operation: &str, rule: String, outcome: &str| Denial {
+            kind: "fs".into(),
+            operation: operation.into(),
+            target: path.display().to_string(),
+            pid: 0,
+            exe: String::new(),
+            errno: String::new(),
+            rule: format!("{rule}; {outcome} when the run ended"),
+            suggestion: format!(
+                "add \"{}\" to [filesystem] unprotect",
+                path.display()
+            ),
+            observed_by: "guard".into(),
+            at_ms,
+        };
+        for (p, then) in &self.items {
+            let except = self.scope.exceptions_in(&p.path);
+            for c in tree::restore(&p.path, then, &except, chown) {
+                out.push(denial(&c.path, c.operation, p.rule(), &c.outcome));
+            }
+        }
+        // What the run added: per-directory files below the top, and repositories.
+        let now = discover(&self.scope);
+        for p in &now.protected {
+            if now.nested.contains(&p.path) && !self.launch.nested.contains(&p.path) {
+                let outcome = tree::remove_path(&p.path);
+                out.push(denial(&p.path, "create", p.rule(), &outcome));
+            }
+        }
+        for (g, via) in &now.git_dirs {
+            if self.launch.git_dirs.contains_key(g) {
+                continue;
+            }
+            if beneath(g, &self.scope.workspace) {
+                for (path, op, rule, outcome) in neutralise(g, &self.scope) {
+                    out.push(denial(&path, op, rule, &outcome));
+                }
+            } else if let Some(ptr) = via {
+                // A new pointer out of the workspace (to a directory of the payload's
+                // in a scratch root): remove the pointer, leave the target alone.
+                if !self.launch.protected.iter().any(|p| p.path == *ptr) && self.scope.writable(ptr) {
+                    let outcome = tree::remove_path(ptr);
+                    out.push(denial(ptr, "create", format!("guard (git): {GIT_POINTER}"), &outcome));
+                }
+            }
+        }
+        out
+    }
+
+    /// The protected paths (for -v and tests).
+    pub fn protected(&self) -> impl Iterator<Item = &Protected> {
+        self.items.iter().map(|(p, _)| p)
+    }
+}
+
+/// Make a git directory the run created harmless: dangerous config keys
+/// commented out, hooks other than git's samples removed.
+fn neutralise(g: &Path, scope: &Scope) -> Vec<(PathBuf, &'static str, String, String)> {
+    let mut out = Vec::new();
+    for name in ["config", "config.worktree"] {
+        let p = g.join(name);
+        if scope.unprotected(&p) {
+            continue;
+        }
+        let Some(bytes) = tree::read_small(&p) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        if let Some((fixed, removed)) = gitconfig::neutralise(&text) {
+            let outcome = match tree::rewrite(&p, fixed.as_bytes()) {
+                Ok(()) => "commented out".to_string(),
+                Err(e) => format!("not neutralised: {e}"),
+            };
+            for (key, why) in removed {
+                out.push((
+                    p.clone(),
+                    "modify",
+                    format!("guard (git): {key} in a repository the run created: {why}"),
+                    outcome.clone(),
+                ));
+            }
+        }
+    }
+    let hooks = g.join("hooks");
+    for n in tree::list(&hooks) {
+        let p = hooks.join(&n);
+        if n.as_bytes().ends_with(b".sample") || scope.unprotected(&p) {
+            continue;
+        }
+        let outcome = tree::remove_path(&p);
+        out.push((
+            p,
+            "create",
+            "guard (git): a hook in a repository the run created".into(),
+            outcome,
+        ));
+    }
+    let commondir = g.join("commondir");
+    if let Some(c) = pointer(&commondir, "") {
+        if !beneath(&c, &scope.workspace) && !scope.unprotected(&commondir) {
+            let outcome = tree::remove_path(&commondir);
+            out.push((
+                commondir,
+                "create",
+                "guard (git): a repository the run created points out of the workspace".into(),
+                outcome,
+            ));
+        }
+    }
+    out
+}
+
+/// The list as text, for `profile show`.
+pub fn describe() -> String {
+    let mut s = String::new();
+    for e in ENTRIES {
+        s.push_str(&format!(
+            "# guard: {}{} ({}{}): {}\n",
+            e.name,
+            if e.dir { "/" } else { "" },
+            e.tool,
+            if e.depth == Any { ", in any directory" } else { "" },
+            e.why
+        ));
+    }
+    for e in GIT_ENTRIES {
+        s.push_str(&format!(
+            "# guard: <every git dir>/{}{} (git): {}\n",
+            e.name,
+            if e.dir { "/" } else { "" },
+            e.why
+        ));
+    }
+    s.push_str(&format!("# guard: <work tree>/.git file or link (git): {GIT_POINTER}\n"));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(ws: &Path) -> Scope {
+        Scope {
+            workspace: ws.to_path_buf(),
+            writable: vec![ws.to_path_buf()],
+            unprotect: vec![],
+        }
+    }
+
+    fn git(args: &[&str], dir: &Path) {
+        let st = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&st.stderr));
+    }
+
+    #[test]
+    fn discovery_finds_nested_repositories_worktrees_and_hookspath() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = std::fs::canonicalize(d.path()).unwrap();
+        git(&["init", "-q"], &ws);
+        git(&["config", "core.hooksPath", "tools/hooks"], &ws);
+        std::fs::create_dir_all(ws.join("vendor/lib")).unwrap();
+        git(&["init", "-q"], &ws.join("vendor/lib"));
+        std::fs::create_dir_all(ws.join("sub/.cargo")).unwrap();
+        std::fs::write(ws.join("sub/.cargo/config.toml"), "").unwrap();
+        std::fs::create_dir_all(ws.join("node_modules/x/.git")).unwrap();
+        let f = discover(&scope(&ws));
+        let has = |p: &str| f.protected.iter().any(|x| x.path == ws.join(p));
+        for p in [
+            ".git/config",
+            ".git/hooks",
+            ".git/commondir",
+            "tools/hooks",
+            "vendor/lib/.git/config",
+            "vendor/lib/.git/hooks",
+            "sub/.cargo/config.toml",
+            ".claude",
+            "rust-toolchain.toml",
+        ] {
+            assert!(has(p), "{p} not protected: {:#?}", f.protected);
+        }
+        assert!(!has("node_modules/x/.git/config"), "skipped trees are not walked");
+        assert!(f.git_dirs.contains_key(&ws.join("vendor/lib/.git")));
+        let bound = |p: &str| f.protected.iter().any(|x| x.path == ws.join(p) && x.bind);
+        assert!(bound(".git/config") && !bound("vendor/lib/.git/config"));
+    }
+
+    #[test]
+    fn unprotect_removes_a_path_and_leaves_exceptions_inside_directories() {
+        let ws = PathBuf::from("/w");
+        let mut s = scope(&ws);
+        s.unprotect = vec![ws.join(".vscode/settings.json"), ws.join(".envrc")];
+        assert!(s.unprotected(&ws.join(".envrc")));
+        assert!(!s.unprotected(&ws.join(".vscode")));
+        assert_eq!(s.exceptions_in(&ws.join(".vscode")), [ws.join(".vscode/settings.json")]);
+    }
+
+    #[test]
+    fn the_list_names_a_tool_and_a_reason_for_every_entry() {
+        for e in ENTRIES {
+            assert!(!e.tool.is_empty() && !e.why.is_empty(), "{}", e.name);
+            assert!(!e.name.starts_with('/') && !e.name.contains(".."), "{}", e.name);
+        }
+        assert!(describe().contains("rust-toolchain.toml"));
+    }
+}
