@@ -571,6 +571,8 @@ mod tests {
                 })
                 .collect(),
             read_only: vec![],
+            unprotect: vec![],
+            guarded: vec![],
             skipped: vec![],
         }
     }
