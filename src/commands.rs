@@ -108,7 +108,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let mut policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
     // Before anything runs: the launch state of every file that would make the
     // host's next command run code (put back when the run ends).
-    let guard = crate::guard::Guard::apply(&mut policy);
+    let guard = crate::guard::Guard::apply(&mut policy, crate::guard::Share::Run);
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
     let mut audit_log = audit_path.as_deref().map(AuditLog::open).transpose()?;
@@ -143,6 +143,16 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         }
         if l.verbose || l.dry_run {
             eprint!("{}", describe_run(&prep, &host));
+            if let Some(g) = &guard {
+                eprintln!(
+                    "cordon: guard: {} paths protected ({} bound read-only), {} git directories, {} directory entries read in {} µs",
+                    g.protected().count(),
+                    prep.policy.fs.guarded.len(),
+                    g.git_dirs(),
+                    g.visited(),
+                    g.cost.as_micros()
+                );
+            }
         }
         if l.dry_run {
             return Ok(0);
@@ -187,8 +197,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     monitor.finish(&prep.policy, &prep.plan);
     // Nothing of the run is left: put back what it changed, first in the report.
     if let Some(g) = &guard {
-        let found = g.finish(started);
+        let (found, note) = g.finish(started);
         monitor.denials.splice(0..0, found);
+        monitor.notes.extend(note);
     }
 
     let mut failed = None;
@@ -411,7 +422,7 @@ pub fn profile(cmd: ProfileCommand) -> Result<u8> {
         } => {
             let (p, ctx) = load(&profile, &Overrides::default(), workspace)?;
             let mut policy = Policy::new(&p, &ctx, Missing::Skip)?;
-            let guard = crate::guard::Guard::apply(&mut policy);
+            let guard = crate::guard::Guard::apply(&mut policy, crate::guard::Share::Look);
             let host = Host::probe();
             let plan = Plan::new(&policy, &host, None, &DiskLister);
             if json {

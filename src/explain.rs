@@ -412,7 +412,7 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
         args.profile.workspace.clone(),
     )?;
     let mut policy = Policy::new(&profile, &ctx, Missing::Skip)?;
-    crate::guard::Guard::apply(&mut policy);
+    crate::guard::Guard::apply(&mut policy, crate::guard::Share::Look);
     let host = Host::probe();
     let plan = Plan::new(&policy, &host, None, &DiskLister);
     let abs = |p: &PathBuf| {

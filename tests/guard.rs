@@ -636,3 +636,90 @@ fn a_timeout_still_puts_everything_back() {
         f.assert_nothing_ran(ctx);
     });
 }
+
+/// A private runtime directory for `user` outside every writable root (as a
+/// session's XDG_RUNTIME_DIR is), removed on drop.
+struct RuntimeDir(PathBuf);
+
+impl RuntimeDir {
+    fn new(user: User) -> RuntimeDir {
+        let d = PathBuf::from(format!("/run/{}", unique("cordon-test-runtime")));
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        chown_r(&d, user);
+        RuntimeDir(d)
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Two runs overlap: the first one's payload plants agent settings; the second
+/// starts before the first ends, so the planted file is there at its launch.
+/// The second must not take it for the launch state (and put it back after the
+/// first removed it): the runs share the first one's state, the last restores.
+#[test]
+fn overlapping_runs_share_one_launch_state() {
+    each("overlapping_runs_share_one_launch_state", |user, ns, ctx| {
+        let f = Fixture::new(user);
+        let rt = RuntimeDir::new(user);
+        let p = profile_ns("guard-overlap", "extends = \"workspace-write\"\n", ns);
+        let wait = |file: &str| {
+            format!("i=0; while [ ! -e {file} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done")
+        };
+        let start = |script: String, report: &Path| {
+            let mut c = cordon(user);
+            c.env("XDG_RUNTIME_DIR", &rt.0)
+                .args(["run", "-p", &p, "-w"])
+                .arg(f.ws())
+                .current_dir(f.ws())
+                .arg("--report")
+                .arg(report)
+                .args(["--", "/bin/sh", "-c", &script]);
+            support::start(c)
+        };
+        let (ra, rb) = (f.out.path().join("a.json"), f.out.path().join("b.json"));
+        let a = start(
+            format!(
+                "mkdir .claude && echo '{{\"hooks\": \"{}\"}}' > .claude/settings.json && touch a-ready && {}",
+                f.hit(),
+                wait("b-started")
+            ),
+            &ra,
+        );
+        assert!(
+            poll_until(std::time::Duration::from_secs(30), || f.ws().join("a-ready").exists()),
+            "{ctx}: the first run did not start"
+        );
+        let b = start(format!("touch b-started && {}", wait("release")), &rb);
+        let out = a.finish(std::time::Duration::from_secs(60), format!("{ctx}: first run"));
+        assert_code(&out, 0, format!("{ctx}: first run"));
+        let r = read_report(&ra);
+        assert!(guard_denials(&r).is_empty(), "{ctx}: {:#?}", guard_denials(&r));
+        assert!(
+            r["capture"]["notes"].to_string().contains("the last one to end puts protected files back"),
+            "{ctx}: {}",
+            r["capture"]["notes"]
+        );
+        std::fs::write(f.ws().join("release"), "").unwrap();
+        let out = b.finish(std::time::Duration::from_secs(60), format!("{ctx}: second run"));
+        assert_code(&out, 0, format!("{ctx}: second run"));
+        assert!(
+            !f.ws().join(".claude").exists(),
+            "{ctx}: the planted settings are back: {:?}",
+            std::fs::read_to_string(f.ws().join(".claude/settings.json"))
+        );
+        assert_found(&read_report(&rb), &f.ws().join(".claude"), "create", ctx);
+        // The state is gone with the last run (the lock file stays).
+        let left: Vec<_> = std::fs::read_dir(rt.0.join("cordon-guard"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect();
+        assert!(left.is_empty(), "{ctx}: {left:?}");
+    });
+}

@@ -19,8 +19,10 @@
 //! (plan/namespaces do, from the carves it returns) or write reports.
 
 pub mod gitconfig;
+pub mod state;
 pub mod tree;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -140,11 +142,11 @@ pub const MAX_WALK: usize = 200_000;
 const MAX_WALK_DEPTH: usize = 32;
 
 /// A protected path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Protected {
     pub path: PathBuf,
-    pub tool: &'static str,
-    pub why: &'static str,
+    pub tool: Cow<'static, str>,
+    pub why: Cow<'static, str>,
     /// At the workspace's top: bound read-only with namespaces when it exists.
     pub bind: bool,
 }
@@ -223,8 +225,8 @@ pub fn discover(scope: &Scope) -> Found {
     for entry in ENTRIES {
         f.protected.push(Protected {
             path: ws.join(entry.name),
-            tool: entry.tool,
-            why: entry.why,
+            tool: entry.tool.into(),
+            why: entry.why.into(),
             bind: true,
         });
     }
@@ -265,8 +267,8 @@ pub fn discover(scope: &Scope) -> Found {
                             f.nested.insert(p.clone());
                             f.protected.push(Protected {
                                 path: p,
-                                tool: entry.tool,
-                                why: entry.why,
+                                tool: entry.tool.into(),
+                                why: entry.why.into(),
                                 bind: false,
                             });
                         }
@@ -308,8 +310,8 @@ fn git_worktree(scope: &Scope, wt: &Path, top: bool, f: &mut Found) {
     } else {
         f.protected.push(Protected {
             path: dotgit.clone(),
-            tool: "git",
-            why: GIT_POINTER,
+            tool: "git".into(),
+            why: GIT_POINTER.into(),
             bind: top,
         });
         if md.file_type().is_symlink() {
@@ -358,8 +360,8 @@ fn git_dir(
         let p = g.join(e.name);
         f.protected.push(Protected {
             path: p.clone(),
-            tool: "git",
-            why: e.why,
+            tool: "git".into(),
+            why: e.why.into(),
             bind: top,
         });
         // A hooks directory or config that is a link: protect what it names too.
@@ -367,8 +369,8 @@ fn git_dir(
             if real != p {
                 f.protected.push(Protected {
                     path: real,
-                    tool: "git",
-                    why: e.why,
+                    tool: "git".into(),
+                    why: e.why.into(),
                     bind: false,
                 });
             }
@@ -383,8 +385,8 @@ fn git_dir(
             if let Some(p) = user_path(base, &v) {
                 f.protected.push(Protected {
                     path: p,
-                    tool: "git",
-                    why: "the directory core.hooksPath names: its hooks run on commit",
+                    tool: "git".into(),
+                    why: "the directory core.hooksPath names: its hooks run on commit".into(),
                     bind: top,
                 });
             }
@@ -394,8 +396,8 @@ fn git_dir(
                 if let Some(p) = user_path(g, &v) {
                     f.protected.push(Protected {
                         path: p,
-                        tool: "git",
-                        why: "a file the repository's config includes",
+                        tool: "git".into(),
+                        why: "a file the repository's config includes".into(),
                         bind: top,
                     });
                 }
@@ -441,79 +443,138 @@ fn user_path(base: &Path, v: &str) -> Option<PathBuf> {
     Some(crate::policy::clean(&base.join(v)))
 }
 
+/// Whether a launch takes part in the shared state of the workspace's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Share {
+    /// A run: joins the workspace's shared launch state (or starts it).
+    Run,
+    /// `profile show`, `explain`: looks only.
+    Look,
+}
+
 /// The guard of one run: the launch state of every protected path.
 #[derive(Debug)]
 pub struct Guard {
     scope: Scope,
     items: Vec<(Protected, tree::Node)>,
-    launch: Found,
+    launch_git_dirs: BTreeSet<PathBuf>,
+    launch_nested: BTreeSet<PathBuf>,
+    shared: Option<state::Shared>,
+    /// Another run in the workspace was live at launch: its launch state is ours.
+    pub joined: bool,
     pub warnings: Vec<String>,
-    /// Time spent at launch (for -v).
+    /// Time spent at launch, and directory entries read (for -v).
     pub cost: std::time::Duration,
+    visited: usize,
 }
 
 impl Guard {
     /// Discover and keep the launch state. None when the workspace is not writable.
-    pub fn launch(policy: &Policy) -> Option<Guard> {
+    pub fn launch(policy: &Policy, share: Share) -> Option<Guard> {
         let t = Instant::now();
         let scope = Scope::of(policy)?;
-        let launch = discover(&scope);
-        let items: Vec<(Protected, tree::Node)> = launch
-            .protected
-            .iter()
-            .map(|p| (p.clone(), tree::snapshot(&p.path)))
-            .collect();
+        let shared = match share {
+            Share::Run => state::Shared::locate(&scope.workspace, &scope.writable),
+            Share::Look => None,
+        };
+        // Held until the state is written: runs that start together see one state.
+        let held = shared.as_ref().and_then(state::Shared::lock);
+        let mut st = match (&shared, &held) {
+            (Some(sh), Some(h)) => sh.read(h),
+            _ => state::State::default(),
+        };
         let mut warnings = Vec::new();
-        if launch.truncated {
-            warnings.push(format!(
-                "guard: stopped looking for nested repositories after {} directory entries; those deeper are not protected",
-                MAX_WALK
-            ));
+        let mut visited = 0;
+        let joined = st.active();
+        if !joined {
+            let found = discover(&scope);
+            if found.truncated {
+                warnings.push(format!(
+                    "guard: stopped looking for nested repositories after {MAX_WALK} directory entries; those deeper are not protected"
+                ));
+            }
+            visited = found.visited;
+            st.items = found
+                .protected
+                .iter()
+                .map(|p| (p.clone(), tree::snapshot(&p.path)))
+                .collect();
+            st.git_dirs = found.git_dirs.into_keys().collect();
+            st.nested = found.nested.into_iter().collect();
         }
+        if let (Some(sh), Some(h)) = (&shared, &held) {
+            sh.join(&mut st);
+            if !sh.write(&st, h) {
+                warnings.push("guard: cannot record the launch state for runs that overlap this one".into());
+            }
+        }
+        drop(held);
+        let items = st
+            .items
+            .into_iter()
+            .filter(|(p, _)| !scope.unprotected(&p.path))
+            .collect();
         Some(Guard {
-            scope,
             items,
-            launch,
+            launch_git_dirs: st.git_dirs.into_iter().collect(),
+            launch_nested: st.nested.into_iter().collect(),
+            scope,
+            shared,
+            joined,
             warnings,
             cost: t.elapsed(),
+            visited,
         })
     }
 
     /// Launch the guard for `policy` and give the policy its carves.
-    pub fn apply(policy: &mut Policy) -> Option<Guard> {
-        let g = Guard::launch(policy)?;
+    pub fn apply(policy: &mut Policy, share: Share) -> Option<Guard> {
+        let g = Guard::launch(policy, share)?;
         policy.fs.guarded = g.carves();
         Some(g)
     }
 
-    /// Existing protected paths at the top, as read-only carves for the mount
-    /// view (one with an opted-out path inside stays writable: restored at the end).
+    /// Protected paths at the top that exist now (not as links, which a bind
+    /// would follow), as read-only carves for the mount view. One with an
+    /// opted-out path inside stays writable: it is put back at the end.
     pub fn carves(&self) -> Vec<Carve> {
         self.items
             .iter()
-            .filter(|(p, n)| {
-                p.bind && *n != tree::Node::Missing && self.scope.exceptions_in(&p.path).is_empty()
-            })
-            .map(|(p, n)| Carve {
-                path: p.path.clone(),
-                exists: true,
-                kind: match n {
-                    tree::Node::Dir { .. } => Kind::Dir,
-                    _ => Kind::Other,
-                },
-                origin: Origin {
-                    source: p.rule().into(),
-                    line: None,
-                    column: None,
-                    key: None,
-                },
+            .filter(|(p, _)| p.bind && self.scope.exceptions_in(&p.path).is_empty())
+            .filter_map(|(p, _)| {
+                let md = std::fs::symlink_metadata(&p.path).ok()?;
+                (!md.file_type().is_symlink()).then(|| Carve {
+                    path: p.path.clone(),
+                    exists: true,
+                    kind: if md.is_dir() { Kind::Dir } else { Kind::Other },
+                    origin: Origin {
+                        source: p.rule().into(),
+                        line: None,
+                        column: None,
+                        key: None,
+                    },
+                })
             })
             .collect()
     }
 
     /// Put every protected path back, neutralise repositories the run created,
     /// and return what was found, as denials.
-    pub fn finish(&self, started: Instant) -> Vec<Denial> {
+    pub fn finish(&self, started: Instant) -> (Vec<Denial>, Option<String>) {
+        // The last of overlapping runs restores, from the first one's launch state.
+        let held = self.shared.as_ref().and_then(state::Shared::lock);
+        if let (Some(sh), Some(h)) = (&self.shared, &held) {
+            let mut st = sh.read(h);
+            sh.leave(&mut st);
+            if st.active() {
+                sh.write(&st, h);
+                return (
+                    Vec::new(),
+                    Some("guard: another run in this workspace is live; the last one to end puts protected files back and reports them".into()),
+                );
+            }
+            sh.remove(h);
+        }
         let chown = nix::unistd::geteuid().is_root();
         let at_ms = started.elapsed().as_millis() as u64;
         let mut out = Vec::new();
@@ -541,13 +602,13 @@ impl Guard {
         // What the run added: per-directory files below the top, and repositories.
         let now = discover(&self.scope);
         for p in &now.protected {
-            if now.nested.contains(&p.path) && !self.launch.nested.contains(&p.path) {
+            if now.nested.contains(&p.path) && !self.launch_nested.contains(&p.path) {
                 let outcome = tree::remove_path(&p.path);
                 out.push(denial(&p.path, "create", p.rule(), &outcome));
             }
         }
         for (g, via) in &now.git_dirs {
-            if self.launch.git_dirs.contains_key(g) {
+            if self.launch_git_dirs.contains(g) {
                 continue;
             }
             if beneath(g, &self.scope.workspace) {
@@ -557,13 +618,24 @@ impl Guard {
             } else if let Some(ptr) = via {
                 // A new pointer out of the workspace (to a directory of the payload's
                 // in a scratch root): remove the pointer, leave the target alone.
-                if !self.launch.protected.iter().any(|p| p.path == *ptr) && self.scope.writable(ptr) {
+                if !self.items.iter().any(|(p, _)| p.path == *ptr) && self.scope.writable(ptr) {
                     let outcome = tree::remove_path(ptr);
                     out.push(denial(ptr, "create", format!("guard (git): {GIT_POINTER}"), &outcome));
                 }
             }
         }
-        out
+        drop(held);
+        (out, None)
+    }
+
+    /// Git directories found at launch (for -v).
+    pub fn git_dirs(&self) -> usize {
+        self.launch_git_dirs.len()
+    }
+
+    /// Directory entries the launch walk read (for -v; 0 when the run joined another's state).
+    pub fn visited(&self) -> usize {
+        self.visited
     }
 
     /// The protected paths (for -v and tests).

@@ -29,7 +29,7 @@ pub const MAX_BYTES: u64 = 8 << 20;
 /// (deeper ones are moved aside instead).
 pub const MAX_DEPTH: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Meta {
     /// The file type bits of st_mode.
     fmt: u32,
@@ -56,16 +56,110 @@ impl Meta {
 }
 
 /// The state of a path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Node {
     Missing,
     /// `bytes` is None for a file too large to keep.
-    File { meta: Meta, bytes: Option<Vec<u8>> },
-    Link { meta: Meta, target: OsString },
+    File {
+        meta: Meta,
+        #[serde(with = "hex")]
+        bytes: Option<Vec<u8>>,
+    },
+    Link {
+        meta: Meta,
+        #[serde(with = "bytes_name")]
+        target: OsString,
+    },
     /// `children` is None past the size bounds: compared by metadata only.
-    Dir { meta: Meta, children: Option<BTreeMap<OsString, Node>> },
+    Dir {
+        meta: Meta,
+        #[serde(with = "names_as_bytes")]
+        children: Option<BTreeMap<OsString, Node>>,
+    },
     /// A fifo, socket or device node (never read; removed if it appears).
     Other { meta: Meta },
+}
+
+/// File bytes as hex in the shared state (a JSON array of numbers is 2-4 times larger).
+mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => {
+                let mut t = String::with_capacity(b.len() * 2);
+                for x in b {
+                    t.push(char::from(b"0123456789abcdef"[usize::from(x >> 4)]));
+                    t.push(char::from(b"0123456789abcdef"[usize::from(x & 15)]));
+                }
+                s.serialize_some(&t)
+            }
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let Some(t) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            _ => Err(serde::de::Error::custom("not hex")),
+        };
+        t.as_bytes()
+            .chunks(2)
+            .map(|p| match p {
+                [a, b] => Ok(digit(*a)? << 4 | digit(*b)?),
+                _ => Err(serde::de::Error::custom("odd hex")),
+            })
+            .collect::<Result<Vec<u8>, D::Error>>()
+            .map(Some)
+    }
+}
+
+/// A link target as bytes.
+mod bytes_name {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &OsString, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v.as_bytes())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OsString, D::Error> {
+        Vec::<u8>::deserialize(d).map(OsString::from_vec)
+    }
+}
+
+/// Entry names as byte arrays (JSON map keys must be UTF-8 strings).
+mod names_as_bytes {
+    use std::collections::BTreeMap;
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Node;
+
+    type Children = Option<BTreeMap<OsString, Node>>;
+
+    pub fn serialize<S: Serializer>(v: &Children, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref()
+            .map(|m| m.iter().map(|(k, n)| (k.as_bytes(), n)).collect::<Vec<_>>())
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Children, D::Error> {
+        let v = Option::<Vec<(Vec<u8>, Node)>>::deserialize(d)?;
+        Ok(v.map(|v| {
+            v.into_iter()
+                .map(|(k, n)| (OsString::from_vec(k), n))
+                .collect()
+        }))
+    }
 }
 
 /// One difference found and what was done about it.
@@ -594,6 +688,17 @@ mod tests {
         restore(&ws2.join("f"), &then, &[], false);
         assert_eq!(std::fs::read_to_string(ws2.join("f")).unwrap(), "x");
         assert_eq!(std::fs::read_to_string(outside.join("config")).unwrap(), "outside\n");
+    }
+
+    #[test]
+    fn a_snapshot_survives_the_shared_state_file() {
+        let (_d, ws) = ws();
+        std::fs::create_dir(ws.join("hooks")).unwrap();
+        std::fs::write(ws.join("hooks/pre-commit"), b"#!/bin/sh\n\xff").unwrap();
+        std::os::unix::fs::symlink("target", ws.join("hooks/link")).unwrap();
+        let n = snapshot(&ws.join("hooks"));
+        let text = serde_json::to_string(&n).unwrap();
+        assert_eq!(serde_json::from_str::<Node>(&text).unwrap(), n);
     }
 
     #[test]
