@@ -21,9 +21,10 @@
 pub mod gitconfig;
 pub mod state;
 pub mod tree;
+pub mod walk;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -165,6 +166,8 @@ pub struct Found {
     pub git_dirs: BTreeMap<PathBuf, Option<PathBuf>>,
     /// Per-directory entries found below the top.
     pub nested: BTreeSet<PathBuf>,
+    /// Directories holding a `.git`.
+    pub worktrees: BTreeSet<PathBuf>,
     /// Directory entries read.
     pub visited: usize,
     pub truncated: bool,
@@ -217,11 +220,62 @@ impl Scope {
     }
 }
 
-/// Find every protected path of the workspace now.
-pub fn discover(scope: &Scope) -> Found {
+const BOUNDS: walk::Bounds = walk::Bounds {
+    entries: MAX_WALK,
+    depth: MAX_WALK_DEPTH,
+    skip: SKIP,
+};
+
+/// What a visitor collects from the walk's entries.
+#[derive(Default)]
+struct Seen {
+    worktrees: BTreeSet<PathBuf>,
+    nested: BTreeSet<(PathBuf, usize)>,
+}
+
+impl Seen {
+    /// One entry `name` of `dir` (`top`: the workspace itself).
+    fn entry(&mut self, ws: &Path, dir: &Path, name: &OsStr, top: bool) {
+        if name == ".git" {
+            self.worktrees.insert(dir.to_path_buf());
+            return;
+        }
+        for (i, e) in ENTRIES.iter().enumerate().filter(|(_, e)| e.depth == Any) {
+            let mut parts = e.name.split('/');
+            let (first, second) = (parts.next().unwrap_or(""), parts.next());
+            if name.as_bytes() != first.as_bytes() && second.is_none_or(|s| name.as_bytes() != s.as_bytes()) {
+                continue;
+            }
+            match second {
+                // rust-toolchain.toml below the top.
+                None if !top => {
+                    self.nested.insert((dir.join(name), i));
+                }
+                // .cargo/config.toml: seen from the directory holding .cargo, or from .cargo itself.
+                Some(s) if name.as_bytes() == first.as_bytes() && !top => {
+                    let p = dir.join(name).join(s);
+                    if std::fs::symlink_metadata(&p).is_ok() {
+                        self.nested.insert((p, i));
+                    }
+                }
+                Some(_) if dir.file_name().is_some_and(|f| f.as_bytes() == first.as_bytes())
+                    && dir.parent().is_some_and(|p| p != ws) =>
+                {
+                    self.nested.insert((dir.join(name), i));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Find every protected path of the workspace now: the whole walk (`since`
+/// None), or after a run, only what changed since the launch walk `since`
+/// (plus the work trees known at launch, whose git directories may have grown
+/// modules or worktrees).
+pub fn discover(scope: &Scope, since: Option<(&walk::Walk, &BTreeSet<PathBuf>)>) -> (Found, walk::Walk) {
     let ws = &scope.workspace;
     let mut f = Found::default();
-    let mut worktrees: Vec<PathBuf> = Vec::new();
     for entry in ENTRIES {
         f.protected.push(Protected {
             path: ws.join(entry.name),
@@ -230,73 +284,46 @@ pub fn discover(scope: &Scope) -> Found {
             bind: true,
         });
     }
+    let mut seen = Seen::default();
     // The repository the workspace lies in, when the workspace has no .git of
     // its own: the user's git commands in the workspace read it.
     for a in ws.ancestors().skip(1) {
         if std::fs::symlink_metadata(a.join(".git")).is_ok() {
-            worktrees.push(a.to_path_buf());
+            seen.worktrees.insert(a.to_path_buf());
             break;
         }
     }
-    // Breadth-first, directory entries only (d_type): no stat per file.
-    let mut queue: VecDeque<(PathBuf, usize)> = VecDeque::from([(ws.clone(), 0)]);
-    while let Some((dir, depth)) = queue.pop_front() {
-        let Ok(mut d) = nix::dir::Dir::open(
-            &dir,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        ) else {
-            continue;
-        };
-        for ent in d.iter().flatten() {
-            let name = OsStr::from_bytes(ent.file_name().to_bytes());
-            if name == "." || name == ".." {
-                continue;
-            }
-            f.visited += 1;
-            if name == ".git" {
-                worktrees.push(dir.clone());
-                continue;
-            }
-            if depth > 0 {
-                for entry in ENTRIES.iter().filter(|e| e.depth == Any) {
-                    let first = entry.name.split('/').next().unwrap_or(entry.name);
-                    if name.as_bytes() == first.as_bytes() {
-                        let p = dir.join(entry.name);
-                        if std::fs::symlink_metadata(&p).is_ok() {
-                            f.nested.insert(p.clone());
-                            f.protected.push(Protected {
-                                path: p,
-                                tool: entry.tool.into(),
-                                why: entry.why.into(),
-                                bind: false,
-                            });
-                        }
-                    }
-                }
-            }
-            let is_dir = match ent.file_type() {
-                Some(nix::dir::Type::Directory) => true,
-                Some(_) => false,
-                None => tree::is_dir(&dir.join(name)),
-            };
-            if is_dir && depth < MAX_WALK_DEPTH && !SKIP.iter().any(|s| name.as_bytes() == s.as_bytes()) {
-                queue.push_back((dir.join(name), depth + 1));
-            }
+    let w = {
+        let mut visit = |dir: &Path, name: &OsStr, top: bool| seen.entry(ws, dir, name, top);
+        match since {
+            None => walk::walk(ws, BOUNDS, &mut visit),
+            Some((launch, _)) => walk::rewalk(ws, launch, BOUNDS, &mut visit),
         }
-        if f.visited > MAX_WALK {
-            f.truncated = true;
-            break;
-        }
+    };
+    if let Some((_, known)) = since {
+        seen.worktrees.extend(known.iter().cloned());
     }
-    for wt in worktrees {
-        let top = wt == *ws || !beneath(&wt, ws);
-        git_worktree(scope, &wt, top, &mut f);
+    f.visited = w.visited;
+    f.truncated = w.truncated;
+    for (p, i) in &seen.nested {
+        let e = &ENTRIES[*i];
+        f.nested.insert(p.clone());
+        f.protected.push(Protected {
+            path: p.clone(),
+            tool: e.tool.into(),
+            why: e.why.into(),
+            bind: false,
+        });
     }
+    for wt in &seen.worktrees {
+        let top = wt == ws || !beneath(wt, ws);
+        git_worktree(scope, wt, top, &mut f);
+    }
+    f.worktrees = seen.worktrees;
     f.protected.retain(|p| scope.writable(&p.path) && !scope.unprotected(&p.path));
     f.protected.sort_by(|a, b| a.path.cmp(&b.path));
     f.protected.dedup_by(|a, b| a.path == b.path);
-    f
+    (f, w)
 }
 
 /// A work tree's `.git` (directory, file or link) and the git directories it reaches.
@@ -459,6 +486,9 @@ pub struct Guard {
     items: Vec<(Protected, tree::Node)>,
     launch_git_dirs: BTreeSet<PathBuf>,
     launch_nested: BTreeSet<PathBuf>,
+    launch_worktrees: BTreeSet<PathBuf>,
+    /// The launch walk (None when the run joined another's state: the end walks whole).
+    walk: Option<walk::Walk>,
     shared: Option<state::Shared>,
     /// Another run in the workspace was live at launch: its launch state is ours.
     pub joined: bool,
@@ -486,8 +516,10 @@ impl Guard {
         let mut warnings = Vec::new();
         let mut visited = 0;
         let joined = st.active();
+        let mut launch_walk = None;
         if !joined {
-            let found = discover(&scope);
+            let (found, w) = discover(&scope, None);
+            launch_walk = Some(w);
             if found.truncated {
                 warnings.push(format!(
                     "guard: stopped looking for nested repositories after {MAX_WALK} directory entries; those deeper are not protected"
@@ -501,6 +533,7 @@ impl Guard {
                 .collect();
             st.git_dirs = found.git_dirs.into_keys().collect();
             st.nested = found.nested.into_iter().collect();
+            st.worktrees = found.worktrees.into_iter().collect();
         }
         if let (Some(sh), Some(h)) = (&shared, &held) {
             sh.join(&mut st);
@@ -518,6 +551,8 @@ impl Guard {
             items,
             launch_git_dirs: st.git_dirs.into_iter().collect(),
             launch_nested: st.nested.into_iter().collect(),
+            launch_worktrees: st.worktrees.into_iter().collect(),
+            walk: launch_walk,
             scope,
             shared,
             joined,
@@ -600,7 +635,10 @@ impl Guard {
             }
         }
         // What the run added: per-directory files below the top, and repositories.
-        let now = discover(&self.scope);
+        let (now, _) = discover(
+            &self.scope,
+            self.walk.as_ref().map(|w| (w, &self.launch_worktrees)),
+        );
         for p in &now.protected {
             if now.nested.contains(&p.path) && !self.launch_nested.contains(&p.path) {
                 let outcome = tree::remove_path(&p.path);
@@ -760,7 +798,7 @@ mod tests {
         std::fs::create_dir_all(ws.join("sub/.cargo")).unwrap();
         std::fs::write(ws.join("sub/.cargo/config.toml"), "").unwrap();
         std::fs::create_dir_all(ws.join("node_modules/x/.git")).unwrap();
-        let f = discover(&scope(&ws));
+        let (f, _) = discover(&scope(&ws), None);
         let has = |p: &str| f.protected.iter().any(|x| x.path == ws.join(p));
         for p in [
             ".git/config",

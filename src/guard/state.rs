@@ -30,6 +30,7 @@ pub struct State {
     pub items: Vec<(Protected, Node)>,
     pub git_dirs: Vec<PathBuf>,
     pub nested: Vec<PathBuf>,
+    pub worktrees: Vec<PathBuf>,
 }
 
 impl State {

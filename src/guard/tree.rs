@@ -172,6 +172,11 @@ pub struct Change {
     pub outcome: String,
 }
 
+/// Open a directory without following a symlink anywhere on its path.
+pub fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
+    dir_fd(path)
+}
+
 fn dir_fd(path: &Path) -> nix::Result<OwnedFd> {
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
@@ -286,6 +291,12 @@ fn names(fd: &OwnedFd) -> Vec<OsString> {
     v
 }
 
+/// git's `*.sample` hooks are never run (by git or any tool): neither kept
+/// nor compared, which keeps a repository's launch state a few hundred bytes.
+fn inert(name: &OsStr) -> bool {
+    name.as_bytes().ends_with(b".sample")
+}
+
 fn children_at(
     dir: &OwnedFd,
     name: &OsStr,
@@ -294,7 +305,7 @@ fn children_at(
 ) -> Option<BTreeMap<OsString, Node>> {
     let fd = sub_dir(dir, name).ok()?;
     let mut out = BTreeMap::new();
-    for n in names(&fd) {
+    for n in names(&fd).into_iter().filter(|n| !inert(n)) {
         if b.entries == 0 {
             return None;
         }
@@ -416,7 +427,7 @@ fn restore_at(
             let Ok(sub) = sub_dir(dir, name) else {
                 return;
             };
-            let mut all: Vec<OsString> = names(&sub);
+            let mut all: Vec<OsString> = names(&sub).into_iter().filter(|n| !inert(n)).collect();
             all.extend(children.keys().cloned());
             all.sort();
             all.dedup();
@@ -625,7 +636,7 @@ mod tests {
     fn created_files_are_removed_and_changed_ones_put_back() {
         let (_d, ws) = ws();
         std::fs::create_dir(ws.join("hooks")).unwrap();
-        std::fs::write(ws.join("hooks/a.sample"), "sample\n").unwrap();
+        std::fs::write(ws.join("hooks/applypatch-msg"), "sample\n").unwrap();
         std::fs::write(ws.join("config"), "[core]\n").unwrap();
         std::fs::set_permissions(ws.join("config"), std::fs::Permissions::from_mode(0o640))
             .unwrap();
@@ -635,7 +646,7 @@ mod tests {
         assert_eq!(missing, Node::Missing);
 
         std::fs::write(ws.join("hooks/pre-commit"), "evil\n").unwrap();
-        std::fs::remove_file(ws.join("hooks/a.sample")).unwrap();
+        std::fs::remove_file(ws.join("hooks/applypatch-msg")).unwrap();
         std::fs::remove_file(ws.join("config")).unwrap();
         std::fs::write(ws.join("config"), "[core]\nfsmonitor=x\n").unwrap();
         std::fs::create_dir_all(ws.join("commondir/deep")).unwrap();
@@ -647,9 +658,9 @@ mod tests {
             .collect();
         assert_eq!(
             ops,
-            [("delete", "a.sample".into()), ("create", "pre-commit".into())]
+            [("delete", "applypatch-msg".into()), ("create", "pre-commit".into())]
         );
-        assert_eq!(std::fs::read_to_string(ws.join("hooks/a.sample")).unwrap(), "sample\n");
+        assert_eq!(std::fs::read_to_string(ws.join("hooks/applypatch-msg")).unwrap(), "sample\n");
         assert!(!ws.join("hooks/pre-commit").exists());
 
         let c = restore(&ws.join("config"), &config, &[], false);
