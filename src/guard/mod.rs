@@ -236,30 +236,36 @@ struct Seen {
 impl Seen {
     /// One entry `name` of `dir` (`top`: the workspace itself).
     fn entry(&mut self, ws: &Path, dir: &Path, name: &OsStr, top: bool) {
-        if name == ".git" {
+        let n = name.as_bytes();
+        if n == b".git" {
             self.worktrees.insert(dir.to_path_buf());
             return;
         }
+        // Most names match no entry: one byte comparison rejects them.
+        if !ANY_FIRST_BYTES.contains(&n.first().copied().unwrap_or(0)) {
+            return;
+        }
         for (i, e) in ENTRIES.iter().enumerate().filter(|(_, e)| e.depth == Any) {
-            let mut parts = e.name.split('/');
-            let (first, second) = (parts.next().unwrap_or(""), parts.next());
-            if name.as_bytes() != first.as_bytes() && second.is_none_or(|s| name.as_bytes() != s.as_bytes()) {
-                continue;
-            }
+            let (first, second) = match e.name.split_once('/') {
+                Some((a, b)) => (a.as_bytes(), Some(b.as_bytes())),
+                None => (e.name.as_bytes(), None),
+            };
             match second {
                 // rust-toolchain.toml below the top.
-                None if !top => {
+                None if !top && n == first => {
                     self.nested.insert((dir.join(name), i));
                 }
                 // .cargo/config.toml: seen from the directory holding .cargo, or from .cargo itself.
-                Some(s) if name.as_bytes() == first.as_bytes() && !top => {
-                    let p = dir.join(name).join(s);
+                Some(s) if !top && n == first => {
+                    let p = dir.join(name).join(OsStr::from_bytes(s));
                     if std::fs::symlink_metadata(&p).is_ok() {
                         self.nested.insert((p, i));
                     }
                 }
-                Some(_) if dir.file_name().is_some_and(|f| f.as_bytes() == first.as_bytes())
-                    && dir.parent().is_some_and(|p| p != ws) =>
+                Some(s)
+                    if n == s
+                        && dir.file_name().is_some_and(|f| f.as_bytes() == first)
+                        && dir.parent().is_some_and(|p| p != ws) =>
                 {
                     self.nested.insert((dir.join(name), i));
                 }
@@ -268,6 +274,9 @@ impl Seen {
         }
     }
 }
+
+/// The first bytes of the names (and second components) of the per-directory entries.
+const ANY_FIRST_BYTES: &[u8] = b".rcm";
 
 /// Find every protected path of the workspace now: the whole walk (`since`
 /// None), or after a run, only what changed since the launch walk `since`
@@ -836,5 +845,10 @@ mod tests {
             assert!(!e.name.starts_with('/') && !e.name.contains(".."), "{}", e.name);
         }
         assert!(describe().contains("rust-toolchain.toml"));
+        for e in ENTRIES.iter().filter(|e| e.depth == Any) {
+            for part in e.name.split('/') {
+                assert!(ANY_FIRST_BYTES.contains(&part.as_bytes()[0]), "{}", e.name);
+            }
+        }
     }
 }

@@ -9,7 +9,6 @@
 //!
 //! Owns the traversal; what an entry means is the caller's (a visitor).
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -46,7 +45,8 @@ pub struct Bounds {
 /// What a walk saw.
 #[derive(Debug, Default)]
 pub struct Walk {
-    stamps: BTreeMap<PathBuf, Stamp>,
+    /// Every directory listed, in walk order.
+    stamps: Vec<(PathBuf, Stamp)>,
     /// ctime from which a directory counts as recently changed at launch.
     recent: (i64, i64),
     pub visited: usize,
@@ -136,7 +136,7 @@ impl Walker<'_, '_> {
             return;
         }
         if let Ok(st) = fstat(fd.as_fd()) {
-            self.out.stamps.insert(path.to_path_buf(), Stamp::of(&st));
+            self.out.stamps.push((path.to_path_buf(), Stamp::of(&st)));
         }
         let subdirs = self.list(&fd, path);
         if depth >= self.bounds.depth {
@@ -198,6 +198,7 @@ pub fn rewalk(root: &Path, launch: &Walk, bounds: Bounds, visit: &mut Visitor<'_
         out: Walk::default(),
         visit,
     };
+    let mut known: Option<std::collections::HashSet<&Path>> = None;
     for (dir, then) in &launch.stamps {
         let Ok(st) = fstatat(nix::fcntl::AT_FDCWD, dir, AtFlags::AT_SYMLINK_NOFOLLOW) else {
             continue;
@@ -219,7 +220,8 @@ pub fn rewalk(root: &Path, launch: &Walk, bounds: Bounds, visit: &mut Visitor<'_
         }
         for s in subdirs {
             let p = dir.join(&s);
-            if launch.stamps.contains_key(&p) {
+            let known = known.get_or_insert_with(|| launch.stamps.iter().map(|(p, _)| p.as_path()).collect());
+            if known.contains(p.as_path()) {
                 continue;
             }
             if let Some(sub) = Walker::open_sub(&fd, &s) {
