@@ -137,7 +137,11 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let mut retried = false;
     let spawned = loop {
         if !l.quiet {
-            for w in prep.warnings.iter().chain(guard.iter().flat_map(|g| &g.warnings)) {
+            for w in prep
+                .warnings
+                .iter()
+                .chain(guard.iter().flat_map(|g| &g.warnings))
+            {
                 warn(w);
             }
         }
@@ -463,7 +467,8 @@ fn show_json(policy: &Policy, plan: &Plan) -> serde_json::Value {
 
 /// The guard's list and what it protects in this workspace, for `profile show`.
 fn guard_text(guard: Option<&crate::guard::Guard>, ns: bool) -> String {
-    let mut s = String::from("\n# ---- guard: files that make the host's next command run code ----\n");
+    let mut s =
+        String::from("\n# ---- guard: files that make the host's next command run code ----\n");
     let Some(g) = guard else {
         s.push_str("# guard: off (the workspace is not writable)\n");
         return s;
@@ -471,7 +476,11 @@ fn guard_text(guard: Option<&crate::guard::Guard>, ns: bool) -> String {
     s.push_str(&crate::guard::describe());
     s.push_str(&format!(
         "# guard: kept at launch and put back when the run ends{}\n",
-        if ns { "; those that exist at the top are also bound read-only" } else { "" }
+        if ns {
+            "; those that exist at the top are also bound read-only"
+        } else {
+            ""
+        }
     ));
     for p in g.protected() {
         s.push_str(&format!("# protected {}\n", p.path.display()));

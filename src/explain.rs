@@ -205,7 +205,11 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
                 let guard = !policy.fs.read_only.iter().any(|c| c.path == *ro);
                 return if guard {
                     Verdict::deny(
-                        format!("{} ({}): bound read-only", ro.display(), origin_of(&policy.fs.guarded, ro)),
+                        format!(
+                            "{} ({}): bound read-only",
+                            ro.display(),
+                            origin_of(&policy.fs.guarded, ro)
+                        ),
                         "EROFS",
                         Some(format!("add {} to [filesystem] unprotect", q(ro))),
                     )

@@ -33,10 +33,16 @@ impl Fixture {
             out: tempdir(user),
         };
         std::fs::set_permissions(f.marks.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let hit = format!("#!/bin/sh\necho \"$0 $*\" >> {}\nexit 0\n", f.marker().display());
+        let hit = format!(
+            "#!/bin/sh\necho \"$0 $*\" >> {}\nexit 0\n",
+            f.marker().display()
+        );
         f.write("hit.sh", &hit);
-        std::fs::set_permissions(f.ws().join("hit.sh"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(
+            f.ws().join("hit.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         f
     }
 
@@ -82,14 +88,22 @@ impl Fixture {
     #[track_caller]
     fn git_ok(&self, dir: &Path, args: &[&str]) -> String {
         let out = self.git(dir, args);
-        assert_code(&out, 0, format!("host git {args:?} in {} as {}", dir.display(), self.user));
+        assert_code(
+            &out,
+            0,
+            format!("host git {args:?} in {} as {}", dir.display(), self.user),
+        );
         text(&out.stdout)
     }
 
     /// Run `script` in the sandbox (workspace-write + `extra`, namespaces `ns`)
     /// with a report; returns the output and the report.
     fn run(&self, ns: Ns, extra: &str, script: &str) -> (Output, serde_json::Value) {
-        let p = profile_ns("guard", &format!("extends = \"workspace-write\"\n{extra}"), ns);
+        let p = profile_ns(
+            "guard",
+            &format!("extends = \"workspace-write\"\n{extra}"),
+            ns,
+        );
         let report = self.out.path().join(unique("report"));
         let out = cordon(self.user)
             .args(["run", "-p", &p, "-w"])
@@ -185,7 +199,9 @@ fn commondir_created() {
         f.repo("");
         let script = format!(
             "cp -r .git evil && printf '{}' >> evil/config && echo ../evil > .git/commondir",
-            fsmonitor(&f.hit()).replace('\n', "\\n").replace('\t', "\\t")
+            fsmonitor(&f.hit())
+                .replace('\n', "\\n")
+                .replace('\t', "\\t")
         );
         let (out, r) = f.run(ns, "", &script);
         assert_code(&out, 0, ctx);
@@ -204,13 +220,19 @@ fn config_modified() {
         let before = std::fs::read(f.ws().join(".git/config")).unwrap();
         let script = format!(
             "printf '{}' >> .git/config; echo status $?",
-            fsmonitor(&f.hit()).replace('\n', "\\n").replace('\t', "\\t")
+            fsmonitor(&f.hit())
+                .replace('\n', "\\n")
+                .replace('\t', "\\t")
         );
         let (out, r) = f.run(ns, "", &script);
         assert_code(&out, 0, ctx);
         f.git_ok(&f.ws(), &["status", "--short"]);
         f.assert_nothing_ran(ctx);
-        assert_eq!(std::fs::read(f.ws().join(".git/config")).unwrap(), before, "{ctx}");
+        assert_eq!(
+            std::fs::read(f.ws().join(".git/config")).unwrap(),
+            before,
+            "{ctx}"
+        );
         match ns {
             // Bound read-only: the write itself is refused.
             Ns::Auto => assert!(
@@ -242,14 +264,24 @@ fn submodule_config() {
         f.repo("");
         f.git_ok(
             &f.ws(),
-            &["-c", "protocol.file.allow=always", "submodule", "add", "-q", up_repo.to_str().unwrap(), "x"],
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "add",
+                "-q",
+                up_repo.to_str().unwrap(),
+                "x",
+            ],
         );
         f.git_ok(&f.ws(), &["commit", "-qm", "submodule"]);
         let cfg = f.ws().join(".git/modules/x/config");
         assert!(cfg.exists(), "{ctx}: setup");
         let script = format!(
             "printf '{}' >> .git/modules/x/config; true",
-            fsmonitor(&f.hit()).replace('\n', "\\n").replace('\t', "\\t")
+            fsmonitor(&f.hit())
+                .replace('\n', "\\n")
+                .replace('\t', "\\t")
         );
         let (out, r) = f.run(ns, "", &script);
         assert_code(&out, 0, ctx);
@@ -270,7 +302,9 @@ fn nested_repository_config() {
         let nested = f.repo("vendor/lib");
         let script = format!(
             "printf '{}' >> vendor/lib/.git/config && echo written",
-            fsmonitor(&f.hit()).replace('\n', "\\n").replace('\t', "\\t")
+            fsmonitor(&f.hit())
+                .replace('\n', "\\n")
+                .replace('\t', "\\t")
         );
         let (out, r) = f.run(ns, "", &script);
         assert_code(&out, 0, ctx);
@@ -291,7 +325,9 @@ fn worktree_git_file_repointed() {
         let before = std::fs::read(&ptr).unwrap();
         let script = format!(
             "cp -r .git evil && printf '{}' >> evil/config && echo \"gitdir: $PWD/evil\" > wt/.git",
-            fsmonitor(&f.hit()).replace('\n', "\\n").replace('\t', "\\t")
+            fsmonitor(&f.hit())
+                .replace('\n', "\\n")
+                .replace('\t', "\\t")
         );
         let (out, r) = f.run(ns, "", &script);
         assert_code(&out, 0, ctx);
@@ -310,7 +346,9 @@ fn config_worktree_created() {
         f.git_ok(&f.ws(), &["config", "extensions.worktreeConfig", "true"]);
         let script = format!(
             "printf '{}' > .git/config.worktree",
-            fsmonitor(&f.hit()).replace('\n', "\\n").replace('\t', "\\t")
+            fsmonitor(&f.hit())
+                .replace('\n', "\\n")
+                .replace('\t', "\\t")
         );
         let (out, r) = f.run(ns, "", &script);
         assert_code(&out, 0, ctx);
@@ -365,48 +403,51 @@ fn hooks_path_in_the_work_tree() {
 
 #[test]
 fn git_created_in_a_workspace_below_a_repository() {
-    each("git_created_in_a_workspace_below_a_repository", |user, ns, ctx| {
-        let f = Fixture::new(user);
-        f.repo("");
-        let sub = f.ws().join("sub");
-        std::fs::create_dir(&sub).unwrap();
-        std::fs::copy(f.ws().join("hit.sh"), sub.join("hit.sh")).unwrap();
-        chown_r(f.ws.path(), user);
-        // The workspace is sub/: it has no .git of its own to protect.
-        let p = profile_ns("guard-sub", "extends = \"workspace-write\"\n", ns);
-        let report = f.out.path().join("report.json");
-        let script = format!(
-            "git init -q . && git config core.fsmonitor {0} && git config core.pager {0} && echo made",
-            f.hit()
-        );
-        let out = cordon(user)
-            .args(["run", "-p", &p, "-w"])
-            .arg(&sub)
-            .current_dir(&sub)
-            .arg("--report")
-            .arg(&report)
-            .args(["--", "/bin/sh", "-c", &script])
-            .output()
-            .unwrap();
-        assert_code(&out, 0, ctx);
-        assert!(text(&out.stdout).contains("made"), "{ctx}");
-        // The new repository stays (git init is ordinary use), without the keys.
-        f.git_ok(&sub, &["status", "--short"]);
-        f.git_ok(&sub, &["log", "-p", "--all"]);
-        f.assert_nothing_ran(ctx);
-        let r = read_report(&report);
-        let cfg = sub.join(".git/config");
-        assert_found(&r, &cfg, "modify", ctx);
-        let rules: Vec<String> = guard_denials(&r)
-            .iter()
-            .map(|d| d["rule"].as_str().unwrap().to_string())
-            .collect();
-        assert!(
-            rules.iter().any(|r| r.contains("core.fsmonitor"))
-                && rules.iter().any(|r| r.contains("core.pager")),
-            "{ctx}: {rules:#?}"
-        );
-    });
+    each(
+        "git_created_in_a_workspace_below_a_repository",
+        |user, ns, ctx| {
+            let f = Fixture::new(user);
+            f.repo("");
+            let sub = f.ws().join("sub");
+            std::fs::create_dir(&sub).unwrap();
+            std::fs::copy(f.ws().join("hit.sh"), sub.join("hit.sh")).unwrap();
+            chown_r(f.ws.path(), user);
+            // The workspace is sub/: it has no .git of its own to protect.
+            let p = profile_ns("guard-sub", "extends = \"workspace-write\"\n", ns);
+            let report = f.out.path().join("report.json");
+            let script = format!(
+                "git init -q . && git config core.fsmonitor {0} && git config core.pager {0} && echo made",
+                f.hit()
+            );
+            let out = cordon(user)
+                .args(["run", "-p", &p, "-w"])
+                .arg(&sub)
+                .current_dir(&sub)
+                .arg("--report")
+                .arg(&report)
+                .args(["--", "/bin/sh", "-c", &script])
+                .output()
+                .unwrap();
+            assert_code(&out, 0, ctx);
+            assert!(text(&out.stdout).contains("made"), "{ctx}");
+            // The new repository stays (git init is ordinary use), without the keys.
+            f.git_ok(&sub, &["status", "--short"]);
+            f.git_ok(&sub, &["log", "-p", "--all"]);
+            f.assert_nothing_ran(ctx);
+            let r = read_report(&report);
+            let cfg = sub.join(".git/config");
+            assert_found(&r, &cfg, "modify", ctx);
+            let rules: Vec<String> = guard_denials(&r)
+                .iter()
+                .map(|d| d["rule"].as_str().unwrap().to_string())
+                .collect();
+            assert!(
+                rules.iter().any(|r| r.contains("core.fsmonitor"))
+                    && rules.iter().any(|r| r.contains("core.pager")),
+                "{ctx}: {rules:#?}"
+            );
+        },
+    );
 }
 
 /// rustup and cargo are installed for root here (/root is private): uid 65534
@@ -457,7 +498,11 @@ fn rust_toolchain_and_cargo_config() {
         if let Some(o) = cargo(user, &f.ws(), &["--version"]) {
             assert_code(&o, 0, format!("{ctx}: cargo --version"));
         }
-        if let Some(o) = cargo(user, &f.ws(), &["metadata", "--offline", "--format-version", "1"]) {
+        if let Some(o) = cargo(
+            user,
+            &f.ws(),
+            &["metadata", "--offline", "--format-version", "1"],
+        ) {
             assert_code(&o, 0, format!("{ctx}: cargo metadata"));
         }
         if let Some(o) = cargo(user, &f.ws().join("sub/crate"), &["--version"]) {
@@ -551,9 +596,19 @@ fn git_inside_the_sandbox_still_works() {
             ["third", "fourth", "second", "first"],
             "{ctx}"
         );
-        assert!(f.git_ok(&f.ws(), &["diff"]).contains("+wip"), "{ctx}: the stash");
-        assert_eq!(f.git_ok(&f.ws().join("lib"), &["log", "--format=%s"]).trim(), "lib");
-        assert_eq!(std::fs::read_to_string(f.ws().join("notes.txt")).unwrap(), "edited\n");
+        assert!(
+            f.git_ok(&f.ws(), &["diff"]).contains("+wip"),
+            "{ctx}: the stash"
+        );
+        assert_eq!(
+            f.git_ok(&f.ws().join("lib"), &["log", "--format=%s"])
+                .trim(),
+            "lib"
+        );
+        assert_eq!(
+            std::fs::read_to_string(f.ws().join("notes.txt")).unwrap(),
+            "edited\n"
+        );
     });
 }
 
@@ -568,10 +623,17 @@ fn the_users_own_hooks_outside_still_run() {
         std::fs::write(&hook, format!("#!/bin/sh\necho ran >> {}\n", ran.display())).unwrap();
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
         chown_r(hooks.path(), user);
-        f.git_ok(&f.ws(), &["config", "core.hooksPath", hooks.path().to_str().unwrap()]);
+        f.git_ok(
+            &f.ws(),
+            &["config", "core.hooksPath", hooks.path().to_str().unwrap()],
+        );
         let (out, r) = f.run(ns, "", "echo edit >> README");
         assert_code(&out, 0, ctx);
-        assert!(guard_denials(&r).is_empty(), "{ctx}: {:#?}", guard_denials(&r));
+        assert!(
+            guard_denials(&r).is_empty(),
+            "{ctx}: {:#?}",
+            guard_denials(&r)
+        );
         f.git_ok(&f.ws(), &["commit", "-qam", "by the user"]);
         assert!(ran.exists(), "{ctx}: the user's own hook did not run");
     });
@@ -593,7 +655,10 @@ fn unprotect_lets_a_named_file_be_written() {
             "{\"editor.tabSize\": 2}\n",
             "{ctx}"
         );
-        assert_eq!(std::fs::read_to_string(f.ws().join(".envrc")).unwrap(), "export A=1\n");
+        assert_eq!(
+            std::fs::read_to_string(f.ws().join(".envrc")).unwrap(),
+            "export A=1\n"
+        );
         // The rest of .vscode is still protected.
         assert_eq!(
             std::fs::read_to_string(f.ws().join(".vscode/tasks.json")).unwrap(),
@@ -604,7 +669,11 @@ fn unprotect_lets_a_named_file_be_written() {
         assert_eq!(ds.len(), 1, "{ctx}: {ds:#?}");
         assert_found(&r, &f.ws().join(".vscode/tasks.json"), "modify", ctx);
         // profile show lists the key and the entry is no longer protected.
-        let p = profile_ns("guard-show", &format!("extends = \"workspace-write\"\n{extra}"), ns);
+        let p = profile_ns(
+            "guard-show",
+            &format!("extends = \"workspace-write\"\n{extra}"),
+            ns,
+        );
         let show = cordon(user)
             .args(["profile", "show", &p, "-w"])
             .arg(f.ws())
@@ -613,7 +682,10 @@ fn unprotect_lets_a_named_file_be_written() {
         let s = text(&show.stdout);
         assert!(s.contains("unprotect = ["), "{ctx}: {s}");
         assert!(s.contains("# guard: .claude/ (Claude Code)"), "{ctx}: {s}");
-        assert!(!s.contains(&format!("# protected {}/.envrc\n", f.ws().display())), "{ctx}");
+        assert!(
+            !s.contains(&format!("# protected {}/.envrc\n", f.ws().display())),
+            "{ctx}"
+        );
     });
 }
 
@@ -663,63 +735,83 @@ impl Drop for RuntimeDir {
 /// first removed it): the runs share the first one's state, the last restores.
 #[test]
 fn overlapping_runs_share_one_launch_state() {
-    each("overlapping_runs_share_one_launch_state", |user, ns, ctx| {
-        let f = Fixture::new(user);
-        let rt = RuntimeDir::new(user);
-        let p = profile_ns("guard-overlap", "extends = \"workspace-write\"\n", ns);
-        let wait = |file: &str| {
-            format!("i=0; while [ ! -e {file} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done")
-        };
-        let start = |script: String, report: &Path| {
-            let mut c = cordon(user);
-            c.env("XDG_RUNTIME_DIR", &rt.0)
-                .args(["run", "-p", &p, "-w"])
-                .arg(f.ws())
-                .current_dir(f.ws())
-                .arg("--report")
-                .arg(report)
-                .args(["--", "/bin/sh", "-c", &script]);
-            support::start(c)
-        };
-        let (ra, rb) = (f.out.path().join("a.json"), f.out.path().join("b.json"));
-        let a = start(
-            format!(
-                "mkdir .claude && echo '{{\"hooks\": \"{}\"}}' > .claude/settings.json && touch a-ready && {}",
-                f.hit(),
-                wait("b-started")
-            ),
-            &ra,
-        );
-        assert!(
-            poll_until(std::time::Duration::from_secs(30), || f.ws().join("a-ready").exists()),
-            "{ctx}: the first run did not start"
-        );
-        let b = start(format!("touch b-started && {}", wait("release")), &rb);
-        let out = a.finish(std::time::Duration::from_secs(60), format!("{ctx}: first run"));
-        assert_code(&out, 0, format!("{ctx}: first run"));
-        let r = read_report(&ra);
-        assert!(guard_denials(&r).is_empty(), "{ctx}: {:#?}", guard_denials(&r));
-        assert!(
-            r["capture"]["notes"].to_string().contains("the last one to end puts protected files back"),
-            "{ctx}: {}",
-            r["capture"]["notes"]
-        );
-        std::fs::write(f.ws().join("release"), "").unwrap();
-        let out = b.finish(std::time::Duration::from_secs(60), format!("{ctx}: second run"));
-        assert_code(&out, 0, format!("{ctx}: second run"));
-        assert!(
-            !f.ws().join(".claude").exists(),
-            "{ctx}: the planted settings are back: {:?}",
-            std::fs::read_to_string(f.ws().join(".claude/settings.json"))
-        );
-        assert_found(&read_report(&rb), &f.ws().join(".claude"), "create", ctx);
-        // The state is gone with the last run (the lock file stays).
-        let left: Vec<_> = std::fs::read_dir(rt.0.join("cordon-guard"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.ends_with(".lock"))
-            .collect();
-        assert!(left.is_empty(), "{ctx}: {left:?}");
-    });
+    each(
+        "overlapping_runs_share_one_launch_state",
+        |user, ns, ctx| {
+            let f = Fixture::new(user);
+            let rt = RuntimeDir::new(user);
+            let p = profile_ns("guard-overlap", "extends = \"workspace-write\"\n", ns);
+            let wait = |file: &str| {
+                format!(
+                    "i=0; while [ ! -e {file} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"
+                )
+            };
+            let start = |script: String, report: &Path| {
+                let mut c = cordon(user);
+                c.env("XDG_RUNTIME_DIR", &rt.0)
+                    .args(["run", "-p", &p, "-w"])
+                    .arg(f.ws())
+                    .current_dir(f.ws())
+                    .arg("--report")
+                    .arg(report)
+                    .args(["--", "/bin/sh", "-c", &script]);
+                support::start(c)
+            };
+            let (ra, rb) = (f.out.path().join("a.json"), f.out.path().join("b.json"));
+            let a = start(
+                format!(
+                    "mkdir .claude && echo '{{\"hooks\": \"{}\"}}' > .claude/settings.json && touch a-ready && {}",
+                    f.hit(),
+                    wait("b-started")
+                ),
+                &ra,
+            );
+            assert!(
+                poll_until(std::time::Duration::from_secs(30), || f
+                    .ws()
+                    .join("a-ready")
+                    .exists()),
+                "{ctx}: the first run did not start"
+            );
+            let b = start(format!("touch b-started && {}", wait("release")), &rb);
+            let out = a.finish(
+                std::time::Duration::from_secs(60),
+                format!("{ctx}: first run"),
+            );
+            assert_code(&out, 0, format!("{ctx}: first run"));
+            let r = read_report(&ra);
+            assert!(
+                guard_denials(&r).is_empty(),
+                "{ctx}: {:#?}",
+                guard_denials(&r)
+            );
+            assert!(
+                r["capture"]["notes"]
+                    .to_string()
+                    .contains("the last one to end puts protected files back"),
+                "{ctx}: {}",
+                r["capture"]["notes"]
+            );
+            std::fs::write(f.ws().join("release"), "").unwrap();
+            let out = b.finish(
+                std::time::Duration::from_secs(60),
+                format!("{ctx}: second run"),
+            );
+            assert_code(&out, 0, format!("{ctx}: second run"));
+            assert!(
+                !f.ws().join(".claude").exists(),
+                "{ctx}: the planted settings are back: {:?}",
+                std::fs::read_to_string(f.ws().join(".claude/settings.json"))
+            );
+            assert_found(&read_report(&rb), &f.ws().join(".claude"), "create", ctx);
+            // The state is gone with the last run (the lock file stays).
+            let left: Vec<_> = std::fs::read_dir(rt.0.join("cordon-guard"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".lock"))
+                .collect();
+            assert!(left.is_empty(), "{ctx}: {left:?}");
+        },
+    );
 }

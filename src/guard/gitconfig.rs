@@ -27,7 +27,10 @@ const fn key(pattern: &'static str, why: &'static str) -> Key {
 /// The keys a repository's own config must not carry out of a run.
 pub const DANGEROUS: &[Key] = &[
     key("core.fsmonitor", "runs a program on git status, diff, add"),
-    key("core.hookspath", "moves hooks to a directory of the payload's"),
+    key(
+        "core.hookspath",
+        "moves hooks to a directory of the payload's",
+    ),
     key("core.sshcommand", "runs a program on fetch and push"),
     key("core.gitproxy", "runs a program on git:// fetches"),
     key("core.pager", "runs a program on log, diff, show"),
@@ -43,7 +46,10 @@ pub const DANGEROUS: &[Key] = &[
     key("merge.*.driver", "runs a program on merge, rebase, pull"),
     key("filter.*.clean", "runs a program on add, status, diff"),
     key("filter.*.smudge", "runs a program on checkout"),
-    key("filter.*.process", "runs a program on add, status, checkout"),
+    key(
+        "filter.*.process",
+        "runs a program on add, status, checkout",
+    ),
     key("include.path", "reads another config file"),
     key("includeif.*.path", "reads another config file"),
     Key {
@@ -58,13 +64,25 @@ pub const DANGEROUS: &[Key] = &[
     },
     key("credential.helper", "runs a program on fetch and push"),
     key("credential.*.helper", "runs a program on fetch and push"),
-    key("gpg.program", "runs a program on commit -S, log --show-signature"),
+    key(
+        "gpg.program",
+        "runs a program on commit -S, log --show-signature",
+    ),
     key("gpg.*.program", "runs a program on signing and verifying"),
     key("remote.*.uploadpack", "runs a program on fetch"),
     key("remote.*.receivepack", "runs a program on push"),
-    key("uploadpack.packobjectshook", "runs a program on fetch from here"),
-    key("protocol.allow", "enables ext:: remotes, which run a program"),
-    key("protocol.*.allow", "enables ext:: remotes, which run a program"),
+    key(
+        "uploadpack.packobjectshook",
+        "runs a program on fetch from here",
+    ),
+    key(
+        "protocol.allow",
+        "enables ext:: remotes, which run a program",
+    ),
+    key(
+        "protocol.*.allow",
+        "enables ext:: remotes, which run a program",
+    ),
     key("hook.*.command", "config-based hooks (git 2.46+)"),
     key("trace2.eventtarget", "writes to any path"),
     key("trace2.normaltarget", "writes to any path"),
@@ -75,15 +93,21 @@ pub const DANGEROUS: &[Key] = &[
     key("browser.*.cmd", "runs a program on help --web"),
     key("man.*.cmd", "runs a program on help"),
     key("sendemail.smtpserver", "may name a program"),
-    key("lfs.customtransfer.*.path", "runs a program on lfs transfers"),
-    key("lfs.standalonetransferagent", "selects a custom transfer program"),
+    key(
+        "lfs.customtransfer.*.path",
+        "runs a program on lfs transfers",
+    ),
+    key(
+        "lfs.standalonetransferagent",
+        "selects a custom transfer program",
+    ),
 ];
 
 /// The first dangerous key `name` (lowercase `section.sub.key`) matches, given its value.
 pub fn dangerous(name: &str, value: &str) -> Option<&'static Key> {
-    DANGEROUS.iter().find(|k| {
-        matches(k.pattern, name) && (!k.bang_only || value.trim_start().starts_with('!'))
-    })
+    DANGEROUS
+        .iter()
+        .find(|k| matches(k.pattern, name) && (!k.bang_only || value.trim_start().starts_with('!')))
 }
 
 fn matches(pattern: &str, name: &str) -> bool {
@@ -103,7 +127,9 @@ fn matches(pattern: &str, name: &str) -> bool {
         [s, a, "*", k] => {
             section == *s
                 && key == *k
-                && sub.strip_prefix(a).is_some_and(|r| r.len() > 1 && r.starts_with('.'))
+                && sub
+                    .strip_prefix(a)
+                    .is_some_and(|r| r.len() > 1 && r.starts_with('.'))
         }
         _ => false,
     }
@@ -365,7 +391,8 @@ mod tests {
 
     #[test]
     fn neutralise_comments_out_dangerous_keys_and_keeps_the_rest() {
-        let t = "[core]\n\tbare = false\n\tfsmonitor = \"/tmp/x\"\n[remote \"origin\"]\n\turl = u\n";
+        let t =
+            "[core]\n\tbare = false\n\tfsmonitor = \"/tmp/x\"\n[remote \"origin\"]\n\turl = u\n";
         let (out, removed) = neutralise(t).unwrap();
         assert_eq!(
             out,

@@ -124,7 +124,9 @@ impl Shared {
         let Ok(text) = serde_json::to_string(st) else {
             return false;
         };
-        let tmp = self.state.with_extension(format!("{}.tmp", std::process::id()));
+        let tmp = self
+            .state
+            .with_extension(format!("{}.tmp", std::process::id()));
         let ok = std::fs::OpenOptions::new()
             .create_new(true)
             .write(true)

@@ -77,7 +77,9 @@ pub enum Node {
         children: Option<BTreeMap<OsString, Node>>,
     },
     /// A fifo, socket or device node (never read; removed if it appears).
-    Other { meta: Meta },
+    Other {
+        meta: Meta,
+    },
 }
 
 /// File bytes as hex in the shared state (a JSON array of numbers is 2-4 times larger).
@@ -359,7 +361,10 @@ pub fn restore(path: &Path, then: &Node, except: &[PathBuf], uid_can_chown: bool
             out.push(Change {
                 path: path.to_path_buf(),
                 operation: "modify",
-                outcome: format!("not restored: {} is not a directory here ({e})", parent.display()),
+                outcome: format!(
+                    "not restored: {} is not a directory here ({e})",
+                    parent.display()
+                ),
             });
             return out;
         }
@@ -473,10 +478,7 @@ pub fn remove(dir: &OwnedFd, name: &OsStr, path: &Path) -> String {
         std::process::id()
     );
     match renameat(dir, name, dir, aside.as_str()) {
-        Ok(()) => format!(
-            "moved aside to {}",
-            path.with_file_name(&aside).display()
-        ),
+        Ok(()) => format!("moved aside to {}", path.with_file_name(&aside).display()),
         Err(e) => format!("not removed: {e}"),
     }
 }
@@ -654,19 +656,36 @@ mod tests {
         let c = restore(&ws.join("hooks"), &hooks, &[], false);
         let ops: Vec<(&str, String)> = c
             .iter()
-            .map(|c| (c.operation, c.path.file_name().unwrap().to_string_lossy().into()))
+            .map(|c| {
+                (
+                    c.operation,
+                    c.path.file_name().unwrap().to_string_lossy().into(),
+                )
+            })
             .collect();
         assert_eq!(
             ops,
-            [("delete", "applypatch-msg".into()), ("create", "pre-commit".into())]
+            [
+                ("delete", "applypatch-msg".into()),
+                ("create", "pre-commit".into())
+            ]
         );
-        assert_eq!(std::fs::read_to_string(ws.join("hooks/applypatch-msg")).unwrap(), "sample\n");
+        assert_eq!(
+            std::fs::read_to_string(ws.join("hooks/applypatch-msg")).unwrap(),
+            "sample\n"
+        );
         assert!(!ws.join("hooks/pre-commit").exists());
 
         let c = restore(&ws.join("config"), &config, &[], false);
         assert_eq!(c[0].operation, "modify");
-        assert_eq!(std::fs::read_to_string(ws.join("config")).unwrap(), "[core]\n");
-        let mode = std::fs::metadata(ws.join("config")).unwrap().permissions().mode();
+        assert_eq!(
+            std::fs::read_to_string(ws.join("config")).unwrap(),
+            "[core]\n"
+        );
+        let mode = std::fs::metadata(ws.join("config"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o640);
 
         let c = restore(&ws.join("commondir"), &missing, &[], false);
@@ -689,7 +708,10 @@ mod tests {
         std::os::unix::fs::symlink(&outside, ws.join(".git")).unwrap();
         let c = restore(&ws.join(".git/config"), &then, &[], false);
         assert!(c[0].outcome.starts_with("not restored"), "{c:?}");
-        assert_eq!(std::fs::read_to_string(outside.join("config")).unwrap(), "outside\n");
+        assert_eq!(
+            std::fs::read_to_string(outside.join("config")).unwrap(),
+            "outside\n"
+        );
         // The link itself, as a protected entry, is replaced by what was there.
         let (_e, ws2) = self::ws();
         std::fs::write(ws2.join("f"), "x").unwrap();
@@ -698,7 +720,10 @@ mod tests {
         std::os::unix::fs::symlink(outside.join("config"), ws2.join("f")).unwrap();
         restore(&ws2.join("f"), &then, &[], false);
         assert_eq!(std::fs::read_to_string(ws2.join("f")).unwrap(), "x");
-        assert_eq!(std::fs::read_to_string(outside.join("config")).unwrap(), "outside\n");
+        assert_eq!(
+            std::fs::read_to_string(outside.join("config")).unwrap(),
+            "outside\n"
+        );
     }
 
     #[test]

@@ -112,7 +112,13 @@ impl Walker<'_, '_> {
                 self.out.visited += 1;
                 let name = OsStr::from_bytes(name);
                 (self.visit)(path, name, top);
-                if name == ".git" || self.bounds.skip.iter().any(|s| s.as_bytes() == name.as_bytes()) {
+                if name == ".git"
+                    || self
+                        .bounds
+                        .skip
+                        .iter()
+                        .any(|s| s.as_bytes() == name.as_bytes())
+                {
                     continue;
                 }
                 let is_dir = match kind {
@@ -213,14 +219,18 @@ pub fn rewalk(root: &Path, launch: &Walk, bounds: Bounds, visit: &mut Visitor<'_
         let Ok(fd) = super::tree::open_dir(dir) else {
             continue;
         };
-        let depth = dir.strip_prefix(root).map(|r| r.components().count()).unwrap_or(0);
+        let depth = dir
+            .strip_prefix(root)
+            .map(|r| r.components().count())
+            .unwrap_or(0);
         let subdirs = w.list(&fd, dir);
         if depth >= bounds.depth {
             continue;
         }
         for s in subdirs {
             let p = dir.join(&s);
-            let known = known.get_or_insert_with(|| launch.stamps.iter().map(|(p, _)| p.as_path()).collect());
+            let known = known
+                .get_or_insert_with(|| launch.stamps.iter().map(|(p, _)| p.as_path()).collect());
             if known.contains(p.as_path()) {
                 continue;
             }
@@ -244,7 +254,9 @@ mod tests {
 
     fn seen(root: &Path, w: impl FnOnce(&mut Visitor<'_>) -> Walk) -> (Vec<PathBuf>, Walk) {
         let mut v = Vec::new();
-        let walk = w(&mut |d: &Path, n: &OsStr, _| v.push(d.join(n).strip_prefix(root).unwrap().to_path_buf()));
+        let walk = w(&mut |d: &Path, n: &OsStr, _| {
+            v.push(d.join(n).strip_prefix(root).unwrap().to_path_buf())
+        });
         v.sort();
         (v, walk)
     }
@@ -259,7 +271,18 @@ mod tests {
         std::fs::write(root.join("a/b/c/f"), "").unwrap();
         let (v, launch) = seen(&root, |f| walk(&root, B, f));
         let names: Vec<&str> = v.iter().map(|p| p.to_str().unwrap()).collect();
-        assert_eq!(names, [".git", "a", "a/b", "a/b/c", "a/b/c/f", "a/d", "node_modules"]);
+        assert_eq!(
+            names,
+            [
+                ".git",
+                "a",
+                "a/b",
+                "a/b/c",
+                "a/b/c/f",
+                "a/d",
+                "node_modules"
+            ]
+        );
         // Fresh directories are "recent": listed again, their new entries seen.
         std::fs::create_dir_all(root.join("a/d/new/deeper")).unwrap();
         let (v, _) = seen(&root, |f| rewalk(&root, &launch, B, f));
@@ -280,10 +303,7 @@ mod tests {
         for i in 0..50 {
             std::fs::create_dir_all(root.join(format!("d{i}/e"))).unwrap();
         }
-        let b = Bounds {
-            entries: 10,
-            ..B
-        };
+        let b = Bounds { entries: 10, ..B };
         let w = walk(&root, b, &mut |_, _, _| {});
         assert!(w.truncated && w.visited < 100);
     }
