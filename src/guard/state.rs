@@ -87,15 +87,27 @@ impl Shared {
     }
 
     pub fn lock(&self) -> Option<Held> {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&self.lock)
-            .ok()?;
-        Flock::lock(f, FlockArg::LockExclusive).ok().map(Held)
+        // The last run removes the lock file; a run that was waiting on the old
+        // one then holds a lock on nothing and tries again.
+        for _ in 0..100 {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&self.lock)
+                .ok()?;
+            let held = Flock::lock(f, FlockArg::LockExclusive).ok()?;
+            let same = match (held.metadata(), std::fs::symlink_metadata(&self.lock)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if same {
+                return Some(Held(held));
+            }
+        }
+        None
     }
 
     /// The state, without the runs that have ended (a killed launcher's too).
@@ -141,8 +153,10 @@ impl Shared {
         ok
     }
 
+    /// Remove the state and its lock file (the last run, holding the lock).
     pub fn remove(&self, _held: &Held) {
         let _ = std::fs::remove_file(&self.state);
+        let _ = std::fs::remove_file(&self.lock);
     }
 
     pub fn join(&self, st: &mut State) {
