@@ -416,7 +416,7 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
         args.profile.workspace.clone(),
     )?;
     let mut policy = Policy::new(&profile, &ctx, Missing::Skip)?;
-    crate::guard::Guard::apply(&mut policy, crate::guard::Share::Look);
+    let guard = crate::guard::Guard::apply(&mut policy, crate::guard::Share::Look);
     let host = Host::probe();
     let plan = Plan::new(&policy, &host, None, &DiskLister);
     let abs = |p: &PathBuf| {
@@ -458,6 +458,20 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
     if let Some(s) = &v.suggestion {
         if !v.allowed {
             println!("  change: {s}");
+        }
+    }
+    if let (true, Query::Fs(Op::Write, path), Some(g)) = (v.allowed, &query, &guard) {
+        // Allowed during the run, undone when it ends.
+        if let Some(p) = g
+            .protected()
+            .find(|p| crate::policy::beneath(path, &p.path))
+        {
+            println!(
+                "  guard: {} is put back when the run ends ({}); add {} to [filesystem] unprotect to keep changes",
+                p.path.display(),
+                p.rule(),
+                q(&p.path)
+            );
         }
     }
     if !plan.namespaces() {
