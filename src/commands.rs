@@ -108,7 +108,12 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let mut policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
     // Before anything runs: the launch state of every file that would make the
     // host's next command run code (put back when the run ends).
-    let guard = crate::guard::Guard::apply(&mut policy, crate::guard::Share::Run);
+    let share = if l.dry_run {
+        crate::guard::Share::Look
+    } else {
+        crate::guard::Share::Run
+    };
+    let guard = crate::guard::Guard::apply(&mut policy, share);
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
     let mut audit_log = audit_path.as_deref().map(AuditLog::open).transpose()?;

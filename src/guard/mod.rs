@@ -191,6 +191,9 @@ pub struct Guard {
     /// The launch walk (None when the run joined another's state: the end walks whole).
     walk: Option<walk::Walk>,
     shared: Option<state::Shared>,
+    share: Share,
+    /// `finish` ran (else dropping the guard of a run does it, for the early exits).
+    finished: std::cell::Cell<bool>,
     /// Another run in the workspace was live at launch: its launch state is ours.
     pub joined: bool,
     pub warnings: Vec<String>,
@@ -258,6 +261,8 @@ impl Guard {
             walk: launch_walk,
             scope,
             shared,
+            share,
+            finished: std::cell::Cell::new(false),
             joined,
             warnings,
             cost: t.elapsed(),
@@ -299,6 +304,9 @@ impl Guard {
     /// Put every protected path back, neutralise repositories the run created,
     /// and return what was found, as denials.
     pub fn finish(&self, started: Instant) -> (Vec<Denial>, Option<String>) {
+        if self.share == Share::Look || self.finished.replace(true) {
+            return (Vec::new(), None);
+        }
         // The last of overlapping runs restores, from the first one's launch state.
         let held = self.shared.as_ref().and_then(state::Shared::lock);
         if let (Some(sh), Some(h)) = (&self.shared, &held) {
@@ -384,6 +392,14 @@ impl Guard {
     /// The protected paths (for -v and tests).
     pub fn protected(&self) -> impl Iterator<Item = &Protected> {
         self.items.iter().map(|(p, _)| p)
+    }
+}
+
+impl Drop for Guard {
+    /// A run that ends before its report (a refused profile, a failed spawn)
+    /// still leaves the shared state and puts back what it may have changed.
+    fn drop(&mut self) {
+        let _ = self.finish(Instant::now());
     }
 }
 
