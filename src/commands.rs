@@ -141,6 +141,14 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             Err(_) => {}
         }
     }
+    // Before anything runs: the launch state of every file that would make the
+    // host's next command run code (put back when the run ends).
+    let share = if l.dry_run {
+        crate::guard::Share::Look
+    } else {
+        crate::guard::Share::Run
+    };
+    let guard = crate::guard::Guard::apply(&mut policy, share);
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
     let (mut audit_log, report_out) =
@@ -167,12 +175,26 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let mut retried = false;
     let spawned = loop {
         if !l.quiet {
-            for w in &prep.warnings {
+            for w in prep
+                .warnings
+                .iter()
+                .chain(guard.iter().flat_map(|g| &g.warnings))
+            {
                 warn(w);
             }
         }
         if l.verbose || l.dry_run {
             crate::term::eprint(&describe_run(&prep, &host));
+            if let Some(g) = &guard {
+                eprintln!(
+                    "cordon: guard: {} paths protected ({} bound read-only), {} git directories, {} directory entries read in {} µs",
+                    g.protected().count(),
+                    prep.policy.fs.guarded.len(),
+                    g.git_dirs(),
+                    g.visited(),
+                    g.cost.as_micros()
+                );
+            }
         }
         if l.dry_run {
             return Ok(0);
@@ -215,6 +237,12 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     );
     crate::limits::cleanup(&prep.processes);
     monitor.finish(&prep.policy, &prep.plan);
+    // Nothing of the run is left: put back what it changed, first in the report.
+    if let Some(g) = &guard {
+        let (found, note) = g.finish(started);
+        monitor.denials.splice(0..0, found);
+        monitor.notes.extend(note);
+    }
 
     let mut failed = Vec::new();
     // The full report only when something keeps it: building it (the resolved
@@ -515,16 +543,17 @@ pub fn profile(cmd: ProfileCommand) -> Result<u8> {
             json,
         } => {
             let (p, ctx) = load(&profile, &Overrides::default(), workspace)?;
-            let policy = Policy::new(&p, &ctx, Missing::Skip)?;
+            let mut policy = Policy::new(&p, &ctx, Missing::Skip)?;
+            let guard = crate::guard::Guard::apply(&mut policy, crate::guard::Share::Look);
             let host = Host::probe();
             let plan = Plan::new(&policy, &host, None, &DiskLister);
             if json {
-                println!(
-                    "{}",
-                    crate::term::json_pretty(&show_json(&policy, &plan)).unwrap_or_default()
-                );
+                let mut v = show_json(&policy, &plan);
+                v["guard"] = guard_json(guard.as_ref());
+                println!("{}", crate::term::json_pretty(&v).unwrap_or_default());
             } else {
                 crate::term::print(&show_text(&policy, &plan));
+                crate::term::print(&guard_text(guard.as_ref(), plan.namespaces()));
             }
             Ok(0)
         }
@@ -551,6 +580,44 @@ fn show_json(policy: &Policy, plan: &Plan) -> serde_json::Value {
         "namespaces": plan.namespaces(),
         "missing": plan.missing.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "skipped": policy.fs.skipped.iter().map(|(i, _)| i.value.clone()).collect::<Vec<_>>(),
+    })
+}
+
+/// The guard's list and what it protects in this workspace, for `profile show`.
+fn guard_text(guard: Option<&crate::guard::Guard>, ns: bool) -> String {
+    let mut s =
+        String::from("\n# ---- guard: files that make the host's next command run code ----\n");
+    let Some(g) = guard else {
+        s.push_str("# guard: off (the workspace is not writable)\n");
+        return s;
+    };
+    s.push_str(&crate::guard::describe());
+    s.push_str(&format!(
+        "# guard: kept at launch and put back when the run ends{}\n",
+        if ns {
+            "; those that exist at the top are also bound read-only"
+        } else {
+            ""
+        }
+    ));
+    for p in g.protected() {
+        s.push_str(&format!("# protected {}\n", p.path.display()));
+    }
+    s
+}
+
+fn guard_json(guard: Option<&crate::guard::Guard>) -> serde_json::Value {
+    let entries: Vec<serde_json::Value> = crate::guard::ENTRIES
+        .iter()
+        .map(|e| serde_json::json!({"name": e.name, "dir": e.dir, "any_directory": e.depth == crate::guard::Depth::Any, "tool": e.tool, "why": e.why}))
+        .chain(crate::guard::GIT_ENTRIES.iter().map(|e| {
+            serde_json::json!({"name": format!("<git dir>/{}", e.name), "dir": e.dir, "any_directory": true, "tool": "git", "why": e.why})
+        }))
+        .collect();
+    serde_json::json!({
+        "on": guard.is_some(),
+        "entries": entries,
+        "protected": guard.map(|g| g.protected().map(|p| serde_json::json!({"path": p.path, "rule": p.rule()})).collect::<Vec<_>>()).unwrap_or_default(),
     })
 }
 

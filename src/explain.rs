@@ -201,15 +201,29 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         if op == Op::Write && !is_device(&path) {
             let (_, at) = need(op, &path);
             if let Some(ro) = m.read_only.iter().find(|r| beneath(&path, r)) {
-                return Verdict::deny(
-                    format!(
-                        "read_only {} ({}): bound read-only",
-                        ro.display(),
-                        origin_of(&policy.fs.read_only, ro)
-                    ),
-                    "EROFS",
-                    Some(format!("remove {} from [filesystem] read_only", q(ro))),
-                );
+                // A path the guard protects, unless the profile lists it itself.
+                let guard = !policy.fs.read_only.iter().any(|c| c.path == *ro);
+                return if guard {
+                    Verdict::deny(
+                        format!(
+                            "{} ({}): bound read-only",
+                            ro.display(),
+                            origin_of(&policy.fs.guarded, ro)
+                        ),
+                        "EROFS",
+                        Some(format!("add {} to [filesystem] unprotect", q(ro))),
+                    )
+                } else {
+                    Verdict::deny(
+                        format!(
+                            "read_only {} ({}): bound read-only",
+                            ro.display(),
+                            origin_of(&policy.fs.read_only, ro)
+                        ),
+                        "EROFS",
+                        Some(format!("remove {} from [filesystem] read_only", q(ro))),
+                    )
+                };
             }
             if !m.writable.iter().any(|(w, _)| beneath(&at, w)) {
                 return Verdict::deny(
@@ -401,7 +415,8 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
         &Overrides::default(),
         args.profile.workspace.clone(),
     )?;
-    let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
+    let mut policy = Policy::new(&profile, &ctx, Missing::Skip)?;
+    let guard = crate::guard::Guard::apply(&mut policy, crate::guard::Share::Look);
     let host = Host::probe();
     let plan = Plan::new(&policy, &host, None, &DiskLister);
     let abs = |p: &PathBuf| {
@@ -450,6 +465,20 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
     if let Some(s) = &v.suggestion {
         if !v.allowed {
             line(format!("  change: {s}"));
+        }
+    }
+    if let (true, Query::Fs(Op::Write, path), Some(g)) = (v.allowed, &query, &guard) {
+        // Allowed during the run, undone when it ends.
+        if let Some(p) = g
+            .protected()
+            .find(|p| crate::policy::beneath(path, &p.path))
+        {
+            println!(
+                "  guard: {} is put back when the run ends ({}); add {} to [filesystem] unprotect to keep changes",
+                p.path.display(),
+                p.rule(),
+                q(&p.path)
+            );
         }
     }
     if !plan.namespaces() {

@@ -25,6 +25,7 @@ pub mod env;
 pub mod error;
 pub mod exec;
 pub mod explain;
+pub mod guard;
 pub mod landlock;
 pub mod limits;
 pub mod monitor;

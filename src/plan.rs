@@ -311,6 +311,12 @@ fn no_ns_gaps(policy: &Policy, plan: &mut Plan) {
             ));
         }
     }
+    if !policy.fs.guarded.is_empty() {
+        plan.gaps.push(
+            "files the guard protects are writable during the run; they are put back when it ends"
+                .into(),
+        );
+    }
     if !policy.fs.deny.is_empty() {
         plan.gaps.push(
             "denied directories can be listed (not read) where an ancestor is listable".into(),
@@ -388,7 +394,11 @@ fn mounts(fs: &FsPolicy) -> Mounts {
             }
         }
     };
-    for c in fs.read_only.iter().filter(|c| c.exists) {
+    // The guard's protected paths are bound exactly like read_only ones.
+    for c in fs.read_only.iter().chain(&fs.guarded).filter(|c| c.exists) {
+        if m.read_only.contains(&c.path) {
+            continue;
+        }
         if tops.iter().any(|t| beneath(&c.path, t)) {
             pin(&mut m, &c.path);
             m.read_only.push(c.path.clone());
@@ -581,6 +591,8 @@ mod tests {
                 })
                 .collect(),
             read_only: vec![],
+            unprotect: vec![],
+            guarded: vec![],
             skipped: vec![],
         }
     }

@@ -117,6 +117,11 @@ pub struct FsPolicy {
     pub grants: Vec<Grant>,
     pub deny: Vec<Carve>,
     pub read_only: Vec<Carve>,
+    /// Paths taken out of the guard's list (`[filesystem] unprotect`), absolute.
+    pub unprotect: Vec<PathBuf>,
+    /// Protected paths the guard found at launch and binds read-only with
+    /// namespaces, like `read_only` (set by the launcher, not the profile).
+    pub guarded: Vec<Carve>,
     /// Grants whose path does not exist here; `warn` unless the entry was optional.
     pub skipped: Vec<(Item<PathBuf>, bool)>,
 }
@@ -684,6 +689,15 @@ fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
                 });
             }
         }
+    }
+    for item in &p.filesystem.unprotect {
+        // The guard names paths by their parent's canonical path and their own
+        // name (a protected link is itself protected, not followed).
+        let path = clean(&absolute(item)?);
+        let name = path.file_name().map(|n| n.to_os_string());
+        let (parent, _) = canon.get_kind(path.parent().unwrap_or(Path::new("/")));
+        fs.unprotect
+            .push(name.map(|n| parent.join(n)).unwrap_or(path));
     }
     Ok(fs)
 }

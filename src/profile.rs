@@ -270,6 +270,7 @@ struct RawFilesystem {
     exec: List<PathEntry>,
     deny: List<PathEntry>,
     read_only: List<PathEntry>,
+    unprotect: List<PathEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -369,6 +370,8 @@ pub struct Filesystem {
     pub exec: Vec<Item<PathEntry>>,
     pub deny: Vec<Item<PathEntry>>,
     pub read_only: Vec<Item<PathEntry>>,
+    /// Paths taken out of the guard's list (files that make the host run code).
+    pub unprotect: Vec<Item<PathEntry>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -566,6 +569,7 @@ impl Profile {
         list("filesystem.exec", &mut fs.exec, f);
         list("filesystem.deny", &mut fs.deny, f);
         list("filesystem.read_only", &mut fs.read_only, f);
+        list("filesystem.unprotect", &mut fs.unprotect, f);
         one("network.mode", &mut self.network.mode, f);
         list("network.connect_tcp", &mut self.network.connect_tcp, f);
         list("network.bind_tcp", &mut self.network.bind_tcp, f);
@@ -831,6 +835,12 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>, &'static st
             &mut p.filesystem.read_only,
             fs.read_only,
             "filesystem.read_only",
+            at,
+        );
+        list(
+            &mut p.filesystem.unprotect,
+            fs.unprotect,
+            "filesystem.unprotect",
             at,
         );
     }

@@ -102,7 +102,7 @@ pub struct Denial {
     pub errno: String,
     pub rule: String,
     pub suggestion: String,
-    /// "audit", "seccomp-notify" or "predicted".
+    /// "audit", "seccomp-notify", "predicted" or "guard" (found and put back when the run ended).
     pub observed_by: String,
     pub at_ms: u64,
 }
@@ -223,12 +223,17 @@ pub fn summary(denials: &[Denial], dropped: u64, path: Option<&Path>) -> String 
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let how = match (exe.is_empty(), d.errno.is_empty()) {
+            (true, true) => String::new(),
+            (true, false) => format!(" ({})", d.errno),
+            (false, true) => format!(" ({exe})"),
+            (false, false) => format!(" ({exe}, {})", d.errno),
+        };
         s.push_str(&format!(
-            "cordon:   {} {} ({}, {}): {}",
+            "cordon:   {} {}{}: {}",
             field(&d.operation),
             field(&d.target),
-            field(&exe),
-            field(&d.errno),
+            field(&how),
             field(&d.rule)
         ));
         if !d.suggestion.is_empty() {

@@ -512,3 +512,24 @@ pub fn seccomp_action_available(action: u32) -> bool {
     };
     rc == 0
 }
+
+/// Read directory entries of `fd` into `buf` (`getdents64(2)`): the bytes
+/// filled, 0 at the end. The guard's walk reads entries this way: std's
+/// `read_dir` costs an `fstat` and the full path's lookup per directory.
+pub fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the kernel writes at most buf.len() bytes into buf, which we hold
+    // mutably for the call; fd is a live descriptor borrowed for the call.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            fd.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}

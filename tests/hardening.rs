@@ -147,7 +147,13 @@ fn read_only_paths_hold_and_git_still_works() {
 fn read_only_without_namespaces_is_a_warned_gap() {
     for user in users("read_only_without_namespaces_is_a_warned_gap") {
         let ws = git_workspace(user);
-        let p = ns_profile("workspace-write", Ns::Off);
+        // A read_only path of the profile's own (the guard's paths are put back
+        // at the end instead; tests/guard.rs).
+        let p = profile_ns(
+            "ro-gap",
+            "extends = \"workspace-write\"\n[filesystem]\nread_only = [\"${WORKSPACE}/.git/hooks\", \"${WORKSPACE}/.git/config\"]\n",
+            Ns::Off,
+        );
         let out = cordon(user)
             .args(["run", "-p", &p, "-w"])
             .arg(ws.path())
