@@ -39,6 +39,8 @@ pub mod supervise;
 pub mod sys;
 pub mod syscalls;
 pub mod units;
+pub mod unix_mediate;
+pub mod unix_policy;
 pub mod vars;
 
 pub use error::Error;
