@@ -435,6 +435,7 @@ fn show_json(policy: &Policy, plan: &Plan) -> serde_json::Value {
         "read_only_binds": plan.mounts.as_ref().map(|m| m.read_only.clone()).unwrap_or_default(),
         "landlock_rules": rules,
         "syscalls": policy.syscalls.describe(),
+        "unix_connect": policy.unix.allowed.iter().map(|a| serde_json::json!({"path": a.written, "origin": a.origin.to_string()})).collect::<Vec<_>>(),
         "namespaces": plan.namespaces(),
         "missing": plan.missing.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "skipped": policy.fs.skipped.iter().map(|(i, _)| i.value.clone()).collect::<Vec<_>>(),
@@ -487,6 +488,18 @@ fn show_text(policy: &Policy, plan: &Plan) -> String {
         for (p, _) in &m.masks {
             let _ = writeln!(s, "# deny: masked {}", p.display());
         }
+    }
+    let _ = writeln!(
+        s,
+        "# unix sockets: connect and send reach pathname sockets made inside the sandbox (writable root, created during the run){}",
+        if policy.unix.allowed.is_empty() {
+            " only"
+        } else {
+            ", and:"
+        }
+    );
+    for a in &policy.unix.allowed {
+        let _ = writeln!(s, "#   unix_connect {} ({})", a.written, a.origin);
     }
     for e in &plan.expansions {
         let _ = writeln!(
@@ -587,6 +600,21 @@ pub fn doctor() -> Result<u8> {
         out,
         "  user notification: {}",
         if host.user_notif { "yes" } else { "no" }
+    );
+    let _ = writeln!(
+        out,
+        "unix sockets:     {}",
+        if host.seccomp && host.user_notif {
+            "connect and sends mediated by the supervisor: pathname sockets made inside the sandbox, or in [network] unix_connect (not in a nested cordon: no listener there; then namespaces mask the user's runtime directory only)"
+        } else {
+            "NOT mediated (no seccomp user notification): with namespaces only the masks hide host sockets; without, profiles are refused"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  Landlock right: none up to ABI {} (planned: ABI {})",
+        abi::TARGET,
+        crate::unix_policy::LANDLOCK_UNIX_ABI
     );
     let ns = match (&host.userns, crate::probe::try_namespaces()) {
         (Userns::Available, Ok(())) => {

@@ -599,13 +599,15 @@ fn held_inside(name: &[u8]) -> Option<bool> {
         let mut rest = line;
         let mut fields = Vec::new();
         for _ in 0..7 {
-            let start = rest.iter().position(|&b| b != b' ')?;
+            let Some(start) = rest.iter().position(|&b| b != b' ') else {
+                break;
+            };
             rest = &rest[start..];
             let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
             fields.push(&rest[..end]);
             rest = &rest[end..];
         }
-        if rest.first() == Some(&b' ') && rest[1..] == want[..] {
+        if fields.len() == 7 && rest.first() == Some(&b' ') && rest[1..] == want[..] {
             inodes.push(String::from_utf8_lossy(fields[6]).into_owned());
         }
     }
