@@ -348,8 +348,9 @@ impl Monitor {
     }
 
     fn record(&mut self, d: Denial) {
-        // --no-capture: the supervisor still mediates, and records nothing.
-        if !self.opts.notify {
+        // --no-capture: the supervisor still mediates, and records nothing of its
+        // own (Landlock's audit records stay).
+        if !self.opts.notify && d.observed_by == "seccomp-notify" {
             return;
         }
         if !self.seen.insert((d.operation.clone(), d.target.clone())) {

@@ -571,8 +571,8 @@ pub fn openat2_path(dir: BorrowedFd, path: &std::ffi::CStr, resolve: u64) -> io:
     check(fd).map(|fd| own_fd(fd as RawFd))
 }
 
-/// The file type bits and birth time (seconds, nanoseconds) of what `fd`
-/// names; no birth time where the file system keeps none.
+/// The mode (type and permission bits) and birth time (seconds, nanoseconds)
+/// of what `fd` names; no birth time where the file system keeps none.
 pub fn statx_mode_btime(fd: BorrowedFd) -> io::Result<(u32, Option<(i64, u32)>)> {
     // SAFETY: statx is plain old data; zeroed is a valid value.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
@@ -582,14 +582,14 @@ pub fn statx_mode_btime(fd: BorrowedFd) -> io::Result<(u32, Option<(i64, u32)>)>
             fd.as_raw_fd(),
             c"".as_ptr(),
             libc::AT_EMPTY_PATH,
-            libc::STATX_TYPE | libc::STATX_BTIME,
+            libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_BTIME,
             &mut st,
         )
     };
     check(rc as libc::c_long)?;
     let btime = (st.stx_mask & libc::STATX_BTIME != 0)
         .then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec));
-    Ok((st.stx_mode as u32 & libc::S_IFMT, btime))
+    Ok((st.stx_mode as u32, btime))
 }
 
 /// getsockopt(2) of an int option.

@@ -421,8 +421,15 @@ impl Mediator {
             Target::Path(p) => {
                 let (fd, resolved) = resolve(call.tid, &p)?;
                 let (mode, btime) = sys::statx_mode_btime(fd.as_fd())?;
-                if mode != libc::S_IFSOCK {
-                    return Err(Refused::Errno(libc::ECONNREFUSED));
+                if mode & libc::S_IFMT != libc::S_IFSOCK {
+                    // As the kernel: the write check first (a mask is mode 000),
+                    // then "not a socket".
+                    let e = if mode & 0o222 == 0 {
+                        libc::EACCES
+                    } else {
+                        libc::ECONNREFUSED
+                    };
+                    return Err(Refused::Errno(e));
                 }
                 let birth = match btime {
                     None => Birth::Unknown,
