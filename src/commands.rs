@@ -348,6 +348,38 @@ fn describe_run(prep: &Prepared, host: &Host) -> String {
         prep.policy.syscalls.rules.len(),
         net_name(&prep.policy)
     );
+    let _ = writeln!(
+        s,
+        "cordon: unix sockets: {}",
+        if host.seccomp && host.user_notif {
+            format!(
+                "connect and send mediated: sockets made inside, and {} unix_connect entr{}",
+                prep.policy.unix.allowed.len(),
+                if prep.policy.unix.allowed.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
+            )
+        } else {
+            "NOT mediated (no seccomp user notification)".to_string()
+        }
+    );
+    if let Some(m) = &plan.mounts {
+        let runtime: Vec<String> = m
+            .masks
+            .iter()
+            .filter(|(p, _)| p.starts_with("/run/user"))
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        if !runtime.is_empty() {
+            let _ = writeln!(
+                s,
+                "cordon: masked runtime directory: {}",
+                runtime.join(", ")
+            );
+        }
+    }
     let _ = writeln!(s, "cordon: processes: {}", prep.processes.describe());
     for g in &plan.gaps {
         let _ = writeln!(s, "cordon: not covered in this mode: {g}");
