@@ -516,3 +516,64 @@ fn explain_answers_for_unix_paths() {
         .unwrap();
     assert_code(&out, 1, "explain tcp");
 }
+
+/// Where no listener can be had (a cordon inside a cordon), a run without
+/// namespaces is refused, naming the missing piece; --best-effort runs and the
+/// report says what is not mediated.
+#[test]
+fn nested_cordon_without_a_listener_is_refused_without_namespaces() {
+    const T: &str = "nested_cordon_without_a_listener_is_refused_without_namespaces";
+    for user in users(T) {
+        let ws = tempdir(user);
+        let off = ns_profile("workspace-write", Ns::Off);
+        let inner = |extra: &[&str]| {
+            let mut argv = vec![bin().to_str().unwrap(), "run", "-p", &off, "-w"];
+            argv.push(ws.path().to_str().unwrap());
+            argv.extend_from_slice(extra);
+            argv.extend(["--", "/bin/true"]);
+            argv.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        };
+        let a = inner(&[]);
+        let argv: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = run(user, &off, ws.path(), &[], &argv);
+        assert_code(&out, 125, format!("nested as {user}"));
+        assert!(
+            text(&out.stderr).contains("confining pathname unix sockets"),
+            "{}",
+            text(&out.stderr)
+        );
+        let report = ws.path().join("inner.json");
+        let b = inner(&["--best-effort", "--report", report.to_str().unwrap()]);
+        let argv: Vec<&str> = b.iter().map(String::as_str).collect();
+        let out = run(user, &off, ws.path(), &[], &argv);
+        assert_code(&out, 0, format!("nested --best-effort as {user}"));
+        let notes = read_report(&report)["capture"]["notes"].to_string();
+        assert!(
+            notes.contains("pathname unix sockets not mediated"),
+            "{notes}"
+        );
+    }
+}
+
+/// --no-capture turns recording off, not the supervisor: a memfd stays
+/// non-executable without namespaces (it was open with --no-capture before).
+#[test]
+fn no_capture_keeps_the_supervisor() {
+    const T: &str = "no_capture_keeps_the_supervisor";
+    const MEMFD: &str = "import os\nfd = os.memfd_create('x')\nos.write(fd, open('/bin/true', 'rb').read())\ntry:\n    os.execv('/proc/self/fd/%d' % fd, ['x'])\nexcept OSError as e:\n    print(e.errno == 13 and 'EACCES' or e)\n";
+    for user in users(T) {
+        for ns in Ns::ALL {
+            let ws = tempdir(user);
+            let p = ns_profile("workspace-write", ns);
+            let out = run(
+                user,
+                &p,
+                ws.path(),
+                &["--no-capture"],
+                &[PYTHON, "-c", MEMFD],
+            );
+            assert_code(&out, 0, format!("memfd as {user}, {ns}"));
+            assert_eq!(text(&out.stdout).trim(), "EACCES", "as {user}, {ns}");
+        }
+    }
+}
