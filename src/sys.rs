@@ -682,3 +682,34 @@ pub fn realtime_coarse() -> (i64, u32) {
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
     (ts.tv_sec, ts.tv_nsec as u32)
 }
+
+/// sendmsg(2) of one buffer with an optional address and a control buffer
+/// (already laid out as cmsghdrs).
+pub fn sendmsg_raw(
+    fd: BorrowedFd,
+    data: &[u8],
+    name: Option<&[u8]>,
+    control: &[u8],
+    flags: i32,
+) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain old data; zeroed is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if let Some(n) = name {
+        msg.msg_name = n.as_ptr() as *mut libc::c_void;
+        msg.msg_namelen = n.len() as libc::socklen_t;
+    }
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !control.is_empty() {
+        msg.msg_control = control.as_ptr() as *mut libc::c_void;
+        msg.msg_controllen = control.len();
+    }
+    // SAFETY: every pointer in `msg` points into buffers that outlive the call,
+    // with their lengths; the kernel only reads them.
+    let rc = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) };
+    check(rc as libc::c_long).map(|n| n as usize)
+}

@@ -13,9 +13,11 @@
 //! socket swapped under the same number changes nothing. Blocking calls run on
 //! a bounded pool of worker threads that answer the notification themselves.
 //!
-//! sendmsg and sendmmsg are checked, then continued (CONTINUE): another thread
-//! of the caller can change the message's address between the check and the
-//! kernel's call. That residual race is documented in notes/unix.md.
+//! sendmsg and sendmmsg are emulated the same way: every message is copied
+//! (address, data up to a bound, control messages, SCM_RIGHTS descriptors taken
+//! with pidfd_getfd) and sent by the supervisor with MSG_NOSIGNAL, raising
+//! SIGPIPE in the caller where it did not ask for MSG_NOSIGNAL. Nothing is ever
+//! answered with CONTINUE.
 //!
 //! Owns the effects (pidfd, openat2, statx, connect, sendto, threads); the
 //! decisions live in `unix_policy` and `explain`. Does not record: it returns
@@ -49,6 +51,8 @@ const MAX_ADDR: usize = 128;
 /// sizeof(struct msghdr) and sizeof(struct mmsghdr) on 64-bit Linux.
 const MSGHDR: u64 = 56;
 const MMSGHDR: u64 = 64;
+/// The largest control buffer copied (the kernel's optmem limit is ~20 KiB).
+const MAX_CONTROL: u64 = 64 * 1024;
 /// UIO_MAXIOV: the kernel's bound on sendmmsg's vector.
 const MAX_MMSG: u64 = 1024;
 
@@ -69,6 +73,26 @@ enum Job {
         /// The caller asked for SIGPIPE on a broken stream (no MSG_NOSIGNAL).
         sigpipe: Option<OwnedFd>,
     },
+    /// sendmsg (one message) or sendmmsg (several; each one's msg_len is
+    /// written back into the caller's vector).
+    SendMsg {
+        sock: OwnedFd,
+        msgs: Vec<Msg>,
+        flags: i32,
+        /// sendmmsg: the caller's memory and each message's header address.
+        vector: Option<(File, Vec<u64>)>,
+        sigpipe: Option<OwnedFd>,
+    },
+}
+
+/// One message of a sendmsg, copied: data, address, control messages with
+/// the caller's descriptors replaced by our duplicates (kept alive here).
+struct Msg {
+    data: Vec<u8>,
+    name: Option<Vec<u8>>,
+    control: Vec<u8>,
+    _fds: Vec<OwnedFd>,
+    _target: Option<OwnedFd>,
 }
 
 /// Work sent to a worker: the notification to answer and what to do.
@@ -177,6 +201,52 @@ fn run(listener: &OwnedFd, task: Task) {
                 }
             };
         }
+        Job::SendMsg {
+            sock,
+            msgs,
+            flags,
+            vector,
+            sigpipe,
+        } => {
+            let mut sent: Vec<usize> = Vec::new();
+            let mut failed = None;
+            for m in &msgs {
+                match sys::sendmsg_raw(
+                    sock.as_fd(),
+                    &m.data,
+                    m.name.as_deref(),
+                    &m.control,
+                    flags | libc::MSG_NOSIGNAL,
+                ) {
+                    Ok(n) => sent.push(n),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            // As the kernel: an error is returned only when nothing was sent.
+            if sent.is_empty() {
+                let e = failed.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL));
+                if e.raw_os_error() == Some(libc::EPIPE) {
+                    if let Some(p) = &sigpipe {
+                        let _ = sys::pidfd_send_signal(p, libc::SIGPIPE);
+                    }
+                }
+                let _ = sys::notif_send(listener, task.id, errno(e), false);
+                return;
+            }
+            let val = match &vector {
+                Some((mem, headers)) => {
+                    for (n, h) in sent.iter().zip(headers) {
+                        let _ = mem.write_all_at(&(*n as u32).to_ne_bytes(), h + MSGHDR);
+                    }
+                    sent.len() as i64
+                }
+                None => sent[0] as i64,
+            };
+            let _ = sys::notif_send_val(listener, task.id, val);
+        }
     }
 }
 
@@ -258,16 +328,15 @@ impl Mediator {
             _ => Err(Refused::Errno(libc::ENOSYS)),
         };
         match r {
-            Ok(Some(job)) => {
+            Ok(job) => {
                 self.pool.submit(Task { id: call.id, job });
                 None
             }
-            // Checked and continued (sendmsg, sendmmsg).
-            Ok(None) => {
-                let _ = sys::notif_send(&self.listener, call.id, 0, true);
+            Err(Refused::Gone) => None,
+            Err(Refused::Errno(0)) => {
+                let _ = sys::notif_send_val(&self.listener, call.id, 0);
                 None
             }
-            Err(Refused::Gone) => None,
             Err(Refused::Errno(e)) => {
                 let _ = sys::notif_send(&self.listener, call.id, e, false);
                 None
@@ -309,18 +378,18 @@ impl Mediator {
         Ok((sock, mem))
     }
 
-    fn connect(&self, call: &Call, policy: &Policy, plan: &Plan) -> Result<Option<Job>, Refused> {
+    fn connect(&self, call: &Call, policy: &Policy, plan: &Plan) -> Result<Job, Refused> {
         let (sock, mem) = self.take(call, call.args[0])?;
         let addr = read_addr(&mem, call.args[1], call.args[2])?;
         let (addr, target) = self.check(call, &sock, &addr, policy, plan, "connect")?;
-        Ok(Some(Job::Connect {
+        Ok(Job::Connect {
             sock,
             addr,
             _target: target,
-        }))
+        })
     }
 
-    fn sendto(&self, call: &Call, policy: &Policy, plan: &Plan) -> Result<Option<Job>, Refused> {
+    fn sendto(&self, call: &Call, policy: &Policy, plan: &Plan) -> Result<Job, Refused> {
         let a = call.args;
         let (sock, mem) = self.take(call, a[0])?;
         let flags = a[3] as i32;
@@ -328,14 +397,7 @@ impl Mediator {
             None
         } else {
             let raw = read_addr(&mem, a[4], a[5])?;
-            let fastopen = flags & libc::MSG_FASTOPEN != 0;
-            // TCP ignores the address of a send but with MSG_FASTOPEN, which connects.
-            let kind = sys::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE)?;
-            if kind == libc::SOCK_STREAM && !fastopen && is_inet(&sock) {
-                Some((raw, None))
-            } else {
-                Some(self.check(call, &sock, &raw, policy, plan, "send")?)
-            }
+            Some(self.destination(call, &sock, &raw, flags, policy, plan)?)
         };
         let stream = sys::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE)?
             == libc::SOCK_STREAM;
@@ -357,52 +419,158 @@ impl Mediator {
             Some((a, t)) => (Some(a), t),
             None => (None, None),
         };
-        Ok(Some(Job::SendTo {
+        Ok(Job::SendTo {
             sock,
             data,
             flags,
             addr,
             _target: target,
             sigpipe,
-        }))
+        })
     }
 
-    /// sendmsg/sendmmsg: check every address the message names, then continue.
+    /// sendmsg/sendmmsg: copy every message (address, data, control messages
+    /// with the caller's descriptors taken by pidfd_getfd), decide on each
+    /// address, and send them ourselves.
     fn sendmsg(
         &self,
         name: &str,
         call: &Call,
         policy: &Policy,
         plan: &Plan,
-    ) -> Result<Option<Job>, Refused> {
+    ) -> Result<Job, Refused> {
         let a = call.args;
-        let mem = File::open(format!("/proc/{}/mem", call.tid)).map_err(|_| Refused::Gone)?;
-        let headers: Vec<u64> = if name == "sendmsg" {
-            vec![a[1]]
+        let (sock, _) = self.take(call, a[0])?;
+        let mem = File::options()
+            .read(true)
+            .write(name == "sendmmsg")
+            .open(format!("/proc/{}/mem", call.tid))
+            .map_err(|_| Refused::Gone)?;
+        let pidfd = sys::pidfd_open_thread(call.tid).map_err(|_| Refused::Gone)?;
+        let (headers, flags): (Vec<u64>, i32) = if name == "sendmsg" {
+            (vec![a[1]], a[2] as i32)
         } else {
-            (0..(a[2] & 0xffff_ffff).min(MAX_MMSG))
-                .map(|i| a[1] + i * MMSGHDR)
-                .collect()
+            let n = (a[2] & 0xffff_ffff).min(MAX_MMSG);
+            ((0..n).map(|i| a[1] + i * MMSGHDR).collect(), a[3] as i32)
         };
-        let mut names = Vec::new();
-        for h in headers {
-            let mut b = [0u8; MSGHDR as usize];
-            mem.read_exact_at(&mut b, h)
-                .map_err(|_| Refused::Errno(libc::EFAULT))?;
-            let ptr = u64::from_ne_bytes(b[0..8].try_into().unwrap_or_default());
-            let len = u32::from_ne_bytes(b[8..12].try_into().unwrap_or_default());
-            if ptr != 0 && len != 0 {
-                names.push(read_addr(&mem, ptr, len as u64)?);
+        let stream = sys::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE)?
+            == libc::SOCK_STREAM;
+        let mut msgs = Vec::new();
+        let mut total = 0usize;
+        for (i, &h) in headers.iter().enumerate() {
+            let r = self.message(call, &sock, &mem, &pidfd, h, stream, flags, policy, plan);
+            match r {
+                Ok(m) => {
+                    total += m.data.len();
+                    msgs.push(m);
+                }
+                // A later message's error ends the batch; the kernel reports what
+                // was sent before it.
+                Err(Refused::Errno(_)) if i > 0 => break,
+                Err(e) => return Err(e),
+            }
+            if total >= MAX_SEND {
+                break;
             }
         }
-        if names.is_empty() {
-            return Ok(None);
+        if msgs.is_empty() {
+            // sendmmsg with vlen 0 sends nothing and returns 0.
+            return Err(Refused::Errno(0));
         }
-        let (sock, _) = self.take(call, a[0])?;
-        for raw in names {
-            self.check(call, &sock, &raw, policy, plan, "send")?;
+        let vector = (name == "sendmmsg").then(|| (mem, headers[..msgs.len()].to_vec()));
+        Ok(Job::SendMsg {
+            sock,
+            msgs,
+            flags,
+            vector,
+            sigpipe: (flags & libc::MSG_NOSIGNAL == 0).then_some(pidfd),
+        })
+    }
+
+    /// One msghdr at `h`, copied and checked.
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &self,
+        call: &Call,
+        sock: &OwnedFd,
+        mem: &File,
+        pidfd: &OwnedFd,
+        h: u64,
+        stream: bool,
+        flags: i32,
+        policy: &Policy,
+        plan: &Plan,
+    ) -> Result<Msg, Refused> {
+        let efault = |_| Refused::Errno(libc::EFAULT);
+        let mut b = [0u8; MSGHDR as usize];
+        mem.read_exact_at(&mut b, h).map_err(efault)?;
+        let word = |at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap_or_default());
+        let (name_ptr, name_len) = (word(0), word(8) & 0xffff_ffff);
+        let (iov_ptr, iov_len) = (word(16), word(24));
+        let (ctl_ptr, ctl_len) = (word(32), word(40));
+        let (name, target) = if name_ptr != 0 && name_len != 0 {
+            let raw = read_addr(mem, name_ptr, name_len)?;
+            let (a, t) = self.destination(call, sock, &raw, flags, policy, plan)?;
+            (Some(a), t)
+        } else {
+            (None, None)
+        };
+        if iov_len > 1024 {
+            return Err(Refused::Errno(libc::EMSGSIZE));
         }
-        Ok(None)
+        let mut data = Vec::new();
+        for i in 0..iov_len {
+            let mut v = [0u8; 16];
+            mem.read_exact_at(&mut v, iov_ptr + i * 16)
+                .map_err(efault)?;
+            let base = u64::from_ne_bytes(v[0..8].try_into().unwrap_or_default());
+            let len = u64::from_ne_bytes(v[8..16].try_into().unwrap_or_default()) as usize;
+            let room = MAX_SEND - data.len();
+            if len > room && !stream {
+                return Err(Refused::Errno(libc::EMSGSIZE));
+            }
+            let take = len.min(room);
+            let at = data.len();
+            data.resize(at + take, 0);
+            if take > 0 {
+                mem.read_exact_at(&mut data[at..], base).map_err(efault)?;
+            }
+            if data.len() >= MAX_SEND {
+                break;
+            }
+        }
+        if ctl_len > MAX_CONTROL {
+            return Err(Refused::Errno(libc::ENOBUFS));
+        }
+        let mut raw = vec![0u8; ctl_len as usize];
+        if !raw.is_empty() {
+            mem.read_exact_at(&mut raw, ctl_ptr).map_err(efault)?;
+        }
+        let (control, fds) = rebuild_control(&raw, |fd| sys::pidfd_getfd(pidfd, fd))?;
+        Ok(Msg {
+            data,
+            name,
+            control,
+            _fds: fds,
+            _target: target,
+        })
+    }
+
+    /// The address a send may use (TCP ignores it but with MSG_FASTOPEN).
+    fn destination(
+        &self,
+        call: &Call,
+        sock: &OwnedFd,
+        raw: &[u8],
+        flags: i32,
+        policy: &Policy,
+        plan: &Plan,
+    ) -> Result<(Vec<u8>, Option<OwnedFd>), Refused> {
+        let kind = sys::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE)?;
+        if kind == libc::SOCK_STREAM && flags & libc::MSG_FASTOPEN == 0 && is_inet(sock) {
+            return Ok((raw.to_vec(), None));
+        }
+        self.check(call, sock, raw, policy, plan, "send")
     }
 
     /// Decide on `addr` for `sock`; allowed: the address to use (a pathname
@@ -551,6 +719,42 @@ fn classify(domain: i32, addr: &[u8]) -> Target {
         // kernel answers these from the bytes as given.
         _ => Target::Other,
     }
+}
+
+/// The control messages of a send, with every SCM_RIGHTS descriptor replaced
+/// by `take(fd)` (ours, returned to be kept alive until the send) and
+/// SCM_CREDENTIALS naming the sender that sends: the kernel checks the pid
+/// against the sending process, which is the launcher.
+fn rebuild_control(
+    raw: &[u8],
+    mut take: impl FnMut(i32) -> io::Result<OwnedFd>,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), Refused> {
+    const HDR: usize = 16;
+    let mut out = raw.to_vec();
+    let mut fds = Vec::new();
+    let mut off = 0;
+    while off + HDR <= raw.len() {
+        let len = u64::from_ne_bytes(raw[off..off + 8].try_into().unwrap_or_default()) as usize;
+        let level = i32::from_ne_bytes(raw[off + 8..off + 12].try_into().unwrap_or_default());
+        let kind = i32::from_ne_bytes(raw[off + 12..off + 16].try_into().unwrap_or_default());
+        if len < HDR || off + len > raw.len() {
+            return Err(Refused::Errno(libc::EINVAL));
+        }
+        let body = off + HDR..off + len;
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            for at in body.clone().step_by(4).filter(|at| at + 4 <= off + len) {
+                let fd = i32::from_ne_bytes(raw[at..at + 4].try_into().unwrap_or_default());
+                let ours = take(fd).map_err(|_| Refused::Errno(libc::EBADF))?;
+                out[at..at + 4].copy_from_slice(&ours.as_raw_fd().to_ne_bytes());
+                fds.push(ours);
+            }
+        } else if level == libc::SOL_SOCKET && kind == libc::SCM_CREDENTIALS && len >= HDR + 4 {
+            out[off + HDR..off + HDR + 4]
+                .copy_from_slice(&(std::process::id() as i32).to_ne_bytes());
+        }
+        off += len.next_multiple_of(8);
+    }
+    Ok((out, fds))
 }
 
 /// A sockaddr_un for `path`.

@@ -421,12 +421,21 @@ fn racing_the_check_never_reaches_the_host() {
         l.set_nonblocking(true).unwrap();
         chown_r(host_dir.path(), user);
         let h = host.to_str().unwrap();
+        let host_dgram = host_dir.path().join("host-dgram.sock");
+        let hd = UnixDatagram::bind(&host_dgram).unwrap();
+        hd.set_nonblocking(true).unwrap();
+        chown_r(host_dir.path(), user);
         for ns in Ns::ALL {
             let ws = tempdir(user);
             let own = ws.path().join("own.sock");
             let p = ns_profile("workspace-write", ns);
-            for mode in ["addr", "fd"] {
+            for mode in ["addr", "fd", "msg"] {
                 let ctx = format!("{mode}, as {user}, {ns}");
+                let target = if mode == "msg" {
+                    host_dgram.to_str().unwrap()
+                } else {
+                    h
+                };
                 let out = run(
                     user,
                     &p,
@@ -435,7 +444,7 @@ fn racing_the_check_never_reaches_the_host() {
                     &[
                         race.to_str().unwrap(),
                         own.to_str().unwrap(),
-                        h,
+                        target,
                         "2000",
                         mode,
                     ],
@@ -445,6 +454,10 @@ fn racing_the_check_never_reaches_the_host() {
                 assert!(line.contains("host=0"), "{ctx}: {line}");
                 assert!(!line.contains("own=0 "), "{ctx}: nothing connected: {line}");
                 assert!(l.accept().is_err(), "{ctx}: the host listener was reached");
+                assert!(
+                    hd.recv(&mut [0u8; 4]).is_err(),
+                    "{ctx}: a datagram reached the host socket"
+                );
             }
         }
         // Control, outside the sandbox: the race is real (the flipping thread needs
@@ -574,6 +587,91 @@ fn no_capture_keeps_the_supervisor() {
             );
             assert_code(&out, 0, format!("memfd as {user}, {ns}"));
             assert_eq!(text(&out.stdout).trim(), "EACCES", "as {user}, {ns}");
+        }
+    }
+}
+
+const SENDMSG: &str = r#"import array, ctypes, os, signal, socket, subprocess, sys
+out = []
+a, b = socket.socketpair()
+r, w = os.pipe()
+os.write(w, b"piped")
+a.sendmsg([b"ab", b"cd"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [r]))])
+msg, anc, flags, addr = b.recvmsg(16, socket.CMSG_SPACE(4))
+fds = array.array("i"); fds.frombytes(anc[0][2])
+out.append("rights" if msg == b"abcd" and os.read(fds[0], 5) == b"piped" else "rights?")
+base = sys.argv[1]
+for p in (base, ):
+    try: os.unlink(p)
+    except FileNotFoundError: pass
+d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); d.bind(base)
+e = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+e.sendmsg([b"x1"], [], 0, base); out.append("named" if d.recv(4) == b"x1" else "named?")
+try:
+    e.sendmsg([b"x2"], [], 0, sys.argv[2]); out.append("host-reached")
+except OSError as ex: out.append("host:%d" % ex.errno)
+# sendmmsg via ctypes: two messages to base
+libc = ctypes.CDLL(None, use_errno=True)
+class iovec(ctypes.Structure): _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+class msghdr(ctypes.Structure): _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t), ("flags", ctypes.c_int)]
+class mmsghdr(ctypes.Structure): _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint32)]
+e.connect(base)
+bufs = [ctypes.create_string_buffer(b"m1"), ctypes.create_string_buffer(b"m22")]
+iovs = [iovec(ctypes.cast(bufs[0], ctypes.c_void_p), 2), iovec(ctypes.cast(bufs[1], ctypes.c_void_p), 3)]
+vec = (mmsghdr * 2)()
+for i in range(2):
+    vec[i].hdr.iov = ctypes.pointer(iovs[i]); vec[i].hdr.iovlen = 1
+n = libc.sendmmsg(e.fileno(), vec, 2, 0)
+got = [d.recv(8), d.recv(8)]
+out.append("mmsg" if n == 2 and vec[0].len == 2 and vec[1].len == 3 and got == [b"m1", b"m22"] else "mmsg? %d %d %d %r" % (n, vec[0].len, vec[1].len, got))
+# SIGPIPE when not asked for MSG_NOSIGNAL
+code = subprocess.run([sys.executable, "-c", "import signal, socket\nsignal.signal(signal.SIGPIPE, signal.SIG_DFL)\na, b = socket.socketpair()\nb.close()\na.sendmsg([b'x'])\n"]).returncode
+out.append("sigpipe" if code == -13 else "sigpipe? %d" % code)
+print(" ".join(out))
+"#;
+
+/// sendmsg and sendmmsg, performed by the supervisor: SCM_RIGHTS descriptors
+/// arrive and work, a named datagram reaches an own socket and not a host one,
+/// sendmmsg reports each message's length, and a broken stream still raises
+/// SIGPIPE where MSG_NOSIGNAL was not asked for.
+#[test]
+fn sendmsg_is_emulated() {
+    const T: &str = "sendmsg_is_emulated";
+    for user in users(T) {
+        let host_dir = tempdir(user);
+        let host = host_dir.path().join("host-dgram.sock");
+        let hd = UnixDatagram::bind(&host).unwrap();
+        hd.set_nonblocking(true).unwrap();
+        chown_r(host_dir.path(), user);
+        for ns in Ns::ALL {
+            let ws = tempdir(user);
+            std::fs::write(ws.path().join("sm.py"), SENDMSG).unwrap();
+            chown_r(ws.path(), user);
+            let own = ws.path().join("own.sock");
+            let p = ns_profile("workspace-write", ns);
+            let ctx = format!("as {user}, {ns}");
+            let out = run(
+                user,
+                &p,
+                ws.path(),
+                &[],
+                &[
+                    PYTHON,
+                    "sm.py",
+                    own.to_str().unwrap(),
+                    host.to_str().unwrap(),
+                ],
+            );
+            assert_code(&out, 0, &ctx);
+            assert_eq!(
+                text(&out.stdout).trim(),
+                "rights named host:13 mmsg sigpipe",
+                "{ctx}"
+            );
+            assert!(
+                hd.recv(&mut [0u8; 4]).is_err(),
+                "{ctx}: the host got a datagram"
+            );
         }
     }
 }

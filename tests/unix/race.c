@@ -4,6 +4,8 @@
  *   sandbox made) and HOST while the main thread connects N times with it.
  *   MODE "fd": a second thread dup2()s a fresh socket onto the connecting fd
  *   number while the main thread connects to OWN then HOST alternately.
+ *   MODE "msg": OWN is a datagram socket; sendmsg N datagrams with a msg_name
+ *   the second thread flips between OWN and HOST (a datagram socket).
  * The program makes OWN itself (a listener with a thread that accepts).
  * Prints "own=<connects that succeeded> host=<connects to HOST that succeeded>". */
 #include <errno.h>
@@ -66,6 +68,29 @@ int main(int argc, char **argv) {
     addr.sun_family = AF_UNIX;
     memcpy(addr.sun_path, own, sizeof own);
     unlink(own);
+    if (strcmp(argv[4], "msg") == 0) {
+        int r = socket(AF_UNIX, SOCK_DGRAM, 0);
+        struct sockaddr_un o = {.sun_family = AF_UNIX};
+        memcpy(o.sun_path, own, sizeof own);
+        if (r < 0 || bind(r, (struct sockaddr *)&o, sizeof o) != 0) {
+            perror("own");
+            return 3;
+        }
+        pthread_t f;
+        pthread_create(&f, NULL, flip_addr, NULL);
+        int s = socket(AF_UNIX, SOCK_DGRAM, 0), sent = 0;
+        char b[4];
+        for (int i = 0; i < n; i++) {
+            struct iovec v = {.iov_base = "d", .iov_len = 1};
+            struct msghdr m = {.msg_name = &addr, .msg_namelen = sizeof addr, .msg_iov = &v, .msg_iovlen = 1};
+            if (sendmsg(s, &m, MSG_DONTWAIT) == 1) sent++;
+            while (recv(r, b, sizeof b, MSG_DONTWAIT) > 0) {}
+        }
+        stop = 1;
+        pthread_join(f, NULL);
+        printf("own=%d host=%d\n", sent, 0);
+        return 0;
+    }
     listener = socket(AF_UNIX, SOCK_STREAM, 0);
     if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 ||
         listen(listener, 4096) != 0) {
