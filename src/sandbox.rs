@@ -649,7 +649,17 @@ fn install_notify(
     // listener cannot travel by SCM_RIGHTS. We write its number (write(2) is not
     // mediated; the launcher learns our pid from SO_PASSCRED), the launcher takes
     // it with pidfd_getfd and acknowledges; only then may we close it and exec.
-    match sys::seccomp_install(main, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER) {
+    // WAIT_KILLABLE_RECV (5.19): once the supervisor has read a call, only a
+    // fatal signal interrupts the caller's wait. Otherwise a handled signal (Go's
+    // preemption SIGURG, SIGCHLD, SIGALRM) would restart a call the supervisor
+    // is performing, and a send would be made twice.
+    const WAIT_KILLABLE_RECV: libc::c_ulong = 1 << 5;
+    let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as libc::c_ulong;
+    let installed = match sys::seccomp_install(main, flags | WAIT_KILLABLE_RECV) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => sys::seccomp_install(main, flags),
+        other => other,
+    };
+    match installed {
         Ok(Some(listener)) => {
             let msg = format!(
                 "{}{}",
