@@ -2,8 +2,8 @@
 //! calls [`crate::seccomp::mediated`] sends it (connect, sendto with an address,
 //! sendmsg, sendmmsg).
 //!
-//! Race-free by construction for connect and sendto: the supervisor never
-//! answers CONTINUE for them. It takes the caller's socket (pidfd_getfd, then
+//! Race-free by construction: the supervisor never answers CONTINUE for a
+//! call it mediates. It takes the caller's socket (pidfd_getfd, then
 //! checks the notification is still pending), copies the address once,
 //! resolves a pathname inside the caller's root as the caller would, decides
 //! with [`crate::unix_policy`] (or, for TCP, the `explain` engine that mirrors
@@ -879,6 +879,55 @@ mod tests {
         assert!(matches!(
             classify(libc::AF_INET, &un(b"/tmp/x")),
             Target::Other
+        ));
+    }
+
+    #[test]
+    fn control_messages_carry_our_descriptors() {
+        let cmsg = |level: i32, kind: i32, body: &[u8]| {
+            let mut v = ((16 + body.len()) as u64).to_ne_bytes().to_vec();
+            v.extend_from_slice(&level.to_ne_bytes());
+            v.extend_from_slice(&kind.to_ne_bytes());
+            v.extend_from_slice(body);
+            v.resize(v.len().next_multiple_of(8), 0);
+            v
+        };
+        let mut rights = 7i32.to_ne_bytes().to_vec();
+        rights.extend_from_slice(&9i32.to_ne_bytes());
+        let mut raw = cmsg(libc::SOL_SOCKET, libc::SCM_RIGHTS, &rights);
+        raw.extend(cmsg(libc::SOL_SOCKET, libc::SCM_CREDENTIALS, &[1u8; 12]));
+        raw.extend(cmsg(libc::SOL_IP, 8, &[5u8; 12]));
+        let mut asked = Vec::new();
+        let (out, fds) = rebuild_control(&raw, |fd| {
+            asked.push(fd);
+            Ok(File::open("/dev/null")?.into())
+        })
+        .unwrap_or_else(|_| panic!("valid control messages"));
+        assert_eq!(asked, [7, 9]);
+        assert_eq!(fds.len(), 2);
+        let fd_at = |at: usize| i32::from_ne_bytes(out[at..at + 4].try_into().unwrap());
+        assert_eq!(fd_at(16), fds[0].as_raw_fd());
+        assert_eq!(fd_at(20), fds[1].as_raw_fd());
+        assert_eq!(
+            fd_at(24 + 16),
+            std::process::id() as i32,
+            "credentials name the sender"
+        );
+        assert_eq!(
+            out[out.len() - 16..out.len() - 4],
+            [5u8; 12],
+            "other messages pass as they are"
+        );
+        // A length running past the buffer is the kernel's EINVAL; a bad fd EBADF.
+        let mut bad = raw.clone();
+        bad[0] = 200;
+        assert!(matches!(
+            rebuild_control(&bad, |_| Err(io::Error::other("x"))),
+            Err(Refused::Errno(libc::EINVAL))
+        ));
+        assert!(matches!(
+            rebuild_control(&raw, |_| Err(io::Error::other("x"))),
+            Err(Refused::Errno(libc::EBADF))
         ));
     }
 
