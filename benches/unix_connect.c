@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/uio.h>
 static int l;
 static void *acc(void *a) { (void)a; for (;;) { int c = accept(l, 0, 0); if (c >= 0) close(c); } }
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
@@ -24,7 +25,12 @@ int main(int argc, char **argv) {
     double t2 = now();
     for (int i = 0; i < n; i++) { if (sendto(s, "x", 1, 0, (void *)&d, sizeof d) != 1) { perror("sendto"); return 1; } recv(r, b, 8, 0); }
     double t3 = now();
-    for (int i = 0; i < n; i++) { send(l == -1 ? 0 : s, "x", 0, MSG_DONTWAIT); }
-    printf("connect %.1f us  sendto %.1f us\n", (t1 - t0) / n * 1e6, (t3 - t2) / n * 1e6);
+    connect(s, (void *)&d, sizeof d);
+    double t4 = now();
+    for (int i = 0; i < n; i++) { struct iovec v = {"x", 1}; struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1}; if (sendmsg(s, &m, 0) != 1) { perror("sendmsg"); return 1; } recv(r, b, 8, 0); }
+    double t5 = now();
+    for (int i = 0; i < n; i++) { if (send(s, "x", 1, 0) != 1) { perror("send"); return 1; } recv(r, b, 8, 0); }
+    double t6 = now();
+    printf("connect %.1f us  sendto %.1f us  sendmsg %.1f us  send %.1f us\n", (t1 - t0) / n * 1e6, (t3 - t2) / n * 1e6, (t5 - t4) / n * 1e6, (t6 - t5) / n * 1e6);
     return 0;
 }
