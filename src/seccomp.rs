@@ -1248,6 +1248,44 @@ mod tests {
         }
     }
 
+    /// The mediated calls reach the supervisor with either kind of refusal
+    /// handling; sendto only with an address, tested on all 64 bits (a pointer
+    /// whose low half is zero must not slip through).
+    #[test]
+    fn mediated_calls_go_to_the_supervisor() {
+        let notif = libc::SECCOMP_RET_USER_NOTIF;
+        for refusals in [Refusals::Notify, Refusals::Errno] {
+            for p in policies() {
+                let progs = p.compile_supervised(&[], &mediated(), refusals).unwrap();
+                let sendto = nr("sendto") as u32;
+                let with = |a4: u64| [3, 0x1000, 1, 0, a4, 16];
+                if p.decide(sendto as i64, &with(0)).is_none() {
+                    assert_eq!(run_all(&progs, sendto, &with(0)), libc::SECCOMP_RET_ALLOW);
+                }
+                for a4 in [0x1000, 0x1_0000_0000, u64::MAX] {
+                    assert_eq!(run_all(&progs, sendto, &with(a4)), notif, "{a4:#x}");
+                }
+                for name in ["connect", "sendmsg", "sendmmsg", "memfd_create"] {
+                    assert_eq!(run_all(&progs, nr(name) as u32, &[0; 6]), notif, "{name}");
+                }
+                let ptrace = nr("ptrace") as u32;
+                // A number refused with two errnos sends every refusal to the
+                // supervisor (one program, one answer per number).
+                let mut seen = BTreeMap::new();
+                let overlap = p
+                    .rules
+                    .iter()
+                    .any(|r| *seen.entry(r.nr).or_insert(r.errno) != r.errno);
+                let want = match (refusals, p.decide(ptrace as i64, &[0; 6])) {
+                    (_, None) => libc::SECCOMP_RET_ALLOW,
+                    (Refusals::Errno, Some(r)) if !overlap => ERRNO | r.errno.raw() as u32,
+                    (_, Some(_)) => notif,
+                };
+                assert_eq!(run_all(&progs, ptrace, &[0; 6]), want);
+            }
+        }
+    }
+
     #[test]
     fn foreign_architectures_are_killed_and_x32_refused() {
         let p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
