@@ -55,7 +55,8 @@ pub struct ExplainArgs {
     /// May PATH be executed?
     #[arg(long, value_name = "PATH", group = "query")]
     pub exec: Option<PathBuf>,
-    /// May a TCP connection be made to HOST:PORT?
+    /// May a TCP connection be made to HOST:PORT? A value starting with `/` is a
+    /// pathname unix socket (connect or send to it).
     #[arg(long, value_name = "HOST:PORT", group = "query")]
     pub connect: Option<String>,
     /// May a TCP port be bound?

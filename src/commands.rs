@@ -486,6 +486,38 @@ fn describe_run(prep: &Prepared, host: &Host) -> String {
         prep.policy.syscalls.rules.len(),
         net_name(&prep.policy)
     );
+    out_line!(
+        s,
+        "cordon: unix sockets: {}",
+        if host.seccomp && host.user_notif {
+            format!(
+                "connect and send mediated: sockets made inside, and {} unix_connect entr{}",
+                prep.policy.unix.allowed.len(),
+                if prep.policy.unix.allowed.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
+            )
+        } else {
+            "NOT mediated (no seccomp user notification)".to_string()
+        }
+    );
+    if let Some(m) = &plan.mounts {
+        let runtime: Vec<String> = m
+            .masks
+            .iter()
+            .filter(|(p, _)| p.starts_with("/run/user"))
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        if !runtime.is_empty() {
+            out_line!(
+                s,
+                "cordon: masked runtime directory: {}",
+                runtime.join(", ")
+            );
+        }
+    }
     out_line!(s, "cordon: processes: {}", prep.processes.describe());
     for g in &plan.gaps {
         out_line!(s, "cordon: not covered in this mode: {g}");
@@ -577,6 +609,7 @@ fn show_json(policy: &Policy, plan: &Plan) -> serde_json::Value {
         "read_only_binds": plan.mounts.as_ref().map(|m| m.read_only.clone()).unwrap_or_default(),
         "landlock_rules": rules,
         "syscalls": policy.syscalls.describe(),
+        "unix_connect": policy.unix.allowed.iter().map(|a| serde_json::json!({"path": a.written, "origin": a.origin.to_string()})).collect::<Vec<_>>(),
         "namespaces": plan.namespaces(),
         "missing": plan.missing.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "skipped": policy.fs.skipped.iter().map(|(i, _)| i.value.clone()).collect::<Vec<_>>(),
@@ -696,6 +729,18 @@ pub(crate) fn show_text(policy: &Policy, plan: &Plan) -> String {
             out_line!(s, "# deny: masked {}", p.display());
         }
     }
+    let _ = writeln!(
+        s,
+        "# unix sockets: connect and send reach pathname sockets made inside the sandbox (writable root, created during the run){}",
+        if policy.unix.allowed.is_empty() {
+            " only"
+        } else {
+            ", and:"
+        }
+    );
+    for a in &policy.unix.allowed {
+        let _ = writeln!(s, "#   unix_connect {} ({})", a.written, a.origin);
+    }
     for e in &plan.expansions {
         out_line!(
             s,
@@ -795,6 +840,21 @@ pub fn doctor() -> Result<u8> {
         out,
         "  user notification: {}",
         if host.user_notif { "yes" } else { "no" }
+    );
+    let _ = writeln!(
+        out,
+        "unix sockets:     {}",
+        if host.seccomp && host.user_notif {
+            "connect and sends mediated by the supervisor: pathname sockets made inside the sandbox, or in [network] unix_connect (not in a nested cordon: no listener there; then namespaces mask the user's runtime directory only)"
+        } else {
+            "NOT mediated (no seccomp user notification): with namespaces only the masks hide host sockets; without, profiles are refused"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  Landlock right: none up to ABI {} (planned: ABI {})",
+        abi::TARGET,
+        crate::unix_policy::LANDLOCK_UNIX_ABI
     );
     let ns = match (&host.userns, crate::probe::try_namespaces()) {
         (Userns::Available, Ok(())) => {

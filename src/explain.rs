@@ -37,6 +37,8 @@ impl Op {
 pub enum Query {
     Fs(Op, PathBuf),
     Connect(String, u16),
+    /// Connect to (or send to) a pathname unix socket.
+    ConnectUnix(PathBuf),
     Bind(u16),
     Syscall(String),
 }
@@ -47,6 +49,7 @@ impl fmt::Display for Query {
             Query::Fs(op, p) => write!(f, "{} {}", op.as_str(), p.display()),
             Query::Connect(h, p) => write!(f, "connect {h}:{p}"),
             Query::Bind(p) => write!(f, "bind {p}"),
+            Query::ConnectUnix(p) => write!(f, "connect {}", p.display()),
             Query::Syscall(n) => write!(f, "syscall {n}"),
         }
     }
@@ -64,7 +67,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn allow(rule: String) -> Verdict {
+    pub(crate) fn allow(rule: String) -> Verdict {
         Verdict {
             allowed: true,
             rule,
@@ -72,7 +75,7 @@ impl Verdict {
             suggestion: None,
         }
     }
-    fn deny(rule: String, errno: &'static str, suggestion: Option<String>) -> Verdict {
+    pub(crate) fn deny(rule: String, errno: &'static str, suggestion: Option<String>) -> Verdict {
         Verdict {
             allowed: false,
             rule,
@@ -105,6 +108,7 @@ pub fn decide(policy: &Policy, plan: &Plan, query: &Query) -> Verdict {
         Query::Fs(op, path) => decide_fs(policy, plan, *op, path),
         Query::Connect(_, port) => decide_net(policy, plan, *port, true),
         Query::Bind(port) => decide_net(policy, plan, *port, false),
+        Query::ConnectUnix(path) => policy.unix.explain(&canonical(path).0),
         Query::Syscall(name) => decide_syscall(policy, name),
     }
 }
@@ -432,6 +436,8 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
         Query::Fs(Op::Write, abs(p))
     } else if let Some(p) = &args.exec {
         Query::Fs(Op::Exec, abs(p))
+    } else if let Some(p) = args.connect.as_ref().filter(|p| p.starts_with('/')) {
+        Query::ConnectUnix(PathBuf::from(p))
     } else if let Some(hp) = &args.connect {
         let (host, port) = hp
             .rsplit_once(':')

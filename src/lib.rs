@@ -46,6 +46,8 @@ pub mod syscalls;
 pub mod term;
 pub mod trust;
 pub mod units;
+pub mod unix_mediate;
+pub mod unix_policy;
 pub mod vars;
 
 pub use error::Error;

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -35,6 +35,10 @@ use crate::syscalls;
 /// fd (SCM_RIGHTS) with b"L", or b"N" and a reason when no listener could be had.
 pub const LISTENER: u8 = b'L';
 pub const NO_LISTENER: u8 = b'N';
+
+/// How notes start when pathname unix sockets cannot be mediated.
+pub const UNMEDIATED: &str =
+    "pathname unix sockets not mediated (connect and send reach any socket DAC allows)";
 
 /// The `key=value` fields of one audit record.
 type Fields = BTreeMap<String, String>;
@@ -80,6 +84,10 @@ pub struct Monitor {
     audit_wanted: bool,
     /// Subscribed, but whether audit is enabled is not known yet.
     audit_unconfirmed: bool,
+    /// Connect and send mediation (unix_mediate), once the listener is here.
+    mediator: Option<crate::unix_mediate::Mediator>,
+    /// When the run started, on the clock new inodes are stamped with.
+    started_coarse: (i64, u32),
 }
 
 /// The payload's end of the listener channel.
@@ -116,9 +124,13 @@ impl Monitor {
             first_exec: None,
             audit_wanted: false,
             audit_unconfirmed: false,
+            mediator: None,
+            started_coarse: sys::realtime_coarse(),
         };
         let mut child = None;
-        if opts.notify && host.user_notif {
+        // The listener also serves connect and send mediation, which --no-capture
+        // keeps: it turns off recording only.
+        if host.user_notif {
             match socketpair(
                 AddressFamily::Unix,
                 SockType::SeqPacket,
@@ -126,6 +138,12 @@ impl Monitor {
                 SockFlag::SOCK_CLOEXEC,
             ) {
                 Ok((a, b)) => {
+                    // The payload's pid comes with its message (see receive_listener).
+                    let _ = nix::sys::socket::setsockopt(
+                        &a,
+                        nix::sys::socket::sockopt::PassCred,
+                        &true,
+                    );
                     m.channel = Some(a);
                     child = Some(ChildEnd(b));
                 }
@@ -133,8 +151,13 @@ impl Monitor {
                     .notes
                     .push(format!("syscall denials not captured: socketpair: {e}")),
             }
-        } else if opts.notify {
-            m.notes.push("syscall denials and executed commands not captured: no seccomp user notification on this kernel".into());
+        } else {
+            if opts.notify {
+                m.notes.push("syscall denials and executed commands not captured: no seccomp user notification on this kernel".into());
+            }
+            m.notes.push(format!(
+                "{UNMEDIATED}: no seccomp user notification on this kernel"
+            ));
         }
         m.audit_wanted = host.is_root() && host.landlock.abi() >= crate::plan::abi::AUDIT;
         if !m.audit_wanted && !opts.trace {
@@ -257,7 +280,7 @@ impl Monitor {
     fn receive_listener(&mut self) {
         let Some(ch) = &self.channel else { return };
         let mut buf = [0u8; 512];
-        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let mut cmsg = nix::cmsg_space!(libc::ucred);
         let mut iov = [IoSliceMut::new(&mut buf)];
         let msg = match recvmsg::<()>(
             ch.as_raw_fd(),
@@ -272,24 +295,53 @@ impl Monitor {
                 return;
             }
         };
-        let mut fd = None;
+        let mut pid = None;
         for c in msg.cmsgs().into_iter().flatten() {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                for raw in fds {
-                    fd = Some(sys::own_fd(raw));
-                }
+            if let ControlMessageOwned::ScmCredentials(cred) = c {
+                pid = Some(cred.pid() as u32);
             }
         }
         let bytes = msg.bytes;
         let text = String::from_utf8_lossy(&buf[..bytes]).into_owned();
-        match (text.as_bytes().first(), fd) {
-            (Some(&LISTENER), Some(fd)) => {
-                self.listener = Some(fd);
-                self.sources.insert(0, "seccomp-notify".into());
+        // The payload wrote the listener's number; it waits for our byte before
+        // closing it (sendmsg, which SCM_RIGHTS needs, is mediated by that very
+        // listener).
+        let take = |pid: u32, fd: i32| -> std::io::Result<OwnedFd> {
+            let pidfd = sys::pidfd_open_thread(pid)?;
+            sys::pidfd_getfd(&pidfd, fd)
+        };
+        match (text.as_bytes().first(), pid) {
+            (Some(&LISTENER), Some(pid)) => {
+                let got = text[1..]
+                    .parse::<i32>()
+                    .map_err(std::io::Error::other)
+                    .and_then(|fd| take(pid, fd));
+                match got {
+                    Ok(fd) => {
+                        let _ = nix::unistd::write(ch, b"A");
+                        match crate::unix_mediate::Mediator::new(&fd, self.started_coarse) {
+                            Ok(m) => self.mediator = Some(m),
+                            // Every mediated call is then refused (see notification).
+                            Err(e) => self.notes.push(format!("{UNMEDIATED}: {e}")),
+                        }
+                        self.listener = Some(fd);
+                        if self.opts.notify {
+                            self.sources.insert(0, "seccomp-notify".into());
+                        }
+                    }
+                    // No acknowledgement: the payload stops (exit 125) on EOF.
+                    Err(e) => self
+                        .notes
+                        .push(format!("{UNMEDIATED}: taking the seccomp listener: {e}")),
+                }
             }
-            (Some(&NO_LISTENER), _) => self
-                .notes
-                .push(format!("syscall denials not captured: {}", &text[1..])),
+            (Some(&NO_LISTENER), _) => {
+                if self.opts.notify {
+                    self.notes
+                        .push(format!("syscall denials not captured: {}", &text[1..]));
+                }
+                self.notes.push(format!("{UNMEDIATED}: {}", &text[1..]));
+            }
             _ => {}
         }
         self.channel = None;
@@ -300,6 +352,11 @@ impl Monitor {
     }
 
     fn record(&mut self, d: Denial) {
+        // --no-capture: the supervisor still mediates, and records nothing of its
+        // own (Landlock's audit records stay).
+        if !self.opts.notify && d.observed_by == "seccomp-notify" {
+            return;
+        }
         self.bounds.denial(&mut self.denials, &mut self.dropped, d);
     }
 
@@ -347,6 +404,22 @@ impl Monitor {
                     .exec(&mut self.executed, pid, argv, at_ms, false);
                 return;
             }
+        }
+        let mediated = matches!(name, "connect" | "sendto" | "sendmsg" | "sendmmsg");
+        if mediated && policy.syscalls.decide(nr, &args).is_none() {
+            let at_ms = self.at_ms();
+            let denial = match &mut self.mediator {
+                Some(m) => m.handle(name, &n, policy, plan, at_ms),
+                None => {
+                    // No mediator could be made: fail closed.
+                    let _ = sys::notif_send(listener, n.id, libc::EACCES, false);
+                    None
+                }
+            };
+            if let Some(d) = denial {
+                self.record(d);
+            }
+            return;
         }
         let mem = Mem::open(pid);
         // Refused by the policy: answer with its errno, and record it.
@@ -396,7 +469,9 @@ impl Monitor {
             return;
         }
         if let Some((argv, cut)) = observed.and_then(|o| o.argv) {
-            self.bounds.exec(&mut self.executed, pid, argv, at_ms, cut);
+            if self.opts.notify {
+                self.bounds.exec(&mut self.executed, pid, argv, at_ms, cut);
+            }
         }
         if let Some(d) = predicted {
             self.record(d);
@@ -642,6 +717,7 @@ fn predicted_denial(q: &Query, v: explain::Verdict, pid: u32, at_ms: u64) -> Den
         Query::Fs(op, p) => ("fs", op.as_str().to_string(), p.display().to_string()),
         Query::Connect(h, port) => ("net", "connect".into(), format!("{h}:{port}")),
         Query::Bind(port) => ("net", "bind".into(), format!("port {port}")),
+        Query::ConnectUnix(p) => ("net", "connect".into(), p.display().to_string()),
         Query::Syscall(s) => ("syscall", s.clone(), s.clone()),
     };
     Denial {

@@ -225,6 +225,7 @@ impl Plan {
         if use_ns {
             let mut m = mounts(&policy.fs);
             m.net = net_off;
+            mask_runtime_dir(policy, host.euid, &mut m);
             plan.mounts = Some(m);
         } else {
             no_ns_gaps(policy, &mut plan);
@@ -256,6 +257,21 @@ impl Plan {
                         needs: "Landlock ABI 4".into(),
                     });
                 }
+            }
+        }
+        // Pathname unix sockets: only the seccomp supervisor confines them (no
+        // Landlock right before ABI 9, see unix_policy::LANDLOCK_UNIX_ABI).
+        if host.seccomp && !host.user_notif {
+            let what = "confining pathname unix sockets (connect, sendto, sendmsg)";
+            if use_ns {
+                plan.gaps.push(format!(
+                    "{what}: no seccomp user notification here; only the masks (deny, the user's runtime directory) hide host sockets"
+                ));
+            } else {
+                plan.missing.push(Piece {
+                    what: what.into(),
+                    needs: "seccomp user notification (Linux 5.14)".into(),
+                });
             }
         }
         if !host.seccomp {
@@ -409,6 +425,35 @@ fn mounts(fs: &FsPolicy) -> Mounts {
         m.masks.push((c.path.clone(), c.kind == Kind::Dir));
     }
     m
+}
+
+/// Mask the user's runtime directory (`$XDG_RUNTIME_DIR`, `/run/user/UID`: the
+/// session bus, agents, the Wayland and PulseAudio sockets) in the mount view,
+/// beside the unix-socket mediation: what holds where no seccomp listener can
+/// be had. Left alone when the profile grants a path inside it, lists a
+/// `unix_connect` socket in it, or writes above it.
+fn mask_runtime_dir(policy: &Policy, euid: u32, m: &mut Mounts) {
+    let mut dirs = vec![PathBuf::from(format!("/run/user/{euid}"))];
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        if x.is_absolute() {
+            dirs.push(x);
+        }
+    }
+    for dir in dirs {
+        let (dir, exists) = crate::policy::canonical(&dir);
+        let covered = policy.fs.grants.iter().any(|g| beneath(&dir, &g.path));
+        let used = policy.fs.grants.iter().any(|g| beneath(&g.path, &dir))
+            || policy.unix.allowed.iter().any(|a| beneath(&a.dir, &dir))
+            || m.writable.iter().any(|(w, _)| beneath(&dir, w));
+        if exists
+            && dir.is_dir()
+            && covered
+            && !used
+            && !m.masks.iter().any(|(p, _)| beneath(&dir, p))
+        {
+            m.masks.push((dir, true));
+        }
+    }
 }
 
 /// A character or block device: writable even on a read-only mount.

@@ -174,6 +174,8 @@ pub struct Policy {
     pub caps_keep: Vec<caps::Capability>,
     pub namespaces: NsMode,
     pub scopes: Scopes,
+    /// Which pathname and abstract unix sockets connect and send may reach.
+    pub unix: crate::unix_policy::UnixPolicy,
     pub audit_log: Option<PathBuf>,
     pub workspace: PathBuf,
     pub cwd: PathBuf,
@@ -287,6 +289,11 @@ impl Policy {
             signal: resolved.process.signal_outside.as_ref().map(|i| i.value)
                 != Some(Permit::Allow),
         };
+        let unix = crate::unix_policy::UnixPolicy::new(
+            &resolved.network.unix_connect,
+            &fs,
+            !scopes.abstract_unix,
+        )?;
         let audit_log = resolved
             .audit
             .log
@@ -303,6 +310,7 @@ impl Policy {
             caps_keep,
             namespaces: resolved.ns_mode(),
             scopes,
+            unix,
             audit_log,
             workspace: ctx.workspace.clone(),
             cwd: ctx.cwd.clone(),

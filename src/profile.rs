@@ -280,6 +280,7 @@ struct RawNetwork {
     connect_tcp: List<u16>,
     bind_tcp: List<u16>,
     abstract_unix: Option<Spanned<Permit>>,
+    unix_connect: List<PathEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +383,10 @@ pub struct Network {
     pub bind_tcp: Vec<Item<u16>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abstract_unix: Option<Item<Permit>>,
+    /// Pathname unix sockets made outside the sandbox that it may connect to
+    /// (paths, or a glob in the last component).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unix_connect: Vec<Item<PathEntry>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -574,6 +579,7 @@ impl Profile {
         list("network.connect_tcp", &mut self.network.connect_tcp, f);
         list("network.bind_tcp", &mut self.network.bind_tcp, f);
         one("network.abstract_unix", &mut self.network.abstract_unix, f);
+        list("network.unix_connect", &mut self.network.unix_connect, f);
         list("env.keep", &mut self.env.keep, f);
         list("env.remove", &mut self.env.remove, f);
         for (k, item) in self.env.set.iter_mut() {
@@ -857,6 +863,12 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>, &'static st
             &mut p.network.abstract_unix,
             n.abstract_unix,
             "network.abstract_unix",
+            at,
+        );
+        list(
+            &mut p.network.unix_connect,
+            n.unix_connect,
+            "network.unix_connect",
             at,
         );
     }

@@ -35,6 +35,7 @@ use crate::plan::{DiskLister, Plan};
 use crate::policy::Policy;
 use crate::probe::Host;
 use crate::profile::SecretSource;
+use crate::seccomp::Refusals;
 use crate::sys;
 
 /// Launch options that are not part of the profile.
@@ -73,6 +74,8 @@ pub struct Prepared {
     bpf_notify: Option<Vec<BpfProgram>>,
     /// The payload's end of the channel that carries the listener to the launcher.
     capture: Option<ChildEnd>,
+    /// No listener (a nested cordon) is a refusal: no namespaces, no --best-effort.
+    mediation_required: bool,
     program_c: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -119,15 +122,30 @@ impl Prepared {
         } else {
             Vec::new()
         };
-        let bpf_notify = if host.seccomp && host.user_notif && opts.capture {
-            let mut observe: Vec<&str> = crate::seccomp::OBSERVE_EXEC.to_vec();
-            if opts.trace {
-                observe.extend_from_slice(crate::seccomp::OBSERVE_TRACE);
-            }
-            Some(policy.syscalls.compile_notify(&observe)?)
+        // A supervisor always, where the kernel has user notification: it performs
+        // connect and send (unix_mediate) and memfd_create; capture adds the
+        // refusals and execve, --trace the path calls.
+        let bpf_notify = if host.seccomp && host.user_notif {
+            let mediated = crate::seccomp::mediated();
+            Some(if opts.capture {
+                let mut observe: Vec<&str> = crate::seccomp::OBSERVE_EXEC.to_vec();
+                if opts.trace {
+                    observe.extend_from_slice(crate::seccomp::OBSERVE_TRACE);
+                }
+                policy
+                    .syscalls
+                    .compile_supervised(&observe, &mediated, Refusals::Notify)?
+            } else {
+                policy
+                    .syscalls
+                    .compile_supervised(&[], &mediated, Refusals::Errno)?
+            })
         } else {
             None
         };
+        // Without a listener nothing confines pathname unix sockets; with
+        // namespaces the mount view still masks what it masks.
+        let mediation_required = plan.mounts.is_none() && !opts.best_effort;
 
         let host_env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -163,6 +181,7 @@ impl Prepared {
             bpf,
             bpf_notify,
             capture: None,
+            mediation_required,
             rlimits,
             ns,
             inherited: inherited.to_vec(),
@@ -587,7 +606,8 @@ fn payload(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, launcher: Opt
     // capture, refusals go to the launcher, which answers with the same errno.
     match (prep.bpf_notify.as_ref(), prep.capture.take()) {
         (Some(progs), Some(chan)) => {
-            install_notify(progs, &prep.bpf, &chan.0).unwrap_or_else(|m| die(m))
+            install_notify(progs, &prep.bpf, &chan.0, prep.mediation_required)
+                .unwrap_or_else(|m| die(m))
         }
         _ => install(&prep.bpf).unwrap_or_else(|m| die(m)),
     }
@@ -620,40 +640,55 @@ fn install_notify(
     progs: &[BpfProgram],
     fallback: &[BpfProgram],
     chan: &OwnedFd,
+    required: bool,
 ) -> std::result::Result<(), String> {
-    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-    use std::io::IoSlice;
     let [main] = progs else {
         return Err("the capture filter is not one program".into());
     };
-    match sys::seccomp_install(main, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER) {
+    // The filter sends sendmsg to the supervisor, which has no listener yet: the
+    // listener cannot travel by SCM_RIGHTS. We write its number (write(2) is not
+    // mediated; the launcher learns our pid from SO_PASSCRED), the launcher takes
+    // it with pidfd_getfd and acknowledges; only then may we close it and exec.
+    // WAIT_KILLABLE_RECV (5.19): once the supervisor has read a call, only a
+    // fatal signal interrupts the caller's wait. Otherwise a handled signal (Go's
+    // preemption SIGURG, SIGCHLD, SIGALRM) would restart a call the supervisor
+    // is performing, and a send would be made twice.
+    const WAIT_KILLABLE_RECV: libc::c_ulong = 1 << 5;
+    let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as libc::c_ulong;
+    let installed = match sys::seccomp_install(main, flags | WAIT_KILLABLE_RECV) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => sys::seccomp_install(main, flags),
+        other => other,
+    };
+    match installed {
         Ok(Some(listener)) => {
-            let fds = [std::os::fd::AsRawFd::as_raw_fd(&listener)];
-            let iov = [IoSlice::new(&[crate::monitor::LISTENER])];
-            sendmsg::<()>(
-                std::os::fd::AsRawFd::as_raw_fd(chan),
-                &iov,
-                &[ControlMessage::ScmRights(&fds)],
-                MsgFlags::empty(),
-                None,
-            )
-            .map_err(|e| format!("handing the seccomp listener to the launcher: {e}"))?;
+            let msg = format!(
+                "{}{}",
+                crate::monitor::LISTENER as char,
+                std::os::fd::AsRawFd::as_raw_fd(&listener)
+            );
+            nix::unistd::write(chan, msg.as_bytes())
+                .map_err(|e| format!("handing the seccomp listener to the launcher: {e}"))?;
+            let mut ack = [0u8; 1];
+            match nix::unistd::read(chan, &mut ack) {
+                Ok(1) => {}
+                _ => return Err("the launcher did not take the seccomp listener".into()),
+            }
+            drop(listener);
             Ok(())
         }
         Ok(None) => Err("installing the seccomp filter: no listener returned".into()),
+        Err(e) if required => Err(format!(
+            "this kernel cannot enforce the profile: confining pathname unix sockets \
+             (needs a seccomp listener, not available here: {e}; a nested cordon has none); \
+             run with --best-effort, or with namespaces, to accept this"
+        )),
         Err(e) => {
             install(fallback)?;
             let why = format!(
                 "{}a seccomp listener is not available here ({e})",
                 crate::monitor::NO_LISTENER as char
             );
-            let _ = sendmsg::<()>(
-                std::os::fd::AsRawFd::as_raw_fd(chan),
-                &[IoSlice::new(why.as_bytes())],
-                &[],
-                MsgFlags::empty(),
-                None,
-            );
+            let _ = nix::unistd::write(chan, why.as_bytes());
             Ok(())
         }
     }

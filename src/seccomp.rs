@@ -36,6 +36,9 @@ pub enum Check {
     Ne(u8, u32),
     /// `(arg & mask) == mask`: a flag is set.
     HasFlag(u8, u32),
+    /// The whole 64-bit argument is not zero: for pointers, where a payload
+    /// controls the high bits (memory mapped at 0x1_0000_0000 has a NULL low half).
+    NonZero64(u8),
 }
 
 impl Check {
@@ -45,6 +48,7 @@ impl Check {
             Check::Eq(i, v) => a(i) == v,
             Check::Ne(i, v) => a(i) != v,
             Check::HasFlag(i, m) => a(i) & m == m,
+            Check::NonZero64(i) => args[i as usize] != 0,
         }
     }
 
@@ -53,6 +57,9 @@ impl Check {
             Check::Eq(i, v) => (i, SeccompCmpOp::Eq, v),
             Check::Ne(i, v) => (i, SeccompCmpOp::Ne, v),
             Check::HasFlag(i, m) => (i, SeccompCmpOp::MaskedEq(m as u64), m),
+            Check::NonZero64(i) => {
+                return SeccompCondition::new(i, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, 0);
+            }
         };
         SeccompCondition::new(i, SeccompCmpArgLen::Dword, op, v as u64)
     }
@@ -64,6 +71,7 @@ impl fmt::Display for Check {
             Check::Eq(i, v) => write!(f, "arg{i} == {v:#x}"),
             Check::Ne(i, v) => write!(f, "arg{i} != {v:#x}"),
             Check::HasFlag(i, m) => write!(f, "arg{i} & {m:#x}"),
+            Check::NonZero64(i) => write!(f, "arg{i} != NULL"),
         }
     }
 }
@@ -115,6 +123,14 @@ impl fmt::Display for SyscallRule {
         }
         write!(f, " -> {} ({})", self.errno.name(), self.reason)
     }
+}
+
+/// Whether a supervised filter sends refused calls to the supervisor (capture)
+/// or answers them itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusals {
+    Notify,
+    Errno,
 }
 
 /// The final syscall policy of a profile.
@@ -251,6 +267,34 @@ pub const OBSERVE_TRACE: &[&str] = &[
     "connect",
     "bind",
 ];
+
+/// Calls the supervisor performs itself whatever the capture options (see
+/// `unix_mediate`): connect, and sends that name an address, so that no
+/// pathname unix socket made outside the sandbox is reached unless listed;
+/// and memfd_create, made non-executable. `sendto` without an address goes to
+/// the connected peer and stays in the kernel.
+pub fn mediated() -> Vec<SyscallRule> {
+    let rule = |name: &'static str, checks: Vec<Check>| {
+        syscalls::number(name).map(|nr| SyscallRule {
+            name,
+            nr,
+            checks,
+            errno: Errno::Eperm,
+            reason: "performed by the supervisor",
+            origin: None,
+        })
+    };
+    [
+        rule("connect", vec![]),
+        rule("sendto", vec![Check::NonZero64(4)]),
+        rule("sendmsg", vec![]),
+        rule("sendmmsg", vec![]),
+        rule("memfd_create", vec![]),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541C;
@@ -391,13 +435,64 @@ impl SyscallPolicy {
     /// prologue's own answers. The supervisor answers with
     /// [`SyscallPolicy::decide`]'s errno, or lets an observed call run.
     pub fn compile_notify(&self, observe: &[&str]) -> Result<Vec<BpfProgram>> {
+        self.compile_supervised(observe, &[], Refusals::Notify)
+    }
+
+    /// Compile a program with a supervisor: `observe` (by name) and `mediated`
+    /// (with their argument checks) go to it, and so do the refusals with
+    /// [`Refusals::Notify`] (capture); with [`Refusals::Errno`] the filter answers
+    /// them itself, except those that share a number with a mediated call (the
+    /// supervisor answers them with [`SyscallPolicy::decide`]'s errno).
+    pub fn compile_supervised(
+        &self,
+        observe: &[&str],
+        mediated: &[SyscallRule],
+        refusals: Refusals,
+    ) -> Result<Vec<BpfProgram>> {
         let quiet = self.quiet();
         let observed: Vec<i64> = observe.iter().filter_map(|n| syscalls::number(n)).collect();
+        let supervised: Vec<i64> = mediated
+            .iter()
+            .map(|r| r.nr)
+            .chain(observed.clone())
+            .collect();
+        let to_supervisor = |r: &SyscallRule| {
+            !quiet.contains(&r.nr) && (refusals == Refusals::Notify || supervised.contains(&r.nr))
+        };
         let mut parts = Parts::default();
+        if refusals == Refusals::Errno {
+            // One program needs one answer per number: a number refused with two
+            // errnos (a profile's deny of a call the list refuses otherwise) makes
+            // the supervisor answer every refusal, as with capture.
+            let mut seen = BTreeMap::new();
+            let overlap = self
+                .rules
+                .iter()
+                .any(|r| *seen.entry(r.nr).or_insert(r.errno) != r.errno);
+            if overlap {
+                return self.compile_supervised(observe, mediated, Refusals::Notify);
+            }
+            for e in [Errno::Eperm, Errno::Enosys, Errno::Eafnosupport] {
+                parts.add(
+                    self.rules
+                        .iter()
+                        .filter(|r| r.errno == e && !quiet.contains(&r.nr) && !to_supervisor(r)),
+                    &[],
+                    libc::SECCOMP_RET_ERRNO | e.raw() as u32,
+                    SeccompAction::Errno(e.raw() as u32),
+                )?;
+            }
+        }
+        // A refusal without arguments swallows a mediated call's checks on the same
+        // number (rule_map): all of it goes to the supervisor, which answers the
+        // refusal first.
         // seccompiler has no USER_NOTIF action: compile with a TRACE action carrying a
         // tag no other return uses, and `add` rewrites exactly those returns.
         parts.add(
-            self.rules.iter().filter(|r| !quiet.contains(&r.nr)),
+            self.rules
+                .iter()
+                .filter(|r| to_supervisor(r))
+                .chain(mediated.iter()),
             &observed,
             libc::SECCOMP_RET_USER_NOTIF,
             SeccompAction::Trace(NOTIFY_TAG),
@@ -1149,6 +1244,44 @@ mod tests {
                     };
                     assert_eq!(run_all(&progs, nr, args), want, "nr {nr} args {args:x?}");
                 }
+            }
+        }
+    }
+
+    /// The mediated calls reach the supervisor with either kind of refusal
+    /// handling; sendto only with an address, tested on all 64 bits (a pointer
+    /// whose low half is zero must not slip through).
+    #[test]
+    fn mediated_calls_go_to_the_supervisor() {
+        let notif = libc::SECCOMP_RET_USER_NOTIF;
+        for refusals in [Refusals::Notify, Refusals::Errno] {
+            for p in policies() {
+                let progs = p.compile_supervised(&[], &mediated(), refusals).unwrap();
+                let sendto = nr("sendto") as u32;
+                let with = |a4: u64| [3, 0x1000, 1, 0, a4, 16];
+                if p.decide(sendto as i64, &with(0)).is_none() {
+                    assert_eq!(run_all(&progs, sendto, &with(0)), libc::SECCOMP_RET_ALLOW);
+                }
+                for a4 in [0x1000, 0x1_0000_0000, u64::MAX] {
+                    assert_eq!(run_all(&progs, sendto, &with(a4)), notif, "{a4:#x}");
+                }
+                for name in ["connect", "sendmsg", "sendmmsg", "memfd_create"] {
+                    assert_eq!(run_all(&progs, nr(name) as u32, &[0; 6]), notif, "{name}");
+                }
+                let ptrace = nr("ptrace") as u32;
+                // A number refused with two errnos sends every refusal to the
+                // supervisor (one program, one answer per number).
+                let mut seen = BTreeMap::new();
+                let overlap = p
+                    .rules
+                    .iter()
+                    .any(|r| *seen.entry(r.nr).or_insert(r.errno) != r.errno);
+                let want = match (refusals, p.decide(ptrace as i64, &[0; 6])) {
+                    (_, None) => libc::SECCOMP_RET_ALLOW,
+                    (Refusals::Errno, Some(r)) if !overlap => ERRNO | r.errno.raw() as u32,
+                    (_, Some(_)) => notif,
+                };
+                assert_eq!(run_all(&progs, ptrace, &[0; 6]), want);
             }
         }
     }

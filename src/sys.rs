@@ -533,3 +533,204 @@ pub fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
         Ok(n as usize)
     }
 }
+
+// ---------------------------------------------------------------------------
+// Unix-socket mediation (unix_mediate): the supervisor takes the caller's
+// socket, resolves the address as the caller would, and connects or sends
+// itself.
+// ---------------------------------------------------------------------------
+
+/// pidfd_open(2) of thread `tid` (PIDFD_THREAD, Linux 6.9: a thread that is not
+/// its group's leader has a pidfd of its own).
+pub fn pidfd_open_thread(tid: u32) -> io::Result<OwnedFd> {
+    const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
+    // SAFETY: integer arguments only; the new fd is owned by nobody else.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::pid_t, PIDFD_THREAD) };
+    check(fd).map(|fd| own_fd(fd as RawFd))
+}
+
+/// pidfd_getfd(2): a duplicate of descriptor `fd` of the process `pidfd` names
+/// (the same open file description), close-on-exec.
+pub fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only; the new fd is owned by nobody else.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0u32) };
+    check(rc).map(|fd| own_fd(fd as RawFd))
+}
+
+/// pidfd_send_signal(2): `sig` to the thread or process `pidfd` names.
+pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
+    // SAFETY: NULL siginfo (the kernel fills in SI_USER), no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    check(rc).map(drop)
+}
+
+/// openat2(2) with O_PATH | O_CLOEXEC and `resolve` (RESOLVE_* flags).
+pub fn openat2_path(dir: BorrowedFd, path: &std::ffi::CStr, resolve: u64) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is plain old data; zeroed is valid (mode 0).
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    // SAFETY: `path` is NUL-terminated and `how` a valid open_how whose size we
+    // pass; the kernel copies both. The new fd is owned by nobody else.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    check(fd).map(|fd| own_fd(fd as RawFd))
+}
+
+/// The mode (type and permission bits) and birth time (seconds, nanoseconds)
+/// of what `fd` names; no birth time where the file system keeps none.
+pub fn statx_mode_btime(fd: BorrowedFd) -> io::Result<(u32, Option<(i64, u32)>)> {
+    // SAFETY: statx is plain old data; zeroed is a valid value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: the empty path with AT_EMPTY_PATH names `fd`; the kernel fills `st`.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_BTIME,
+            &mut st,
+        )
+    };
+    check(rc as libc::c_long)?;
+    let btime = (st.stx_mask & libc::STATX_BTIME != 0)
+        .then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec));
+    Ok((st.stx_mode as u32, btime))
+}
+
+/// getsockopt(2) of an int option.
+pub fn getsockopt_int(fd: BorrowedFd, level: i32, name: i32) -> io::Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for writing; the kernel writes at most `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            &mut v as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    check(rc as libc::c_long).map(|_| v)
+}
+
+/// The network namespace of socket `fd` (SIOCGSKNS), as its inode number.
+pub fn socket_netns_ino(fd: BorrowedFd) -> io::Result<u64> {
+    const SIOCGSKNS: libc::c_ulong = 0x894C;
+    // SAFETY: SIOCGSKNS takes no argument and returns a new fd owned by nobody else.
+    let ns = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCGSKNS as _) };
+    let ns = own_fd(check(ns as libc::c_long)? as RawFd);
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::File::from(ns).metadata()?.ino())
+}
+
+/// connect(2) with a raw socket address.
+pub fn connect_raw(fd: BorrowedFd, addr: &[u8]) -> io::Result<()> {
+    // SAFETY: `addr` is valid for reading `addr.len()` bytes; the kernel copies it.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            addr.as_ptr() as *const libc::sockaddr,
+            addr.len() as libc::socklen_t,
+        )
+    };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// sendto(2) with a raw socket address (None: no address).
+pub fn sendto_raw(
+    fd: BorrowedFd,
+    buf: &[u8],
+    flags: i32,
+    addr: Option<&[u8]>,
+) -> io::Result<usize> {
+    let (a, alen) = match addr {
+        Some(a) => (
+            a.as_ptr() as *const libc::sockaddr,
+            a.len() as libc::socklen_t,
+        ),
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: `buf` and `addr` are valid for reading their lengths; the kernel copies them.
+    let rc = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            buf.as_ptr() as *const libc::c_void,
+            buf.len(),
+            flags,
+            a,
+            alen,
+        )
+    };
+    check(rc as libc::c_long).map(|n| n as usize)
+}
+
+/// Answer a notification with a successful return value `val`.
+pub fn notif_send_val(listener: &OwnedFd, id: u64, val: i64) -> io::Result<()> {
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val,
+        error: 0,
+        flags: 0,
+    };
+    // SAFETY: SEND reads the response struct we own.
+    let rc = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// CLOCK_REALTIME_COARSE (seconds, nanoseconds): the clock file systems stamp
+/// new inodes with, so a file made after this call has a birth time at or after it.
+pub fn realtime_coarse() -> (i64, u32) {
+    // SAFETY: timespec is plain old data; the kernel fills it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock id and a writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    (ts.tv_sec, ts.tv_nsec as u32)
+}
+
+/// sendmsg(2) of one buffer with an optional address and a control buffer
+/// (already laid out as cmsghdrs).
+pub fn sendmsg_raw(
+    fd: BorrowedFd,
+    data: &[u8],
+    name: Option<&[u8]>,
+    control: &[u8],
+    flags: i32,
+) -> io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain old data; zeroed is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if let Some(n) = name {
+        msg.msg_name = n.as_ptr() as *mut libc::c_void;
+        msg.msg_namelen = n.len() as libc::socklen_t;
+    }
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !control.is_empty() {
+        msg.msg_control = control.as_ptr() as *mut libc::c_void;
+        msg.msg_controllen = control.len();
+    }
+    // SAFETY: every pointer in `msg` points into buffers that outlive the call,
+    // with their lengths; the kernel only reads them.
+    let rc = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) };
+    check(rc as libc::c_long).map(|n| n as usize)
+}

@@ -159,6 +159,7 @@ impl Profile {
         paths(&mut p.filesystem.deny)?;
         paths(&mut p.filesystem.read_only)?;
         paths(&mut p.filesystem.unprotect)?;
+        paths(&mut p.network.unix_connect)?;
         for item in p.env.set.values_mut() {
             item.value = escape(&ctx.expand(&item.value, &Located(&item.origin))?);
         }
