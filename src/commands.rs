@@ -105,14 +105,22 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
 pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let started = Instant::now();
     let started_at = SystemTime::now();
-    let policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
+    let host = Host::probe();
+    // Without namespaces the run gets a temporary directory of its own, which
+    // ${TMPDIR} names (with them, init mounts a private tmpfs instead).
+    let ns_likely = l.profile.ns_mode() != NsMode::Off && host.userns == Userns::Available;
+    let mut run_tmp = None;
+    let policy = if ns_likely {
+        Policy::new(&l.profile, &l.ctx, Missing::Skip)?
+    } else {
+        own_tmp(&l, &mut run_tmp)?
+    };
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
     let mut audit_log = audit_path.as_deref().map(AuditLog::open).transpose()?;
     if let Some(r) = &l.report {
         report::check_writable(r)?;
     }
-    let host = Host::probe();
     let opts = Options {
         best_effort: l.best_effort,
         capture: l.capture || l.trace,
@@ -160,7 +168,8 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 }
                 let (m, end) = Monitor::new(capture, &host, started);
                 monitor = m;
-                prep = Prepared::new(prep.policy, &host, &l.command, opts, inherited, Some(&why))?;
+                let policy = own_tmp(&l, &mut run_tmp)?;
+                prep = Prepared::new(policy, &host, &l.command, opts, inherited, Some(&why))?;
                 prep.attach_capture(end);
             }
             Err(SpawnError::NsUnavailable(why)) => {
@@ -181,6 +190,16 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         &prep.plan,
     );
     crate::limits::cleanup(&prep.processes);
+    // The tree is gone (supervise killed what was left, also after a timeout or a
+    // forwarded signal): nothing writes to the run's directory any more.
+    if let Some(t) = run_tmp.take() {
+        let shown = t.path().display().to_string();
+        if let Err(e) = t.remove() {
+            warn(&format!(
+                "removing the run's temporary directory {shown}: {e}"
+            ));
+        }
+    }
     monitor.finish(&prep.policy, &prep.plan);
 
     let mut failed = None;
@@ -232,6 +251,22 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     // once; dropping them piece by piece cost ~70 µs of every run.
     std::mem::forget((l, prep, monitor, host));
     Ok(outcome.code())
+}
+
+/// Make the run's own temporary directory under the host's ${TMPDIR} and the
+/// policy with ${TMPDIR} naming it (namespaces off). `slot` keeps it, so that
+/// it is removed on every way out.
+fn own_tmp(l: &Launch, slot: &mut Option<crate::scratch::RunTmp>) -> Result<Policy> {
+    let t = crate::scratch::RunTmp::create(&l.ctx.tmpdir)?;
+    let mut ctx = l.ctx.clone();
+    ctx.tmpdir = t.path().to_path_buf();
+    ctx.env
+        .insert("TMPDIR".into(), t.path().to_string_lossy().into_owned());
+    let path = t.path().to_path_buf();
+    *slot = Some(t);
+    let mut policy = Policy::new(&l.profile, &ctx, Missing::Skip)?;
+    policy.run_tmp = Some(path);
+    Ok(policy)
 }
 
 fn argv_strings(command: &[OsString]) -> Vec<String> {
@@ -451,6 +486,7 @@ fn why(w: &Why) -> String {
             "ancestor of {} (grant at {grant}): listing only",
             carve.display()
         ),
+        Why::Private { grant, note } => format!("{note} (grant at {grant})"),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::plan::{DiskLister, FsRule, Plan, Why, is_device};
 use crate::policy::{Access, Missing, Network, Policy, beneath, canonical};
 use crate::probe::Host;
 use crate::profile::Overrides;
+use crate::scratch::{self, DevPath, dev_path};
 
 /// A file-system operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,7 @@ fn why(w: &Why) -> String {
             "{grant}; listing only: an ancestor of denied {}",
             carve.display()
         ),
+        Why::Private { grant, note } => format!("{grant}; {note}"),
     }
 }
 
@@ -183,6 +185,38 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         None => Ok(canonical(path).0),
     };
 
+    // 0. The private view: only the allowlisted devices are there (namespaces) or
+    //    reachable (Landlock), and a private tmpfs hides the host's temporary files.
+    if let Ok(p) = &walked {
+        let kind = dev_path(p);
+        let own = plan.terminal.as_deref() == Some(p.as_path());
+        let ns = plan.mounts.is_some();
+        if kind == DevPath::Other || (kind == DevPath::PtsNode && (ns || !own)) {
+            let errno = if ns { "ENOENT" } else { "EACCES" };
+            return Verdict::deny(
+                format!("{} ({} is not)", scratch::REACHABLE, p.display()),
+                errno,
+                None,
+            );
+        }
+        if let Some(s) = plan.mounts.as_ref().and_then(|m| {
+            m.scratch.iter().find(|s| {
+                beneath(p, &s.path) && *p != s.path && !s.keep.iter().any(|k| beneath(p, &k.path))
+            })
+        }) {
+            if op != Op::Write || !s.writable {
+                return Verdict::deny(
+                    format!(
+                        "{} is a private tmpfs for the run: the host's files there are not visible",
+                        s.path.display()
+                    ),
+                    "ENOENT",
+                    Some(format!("add {} to [filesystem] read", q(p))),
+                );
+            }
+        }
+    }
+
     // 1. The mount view (namespaces on): masks, then the read-only view.
     if let Some(m) = &plan.mounts {
         let path = walked.clone().unwrap_or_default();
@@ -211,7 +245,12 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
                     Some(format!("remove {} from [filesystem] read_only", q(ro))),
                 );
             }
-            if !m.writable.iter().any(|(w, _)| beneath(&at, w)) {
+            let scratch_rw = m
+                .scratch
+                .iter()
+                .any(|s| s.writable && beneath(&at, &s.path))
+                || (m.dev.shm_writable && beneath(&at, Path::new("/dev/shm")));
+            if !scratch_rw && !m.writable.iter().any(|(w, _)| beneath(&at, w)) {
                 return Verdict::deny(
                     format!(
                         "{} is outside every writable root (read-only view)",

@@ -34,6 +34,7 @@ pub mod probe;
 pub mod profile;
 pub mod report;
 pub mod sandbox;
+pub mod scratch;
 pub mod seccomp;
 pub mod supervise;
 pub mod sys;
