@@ -224,7 +224,7 @@ pub fn own_terminal() -> Option<PathBuf> {
         .rsplit_once(')')?
         .1
         .split_whitespace()
-        .nth(5)?
+        .nth(4)?
         .parse()
         .ok()?;
     let (major, minor) = (libc::major(tty_nr), libc::minor(tty_nr));
@@ -483,6 +483,9 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
                 format!("re-attaching {}", show(k))
             })?;
         }
+    }
+    // Read-only last: a nested root's mount point is made on the tmpfs above it.
+    for (root, writable, ..) in &p.scratch {
         if !*writable {
             step(
                 sys::mount_setattr(root, false, MOUNT_ATTR_RDONLY, 0),
