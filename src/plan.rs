@@ -523,17 +523,13 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
             .fs_rules_late
             .iter()
             .any(|r| r.path == Path::new("/dev/shm"));
-        let tmp_grant = fs
-            .grants
-            .iter()
-            .find(|g| g.access.can_write() && m.scratch.iter().any(|s| beneath(&s.path, &g.path)));
-        if let (false, true, Some(g)) = (explicit, m.dev.shm_writable, tmp_grant) {
+        if let (false, Some(origin)) = (explicit, &m.dev.shm_write) {
             plan.fs_rules_late.push(FsRule {
                 path: PathBuf::from("/dev/shm"),
                 access: Access::WRITE,
                 dir: true,
                 why: Why::Private {
-                    grant: g.origin.clone(),
+                    grant: origin.clone(),
                     note: "the private /dev/shm is writable with the run's temporary directory",
                 },
             });

@@ -104,6 +104,8 @@ pub struct Keep {
 pub struct DevView {
     /// The private /dev/shm is writable (it follows the run's temp dir, or a grant).
     pub shm_writable: bool,
+    /// The grant on the run's temporary directory that makes it writable.
+    pub shm_write: Option<crate::profile::Origin>,
 }
 
 /// Plan the private temporary directories and the fresh /dev into `m`: which
@@ -210,8 +212,15 @@ pub fn privatize(
     m.masks.retain(|(p, _)| dev_path(p) == DevPath::Outside);
     m.read_only.retain(|p| dev_path(p) == DevPath::Outside);
     m.pins.retain(|p| dev_path(p) == DevPath::Outside);
+    // The private /dev/shm is scratch space like the run's temporary directory:
+    // writable when that is (or when a profile grants /dev/shm itself).
+    m.dev.shm_write = fs
+        .grants
+        .iter()
+        .find(|g| g.access.can_write() && beneath(tmpdir, &g.path))
+        .map(|g| g.origin.clone());
     m.dev.shm_writable =
-        m.scratch.iter().any(|s| s.writable) || granted(Path::new("/dev/shm"), &|a| a.can_write());
+        m.dev.shm_write.is_some() || granted(Path::new("/dev/shm"), &|a| a.can_write());
 }
 
 /// The run's own terminal as a /dev/pts path: the controlling terminal of this
@@ -357,12 +366,23 @@ fn remove_entry(dir: std::os::fd::BorrowedFd, name: &Path, shown: &Path) -> io::
     unlinkat(dir, name, UnlinkatFlags::RemoveDir).map_err(ctx)
 }
 
+/// A [`Scratch`] with its paths as C strings.
+#[derive(Debug)]
+struct ScratchC {
+    root: CString,
+    writable: bool,
+    noexec: bool,
+    nested: bool,
+    keep: Vec<(CString, bool)>,
+}
+
 /// The private view's paths as C strings, made during preparation.
 #[derive(Debug)]
 pub struct Prepared {
-    scratch: Vec<(CString, bool, bool, bool, Vec<(CString, bool)>)>,
+    scratch: Vec<ScratchC>,
     shm_writable: bool,
-    bound: Vec<(CString, CString)>,
+    /// The host's allowlisted nodes, bound at the same path in the fresh /dev.
+    bound: Vec<CString>,
 }
 
 impl Prepared {
@@ -373,27 +393,23 @@ impl Prepared {
                 .scratch
                 .iter()
                 .map(|s| {
-                    Ok((
-                        c(&s.path)?,
-                        s.writable,
-                        s.noexec,
-                        s.nested,
-                        s.keep
+                    Ok(ScratchC {
+                        root: c(&s.path)?,
+                        writable: s.writable,
+                        noexec: s.noexec,
+                        nested: s.nested,
+                        keep: s
+                            .keep
                             .iter()
                             .map(|k| Ok((c(&k.path)?, k.dir)))
                             .collect::<Result<_>>()?,
-                    ))
+                    })
                 })
                 .collect::<Result<_>>()?,
             shm_writable: m.dev.shm_writable,
             bound: BOUND
                 .iter()
-                .map(|n| {
-                    Ok((
-                        c(&Path::new("/dev").join(n))?,
-                        c(&Path::new("/dev").join(n))?,
-                    ))
-                })
+                .map(|n| c(&Path::new("/dev").join(n)))
                 .collect::<Result<_>>()?,
         })
     }
@@ -450,7 +466,14 @@ fn make_mount_point(base: &CStr, path: &CStr, dir: bool) -> std::result::Result<
 /// masks) and before the fresh /proc.
 pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
     let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    for (root, writable, noexec, nested, keep) in &p.scratch {
+    for ScratchC {
+        root,
+        noexec,
+        nested,
+        keep,
+        ..
+    } in &p.scratch
+    {
         // Detached copies of what stays visible beneath the root, taken before the
         // tmpfs hides them.
         let clones = keep
@@ -485,7 +508,7 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
         }
     }
     // Read-only last: a nested root's mount point is made on the tmpfs above it.
-    for (root, writable, ..) in &p.scratch {
+    for ScratchC { root, writable, .. } in &p.scratch {
         if !*writable {
             step(
                 sys::mount_setattr(root, false, MOUNT_ATTR_RDONLY, 0),
@@ -498,11 +521,11 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
     let nodes = p
         .bound
         .iter()
-        .filter_map(|(src, dst)| match sys::open_tree_clone(src) {
-            Ok(fd) => Some(Ok((dst, fd))),
+        .filter_map(|node| match sys::open_tree_clone(node) {
+            Ok(fd) => Some(Ok((node, fd))),
             // A node this host lacks is simply absent, as on the host.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
-            Err(e) => Some(Err(format!("keeping {}: {e}", show(src)))),
+            Err(e) => Some(Err(format!("keeping {}: {e}", show(node)))),
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     step(

@@ -56,18 +56,21 @@ fn shared_tmp_is_left_untouched_and_tmp_works() {
     for user in users(test) {
         for ns in Ns::ALL {
             let ctx = format!("{user}, {ns}");
-            for p in ["/tmp/.git", "/tmp/rust-toolchain.toml", "/tmp/pwned-by-fsmonitor"] {
+            for p in [
+                "/tmp/.git",
+                "/tmp/rust-toolchain.toml",
+                "/tmp/pwned-by-fsmonitor",
+            ] {
                 assert!(
                     !Path::new(p).exists(),
                     "{ctx}: {p} exists before the run: cannot prove anything (remove it)"
                 );
             }
-            let _guard = Cleanup(vec![
-                "/tmp/.git".into(),
-                "/tmp/rust-toolchain.toml".into(),
-            ]);
-            let ws = tempdir(user);
-            let host_tmp = tempdir(user);
+            let _guard = Cleanup(vec!["/tmp/.git".into(), "/tmp/rust-toolchain.toml".into()]);
+            // Both under /tmp, as `mktemp -d` makes them: the private /tmp keeps the
+            // workspace and makes a private TMPDIR nested in it.
+            let ws = tempdir_in_tmp(user);
+            let host_tmp = tempdir_in_tmp(user);
             let out = cordon(user)
                 .args(["run", "-q", "-p", &ns_profile("workspace-write", ns), "-w"])
                 .arg(ws.path())
@@ -79,9 +82,15 @@ fn shared_tmp_is_left_untouched_and_tmp_works() {
             assert_code(&out, 0, &ctx);
             let stdout = text(&out.stdout);
             assert!(stdout.contains("mktemp-data"), "{ctx}: mktemp: {stdout}");
-            assert!(stdout.contains("py-tempfile-ok"), "{ctx}: tempfile: {stdout}");
+            assert!(
+                stdout.contains("py-tempfile-ok"),
+                "{ctx}: tempfile: {stdout}"
+            );
             assert!(!stdout.contains("tmpdir-plant-failed"), "{ctx}: {stdout}");
-            assert!(!Path::new("/tmp/.git").exists(), "{ctx}: /tmp/.git on the host");
+            assert!(
+                !Path::new("/tmp/.git").exists(),
+                "{ctx}: /tmp/.git on the host"
+            );
             assert!(
                 !Path::new("/tmp/rust-toolchain.toml").exists(),
                 "{ctx}: /tmp/rust-toolchain.toml on the host"
@@ -139,7 +148,11 @@ fn run_tmp_is_removed_after_timeout_and_interruption() {
                 .args(["--", "/bin/sh", "-c", script]);
             let out = start(c).finish(Duration::from_secs(30), &ctx);
             assert_code(&out, 124, format!("{ctx}: timeout"));
-            assert_eq!(entries(host_tmp.path()), Vec::<String>::new(), "{ctx}: after timeout");
+            assert_eq!(
+                entries(host_tmp.path()),
+                Vec::<String>::new(),
+                "{ctx}: after timeout"
+            );
             let started = std::fs::read_to_string(ws.path().join("started")).unwrap();
             assert!(started.contains("ready"), "{ctx}: {started}");
             // Interrupted: SIGTERM to cordon, forwarded; the run ends and cleans up.
@@ -163,7 +176,11 @@ fn run_tmp_is_removed_after_timeout_and_interruption() {
             );
             let out = running.finish(Duration::from_secs(30), &ctx);
             assert_code(&out, 128 + 15, format!("{ctx}: interrupted"));
-            assert_eq!(entries(host_tmp.path()), Vec::<String>::new(), "{ctx}: after SIGTERM");
+            assert_eq!(
+                entries(host_tmp.path()),
+                Vec::<String>::new(),
+                "{ctx}: after SIGTERM"
+            );
         }
     }
 }
@@ -193,17 +210,31 @@ m = s.SharedMemory(create=True, size=16); m.buf[0] = 7; print(\"shm\", m.buf[0])
             );
             let out = run_sh(user, &ns_profile("workspace-write", ns), ws.path(), &script);
             let stdout = text(&out.stdout);
-            assert_eq!(std::fs::read_to_string(&host).unwrap(), "host", "{ctx}: {stdout}");
+            assert_eq!(
+                std::fs::read_to_string(&host).unwrap(),
+                "host",
+                "{ctx}: {stdout}"
+            );
             match ns {
                 Ns::Off => {
                     assert!(stdout.contains("write-refused"), "{ctx}: {stdout}");
-                    assert!(!stdout.contains("inside"), "{ctx}: host /dev/shm written: {stdout}");
-                    assert!(!Path::new("/dev/shm/x").exists() || user == User::Root, "{ctx}");
+                    assert!(
+                        !stdout.contains("inside"),
+                        "{ctx}: host /dev/shm written: {stdout}"
+                    );
+                    assert!(
+                        !Path::new("/dev/shm/x").exists() || user == User::Root,
+                        "{ctx}"
+                    );
                 }
                 Ns::Auto => {
                     assert!(stdout.contains("invisible"), "{ctx}: {stdout}");
                     assert!(stdout.contains("inside"), "{ctx}: {stdout}");
-                    assert!(stdout.contains("shm 7"), "{ctx}: {stdout}\n{}", text(&out.stderr));
+                    assert!(
+                        stdout.contains("shm 7"),
+                        "{ctx}: {stdout}\n{}",
+                        text(&out.stderr)
+                    );
                     assert_code(&out, 0, &ctx);
                 }
             }
@@ -260,18 +291,32 @@ fn only_allowlisted_devices_are_reachable() {
         return skip(test, "no block device node in /dev");
     };
     let mut denied: Vec<String> = vec![block];
-    for p in ["/dev/loop0", "/dev/console", "/dev/tty1", "/dev/vcs", "/dev/vcsa"] {
+    for p in [
+        "/dev/loop0",
+        "/dev/console",
+        "/dev/tty1",
+        "/dev/vcs",
+        "/dev/vcsa",
+    ] {
         if Path::new(p).exists() {
             denied.push(p.into());
         }
     }
     // Default deny: devices no rule of cordon's names.
-    let unlisted: Vec<String> = ["/dev/mem", "/dev/kmsg", "/dev/loop-control", "/dev/cpu_dma_latency"]
-        .iter()
-        .filter(|p| Path::new(p).exists())
-        .map(|p| p.to_string())
-        .collect();
-    assert!(!unlisted.is_empty(), "no unlisted device to prove the default");
+    let unlisted: Vec<String> = [
+        "/dev/mem",
+        "/dev/kmsg",
+        "/dev/loop-control",
+        "/dev/cpu_dma_latency",
+    ]
+    .iter()
+    .filter(|p| Path::new(p).exists())
+    .map(|p| p.to_string())
+    .collect();
+    assert!(
+        !unlisted.is_empty(),
+        "no unlisted device to prove the default"
+    );
     denied.extend(unlisted);
     let allowed = ["/dev/null", "/dev/zero", "/dev/urandom", "w:/dev/null"];
     // As root, nothing but the sandbox stands in the way.
@@ -282,7 +327,11 @@ fn only_allowlisted_devices_are_reachable() {
             .args(&denied[..2])
             .output()
             .unwrap();
-        assert!(text(&out.stdout).lines().all(|l| l.ends_with(" OK")), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).lines().all(|l| l.ends_with(" OK")),
+            "{}",
+            text(&out.stdout)
+        );
     }
     for user in users(test) {
         for ns in Ns::ALL {
@@ -296,7 +345,11 @@ fn only_allowlisted_devices_are_reachable() {
             };
             for (line, p) in got.iter().zip(&paths) {
                 let p = p.trim_start_matches("w:");
-                let want = if denied.iter().any(|d| d == p) { want_denied } else { "OK" };
+                let want = if denied.iter().any(|d| d == p) {
+                    want_denied
+                } else {
+                    "OK"
+                };
                 assert_eq!(line, &format!("{p} {want}"), "{user}, {ns}: {got:?}");
             }
             assert_eq!(got.len(), paths.len(), "{user}, {ns}: {got:?}");
@@ -334,7 +387,11 @@ fn other_terminals_are_out_of_reach() {
                 Ns::Auto => "ENOENT",
                 Ns::Off => "EACCES",
             };
-            assert_eq!(got, vec![format!("{slave} {want}"), format!("{slave} {want}")], "{ctx}");
+            assert_eq!(
+                got,
+                vec![format!("{slave} {want}"), format!("{slave} {want}")],
+                "{ctx}"
+            );
             let mut buf = [0u8; 256];
             match nix::unistd::read(&master, &mut buf) {
                 Err(nix::errno::Errno::EAGAIN) => {}
