@@ -38,7 +38,7 @@ const PLANT: &str = r#"
 mkdir -p /tmp/.git 2>/dev/null
 printf '[core]\n\tfsmonitor = "touch /tmp/pwned-by-fsmonitor"\n' > /tmp/.git/config 2>/dev/null
 printf '[toolchain]\nchannel = "evil"\n' > /tmp/rust-toolchain.toml 2>/dev/null
-printf '[toolchain]\nchannel = "evil"\n' > "$TMPDIR/rust-toolchain.toml" || echo "tmpdir-plant-failed"
+printf '[toolchain]\nchannel = "evil"\n' > "${TMPDIR:-/tmp}/rust-toolchain.toml" || echo "tmpdir-plant-failed"
 d=$(mktemp -d) && echo mktemp-data > "$d/f" && cat "$d/f"
 /usr/bin/python3 -c 'import tempfile
 with tempfile.NamedTemporaryFile() as f:
@@ -55,67 +55,81 @@ fn shared_tmp_is_left_untouched_and_tmp_works() {
     let test = "shared_tmp_is_left_untouched_and_tmp_works";
     for user in users(test) {
         for ns in Ns::ALL {
-            let ctx = format!("{user}, {ns}");
-            for p in [
-                "/tmp/.git",
-                "/tmp/rust-toolchain.toml",
-                "/tmp/pwned-by-fsmonitor",
-            ] {
-                assert!(
-                    !Path::new(p).exists(),
-                    "{ctx}: {p} exists before the run: cannot prove anything (remove it)"
-                );
-            }
-            let _guard = Cleanup(vec!["/tmp/.git".into(), "/tmp/rust-toolchain.toml".into()]);
-            // Both under /tmp, as `mktemp -d` makes them: the private /tmp keeps the
-            // workspace and makes a private TMPDIR nested in it.
-            let ws = tempdir_in_tmp(user);
-            let host_tmp = tempdir_in_tmp(user);
-            let out = cordon(user)
-                .args(["run", "-q", "-p", &ns_profile("workspace-write", ns), "-w"])
-                .arg(ws.path())
-                .current_dir(ws.path())
-                .env("TMPDIR", host_tmp.path())
-                .args(["--", "/bin/sh", "-c", PLANT])
-                .output()
-                .unwrap();
-            assert_code(&out, 0, &ctx);
-            let stdout = text(&out.stdout);
-            assert!(stdout.contains("mktemp-data"), "{ctx}: mktemp: {stdout}");
-            assert!(
-                stdout.contains("py-tempfile-ok"),
-                "{ctx}: tempfile: {stdout}"
-            );
-            assert!(!stdout.contains("tmpdir-plant-failed"), "{ctx}: {stdout}");
-            assert!(
-                !Path::new("/tmp/.git").exists(),
-                "{ctx}: /tmp/.git on the host"
-            );
-            assert!(
-                !Path::new("/tmp/rust-toolchain.toml").exists(),
-                "{ctx}: /tmp/rust-toolchain.toml on the host"
-            );
-            assert_eq!(
-                entries(host_tmp.path()),
-                Vec::<String>::new(),
-                "{ctx}: the host's TMPDIR keeps something of the run"
-            );
-            let tmpdir = stdout
-                .lines()
-                .find_map(|l| l.strip_prefix("TMPDIR="))
-                .unwrap_or_default()
-                .to_string();
-            match ns {
-                Ns::Off => {
-                    assert!(
-                        tmpdir.starts_with(&format!("{}/cordon-run-", host_tmp.path().display())),
-                        "{ctx}: TMPDIR={tmpdir}"
-                    );
-                    assert!(!Path::new(&tmpdir).exists(), "{ctx}: {tmpdir} left behind");
-                }
-                Ns::Auto => assert_eq!(tmpdir, host_tmp.path().display().to_string(), "{ctx}"),
+            // TMPDIR unset (so /tmp itself), and a TMPDIR under /tmp as `mktemp -d`
+            // makes one (with namespaces a private tmpfs nested in the private /tmp).
+            for own_tmpdir in [false, true] {
+                plant_and_check(user, ns, own_tmpdir);
             }
         }
+    }
+}
+
+fn plant_and_check(user: User, ns: Ns, own_tmpdir: bool) {
+    let ctx = format!("{user}, {ns}, TMPDIR set: {own_tmpdir}");
+    for p in [
+        "/tmp/.git",
+        "/tmp/rust-toolchain.toml",
+        "/tmp/pwned-by-fsmonitor",
+    ] {
+        assert!(
+            !Path::new(p).exists(),
+            "{ctx}: {p} exists before the run: cannot prove anything (remove it)"
+        );
+    }
+    let _guard = Cleanup(vec!["/tmp/.git".into(), "/tmp/rust-toolchain.toml".into()]);
+    // The workspace under /tmp too: the private /tmp keeps it.
+    let ws = tempdir_in_tmp(user);
+    let host_tmp = tempdir_in_tmp(user);
+    let mut c = cordon(user);
+    c.args(["run", "-q", "-p", &ns_profile("workspace-write", ns), "-w"])
+        .arg(ws.path())
+        .current_dir(ws.path());
+    if own_tmpdir {
+        c.env("TMPDIR", host_tmp.path());
+    }
+    let out = c.args(["--", "/bin/sh", "-c", PLANT]).output().unwrap();
+    assert_code(&out, 0, &ctx);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("mktemp-data"), "{ctx}: mktemp: {stdout}");
+    assert!(
+        stdout.contains("py-tempfile-ok"),
+        "{ctx}: tempfile: {stdout}"
+    );
+    assert!(!stdout.contains("tmpdir-plant-failed"), "{ctx}: {stdout}");
+    assert!(
+        !Path::new("/tmp/.git").exists(),
+        "{ctx}: /tmp/.git on the host"
+    );
+    assert!(
+        !Path::new("/tmp/rust-toolchain.toml").exists(),
+        "{ctx}: /tmp/rust-toolchain.toml on the host"
+    );
+    assert_eq!(
+        entries(host_tmp.path()),
+        Vec::<String>::new(),
+        "{ctx}: the host's TMPDIR keeps something of the run"
+    );
+    let tmpdir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("TMPDIR="))
+        .unwrap_or_default()
+        .to_string();
+    let host = if own_tmpdir {
+        host_tmp.path().display().to_string()
+    } else {
+        "/tmp".to_string()
+    };
+    match ns {
+        Ns::Off => {
+            assert!(
+                tmpdir.starts_with(&format!("{host}/cordon-run-")),
+                "{ctx}: TMPDIR={tmpdir}"
+            );
+            assert!(!Path::new(&tmpdir).exists(), "{ctx}: {tmpdir} left behind");
+        }
+        // With namespaces TMPDIR passes through as it is (unset stays unset).
+        Ns::Auto if own_tmpdir => assert_eq!(tmpdir, host, "{ctx}"),
+        Ns::Auto => assert_eq!(tmpdir, "", "{ctx}"),
     }
 }
 
