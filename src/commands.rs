@@ -468,6 +468,9 @@ fn show_json(policy: &Policy, plan: &Plan) -> serde_json::Value {
         "expanded": plan.expansions.iter().map(|e| serde_json::json!({"grant": e.grant, "origin": e.grant_origin.to_string(), "around": e.carve})).collect::<Vec<_>>(),
         "masked": plan.mounts.as_ref().map(|m| m.masks.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>()).unwrap_or_default(),
         "read_only_binds": plan.mounts.as_ref().map(|m| m.read_only.clone()).unwrap_or_default(),
+        "private_tmpfs": plan.mounts.as_ref().map(|m| m.scratch.iter().map(|t| serde_json::json!({"path": t.path, "writable": t.writable, "noexec": t.noexec, "kept": t.keep.iter().map(|k| k.path.clone()).collect::<Vec<_>>()})).collect::<Vec<_>>()).unwrap_or_default(),
+        "devices": crate::scratch::REACHABLE,
+        "terminal": plan.terminal,
         "landlock_rules": rules,
         "syscalls": policy.syscalls.describe(),
         "namespaces": plan.namespaces(),
@@ -523,6 +526,35 @@ fn show_text(policy: &Policy, plan: &Plan) -> String {
         for (p, _) in &m.masks {
             let _ = writeln!(s, "# deny: masked {}", p.display());
         }
+        for t in &m.scratch {
+            let keep: Vec<String> = t
+                .keep
+                .iter()
+                .map(|k| k.path.display().to_string())
+                .collect();
+            let _ = writeln!(
+                s,
+                "# private tmpfs {} ({}{}){}",
+                t.path.display(),
+                if t.writable { "writable" } else { "read-only" },
+                if t.noexec { ", noexec" } else { "" },
+                if keep.is_empty() {
+                    String::new()
+                } else {
+                    format!(", host paths kept: {}", keep.join(", "))
+                }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# fresh /dev: {}; a new devpts instance; private /dev/shm ({})",
+            crate::scratch::REACHABLE,
+            if m.dev.shm_writable {
+                "writable"
+            } else {
+                "read-only"
+            }
+        );
     }
     for e in &plan.expansions {
         let _ = writeln!(

@@ -582,20 +582,20 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
         ),
         || "mounting a new devpts instance".into(),
     )?;
-    let mut shm = nosuid_nodev;
-    if !p.shm_writable {
-        shm |= MsFlags::MS_RDONLY;
+    // Not writable: the empty directory on the read-only /dev says the same, one
+    // mount fewer.
+    if p.shm_writable {
+        step(
+            mount(
+                Some("tmpfs"),
+                "/dev/shm",
+                Some("tmpfs"),
+                nosuid_nodev,
+                Some("mode=1777"),
+            ),
+            || "mounting the private /dev/shm".into(),
+        )?;
     }
-    step(
-        mount(
-            Some("tmpfs"),
-            "/dev/shm",
-            Some("tmpfs"),
-            shm,
-            Some("mode=1777"),
-        ),
-        || "mounting the private /dev/shm".into(),
-    )?;
     step(
         sys::mount_setattr(&CString::from(c"/dev"), false, MOUNT_ATTR_RDONLY, 0),
         || "making /dev read-only".into(),

@@ -211,16 +211,18 @@ fn host_shm_is_out_of_reach_and_private_shm_works() {
             let name = unique("cordon-test-shm");
             let host = PathBuf::from("/dev/shm").join(&name);
             std::fs::write(&host, "host").unwrap();
-            let _guard = Cleanup(vec![host.clone()]);
+            let inside = PathBuf::from("/dev/shm").join(format!("{name}-inside"));
+            let _guard = Cleanup(vec![host.clone(), inside.clone()]);
             chown_r(&host, user);
             let ws = tempdir(user);
             let script = format!(
                 "test -e {h} && echo visible || echo invisible; \
                  echo payload > {h} 2>&1 || echo write-refused; \
-                 echo inside > /dev/shm/x && cat /dev/shm/x; \
+                 echo inside > {i} && cat {i}; \
                  /usr/bin/python3 -c 'from multiprocessing import shared_memory as s
 m = s.SharedMemory(create=True, size=16); m.buf[0] = 7; print(\"shm\", m.buf[0]); m.close(); m.unlink()'",
-                h = host.display()
+                h = host.display(),
+                i = inside.display()
             );
             let out = run_sh(user, &ns_profile("workspace-write", ns), ws.path(), &script);
             let stdout = text(&out.stdout);
@@ -236,10 +238,7 @@ m = s.SharedMemory(create=True, size=16); m.buf[0] = 7; print(\"shm\", m.buf[0])
                         !stdout.contains("inside"),
                         "{ctx}: host /dev/shm written: {stdout}"
                     );
-                    assert!(
-                        !Path::new("/dev/shm/x").exists() || user == User::Root,
-                        "{ctx}"
-                    );
+                    assert!(!inside.exists(), "{ctx}: created on the host");
                 }
                 Ns::Auto => {
                     assert!(stdout.contains("invisible"), "{ctx}: {stdout}");
@@ -254,7 +253,6 @@ m = s.SharedMemory(create=True, size=16); m.buf[0] = 7; print(\"shm\", m.buf[0])
             }
         }
     }
-    let _ = std::fs::remove_file("/dev/shm/x");
 }
 
 const OPEN_PY: &str = r#"
@@ -467,5 +465,56 @@ fn own_terminal_stays_usable() {
                 Ns::Off => assert!(all.contains("via-own-node"), "{ctx}: {all:?}"),
             }
         }
+    }
+}
+
+/// Mode auto where user namespaces are refused (a seccomp filter, as container
+/// runtimes install): the launch falls back to Landlock and seccomp alone, and
+/// the fallback too gets its own temporary directory, removed afterwards.
+#[test]
+fn auto_fallback_gets_its_own_tmpdir() {
+    for user in users("auto_fallback_gets_its_own_tmpdir") {
+        let ctx = format!("{user}, auto without user namespaces");
+        let ws = tempdir(user);
+        let host_tmp = tempdir(user);
+        let mut c = cordon(user);
+        c.args([
+            "run",
+            "-v",
+            "-p",
+            &ns_profile("workspace-write", Ns::Auto),
+            "-w",
+        ])
+        .arg(ws.path())
+        .current_dir(ws.path())
+        .env("TMPDIR", host_tmp.path())
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo \"TMPDIR=$TMPDIR\"; d=$(mktemp -d) && echo ok > $d/f && cat $d/f",
+        ]);
+        let out = without_userns(c).output().unwrap();
+        assert_code(&out, 0, &ctx);
+        assert!(
+            text(&out.stderr).contains("namespaces unavailable"),
+            "{ctx}: {}",
+            text(&out.stderr)
+        );
+        let stdout = text(&out.stdout);
+        let tmpdir = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("TMPDIR="))
+            .unwrap_or_default();
+        assert!(
+            tmpdir.starts_with(&format!("{}/cordon-run-", host_tmp.path().display())),
+            "{ctx}: TMPDIR={tmpdir}"
+        );
+        assert!(stdout.contains("\nok"), "{ctx}: {stdout}");
+        assert_eq!(
+            entries(host_tmp.path()),
+            Vec::<String>::new(),
+            "{ctx}: left behind"
+        );
     }
 }

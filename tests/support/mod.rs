@@ -809,3 +809,58 @@ pub fn tempdir_in_tmp(user: User) -> tempfile::TempDir {
     chown_r(d.path(), user);
     d
 }
+
+/// Run `cmd` under a seccomp filter that refuses user namespaces the way
+/// container runtimes' default profiles do (unshare and clone with CLONE_NEWUSER
+/// get EPERM, clone3 ENOSYS).
+pub fn without_userns(mut cmd: Command) -> Command {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule,
+    };
+    use std::os::unix::process::CommandExt;
+    let newuser = libc::CLONE_NEWUSER as u64;
+    let rules = [
+        (libc::SYS_unshare, vec![]),
+        (
+            libc::SYS_clone,
+            vec![
+                SeccompRule::new(vec![
+                    SeccompCondition::new(
+                        0,
+                        SeccompCmpArgLen::Dword,
+                        SeccompCmpOp::MaskedEq(newuser),
+                        newuser,
+                    )
+                    .unwrap(),
+                ])
+                .unwrap(),
+            ],
+        ),
+    ];
+    let filter = SeccompFilter::new(
+        rules.into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap();
+    let prog: BpfProgram = filter.try_into().unwrap();
+    let clone3 = SeccompFilter::new(
+        [(libc::SYS_clone3, vec![])].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap();
+    let prog3: BpfProgram = clone3.try_into().unwrap();
+    // SAFETY: the closure only installs two prepared filters (no allocation, no locks).
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            seccompiler::apply_filter(&prog).map_err(std::io::Error::other)?;
+            seccompiler::apply_filter(&prog3).map_err(std::io::Error::other)
+        });
+    }
+    cmd
+}
