@@ -286,10 +286,14 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         return Verdict::allow("Landlock is not enforced on this kernel".into());
     }
     let (needed, at) = need(op, &path);
+    // Without namespaces a run's ${TMPDIR} grant names a fresh directory beneath
+    // the host's (made per run, scratch::RunTmp): the host's own is not granted.
+    let per_run = plan.mounts.is_none() && policy.run_tmp.is_none();
     let rules: Vec<&FsRule> = plan
         .fs_rules
         .iter()
         .chain(plan.fs_rules_late.iter())
+        .filter(|r| !(per_run && r.path == policy.tmpdir && matches!(r.why, Why::Grant(_))))
         .filter(|r| {
             if r.dir {
                 beneath(&at, &r.path)
@@ -302,6 +306,17 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         .iter()
         .filter(|r| r.access.contains(needed))
         .max_by_key(|r| r.path.components().count());
+    if deciding.is_none() && per_run && beneath(&at, &policy.tmpdir) {
+        return Verdict::deny(
+            format!(
+                "without namespaces ${{TMPDIR}} is a fresh directory per run ({}/cordon-run-*); {} itself is not granted",
+                policy.tmpdir.display(),
+                policy.tmpdir.display()
+            ),
+            "EACCES",
+            Some("write beneath $TMPDIR as the run sees it".into()),
+        );
+    }
     if let Some(r) = deciding {
         return Verdict::allow(format!(
             "{} {} ({})",
