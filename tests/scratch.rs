@@ -44,6 +44,8 @@ d=$(mktemp -d) && echo mktemp-data > "$d/f" && cat "$d/f"
 with tempfile.NamedTemporaryFile() as f:
     f.write(b"py-tempfile-ok"); f.flush(); print(open(f.name).read())'
 echo "TMPDIR=$TMPDIR"
+echo ws-data > ws-file && cat ws-file
+echo x > .git/hooks/pre-commit 2>/dev/null && echo hook-written; true
 "#;
 
 /// The payload plants a `.git` with core.fsmonitor at the root of /tmp and a
@@ -79,6 +81,8 @@ fn plant_and_check(user: User, ns: Ns, own_tmpdir: bool) {
     let _guard = Cleanup(vec!["/tmp/.git".into(), "/tmp/rust-toolchain.toml".into()]);
     // The workspace under /tmp too: the private /tmp keeps it.
     let ws = tempdir_in_tmp(user);
+    std::fs::create_dir_all(ws.path().join(".git/hooks")).unwrap();
+    chown_r(ws.path(), user);
     let host_tmp = tempdir_in_tmp(user);
     let mut c = cordon(user);
     c.args(["run", "-q", "-p", &ns_profile("workspace-write", ns), "-w"])
@@ -96,6 +100,14 @@ fn plant_and_check(user: User, ns: Ns, own_tmpdir: bool) {
         "{ctx}: tempfile: {stdout}"
     );
     assert!(!stdout.contains("tmpdir-plant-failed"), "{ctx}: {stdout}");
+    assert!(
+        stdout.contains("ws-data"),
+        "{ctx}: the workspace in /tmp: {stdout}"
+    );
+    // The workspace re-attached on the private /tmp keeps its read-only binds.
+    if ns == Ns::Auto {
+        assert!(!stdout.contains("hook-written"), "{ctx}: {stdout}");
+    }
     assert!(
         !Path::new("/tmp/.git").exists(),
         "{ctx}: /tmp/.git on the host"
