@@ -242,6 +242,7 @@ impl Plan {
                 &policy.fs,
                 &policy.tmpdir,
                 &policy.workspace,
+                &policy.cwd,
                 &mut plan.gaps,
             );
             plan.mounts = Some(m);

@@ -117,6 +117,7 @@ pub fn privatize(
     fs: &FsPolicy,
     tmpdir: &Path,
     workspace: &Path,
+    cwd: &Path,
     gaps: &mut Vec<String>,
 ) {
     let mut roots: Vec<PathBuf> = vec![PathBuf::from("/tmp")];
@@ -149,20 +150,24 @@ pub fn privatize(
     for (i, r) in roots.iter().enumerate() {
         let deeper: Vec<&PathBuf> = roots.iter().filter(|o| *o != r && beneath(o, r)).collect();
         let mut keep: Vec<Keep> = Vec::new();
-        let mut cands: Vec<&crate::policy::Grant> = fs
+        // Granted paths beneath the root, and the working directory (the payload
+        // starts there; it was readable before the tmpfs covered it).
+        let mut cands: Vec<(&Path, bool)> = fs
             .grants
             .iter()
-            .filter(|g| g.path != *r && beneath(&g.path, r))
-            .filter(|g| !deeper.iter().any(|d| beneath(&g.path, d)))
+            .map(|g| (g.path.as_path(), g.kind == crate::policy::Kind::Dir))
+            .chain([(cwd, true)])
+            .filter(|(p, _)| p != r && beneath(p, r))
+            .filter(|(p, _)| !deeper.iter().any(|d| beneath(p, d)))
             .collect();
-        cands.sort_by(|a, b| a.path.cmp(&b.path));
-        for g in cands {
-            if keep.iter().any(|k| beneath(&g.path, &k.path)) {
+        cands.sort();
+        for (path, dir) in cands {
+            if keep.iter().any(|k| beneath(path, &k.path)) {
                 continue;
             }
             keep.push(Keep {
-                path: g.path.clone(),
-                dir: g.kind == crate::policy::Kind::Dir,
+                path: path.to_path_buf(),
+                dir,
             });
         }
         m.scratch.push(Scratch {
@@ -188,6 +193,11 @@ pub fn privatize(
             .grants
             .iter()
             .filter(|g| g.access.can_write() && g.path != s.path && beneath(&g.path, &s.path))
+            // A deeper scratch root gets its own tmpfs, not a bind.
+            .filter(|g| {
+                !sc.iter()
+                    .any(|o| o.path != s.path && beneath(&g.path, &o.path))
+            })
             .filter(|g| g.kind != crate::policy::Kind::Device)
             .collect();
         tops.sort_by(|a, b| a.path.cmp(&b.path));
@@ -630,6 +640,68 @@ mod tests {
         ] {
             assert_eq!(dev_path(Path::new(p)), want, "{p}");
         }
+    }
+
+    #[test]
+    fn private_tmp_keeps_granted_paths_and_the_cwd_and_drops_hidden_mounts() {
+        use crate::policy::{Access, Grant, Kind};
+        let t = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
+        let tmpdir = t.path().join("t");
+        std::fs::create_dir(&tmpdir).unwrap();
+        let (ws, cwd) = (t.path().join("ws"), t.path().join("elsewhere"));
+        let o = crate::profile::Origin {
+            source: "t".into(),
+            line: None,
+            column: None,
+            key: None,
+        };
+        let grant = |p: &Path, access| Grant {
+            path: p.to_path_buf(),
+            kind: Kind::Dir,
+            access,
+            origin: o.clone(),
+        };
+        let fs = FsPolicy {
+            grants: vec![
+                grant(Path::new("/"), Access::READ),
+                grant(&ws, Access::WRITE),
+                grant(&ws.join("sub"), Access::WRITE),
+                grant(&tmpdir, Access::WRITE),
+            ],
+            ..Default::default()
+        };
+        let mut m = Mounts {
+            writable: vec![(PathBuf::from("/tmp"), true)],
+            masks: vec![
+                (PathBuf::from("/tmp/.X11-unix"), true),
+                (ws.join(".ssh"), true),
+            ],
+            ..Default::default()
+        };
+        let mut gaps = vec![];
+        privatize(&mut m, &fs, &tmpdir, &ws, &cwd, &mut gaps);
+        let roots: Vec<&Path> = m.scratch.iter().map(|s| s.path.as_path()).collect();
+        assert_eq!(roots, vec![Path::new("/tmp"), tmpdir.as_path()]);
+        let tmp = &m.scratch[0];
+        assert!(!tmp.writable && tmp.noexec && !tmp.nested);
+        let kept: Vec<&Path> = tmp.keep.iter().map(|k| k.path.as_path()).collect();
+        assert_eq!(
+            kept,
+            vec![cwd.as_path(), ws.as_path()],
+            "ws/sub rides with ws"
+        );
+        assert!(m.scratch[1].writable && m.scratch[1].nested && m.scratch[1].keep.is_empty());
+        assert_eq!(
+            m.writable,
+            vec![(ws.clone(), true)],
+            "the ws gets its own bind"
+        );
+        assert_eq!(
+            m.masks,
+            vec![(ws.join(".ssh"), true)],
+            "a hidden mask is dropped"
+        );
+        assert!(m.dev.shm_writable, "shm follows the writable TMPDIR");
     }
 
     #[test]
