@@ -477,7 +477,7 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
             plan.dropped.push((g.clone(), c.path.clone()));
             continue;
         }
-        if dev_grant(g, use_ns, plan) {
+        if dev_grant(g, &fs.deny, use_ns, plan) {
             continue;
         }
         let below: Vec<&Path> = carves
@@ -514,7 +514,7 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
         }
         expand(&g.path, g, &below, lister, &mut plan.fs_rules);
         if below.contains(&Path::new("/dev")) {
-            device_rules(g, plan);
+            device_rules(g, &fs.deny, plan);
         }
     }
     // The private /dev/shm is scratch space like the temporary directory: it is
@@ -524,7 +524,8 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
             .fs_rules_late
             .iter()
             .any(|r| r.path == Path::new("/dev/shm"));
-        if let (false, Some(origin)) = (explicit, &m.dev.shm_write) {
+        let left_out = m.dev.denied.iter().any(|d| d == "shm" || d == "*");
+        if let (false, false, Some(origin)) = (explicit, left_out, &m.dev.shm_write) {
             plan.fs_rules_late.push(FsRule {
                 path: PathBuf::from("/dev/shm"),
                 access: Access::WRITE,
@@ -538,11 +539,16 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
     }
 }
 
+/// The entry of /dev that `p` lies in (`pts` for /dev/pts/3).
+fn dev_entry(p: &Path) -> Option<std::path::Component<'_>> {
+    p.strip_prefix("/dev").ok()?.components().next()
+}
+
 /// What the private view makes of a grant at or beneath /dev; false when the
 /// grant lies elsewhere. With namespaces the fresh /dev holds only the
 /// allowlist (its devpts, /dev/shm and /dev itself are new inodes: late rules);
 /// without, rules reach only the allowlist and the run's own terminal.
-fn dev_grant(g: &Grant, use_ns: bool, plan: &mut Plan) -> bool {
+fn dev_grant(g: &Grant, deny: &[Carve], use_ns: bool, plan: &mut Plan) -> bool {
     let kind = dev_path(&g.path);
     let as_is = FsRule {
         path: g.path.clone(),
@@ -566,6 +572,21 @@ fn dev_grant(g: &Grant, use_ns: bool, plan: &mut Plan) -> bool {
             g.origin
         ))
     };
+    // With namespaces a deny under /dev leaves the whole entry out of the fresh
+    // /dev (scratch::privatize): no rule names what is not there.
+    let left_out = deny.iter().find(|c| {
+        c.path == Path::new("/dev")
+            || (dev_entry(&c.path).is_some()
+                && (dev_entry(&c.path) == dev_entry(&g.path)
+                    || (kind == DevPath::Ptmx
+                        && dev_entry(&c.path) == dev_entry(Path::new("/dev/pts")))))
+    });
+    if let (true, DevPath::Root | DevPath::Ptmx | DevPath::Shm | DevPath::Pts, Some(c)) =
+        (use_ns, kind, left_out)
+    {
+        plan.dropped.push((g.clone(), c.path.clone()));
+        return true;
+    }
     match (kind, use_ns) {
         (DevPath::Outside, _) => return false,
         (DevPath::Bound, _) | (DevPath::Ptmx | DevPath::Shm, false) => plan.fs_rules.push(as_is),
@@ -587,7 +608,7 @@ fn dev_grant(g: &Grant, use_ns: bool, plan: &mut Plan) -> bool {
             None if kind == DevPath::Pts => {}
             _ => ignored("only the run's own terminal is reachable"),
         },
-        (DevPath::Root, false) => device_rules(g, plan),
+        (DevPath::Root, false) => device_rules(g, deny, plan),
         (DevPath::Other, _) => ignored(scratch::REACHABLE),
     }
     true
@@ -595,7 +616,12 @@ fn dev_grant(g: &Grant, use_ns: bool, plan: &mut Plan) -> bool {
 
 /// Rules for the allowlisted devices under a grant that covers /dev (namespaces
 /// off): /dev itself listable, each allowlisted node with the grant's rights.
-fn device_rules(g: &Grant, plan: &mut Plan) {
+/// A `deny` at or above a path, or (fail closed) inside it, removes its rule.
+fn device_rules(g: &Grant, deny: &[Carve], plan: &mut Plan) {
+    let denied = |p: &Path| {
+        deny.iter()
+            .any(|c| beneath(p, &c.path) || beneath(&c.path, p))
+    };
     let rule = |path: PathBuf, access: Access, dir: bool, note: &'static str| FsRule {
         path,
         access,
@@ -605,20 +631,23 @@ fn device_rules(g: &Grant, plan: &mut Plan) {
             note,
         },
     };
+    if deny.iter().any(|c| beneath(Path::new("/dev"), &c.path)) {
+        return;
+    }
     plan.fs_rules
         .push(rule("/dev".into(), Access::LIST, true, scratch::REACHABLE));
     for n in scratch::BOUND.iter().chain(&["ptmx"]) {
         let p = Path::new("/dev").join(n);
-        if is_device(&p) {
+        if is_device(&p) && !denied(&p) {
             plan.fs_rules
                 .push(rule(p, g.access, false, scratch::REACHABLE));
         }
     }
-    if Path::new("/dev/shm").is_dir() {
+    if Path::new("/dev/shm").is_dir() && !denied(Path::new("/dev/shm")) {
         plan.fs_rules
             .push(rule("/dev/shm".into(), g.access, true, scratch::REACHABLE));
     }
-    if let Some(t) = plan.terminal.clone() {
+    if let Some(t) = plan.terminal.clone().filter(|t| !denied(t)) {
         plan.fs_rules
             .push(rule(t, g.access, false, "the run's own terminal"));
     }
@@ -848,6 +877,41 @@ mod tests {
                 .fs_rules
                 .iter()
                 .any(|r| r.path == Path::new("/dev/kvm"))
+        );
+    }
+
+    #[test]
+    fn a_deny_under_dev_holds_in_both_modes() {
+        let mut m = tree().0;
+        m.get_mut("/").unwrap().push(("dev", EntryKind::Dir));
+        let mut f = fs(&[("/", Access::READ)], &["/dev/pts", "/dev/null"]);
+        f.deny[1].kind = Kind::Device;
+        for (p, kind) in [("/dev/ptmx", Kind::Device), ("/dev/zero", Kind::Device)] {
+            f.grants.push(Grant {
+                path: p.into(),
+                kind,
+                access: Access::WRITE,
+                origin: origin(),
+            });
+        }
+        let mut plan = empty_plan();
+        plan.terminal = Some("/dev/pts/7".into());
+        plan_fs(&f, false, &Fake(m.clone()), &mut plan);
+        let paths: Vec<&Path> = plan.fs_rules.iter().map(|r| r.path.as_path()).collect();
+        assert!(!paths.contains(&Path::new("/dev/null")), "{paths:?}");
+        assert!(!paths.contains(&Path::new("/dev/pts/7")), "{paths:?}");
+        assert!(paths.contains(&Path::new("/dev/zero")), "{paths:?}");
+        let mut plan = empty_plan();
+        plan_fs(&f, true, &Fake(m), &mut plan);
+        assert!(
+            plan.fs_rules_late.is_empty(),
+            "ptmx lives in the left-out devpts: {:?}",
+            plan.fs_rules_late
+        );
+        assert!(
+            plan.dropped
+                .iter()
+                .any(|(g, _)| g.path == Path::new("/dev/ptmx"))
         );
     }
 

@@ -106,6 +106,8 @@ pub struct DevView {
     pub shm_writable: bool,
     /// The grant on the run's temporary directory that makes it writable.
     pub shm_write: Option<crate::profile::Origin>,
+    /// Entries of /dev a `deny` names (or all, when it names /dev): left out.
+    pub denied: Vec<String>,
 }
 
 /// Plan the private temporary directories and the fresh /dev into `m`: which
@@ -217,6 +219,20 @@ pub fn privatize(
     m.pins.retain(|p| !hidden(p, &sc));
     m.read_only.retain(|p| !hidden(p, &sc));
     m.masks.retain(|(p, _)| !hidden(p, &sc));
+    // A deny under /dev leaves the entry out of the fresh /dev (a deny beneath
+    // /dev/shm or /dev/pts leaves out the whole entry: fail closed).
+    for c in &fs.deny {
+        if let Ok(rest) = c.path.strip_prefix("/dev") {
+            let name = rest
+                .components()
+                .next()
+                .map(|n| n.as_os_str().to_string_lossy().into_owned())
+                .unwrap_or_else(|| "*".into());
+            if !m.dev.denied.contains(&name) {
+                m.dev.denied.push(name);
+            }
+        }
+    }
     // The fresh /dev replaces every bind beneath the host's.
     m.writable.retain(|(w, _)| dev_path(w) == DevPath::Outside);
     m.masks.retain(|(p, _)| dev_path(p) == DevPath::Outside);
@@ -393,6 +409,8 @@ pub struct Prepared {
     shm_writable: bool,
     /// The host's allowlisted nodes, bound at the same path in the fresh /dev.
     bound: Vec<CString>,
+    /// Entries of the fresh /dev a `deny` leaves out ("*": all of them).
+    denied: Vec<String>,
 }
 
 impl Prepared {
@@ -419,8 +437,10 @@ impl Prepared {
             shm_writable: m.dev.shm_writable,
             bound: BOUND
                 .iter()
+                .filter(|n| !m.dev.denied.iter().any(|d| d == *n || d == "*"))
                 .map(|n| c(&Path::new("/dev").join(n)))
                 .collect::<Result<_>>()?,
+            denied: m.dev.denied.clone(),
         })
     }
 }
@@ -561,19 +581,27 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
             format!("binding {}", show(dst))
         })?;
     }
+    let kept = |entry: &str| {
+        !p.denied
+            .iter()
+            .any(|d| d == "*" || Path::new(entry).file_name() == Some(d.as_ref()))
+    };
     for (target, link) in [
         ("/proc/self/fd", "/dev/fd"),
         ("/proc/self/fd/0", "/dev/stdin"),
         ("/proc/self/fd/1", "/dev/stdout"),
         ("/proc/self/fd/2", "/dev/stderr"),
         ("pts/ptmx", "/dev/ptmx"),
-    ] {
+    ]
+    .into_iter()
+    .filter(|(_, link)| kept(link))
+    {
         step(
             nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, link),
             || format!("linking {link}"),
         )?;
     }
-    for d in ["/dev/pts", "/dev/shm"] {
+    for d in ["/dev/pts", "/dev/shm"].into_iter().filter(|d| kept(d)) {
         step(
             nix::unistd::mkdir(d, Mode::from_bits_truncate(0o755)),
             || format!("making {d}"),
@@ -582,19 +610,21 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
     // A new devpts instance: the payload sees its own ptys only, and programs that
     // allocate one (script, expect, tmux) keep working. The run's own terminal stays
     // reachable through the inherited descriptors and /dev/tty.
-    step(
-        mount(
-            Some("devpts"),
-            "/dev/pts",
-            Some("devpts"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666,mode=620"),
-        ),
-        || "mounting a new devpts instance".into(),
-    )?;
+    if kept("/dev/pts") {
+        step(
+            mount(
+                Some("devpts"),
+                "/dev/pts",
+                Some("devpts"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+                Some("newinstance,ptmxmode=0666,mode=620"),
+            ),
+            || "mounting a new devpts instance".into(),
+        )?;
+    }
     // Not writable: the empty directory on the read-only /dev says the same, one
     // mount fewer.
-    if p.shm_writable {
+    if p.shm_writable && kept("/dev/shm") {
         step(
             mount(
                 Some("tmpfs"),
