@@ -306,7 +306,12 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         .iter()
         .filter(|r| r.access.contains(needed))
         .max_by_key(|r| r.path.components().count());
-    if deciding.is_none() && per_run && beneath(&at, &policy.tmpdir) {
+    let tmpdir_would = per_run
+        && beneath(&at, &policy.tmpdir)
+        && plan.fs_rules.iter().any(|r| {
+            r.path == policy.tmpdir && r.access.contains(needed) && matches!(r.why, Why::Grant(_))
+        });
+    if deciding.is_none() && tmpdir_would {
         return Verdict::deny(
             format!(
                 "without namespaces ${{TMPDIR}} is a fresh directory per run ({}/cordon-run-*); {} itself is not granted",
@@ -551,6 +556,27 @@ mod tests {
     }
 
     const PROFILE: &str = "[filesystem]\nread = [\"${WORKSPACE}\"]\nwrite = [\"${WORKSPACE}/src\"]\nexec = [\"${WORKSPACE}/bin\"]\ndeny = [\"${WORKSPACE}/secret\"]\n";
+
+    #[test]
+    fn the_shared_tmp_and_devices_are_explained_per_mode() {
+        let text = "[filesystem]\nread = [\"/\"]\nwrite = [\"${TMPDIR}\"]\n";
+        for ns in [false, true] {
+            let (_d, policy, plan) = setup(text, ns);
+            let v = decide(&policy, &plan, &Query::Fs(Op::Write, "/tmp/x".into()));
+            if ns {
+                assert!(v.allowed, "{v:?}");
+            } else {
+                assert!(
+                    !v.allowed && v.rule.contains("fresh directory per run"),
+                    "{v:?}"
+                );
+            }
+            let v = decide(&policy, &plan, &Query::Fs(Op::Read, "/dev/loop0".into()));
+            assert!(!v.allowed && v.rule.starts_with("devices: only"), "{v:?}");
+            let v = decide(&policy, &plan, &Query::Fs(Op::Read, "/dev/null".into()));
+            assert!(v.allowed, "{v:?}");
+        }
+    }
 
     #[test]
     fn file_system_decisions_name_the_rule_and_the_change() {
