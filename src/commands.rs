@@ -123,7 +123,15 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             });
         }
     }
-    let mut policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
+    let host = Host::probe();
+    // Without namespaces the run gets a temporary directory of its own, which
+    // ${TMPDIR} names (with them, init mounts a private tmpfs instead).
+    let ns_likely = l.profile.ns_mode() != NsMode::Off && host.userns == Userns::Available;
+    let mut run_tmp = None;
+    if !ns_likely {
+        run_tmp = Some(crate::scratch::RunTmp::create(&l.ctx.tmpdir)?);
+    }
+    let mut policy = policy_in(&l, run_tmp.as_ref())?;
     if !l.dry_run {
         // A payload that can write where the report key would live could plant
         // one and so sign forged reports: make the key first, then the policy
@@ -136,7 +144,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             .map(|g| g.path.as_path());
         match crate::trust::guard_key_location(writable) {
             Ok(false) => {}
-            Ok(true) => policy = Policy::new(&l.profile, &l.ctx, Missing::Skip)?,
+            Ok(true) => policy = policy_in(&l, run_tmp.as_ref())?,
             Err(e) if !l.quiet => warn(&e.to_string()),
             Err(_) => {}
         }
@@ -153,7 +161,6 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
     let (mut audit_log, report_out) =
         own_files(&mut policy, audit_path.as_deref(), l.report.as_deref())?;
-    let host = Host::probe();
     let opts = Options {
         best_effort: l.best_effort,
         capture: l.capture || l.trace,
@@ -215,7 +222,10 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 }
                 let (m, end) = Monitor::new(capture, &host, started);
                 monitor = m;
-                prep = Prepared::new(prep.policy, &host, &l.command, opts, inherited, Some(&why))?;
+                let tmp = crate::scratch::RunTmp::create(&l.ctx.tmpdir)?;
+                let policy = policy_again(&l, &tmp, &prep.policy)?;
+                run_tmp = Some(tmp);
+                prep = Prepared::new(policy, &host, &l.command, opts, inherited, Some(&why))?;
                 prep.attach_capture(end);
             }
             Err(SpawnError::NsUnavailable(why)) => {
@@ -236,6 +246,16 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         &prep.plan,
     );
     crate::limits::cleanup(&prep.processes);
+    // The tree is gone (supervise killed what was left, also after a timeout or a
+    // forwarded signal): nothing writes to the run's directory any more.
+    if let Some(t) = run_tmp.take() {
+        let shown = t.path().display().to_string();
+        if let Err(e) = t.remove() {
+            warn(&format!(
+                "removing the run's temporary directory {shown}: {e}"
+            ));
+        }
+    }
     monitor.finish(&prep.policy, &prep.plan);
     // Nothing of the run is left: put back what it changed, first in the report.
     if let Some(g) = &guard {
@@ -356,6 +376,39 @@ fn own_files(
         });
     }
     Ok((log, report))
+}
+
+/// Make the run's own temporary directory under the host's ${TMPDIR} and the
+/// policy with ${TMPDIR} naming it (namespaces off). `slot` keeps it, so that
+/// it is removed on every way out.
+/// The policy of this launch, with `${TMPDIR}` naming the run's own directory
+/// when there is one (no namespaces).
+fn policy_in(l: &Launch, tmp: Option<&crate::scratch::RunTmp>) -> Result<Policy> {
+    let Some(t) = tmp else {
+        return Policy::new(&l.profile, &l.ctx, Missing::Skip);
+    };
+    let mut ctx = l.ctx.clone();
+    ctx.tmpdir = t.path().to_path_buf();
+    ctx.env
+        .insert("TMPDIR".into(), t.path().to_string_lossy().into_owned());
+    let mut policy = Policy::new(&l.profile, &ctx, Missing::Skip)?;
+    policy.run_tmp = Some(t.path().to_path_buf());
+    Ok(policy)
+}
+
+/// The policy again, for the fallback without namespaces: expanded with the
+/// run's own `${TMPDIR}`, and keeping what the launch added to the first one
+/// (the guard's read-only paths, the audit log's carve-out).
+fn policy_again(l: &Launch, tmp: &crate::scratch::RunTmp, first: &Policy) -> Result<Policy> {
+    let mut policy = policy_in(l, Some(tmp))?;
+    policy.fs.guarded = first.fs.guarded.clone();
+    let fresh = Policy::new(&l.profile, &l.ctx, Missing::Skip)?;
+    for c in &first.fs.deny {
+        if !fresh.fs.deny.iter().any(|d| d.path == c.path) {
+            policy.fs.deny.push(c.clone());
+        }
+    }
+    Ok(policy)
 }
 
 fn argv_strings(command: &[OsString]) -> Vec<String> {
@@ -607,6 +660,9 @@ fn show_json(policy: &Policy, plan: &Plan) -> serde_json::Value {
         "expanded": plan.expansions.iter().map(|e| serde_json::json!({"grant": e.grant, "origin": e.grant_origin.to_string(), "around": e.carve})).collect::<Vec<_>>(),
         "masked": plan.mounts.as_ref().map(|m| m.masks.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>()).unwrap_or_default(),
         "read_only_binds": plan.mounts.as_ref().map(|m| m.read_only.clone()).unwrap_or_default(),
+        "private_tmpfs": plan.mounts.as_ref().map(|m| m.scratch.iter().map(|t| serde_json::json!({"path": t.path, "writable": t.writable, "noexec": t.noexec, "kept": t.keep.iter().map(|k| k.path.clone()).collect::<Vec<_>>()})).collect::<Vec<_>>()).unwrap_or_default(),
+        "devices": crate::scratch::REACHABLE,
+        "terminal": plan.terminal,
         "landlock_rules": rules,
         "syscalls": policy.syscalls.describe(),
         "unix_connect": policy.unix.allowed.iter().map(|a| serde_json::json!({"path": a.written, "origin": a.origin.to_string()})).collect::<Vec<_>>(),
@@ -664,6 +720,7 @@ fn why(w: &Why) -> String {
             "ancestor of {} (grant at {grant}): listing only",
             carve.display()
         ),
+        Why::Private { grant, note } => format!("{note} (grant at {grant})"),
     }
 }
 
@@ -728,6 +785,35 @@ pub(crate) fn show_text(policy: &Policy, plan: &Plan) -> String {
         for (p, _) in &m.masks {
             out_line!(s, "# deny: masked {}", p.display());
         }
+        for t in &m.scratch {
+            let keep: Vec<String> = t
+                .keep
+                .iter()
+                .map(|k| k.path.display().to_string())
+                .collect();
+            let _ = writeln!(
+                s,
+                "# private tmpfs {} ({}{}){}",
+                t.path.display(),
+                if t.writable { "writable" } else { "read-only" },
+                if t.noexec { ", noexec" } else { "" },
+                if keep.is_empty() {
+                    String::new()
+                } else {
+                    format!(", host paths kept: {}", keep.join(", "))
+                }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# fresh /dev: {}; a new devpts instance; private /dev/shm ({})",
+            crate::scratch::REACHABLE,
+            if m.dev.shm_writable {
+                "writable"
+            } else {
+                "read-only"
+            }
+        );
     }
     let _ = writeln!(
         s,

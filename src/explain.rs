@@ -13,6 +13,7 @@ use crate::plan::{DiskLister, FsRule, Plan, Why, is_device};
 use crate::policy::{Access, Missing, Network, Policy, beneath, canonical};
 use crate::probe::Host;
 use crate::profile::Overrides;
+use crate::scratch::{self, DevPath, dev_path};
 
 /// A file-system operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,7 @@ fn why(w: &Why) -> String {
             "{grant}; listing only: an ancestor of denied {}",
             carve.display()
         ),
+        Why::Private { grant, note } => format!("{grant}; {note}"),
     }
 }
 
@@ -187,6 +189,38 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         None => Ok(canonical(path).0),
     };
 
+    // 0. The private view: only the allowlisted devices are there (namespaces) or
+    //    reachable (Landlock), and a private tmpfs hides the host's temporary files.
+    if let Ok(p) = &walked {
+        let kind = dev_path(p);
+        let own = plan.terminal.as_deref() == Some(p.as_path());
+        let ns = plan.mounts.is_some();
+        if kind == DevPath::Other || (kind == DevPath::PtsNode && (ns || !own)) {
+            let errno = if ns { "ENOENT" } else { "EACCES" };
+            return Verdict::deny(
+                format!("{} ({} is not)", scratch::REACHABLE, p.display()),
+                errno,
+                None,
+            );
+        }
+        if let Some(s) = plan.mounts.as_ref().and_then(|m| {
+            m.scratch.iter().find(|s| {
+                beneath(p, &s.path) && *p != s.path && !s.keep.iter().any(|k| beneath(p, &k.path))
+            })
+        }) {
+            if op != Op::Write || !s.writable {
+                return Verdict::deny(
+                    format!(
+                        "{} is a private tmpfs for the run: the host's files there are not visible",
+                        s.path.display()
+                    ),
+                    "ENOENT",
+                    Some(format!("add {} to [filesystem] read", q(p))),
+                );
+            }
+        }
+    }
+
     // 1. The mount view (namespaces on): masks, then the read-only view.
     if let Some(m) = &plan.mounts {
         let path = walked.clone().unwrap_or_default();
@@ -229,7 +263,12 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
                     )
                 };
             }
-            if !m.writable.iter().any(|(w, _)| beneath(&at, w)) {
+            let scratch_rw = m
+                .scratch
+                .iter()
+                .any(|s| s.writable && beneath(&at, &s.path))
+                || (m.dev.shm_writable && beneath(&at, Path::new("/dev/shm")));
+            if !scratch_rw && !m.writable.iter().any(|(w, _)| beneath(&at, w)) {
                 return Verdict::deny(
                     format!(
                         "{} is outside every writable root (read-only view)",
@@ -265,10 +304,14 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         return Verdict::allow("Landlock is not enforced on this kernel".into());
     }
     let (needed, at) = need(op, &path);
+    // Without namespaces a run's ${TMPDIR} grant names a fresh directory beneath
+    // the host's (made per run, scratch::RunTmp): the host's own is not granted.
+    let per_run = plan.mounts.is_none() && policy.run_tmp.is_none();
     let rules: Vec<&FsRule> = plan
         .fs_rules
         .iter()
         .chain(plan.fs_rules_late.iter())
+        .filter(|r| !(per_run && r.path == policy.tmpdir && matches!(r.why, Why::Grant(_))))
         .filter(|r| {
             if r.dir {
                 beneath(&at, &r.path)
@@ -281,6 +324,22 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         .iter()
         .filter(|r| r.access.contains(needed))
         .max_by_key(|r| r.path.components().count());
+    let tmpdir_would = per_run
+        && beneath(&at, &policy.tmpdir)
+        && plan.fs_rules.iter().any(|r| {
+            r.path == policy.tmpdir && r.access.contains(needed) && matches!(r.why, Why::Grant(_))
+        });
+    if deciding.is_none() && tmpdir_would {
+        return Verdict::deny(
+            format!(
+                "without namespaces ${{TMPDIR}} is a fresh directory per run ({}/cordon-run-*); {} itself is not granted",
+                policy.tmpdir.display(),
+                policy.tmpdir.display()
+            ),
+            "EACCES",
+            Some("write beneath $TMPDIR as the run sees it".into()),
+        );
+    }
     if let Some(r) = deciding {
         return Verdict::allow(format!(
             "{} {} ({})",
@@ -540,6 +599,27 @@ mod tests {
     }
 
     const PROFILE: &str = "[filesystem]\nread = [\"${WORKSPACE}\"]\nwrite = [\"${WORKSPACE}/src\"]\nexec = [\"${WORKSPACE}/bin\"]\ndeny = [\"${WORKSPACE}/secret\"]\n";
+
+    #[test]
+    fn the_shared_tmp_and_devices_are_explained_per_mode() {
+        let text = "[filesystem]\nread = [\"/\"]\nwrite = [\"${TMPDIR}\"]\n";
+        for ns in [false, true] {
+            let (_d, policy, plan) = setup(text, ns);
+            let v = decide(&policy, &plan, &Query::Fs(Op::Write, "/tmp/x".into()));
+            if ns {
+                assert!(v.allowed, "{v:?}");
+            } else {
+                assert!(
+                    !v.allowed && v.rule.contains("fresh directory per run"),
+                    "{v:?}"
+                );
+            }
+            let v = decide(&policy, &plan, &Query::Fs(Op::Read, "/dev/loop0".into()));
+            assert!(!v.allowed && v.rule.starts_with("devices: only"), "{v:?}");
+            let v = decide(&policy, &plan, &Query::Fs(Op::Read, "/dev/null".into()));
+            assert!(v.allowed, "{v:?}");
+        }
+    }
 
     #[test]
     fn file_system_decisions_name_the_rule_and_the_change() {

@@ -39,6 +39,7 @@ pub mod profile;
 pub mod replay;
 pub mod report;
 pub mod sandbox;
+pub mod scratch;
 pub mod seccomp;
 pub mod supervise;
 pub mod sys;

@@ -2,7 +2,8 @@
 //! child, and the mount view the child builds as PID 1 of its namespace:
 //! the host's tree read-only, writable roots bound read-write (noexec without
 //! exec coverage), read_only paths bound read-only with their ancestors pinned,
-//! denied paths masked by an empty mode-000 directory or file, a fresh /proc,
+//! denied paths masked by an empty mode-000 directory or file, the private
+//! temporary directories and /dev (built by `scratch`), a fresh /proc,
 //! and a new network namespace with only loopback (left down).
 //!
 //! Paths are turned into C strings during preparation; the child only makes
@@ -28,6 +29,8 @@ pub struct Prepared {
     pins: Vec<CString>,
     read_only: Vec<CString>,
     masks: Vec<(CString, bool)>,
+    /// The private /tmp, ${TMPDIR} and /dev (see `scratch`).
+    private: crate::scratch::Prepared,
     pub net: bool,
 }
 
@@ -58,6 +61,7 @@ impl Prepared {
                 .iter()
                 .map(|(p, dir)| Ok((path_cstring(p)?, *dir)))
                 .collect::<Result<_>>()?,
+            private: crate::scratch::Prepared::new(m)?,
             net: m.net,
         })
     }
@@ -216,6 +220,12 @@ pub fn setup(p: &Prepared) -> std::result::Result<(), SetupError> {
             )?;
         }
     }
+    // The private temporary directories and the fresh /dev: after the binds and
+    // masks (the trees re-attached on the tmpfs carry theirs), before /proc.
+    crate::scratch::build_view(&p.private).map_err(|message| SetupError {
+        message,
+        unavailable: false,
+    })?;
     // A fresh /proc for the new PID namespace: the payload sees only its own tree.
     step(
         mount(

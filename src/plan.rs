@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::policy::{Access, Carve, FsPolicy, Grant, Kind, Network, Policy, beneath};
 use crate::probe::{Host, Userns};
 use crate::profile::{NsMode, Origin};
+use crate::scratch::{self, DevPath, dev_path};
 
 /// The kind of a directory entry, as `readdir` reports it (no `stat`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,6 +69,9 @@ pub enum Why {
     Sibling { grant: Origin, carve: Arc<Path> },
     /// An ancestor of a denied path: listable only.
     Ancestor { grant: Origin, carve: Arc<Path> },
+    /// What the run's private view makes of a grant: an allowlisted device,
+    /// the run's own terminal, the private /dev/shm (see `scratch`).
+    Private { grant: Origin, note: &'static str },
 }
 
 /// One Landlock path rule.
@@ -102,6 +106,10 @@ pub struct Mounts {
     pub masks: Vec<(PathBuf, bool)>,
     /// A network namespace with only loopback (network off).
     pub net: bool,
+    /// Private tmpfs mounts over the shared temporary directories.
+    pub scratch: Vec<scratch::Scratch>,
+    /// The fresh /dev.
+    pub dev: scratch::DevView,
 }
 
 /// Something the profile asks for that this kernel cannot enforce.
@@ -141,6 +149,8 @@ pub struct Plan {
     pub missing: Vec<Piece>,
     /// Profile entries this mode does not enforce: warned once per run.
     pub warnings: Vec<String>,
+    /// The run's own terminal (namespaces off: the one /dev/pts node rules reach).
+    pub terminal: Option<PathBuf>,
     /// What this mode leaves open in general (doctor, --verbose, reports).
     pub gaps: Vec<String>,
 }
@@ -175,6 +185,7 @@ impl Plan {
             scope_signal: false,
             missing: vec![],
             warnings: vec![],
+            terminal: None,
             gaps: vec![],
         }
     }
@@ -219,6 +230,7 @@ impl Plan {
             scope_signal: false,
             missing: Vec::new(),
             warnings: Vec::new(),
+            terminal: None,
             gaps: Vec::new(),
         };
         let net_off = policy.net == Network::Off;
@@ -226,9 +238,18 @@ impl Plan {
             let mut m = mounts(&policy.fs);
             m.net = net_off;
             mask_runtime_dir(policy, host.euid, &mut m);
+            scratch::privatize(
+                &mut m,
+                &policy.fs,
+                &policy.tmpdir,
+                &policy.workspace,
+                &policy.cwd,
+                &mut plan.gaps,
+            );
             plan.mounts = Some(m);
         } else {
             no_ns_gaps(policy, &mut plan);
+            plan.terminal = scratch::own_terminal();
         }
         plan_fs(&policy.fs, use_ns, lister, &mut plan);
 
@@ -333,6 +354,16 @@ fn no_ns_gaps(policy: &Policy, plan: &mut Plan) {
                 .into(),
         );
     }
+    plan.gaps.push(match &policy.run_tmp {
+        Some(t) => format!(
+            "${{TMPDIR}} is this run's own directory {}, removed when the run ends",
+            t.display()
+        ),
+        None => format!(
+            "${{TMPDIR}} is a fresh directory per run under {} (cordon-run-*), removed when the run ends",
+            policy.tmpdir.display()
+        ),
+    });
     if !policy.fs.deny.is_empty() {
         plan.gaps.push(
             "denied directories can be listed (not read) where an ancestor is listable".into(),
@@ -356,7 +387,7 @@ fn no_ns_gaps(policy: &Policy, plan: &mut Plan) {
     for (root, _) in mounts(&policy.fs)
         .writable
         .iter()
-        .filter(|(_, noexec)| *noexec)
+        .filter(|(root, noexec)| *noexec && dev_path(root) == DevPath::Outside)
     {
         plan.gaps.push(format!(
             "files in writable {} (no exec) can still be mapped executable (ld.so, mmap)",
@@ -501,10 +532,27 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
         }
     }
 
+    // Without namespaces /dev is the host's: grants covering it are expanded
+    // around it, and only the allowlist gets rules (device_rules).
+    if !use_ns
+        && fs
+            .grants
+            .iter()
+            .any(|g| beneath(Path::new("/dev"), &g.path))
+        && lister
+            .list(Path::new("/"))
+            .iter()
+            .any(|(n, k)| n == "dev" && *k == EntryKind::Dir)
+    {
+        carves.push(Path::new("/dev"));
+    }
     for g in &fs.grants {
         // Inside (or at) a denied path: the deny wins, in every mode.
         if let Some(c) = fs.deny.iter().find(|c| beneath(&g.path, &c.path)) {
             plan.dropped.push((g.clone(), c.path.clone()));
+            continue;
+        }
+        if dev_grant(g, &fs.deny, use_ns, plan) {
             continue;
         }
         let below: Vec<&Path> = carves
@@ -520,7 +568,12 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
                 why: Why::Grant(g.origin.clone()),
             };
             // A rule on /proc names the host's proc; the namespace mounts a fresh one.
-            if use_ns && g.path.starts_with("/proc") {
+            // A private tmpfs is a new inode too: its rule is opened once it is there.
+            let private = plan
+                .mounts
+                .as_ref()
+                .is_some_and(|m| m.scratch.iter().any(|s| s.path == g.path));
+            if use_ns && (g.path.starts_with("/proc") || private) {
                 plan.fs_rules_late.push(rule);
             } else {
                 plan.fs_rules.push(rule);
@@ -535,6 +588,143 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
             });
         }
         expand(&g.path, g, &below, lister, &mut plan.fs_rules);
+        if below.contains(&Path::new("/dev")) {
+            device_rules(g, &fs.deny, plan);
+        }
+    }
+    // The private /dev/shm is scratch space like the temporary directory: it is
+    // writable when that is (a profile may also grant /dev/shm itself).
+    if let Some(m) = &plan.mounts {
+        let explicit = plan
+            .fs_rules_late
+            .iter()
+            .any(|r| r.path == Path::new("/dev/shm"));
+        let left_out = m.dev.denied.iter().any(|d| d == "shm" || d == "*");
+        if let (false, false, Some(origin)) = (explicit, left_out, &m.dev.shm_write) {
+            plan.fs_rules_late.push(FsRule {
+                path: PathBuf::from("/dev/shm"),
+                access: Access::WRITE,
+                dir: true,
+                why: Why::Private {
+                    grant: origin.clone(),
+                    note: "the private /dev/shm is writable with the run's temporary directory",
+                },
+            });
+        }
+    }
+}
+
+/// The entry of /dev that `p` lies in (`pts` for /dev/pts/3).
+fn dev_entry(p: &Path) -> Option<std::path::Component<'_>> {
+    p.strip_prefix("/dev").ok()?.components().next()
+}
+
+/// What the private view makes of a grant at or beneath /dev; false when the
+/// grant lies elsewhere. With namespaces the fresh /dev holds only the
+/// allowlist (its devpts, /dev/shm and /dev itself are new inodes: late rules);
+/// without, rules reach only the allowlist and the run's own terminal.
+fn dev_grant(g: &Grant, deny: &[Carve], use_ns: bool, plan: &mut Plan) -> bool {
+    let kind = dev_path(&g.path);
+    let as_is = FsRule {
+        path: g.path.clone(),
+        access: g.access,
+        dir: g.kind == Kind::Dir,
+        why: Why::Grant(g.origin.clone()),
+    };
+    let private = |path: &Path, dir: bool, note: &'static str| FsRule {
+        path: path.to_path_buf(),
+        access: g.access,
+        dir,
+        why: Why::Private {
+            grant: g.origin.clone(),
+            note,
+        },
+    };
+    let mut ignored = |why: &str| {
+        plan.warnings.push(format!(
+            "ignoring the grant on {} ({}): {why}",
+            g.path.display(),
+            g.origin
+        ))
+    };
+    // With namespaces a deny under /dev leaves the whole entry out of the fresh
+    // /dev (scratch::privatize): no rule names what is not there.
+    let left_out = deny.iter().find(|c| {
+        c.path == Path::new("/dev")
+            || (dev_entry(&c.path).is_some()
+                && (dev_entry(&c.path) == dev_entry(&g.path)
+                    || (kind == DevPath::Ptmx
+                        && dev_entry(&c.path) == dev_entry(Path::new("/dev/pts")))))
+    });
+    if let (true, DevPath::Root | DevPath::Ptmx | DevPath::Shm | DevPath::Pts, Some(c)) =
+        (use_ns, kind, left_out)
+    {
+        plan.dropped.push((g.clone(), c.path.clone()));
+        return true;
+    }
+    match (kind, use_ns) {
+        (DevPath::Outside, _) => return false,
+        (DevPath::Bound, _) | (DevPath::Ptmx | DevPath::Shm, false) => plan.fs_rules.push(as_is),
+        (DevPath::Ptmx, true) => plan.fs_rules_late.push(private(
+            Path::new("/dev/pts/ptmx"),
+            false,
+            "/dev/ptmx of the new devpts instance",
+        )),
+        (DevPath::Root | DevPath::Pts, true) => plan.fs_rules_late.push(as_is),
+        (DevPath::Shm, true) if g.path == Path::new("/dev/shm") => plan.fs_rules_late.push(as_is),
+        (DevPath::Shm, true) => ignored("the private /dev/shm starts empty"),
+        (DevPath::PtsNode, true) => ignored("the sandbox has its own devpts instance"),
+        (DevPath::Pts | DevPath::PtsNode, false) => match plan.terminal.clone() {
+            Some(t) if kind == DevPath::Pts || t == g.path => {
+                plan.fs_rules
+                    .push(private(&t, false, "the run's own terminal"))
+            }
+            // No terminal of our own: nothing under /dev/pts is ours to grant.
+            None if kind == DevPath::Pts => {}
+            _ => ignored("only the run's own terminal is reachable"),
+        },
+        (DevPath::Root, false) => device_rules(g, deny, plan),
+        (DevPath::Other, _) => ignored(scratch::REACHABLE),
+    }
+    true
+}
+
+/// Rules for the allowlisted devices under a grant that covers /dev (namespaces
+/// off): /dev itself listable, each allowlisted node with the grant's rights.
+/// A `deny` at or above a path, or (fail closed) inside it, removes its rule.
+fn device_rules(g: &Grant, deny: &[Carve], plan: &mut Plan) {
+    let denied = |p: &Path| {
+        deny.iter()
+            .any(|c| beneath(p, &c.path) || beneath(&c.path, p))
+    };
+    let rule = |path: PathBuf, access: Access, dir: bool, note: &'static str| FsRule {
+        path,
+        access,
+        dir,
+        why: Why::Private {
+            grant: g.origin.clone(),
+            note,
+        },
+    };
+    if deny.iter().any(|c| beneath(Path::new("/dev"), &c.path)) {
+        return;
+    }
+    plan.fs_rules
+        .push(rule("/dev".into(), Access::LIST, true, scratch::REACHABLE));
+    for n in scratch::BOUND.iter().chain(&["ptmx"]) {
+        let p = Path::new("/dev").join(n);
+        if is_device(&p) && !denied(&p) {
+            plan.fs_rules
+                .push(rule(p, g.access, false, scratch::REACHABLE));
+        }
+    }
+    if Path::new("/dev/shm").is_dir() && !denied(Path::new("/dev/shm")) {
+        plan.fs_rules
+            .push(rule("/dev/shm".into(), g.access, true, scratch::REACHABLE));
+    }
+    if let Some(t) = plan.terminal.clone().filter(|t| !denied(t)) {
+        plan.fs_rules
+            .push(rule(t, g.access, false, "the run's own terminal"));
     }
 }
 
@@ -694,6 +884,112 @@ mod tests {
         );
         assert!(!rules.contains_key("/lib"));
         assert_eq!(plan.expansions.len(), 1);
+    }
+
+    #[test]
+    fn without_namespaces_dev_is_narrowed_to_the_allowlist_and_the_own_terminal() {
+        let mut m = tree().0;
+        m.get_mut("/").unwrap().push(("dev", EntryKind::Dir));
+        m.insert(
+            "/dev",
+            vec![
+                ("loop0", EntryKind::Other),
+                ("null", EntryKind::Other),
+                ("pts", EntryKind::Dir),
+            ],
+        );
+        let mut f = fs(&[("/", Access::READ)], &[]);
+        for (p, kind) in [
+            ("/dev/pts", Kind::Dir),
+            ("/dev/kvm", Kind::Device),
+            ("/dev/null", Kind::Device),
+        ] {
+            f.grants.push(Grant {
+                path: p.into(),
+                kind,
+                access: Access::WRITE,
+                origin: origin(),
+            });
+        }
+        let mut plan = empty_plan();
+        plan.terminal = Some("/dev/pts/7".into());
+        plan_fs(&f, false, &Fake(m.clone()), &mut plan);
+        let rules: Vec<(String, Access)> = plan
+            .fs_rules
+            .iter()
+            .map(|r| (r.path.display().to_string(), r.access))
+            .collect();
+        let has = |p: &str| rules.iter().any(|(q, _)| q == p);
+        assert!(
+            !has("/dev/loop0") && !has("/dev/kvm") && !has("/dev/pts"),
+            "{rules:?}"
+        );
+        assert!(rules.contains(&("/".into(), Access::LIST)), "{rules:?}");
+        assert!(rules.contains(&("/dev".into(), Access::LIST)), "{rules:?}");
+        assert!(
+            rules.contains(&("/dev/pts/7".into(), Access::WRITE)),
+            "{rules:?}"
+        );
+        assert!(
+            rules.contains(&("/dev/null".into(), Access::WRITE)),
+            "{rules:?}"
+        );
+        assert!(rules.contains(&("/etc".into(), Access::READ)), "{rules:?}");
+        assert!(
+            plan.warnings.iter().any(|w| w.contains("/dev/kvm")),
+            "{:?}",
+            plan.warnings
+        );
+        // With namespaces the fresh /dev holds the allowlist: its devpts is a late rule.
+        let mut plan = empty_plan();
+        plan_fs(&f, true, &Fake(m), &mut plan);
+        assert!(plan.fs_rules.iter().any(|r| r.path == Path::new("/")));
+        assert!(
+            plan.fs_rules_late
+                .iter()
+                .any(|r| r.path == Path::new("/dev/pts"))
+        );
+        assert!(
+            !plan
+                .fs_rules
+                .iter()
+                .any(|r| r.path == Path::new("/dev/kvm"))
+        );
+    }
+
+    #[test]
+    fn a_deny_under_dev_holds_in_both_modes() {
+        let mut m = tree().0;
+        m.get_mut("/").unwrap().push(("dev", EntryKind::Dir));
+        let mut f = fs(&[("/", Access::READ)], &["/dev/pts", "/dev/null"]);
+        f.deny[1].kind = Kind::Device;
+        for (p, kind) in [("/dev/ptmx", Kind::Device), ("/dev/zero", Kind::Device)] {
+            f.grants.push(Grant {
+                path: p.into(),
+                kind,
+                access: Access::WRITE,
+                origin: origin(),
+            });
+        }
+        let mut plan = empty_plan();
+        plan.terminal = Some("/dev/pts/7".into());
+        plan_fs(&f, false, &Fake(m.clone()), &mut plan);
+        let paths: Vec<&Path> = plan.fs_rules.iter().map(|r| r.path.as_path()).collect();
+        assert!(!paths.contains(&Path::new("/dev/null")), "{paths:?}");
+        assert!(!paths.contains(&Path::new("/dev/pts/7")), "{paths:?}");
+        assert!(paths.contains(&Path::new("/dev/zero")), "{paths:?}");
+        let mut plan = empty_plan();
+        plan_fs(&f, true, &Fake(m), &mut plan);
+        assert!(
+            plan.fs_rules_late.is_empty(),
+            "ptmx lives in the left-out devpts: {:?}",
+            plan.fs_rules_late
+        );
+        assert!(
+            plan.dropped
+                .iter()
+                .any(|(g, _)| g.path == Path::new("/dev/ptmx"))
+        );
     }
 
     #[test]

@@ -179,6 +179,11 @@ pub struct Policy {
     pub audit_log: Option<PathBuf>,
     pub workspace: PathBuf,
     pub cwd: PathBuf,
+    /// What `${TMPDIR}` expanded to (canonical).
+    pub tmpdir: PathBuf,
+    /// The run's own temporary directory (namespaces off), exported as TMPDIR;
+    /// set by the launcher that made it.
+    pub run_tmp: Option<PathBuf>,
     /// The resolved profile (extends merged, variables expanded).
     pub resolved: Profile,
 }
@@ -314,6 +319,8 @@ impl Policy {
             audit_log,
             workspace: ctx.workspace.clone(),
             cwd: ctx.cwd.clone(),
+            tmpdir: canonical(&ctx.tmpdir).0,
+            run_tmp: None,
             resolved,
         })
     }

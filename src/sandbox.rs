@@ -150,7 +150,14 @@ impl Prepared {
         let host_env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
-        let env = env::build(&policy.env, &host_env, &mut read_secret)?;
+        let mut env = env::build(&policy.env, &host_env, &mut read_secret)?;
+        // Without namespaces the run's temporary directory is its own (scratch::RunTmp).
+        if let (Some(t), None) = (&policy.run_tmp, &plan.mounts) {
+            if !policy.env.set.iter().any(|(k, _)| k == "TMPDIR") {
+                env.retain(|(k, _)| k != "TMPDIR");
+                env.push(("TMPDIR".into(), t.to_string_lossy().into_owned()));
+            }
+        }
         let path = env
             .iter()
             .find(|(k, _)| k == "PATH")

@@ -572,6 +572,37 @@ pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
     check(rc).map(drop)
 }
 
+/// open_tree(2) with OPEN_TREE_CLONE | AT_RECURSIVE (Linux 5.2): a detached copy
+/// of the mount tree at `path` (a recursive bind mount not yet attached anywhere).
+pub fn open_tree_clone(path: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: `path` is NUL-terminated; the kernel reads nothing else from us and
+    // returns a new descriptor, owned here alone.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    // SAFETY: a non-negative return is a new descriptor nobody else owns.
+    check(fd).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// move_mount(2) with MOVE_MOUNT_F_EMPTY_PATH (Linux 5.2): attach the detached
+/// tree `from` (from [`open_tree_clone`]) at `to`.
+pub fn move_mount_to(from: BorrowedFd, to: &std::ffi::CStr) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    // SAFETY: both strings are NUL-terminated and `from` is a live descriptor.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    check(rc).map(drop)
+}
+
 /// openat2(2) with O_PATH | O_CLOEXEC and `resolve` (RESOLVE_* flags).
 pub fn openat2_path(dir: BorrowedFd, path: &std::ffi::CStr, resolve: u64) -> io::Result<OwnedFd> {
     // SAFETY: open_how is plain old data; zeroed is valid (mode 0).

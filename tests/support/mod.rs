@@ -71,7 +71,7 @@ pub fn bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let src = Path::new(env!("CARGO_BIN_EXE_cordon"));
-        let dir = std::env::temp_dir().join(format!("cordon-test-bin-{}", std::process::id()));
+        let dir = harness_dir().join(format!("cordon-test-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let dst = dir.join("cordon");
@@ -102,7 +102,7 @@ pub fn cordon(user: User) -> Command {
 
 /// A home directory for `user` with a few secrets in it, owned by that user.
 pub fn home(user: User) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
+    let dir = harness_dir().join(format!(
         "cordon-test-home-{}-{}",
         user.uid(),
         std::process::id()
@@ -121,7 +121,7 @@ pub fn home(user: User) -> PathBuf {
 pub fn tempdir(user: User) -> tempfile::TempDir {
     let d = tempfile::Builder::new()
         .prefix("cordon-test-")
-        .tempdir()
+        .tempdir_in(harness_dir())
         .unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     chown_r(d.path(), user);
@@ -201,7 +201,7 @@ pub fn profile(dir: &Path, name: &str, text: &str) -> String {
 pub fn shared_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("cordon-test-shared-{}", std::process::id()));
+        let d = harness_dir().join(format!("cordon-test-shared-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
         d
@@ -555,7 +555,7 @@ pub fn compile_c(test: &str, src: &Path, name: &str) -> Option<PathBuf> {
     static BUILT: Mutex<BTreeMap<String, Result<PathBuf, String>>> = Mutex::new(BTreeMap::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let r = built.entry(name.to_string()).or_insert_with(|| {
-        let dir = std::env::temp_dir().join(format!("cordon-test-cc-{}", std::process::id()));
+        let dir = harness_dir().join(format!("cordon-test-cc-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let out = dir.join(name);
@@ -797,4 +797,88 @@ pub fn outside_dir(user: User) -> tempfile::TempDir {
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     chown_r(d.path(), user);
     d
+}
+
+// ---------------------------------------------------------------------------
+// Where the harness keeps its files (tests/scratch.rs): outside /tmp, which a
+// sandbox with namespaces replaces by a private tmpfs. The sandbox then sees
+// workspaces, homes and fixtures as host files, and a test about /tmp itself
+// makes its directories there on purpose (`tempdir_in_tmp`).
+// ---------------------------------------------------------------------------
+
+/// /var/tmp where it exists (the host's persistent scratch directory, never
+/// made private by cordon), else the process's temp dir.
+pub fn harness_dir() -> PathBuf {
+    let v = Path::new("/var/tmp");
+    if v.is_dir() {
+        v.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// A temp dir owned by `user` directly under /tmp.
+pub fn tempdir_in_tmp(user: User) -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("cordon-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown_r(d.path(), user);
+    d
+}
+
+/// Run `cmd` under a seccomp filter that refuses user namespaces the way
+/// container runtimes' default profiles do (unshare and clone with CLONE_NEWUSER
+/// get EPERM, clone3 ENOSYS).
+pub fn without_userns(mut cmd: Command) -> Command {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule,
+    };
+    use std::os::unix::process::CommandExt;
+    let newuser = libc::CLONE_NEWUSER as u64;
+    let rules = [
+        (libc::SYS_unshare, vec![]),
+        (
+            libc::SYS_clone,
+            vec![
+                SeccompRule::new(vec![
+                    SeccompCondition::new(
+                        0,
+                        SeccompCmpArgLen::Dword,
+                        SeccompCmpOp::MaskedEq(newuser),
+                        newuser,
+                    )
+                    .unwrap(),
+                ])
+                .unwrap(),
+            ],
+        ),
+    ];
+    let filter = SeccompFilter::new(
+        rules.into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap();
+    let prog: BpfProgram = filter.try_into().unwrap();
+    let clone3 = SeccompFilter::new(
+        [(libc::SYS_clone3, vec![])].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap();
+    let prog3: BpfProgram = clone3.try_into().unwrap();
+    // SAFETY: the closure only installs two prepared filters (no allocation, no locks).
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            seccompiler::apply_filter(&prog).map_err(std::io::Error::other)?;
+            seccompiler::apply_filter(&prog3).map_err(std::io::Error::other)
+        });
+    }
+    cmd
 }
