@@ -36,6 +36,20 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Re-run the command of a run report under the policy it recorded.
     Replay(ReplayArgs),
+    /// Read run reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The files the run created, modified, deleted or renamed in its writable
+    /// roots (recorded by the launcher, whatever git says).
+    Diff {
+        /// The run report (JSON) written by `cordon run --report`.
+        #[arg(value_name = "REPORT")]
+        report: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +162,10 @@ pub struct RunArgs {
     /// Do not capture refused syscalls and executed commands (plain errno filters).
     #[arg(long)]
     pub no_capture: bool,
+    /// Do not record which files the run created, modified, deleted or renamed
+    /// (the record sends every write-intent call to the launcher; see README).
+    #[arg(long)]
+    pub no_changes: bool,
     /// Run even when the workspace is `/`, a system directory, or the home
     /// directory itself (refused otherwise: the workspace is writable and executable).
     #[arg(long)]

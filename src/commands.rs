@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use crate::cli::{NetFlag, ProfileArgs, ProfileCommand, RunArgs};
+use crate::cli::{NetFlag, ProfileArgs, ProfileCommand, ReportCommand, RunArgs};
 use crate::error::{Error, Result};
 use crate::monitor::{CaptureOptions, Monitor};
 use crate::plan::{DiskLister, Plan, Why, abi};
@@ -53,6 +53,8 @@ pub struct Launch {
     pub trace: bool,
     /// Capture refused syscalls and executed commands (on unless --no-capture).
     pub capture: bool,
+    /// Record the files the run changed (on unless --no-changes; needs capture).
+    pub changes: bool,
     /// Run in `/`, a system directory or the home directory itself.
     pub allow_unsafe_workspace: bool,
 }
@@ -73,6 +75,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
         audit_log,
         trace,
         no_capture,
+        no_changes,
         allow_unsafe_workspace,
         command,
     } = args;
@@ -99,6 +102,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
             audit_log,
             trace,
             capture: !no_capture,
+            changes: !no_capture && !no_changes,
             allow_unsafe_workspace,
         },
         inherited,
@@ -130,6 +134,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         best_effort: l.best_effort,
         capture: l.capture || l.trace,
         trace: l.trace,
+        changes: (l.capture || l.trace) && l.changes,
     };
     // Blocked before the fork so that no signal is lost; the payload unblocks them.
     let signals = Signals::block()?;
@@ -142,6 +147,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         trace: opts.trace,
     };
     let (mut monitor, end) = Monitor::new(capture, &host, started);
+    crate::changes::attach(&mut monitor, &policy, opts.changes);
     let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
     prep.attach_capture(end);
     let mut retried = false;
@@ -173,6 +179,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 }
                 let (m, end) = Monitor::new(capture, &host, started);
                 monitor = m;
+                crate::changes::attach(&mut monitor, &prep.policy, opts.changes);
                 prep = Prepared::new(prep.policy, &host, &l.command, opts, inherited, Some(&why))?;
                 prep.attach_capture(end);
             }
@@ -195,12 +202,14 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     );
     crate::limits::cleanup(&prep.processes);
     monitor.finish(&prep.policy, &prep.plan);
+    let changes = crate::changes::finish(&mut monitor);
 
     let mut failed = None;
     // The full report only when something keeps it: building it (the resolved
     // profile as JSON, its hash) is a measurable share of a short run.
     if l.report.is_some() || audit_log.is_some() {
-        let rep = build_report(&l, &prep, &host, &monitor, &outcome, started_at);
+        let mut rep = build_report(&l, &prep, &host, &monitor, &outcome, started_at);
+        rep.changes = changes.clone();
         if let Some(path) = &l.report {
             if let Err(e) = rep.write(path) {
                 failed = Some(e);
@@ -235,6 +244,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             "{}",
             report::summary(&monitor.denials, monitor.dropped, l.report.as_deref())
         );
+        if let Some(c) = &changes {
+            eprint!("{}", c.summary(l.report.as_deref()));
+        }
     }
     if let Some(e) = failed {
         // The command ran and its status stands; the record of it failed.
@@ -322,6 +334,7 @@ fn build_report(
             notes: monitor.notes.clone(),
             dropped: monitor.dropped,
         },
+        changes: None,
     }
 }
 
@@ -822,6 +835,7 @@ pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
             audit_log: None,
             trace: args.trace,
             capture: true,
+            changes: true,
             allow_unsafe_workspace: args.allow_unsafe_workspace,
         },
         inherited,
@@ -848,5 +862,22 @@ fn remap_paths(v: &mut serde_json::Value, f: &dyn Fn(&str) -> String) {
     }
     if let Some(serde_json::Value::String(s)) = v.pointer_mut("/audit/log") {
         *s = f(s);
+    }
+}
+
+/// `cordon report ...`.
+pub fn report(cmd: ReportCommand) -> Result<u8> {
+    match cmd {
+        ReportCommand::Diff { report } => {
+            let rep = Report::read(&report)?;
+            match &rep.changes {
+                Some(c) => print!("{}", c.render()),
+                None => println!(
+                    "no change record in {} (written without it: --no-changes, --no-capture, no seccomp user notification, or an older cordon)",
+                    crate::changes::escape(&report.display().to_string())
+                ),
+            }
+            Ok(0)
+        }
     }
 }

@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 
 pub mod caps;
+pub mod changes;
 pub mod cli;
 pub mod commands;
 pub mod env;

@@ -34,6 +34,10 @@ pub struct Report {
     /// How denials were captured in this run, and what was not observed.
     #[serde(default)]
     pub capture: Capture,
+    /// The files the run created, modified, deleted or renamed in its writable
+    /// roots; absent when not recorded (older reports, --no-changes, no capture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::changes::Changes>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

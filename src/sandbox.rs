@@ -46,6 +46,8 @@ pub struct Options {
     pub capture: bool,
     /// Also observe path and connect calls (--trace).
     pub trace: bool,
+    /// Send write-intent calls to the change record (on unless --no-changes).
+    pub changes: bool,
 }
 
 /// Signals the launcher forwards to the sandbox.
@@ -124,7 +126,12 @@ impl Prepared {
             if opts.trace {
                 observe.extend_from_slice(crate::seccomp::OBSERVE_TRACE);
             }
-            Some(policy.syscalls.compile_notify(&observe)?)
+            let changes = if opts.changes {
+                crate::seccomp::OBSERVE_CHANGES
+            } else {
+                &[]
+            };
+            Some(policy.syscalls.compile_notify_with(&observe, changes)?)
         } else {
             None
         };

@@ -252,6 +252,66 @@ pub const OBSERVE_TRACE: &[&str] = &[
     "bind",
 ];
 
+const W: u32 = libc::O_WRONLY as u32;
+const RW: u32 = libc::O_RDWR as u32;
+const CREAT: u32 = libc::O_CREAT as u32;
+const TRUNC: u32 = libc::O_TRUNC as u32;
+
+/// The change record (see `changes`): calls that may create, modify, delete or
+/// rename a file, observed before they run; each entry is refused-or-observed
+/// when all its checks hold, and a number's entries are alternatives. Opens
+/// are sent only with a write-intent flag (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC;
+/// O_TMPFILE needs a write mode too), so reads stay in the kernel; openat2's
+/// flags live in memory the filter cannot see, so it is always sent.
+pub const OBSERVE_CHANGES: &[(&str, &[Check])] = &[
+    ("open", &[Check::HasFlag(1, W)]),
+    ("open", &[Check::HasFlag(1, RW)]),
+    ("open", &[Check::HasFlag(1, CREAT)]),
+    ("open", &[Check::HasFlag(1, TRUNC)]),
+    ("openat", &[Check::HasFlag(2, W)]),
+    ("openat", &[Check::HasFlag(2, RW)]),
+    ("openat", &[Check::HasFlag(2, CREAT)]),
+    ("openat", &[Check::HasFlag(2, TRUNC)]),
+    ("openat2", &[]),
+    ("creat", &[]),
+    ("mkdir", &[]),
+    ("mkdirat", &[]),
+    ("mknod", &[]),
+    ("mknodat", &[]),
+    ("unlink", &[]),
+    ("unlinkat", &[]),
+    ("rmdir", &[]),
+    ("rename", &[]),
+    ("renameat", &[]),
+    ("renameat2", &[]),
+    ("link", &[]),
+    ("linkat", &[]),
+    ("symlink", &[]),
+    ("symlinkat", &[]),
+    ("truncate", &[]),
+    ("ftruncate", &[]),
+    ("chmod", &[]),
+    ("fchmod", &[]),
+    ("fchmodat", &[]),
+    ("fchmodat2", &[]),
+    ("chown", &[]),
+    ("fchown", &[]),
+    ("lchown", &[]),
+    ("fchownat", &[]),
+    ("utime", &[]),
+    ("utimes", &[]),
+    ("utimensat", &[]),
+    ("futimesat", &[]),
+];
+
+/// Whether `name` with `args` is one the change record observes (the user-space
+/// mirror of [`OBSERVE_CHANGES`] in the filter; with --trace every open arrives).
+pub fn observes_change(name: &str, args: &[u64; 6]) -> bool {
+    OBSERVE_CHANGES
+        .iter()
+        .any(|(n, checks)| *n == name && checks.iter().all(|c| c.holds(args)))
+}
+
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541C;
 const TIOCSETD: u32 = 0x5423;
@@ -391,13 +451,43 @@ impl SyscallPolicy {
     /// prologue's own answers. The supervisor answers with
     /// [`SyscallPolicy::decide`]'s errno, or lets an observed call run.
     pub fn compile_notify(&self, observe: &[&str]) -> Result<Vec<BpfProgram>> {
+        self.compile_notify_with(observe, &[])
+    }
+
+    /// [`SyscallPolicy::compile_notify`], also observing the calls of `observe_if`
+    /// whose checks hold (see [`OBSERVE_CHANGES`]). A number with checks is no
+    /// longer answered by the kernel's action cache: its every call runs the BPF.
+    pub fn compile_notify_with(
+        &self,
+        observe: &[&str],
+        observe_if: &[(&str, &[Check])],
+    ) -> Result<Vec<BpfProgram>> {
         let quiet = self.quiet();
         let observed: Vec<i64> = observe.iter().filter_map(|n| syscalls::number(n)).collect();
+        // The observations are rules like the refusals, with the same action (the
+        // supervisor tells them apart): rule_map ORs a number's rules and lets an
+        // unconditional one, or an `observe` entry, swallow the conditional ones.
+        let extra: Vec<SyscallRule> = observe_if
+            .iter()
+            .filter_map(|&(name, checks)| {
+                Some(SyscallRule {
+                    name: syscalls::canonical_name(name)?,
+                    nr: syscalls::number(name)?,
+                    checks: checks.to_vec(),
+                    errno: Errno::Eperm,
+                    reason: "observed",
+                    origin: None,
+                })
+            })
+            .collect();
         let mut parts = Parts::default();
         // seccompiler has no USER_NOTIF action: compile with a TRACE action carrying a
         // tag no other return uses, and `add` rewrites exactly those returns.
         parts.add(
-            self.rules.iter().filter(|r| !quiet.contains(&r.nr)),
+            self.rules
+                .iter()
+                .filter(|r| !quiet.contains(&r.nr))
+                .chain(extra.iter()),
             &observed,
             libc::SECCOMP_RET_USER_NOTIF,
             SeccompAction::Trace(NOTIFY_TAG),
@@ -1151,6 +1241,94 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The change record's filter sends exactly the calls [`observes_change`]
+    /// names (opens only with a write-intent flag, whatever the high bits), and
+    /// still refuses what it refused.
+    #[test]
+    fn change_filter_agrees_with_its_mirror() {
+        let flags: Vec<u64> = [
+            libc::O_RDONLY,
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            libc::O_WRONLY,
+            libc::O_RDWR,
+            libc::O_RDONLY | libc::O_CREAT,
+            libc::O_RDONLY | libc::O_TRUNC,
+            libc::O_WRONLY | libc::O_APPEND,
+            libc::O_TMPFILE | libc::O_RDWR,
+            libc::O_PATH,
+        ]
+        .into_iter()
+        .flat_map(|f| [f as u64, f as u64 | 0xdead_0000_0000_0000])
+        .collect();
+        let mut cases = Vec::new();
+        for &f in &flags {
+            cases.push([libc::AT_FDCWD as u64, 0x1000, f, 0, 0, 0]);
+            cases.push([0x1000, f, 0o644, 0, 0, 0]);
+        }
+        cases.extend(arg_cases().into_iter().step_by(7));
+        let observed: Vec<i64> = OBSERVE_EXEC
+            .iter()
+            .filter_map(|n| syscalls::number(n))
+            .collect();
+        for p in policies() {
+            let progs = p
+                .compile_notify_with(OBSERVE_EXEC, OBSERVE_CHANGES)
+                .unwrap();
+            let quiet = p.quiet();
+            for nr in 0..=470u32 {
+                let name = syscalls::name(nr as i64).unwrap_or("");
+                for args in &cases {
+                    let want = if quiet.contains(&(nr as i64)) {
+                        ERRNO | libc::ENOSYS as u32
+                    } else if observed.contains(&(nr as i64))
+                        || p.decide(nr as i64, args).is_some()
+                        || observes_change(name, args)
+                    {
+                        libc::SECCOMP_RET_USER_NOTIF
+                    } else {
+                        libc::SECCOMP_RET_ALLOW
+                    };
+                    assert_eq!(run_all(&progs, nr, args), want, "{name} args {args:x?}");
+                }
+            }
+        }
+        let nr = |n| syscalls::number(n).unwrap() as u32;
+        let prog = p_default()
+            .compile_notify_with(OBSERVE_EXEC, OBSERVE_CHANGES)
+            .unwrap();
+        let at = libc::AT_FDCWD as u64;
+        let ro = [
+            at,
+            0x1000,
+            libc::O_RDONLY as u64 | libc::O_CLOEXEC as u64,
+            0,
+            0,
+            0,
+        ];
+        let wr = [
+            at,
+            0x1000,
+            libc::O_WRONLY as u64 | libc::O_CREAT as u64,
+            0,
+            0,
+            0,
+        ];
+        assert_eq!(run_all(&prog, nr("openat"), &ro), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run_all(&prog, nr("openat"), &wr),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(
+            run_all(&prog, nr("openat2"), &ro),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(run_all(&prog, nr("read"), &ro), libc::SECCOMP_RET_ALLOW);
+    }
+
+    fn p_default() -> SyscallPolicy {
+        SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap()
     }
 
     #[test]
