@@ -480,6 +480,9 @@ impl Recorder {
 /// filter sends it write-intent calls (`on`).
 pub fn attach(monitor: &mut crate::monitor::Monitor, policy: &crate::policy::Policy, on: bool) {
     if !on {
+        monitor
+            .notes
+            .push("file changes not recorded (--no-changes or --no-capture)".into());
         return;
     }
     let roots = policy

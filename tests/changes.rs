@@ -325,6 +325,13 @@ fn no_changes_leaves_the_record_out() {
             let _rm = Remove(report.clone());
             assert_code(&out, 0, &ctx);
             assert!(r.get("changes").is_none(), "{ctx}: {r:#}");
+            assert!(
+                r["capture"]["notes"]
+                    .to_string()
+                    .contains("file changes not recorded"),
+                "{ctx}: {:#}",
+                r["capture"]
+            );
             assert!(!text(&out.stderr).contains("changed"), "{ctx}");
             // An older report (no `changes`) still loads.
             assert!(
