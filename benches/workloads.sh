@@ -7,7 +7,8 @@
 #   git        `git status` in a committed tree of 10,000 files
 #   pywalk     /usr/bin/python3: os.walk + os.stat over the same tree
 #   create     2,000 distinct files created and written in $TMPDIR (C; wall ns per file):
-#              what cordon's change record costs per write-intent open (not in the default set)
+#              what cordon's change record (runs with --report) costs per write-intent
+#              open (not in the default set)
 #   threads    2,000 x pthread_create + join (C; wall ns per thread): what the
 #              sandbox's answer to clone3 costs (glibc tries clone3 first)
 #
@@ -50,7 +51,7 @@ NOCAP=0
 ((NOCAP)) && VARIANTS+=(cordon-ns-nocap cordon-nsoff-nocap)
 NOCHG=0
 "$CORDON_BIN" run --help 2>/dev/null | grep -q -- --no-changes && NOCHG=1
-((NOCHG)) && VARIANTS+=(cordon-ns-nochg cordon-nsoff-nochg)
+((NOCHG)) && VARIANTS+=(cordon-ns-rep cordon-nsoff-rep cordon-ns-rep-nochg cordon-nsoff-rep-nochg)
 variants() {
     local p=$1
     shift
@@ -62,8 +63,10 @@ variants() {
             ::: "$p-cordon-nsoff-nocap" "$CORDON_BIN" run -q --no-capture -p "$NSOFF" -- "$@"
     fi
     if ((NOCHG)); then
-        printf '%s\0' ::: "$p-cordon-ns-nochg" "$CORDON_BIN" run -q --no-changes -p workspace-write -- "$@" \
-            ::: "$p-cordon-nsoff-nochg" "$CORDON_BIN" run -q --no-changes -p "$NSOFF" -- "$@"
+        printf '%s\0' ::: "$p-cordon-ns-rep" "$CORDON_BIN" run -q --report "$OUT/$p.json" -p workspace-write -- "$@" \
+            ::: "$p-cordon-nsoff-rep" "$CORDON_BIN" run -q --report "$OUT/$p.json" -p "$NSOFF" -- "$@" \
+            ::: "$p-cordon-ns-rep-nochg" "$CORDON_BIN" run -q --report "$OUT/$p.json" --no-changes -p workspace-write -- "$@" \
+            ::: "$p-cordon-nsoff-rep-nochg" "$CORDON_BIN" run -q --report "$OUT/$p.json" --no-changes -p "$NSOFF" -- "$@"
     fi
 }
 args_of() { mapfile -d '' -t "$1" < <(variants "${@:2}"); }
@@ -74,7 +77,7 @@ machine_info
 echo "- tree: $TREE ($(find "$TREE" -type f -not -path '*/.git/*' | wc -l) files, committed and packed); workspace = the tree"
 echo "- llref = benches/c/llref.c: Landlock (all fs rights handled, one rule: everything beneath /) + a 1-rule seccomp filter, then exec;"
 echo "  llref-ns = the same inside new user+mount+PID+IPC namespaces (unshare, fork; no mount changes)"
-((NOCHG)) && echo "- cordon-*-nochg = \`cordon run --no-changes\` (no change record: write-intent opens stay in the kernel)"
+((NOCHG)) && echo "- cordon-*-rep = \`cordon run --report FILE\` (the change record is on: write-intent calls go to the launcher); cordon-*-rep-nochg = the same with --no-changes"
 ((NOCAP)) && echo "- cordon-*-nocap = \`cordon run --no-capture\` (no seccomp-notify supervisor: refused calls get their errno from BPF)"
 echo
 
@@ -102,7 +105,7 @@ loop_session() {
     echo "Verdict (cordon <= its reference + 0.05: the run-to-run spread of these ratios here): ns off ${off}x vs llref ${ref}x: $(verdict "$off" "$(awk -v r="$ref" 'BEGIN{print r+0.05}')");" \
         "ns on ${ns}x vs llref -n ${refns}x: $(verdict "$ns" "$(awk -v r="$refns" 'BEGIN{print r+0.05}')") (vs plain llref: $(verdict "$ns" "$(awk -v r="$ref" 'BEGIN{print r+0.05}')"))."
     if ((NOCHG)); then
-        echo "With --no-changes: ns on $(ratio "$name-cordon-ns-nochg" "$name-bare" inner)x, ns off $(ratio "$name-cordon-nsoff-nochg" "$name-bare" inner)x."
+        echo "With --report (change record on): ns on $(ratio "$name-cordon-ns-rep" "$name-bare" inner)x, ns off $(ratio "$name-cordon-nsoff-rep" "$name-bare" inner)x; with --report --no-changes: ns on $(ratio "$name-cordon-ns-rep-nochg" "$name-bare" inner)x, ns off $(ratio "$name-cordon-nsoff-rep-nochg" "$name-bare" inner)x."
     fi
     if ((NOCAP)); then
         echo "With --no-capture: ns on $(ratio "$name-cordon-ns-nocap" "$name-bare" inner)x, ns off $(ratio "$name-cordon-nsoff-nocap" "$name-bare" inner)x."
@@ -143,7 +146,7 @@ tree_session() {
     echo "Target: within 5% of bare (<= 1.05x). Launcher startup included: ns on ${ns}x $(verdict "$ns" 1.05), ns off ${off}x $(verdict "$off" 1.05)."
     echo "Net of the launchers' startup (each launcher's /bin/true time minus bare's, same session): ns on ${nns}x $(verdict "$nns" 1.05), ns off ${noff}x $(verdict "$noff" 1.05)."
     if ((NOCHG)); then
-        echo "With --no-changes: ns on $(ratio "$name-cordon-ns-nochg" "$name-bare")x (net $(net_of "$name" cordon-ns-nochg)x), ns off $(ratio "$name-cordon-nsoff-nochg" "$name-bare")x (net $(net_of "$name" cordon-nsoff-nochg)x)."
+        echo "With --report (change record on): ns on $(ratio "$name-cordon-ns-rep" "$name-bare")x (net $(net_of "$name" cordon-ns-rep)x), ns off $(ratio "$name-cordon-nsoff-rep" "$name-bare")x (net $(net_of "$name" cordon-nsoff-rep)x); with --report --no-changes: ns on $(ratio "$name-cordon-ns-rep-nochg" "$name-bare")x (net $(net_of "$name" cordon-ns-rep-nochg)x), ns off $(ratio "$name-cordon-nsoff-rep-nochg" "$name-bare")x (net $(net_of "$name" cordon-nsoff-rep-nochg)x)."
     fi
     if ((NOCAP)); then
         echo "With --no-capture: ns on $(ratio "$name-cordon-ns-nocap" "$name-bare")x (net $(net_of "$name" cordon-ns-nocap)x), ns off $(ratio "$name-cordon-nsoff-nocap" "$name-bare")x (net $(net_of "$name" cordon-nsoff-nocap)x)."

@@ -171,7 +171,7 @@ impl Changes {
         .collect();
         let where_ = match report {
             Some(p) => format!("see cordon report diff {}", p.display()),
-            None => "list them with --report FILE".into(),
+            None => "not listed: no report".into(),
         };
         format!(
             "cordon: {n}{} file{} changed in the writable roots: {} ({where_})\n",

@@ -162,8 +162,9 @@ pub struct RunArgs {
     /// Do not capture refused syscalls and executed commands (plain errno filters).
     #[arg(long)]
     pub no_capture: bool,
-    /// Do not record which files the run created, modified, deleted or renamed
-    /// (the record sends every write-intent call to the launcher; see README).
+    /// Do not record in the report which files the run created, modified, deleted
+    /// or renamed (recorded with --report: every write-intent call then goes to
+    /// the launcher; see README).
     #[arg(long)]
     pub no_changes: bool,
     /// Run even when the workspace is `/`, a system directory, or the home

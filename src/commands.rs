@@ -53,7 +53,8 @@ pub struct Launch {
     pub trace: bool,
     /// Capture refused syscalls and executed commands (on unless --no-capture).
     pub capture: bool,
-    /// Record the files the run changed (on unless --no-changes; needs capture).
+    /// Record the files the run changed in the report (on unless --no-changes;
+    /// needs capture and a report).
     pub changes: bool,
     /// Run in `/`, a system directory or the home directory itself.
     pub allow_unsafe_workspace: bool,
@@ -134,7 +135,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         best_effort: l.best_effort,
         capture: l.capture || l.trace,
         trace: l.trace,
-        changes: (l.capture || l.trace) && l.changes,
+        // Recorded only for a report: nothing else shows it, and a run without one
+        // keeps its stderr and its opens exactly as before.
+        changes: (l.capture || l.trace) && l.changes && l.report.is_some(),
     };
     // Blocked before the fork so that no signal is lost; the payload unblocks them.
     let signals = Signals::block()?;

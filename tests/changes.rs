@@ -315,8 +315,8 @@ fn cc_and_git_commit_still_work_and_are_listed() {
 }
 
 #[test]
-fn no_changes_leaves_the_record_out() {
-    for user in users("no_changes_leaves_the_record_out") {
+fn no_changes_or_no_report_leaves_the_record_out() {
+    for user in users("no_changes_or_no_report_leaves_the_record_out") {
         for ns in Ns::ALL {
             let ctx = format!("as {user}, {ns}");
             let d = tempdir(user);
@@ -333,6 +333,19 @@ fn no_changes_leaves_the_record_out() {
                 r["capture"]
             );
             assert!(!text(&out.stderr).contains("changed"), "{ctx}");
+            // Without a report nothing records or prints it: stderr stays as it was.
+            let tmp = tempdir(user);
+            let plain = cordon(user)
+                .args(["run", "-p", &ns_profile("workspace-write", ns), "-w"])
+                .arg(&ws)
+                .current_dir(&ws)
+                .env("TMPDIR", tmp.path())
+                .args(["--", "/bin/sh", "-c", "echo y > other"])
+                .output()
+                .unwrap();
+            assert_code(&plain, 0, &ctx);
+            assert_eq!(text(&plain.stderr), "", "{ctx}");
+            assert!(ws.join("other").exists(), "{ctx}");
             // An older report (no `changes`) still loads.
             assert!(
                 report_diff(user, &report).starts_with("no change record in "),
