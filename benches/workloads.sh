@@ -6,6 +6,9 @@
 #   openclose  200,000 open+close of one file (C; CPU ns per pair measured inside)
 #   git        `git status` in a committed tree of 10,000 files
 #   pywalk     /usr/bin/python3: os.walk + os.stat over the same tree
+#   create     2,000 distinct files created and written in $TMPDIR (C; wall ns per file):
+#              what cordon's change record (runs with --report) costs per write-intent
+#              open (not in the default set)
 #   threads    2,000 x pthread_create + join (C; wall ns per thread): what the
 #              sandbox's answer to clone3 costs (glibc tries clone3 first)
 #
@@ -23,7 +26,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOOP_RUNS=${LOOP_RUNS:-15}
 TREE_RUNS=${TREE_RUNS:-41}
 ensure_tools
-build_helpers
+build_helpers create_loop
 setup_cordon
 setup_tree
 cd "$TREE"
@@ -46,6 +49,9 @@ VARIANTS=(bare llref llref-ns cordon-ns cordon-nsoff)
 NOCAP=0
 "$CORDON_BIN" run --help 2>/dev/null | grep -q -- --no-capture && NOCAP=1
 ((NOCAP)) && VARIANTS+=(cordon-ns-nocap cordon-nsoff-nocap)
+NOCHG=0
+"$CORDON_BIN" run --help 2>/dev/null | grep -q -- --no-changes && NOCHG=1
+((NOCHG)) && VARIANTS+=(cordon-ns-rep cordon-nsoff-rep cordon-ns-rep-nochg cordon-nsoff-rep-nochg)
 variants() {
     local p=$1
     shift
@@ -56,6 +62,12 @@ variants() {
         printf '%s\0' ::: "$p-cordon-ns-nocap" "$CORDON_BIN" run -q --no-capture -p workspace-write -- "$@" \
             ::: "$p-cordon-nsoff-nocap" "$CORDON_BIN" run -q --no-capture -p "$NSOFF" -- "$@"
     fi
+    if ((NOCHG)); then
+        printf '%s\0' ::: "$p-cordon-ns-rep" "$CORDON_BIN" run -q --report "$OUT/$p.json" -p workspace-write -- "$@" \
+            ::: "$p-cordon-nsoff-rep" "$CORDON_BIN" run -q --report "$OUT/$p.json" -p "$NSOFF" -- "$@" \
+            ::: "$p-cordon-ns-rep-nochg" "$CORDON_BIN" run -q --report "$OUT/$p.json" --no-changes -p workspace-write -- "$@" \
+            ::: "$p-cordon-nsoff-rep-nochg" "$CORDON_BIN" run -q --report "$OUT/$p.json" --no-changes -p "$NSOFF" -- "$@"
+    fi
 }
 args_of() { mapfile -d '' -t "$1" < <(variants "${@:2}"); }
 
@@ -65,6 +77,7 @@ machine_info
 echo "- tree: $TREE ($(find "$TREE" -type f -not -path '*/.git/*' | wc -l) files, committed and packed); workspace = the tree"
 echo "- llref = benches/c/llref.c: Landlock (all fs rights handled, one rule: everything beneath /) + a 1-rule seccomp filter, then exec;"
 echo "  llref-ns = the same inside new user+mount+PID+IPC namespaces (unshare, fork; no mount changes)"
+((NOCHG)) && echo "- cordon-*-rep = \`cordon run --report FILE\` (the change record is on: write-intent calls go to the launcher); cordon-*-rep-nochg = the same with --no-changes"
 ((NOCAP)) && echo "- cordon-*-nocap = \`cordon run --no-capture\` (no seccomp-notify supervisor: refused calls get their errno from BPF)"
 echo
 
@@ -91,6 +104,9 @@ loop_session() {
     echo "Target: cordon no worse than the mechanisms' own cost: llref ${ref}x, llref in namespaces ${refns}x here ($target_note)."
     echo "Verdict (cordon <= its reference + 0.05: the run-to-run spread of these ratios here): ns off ${off}x vs llref ${ref}x: $(verdict "$off" "$(awk -v r="$ref" 'BEGIN{print r+0.05}')");" \
         "ns on ${ns}x vs llref -n ${refns}x: $(verdict "$ns" "$(awk -v r="$refns" 'BEGIN{print r+0.05}')") (vs plain llref: $(verdict "$ns" "$(awk -v r="$ref" 'BEGIN{print r+0.05}')"))."
+    if ((NOCHG)); then
+        echo "With --report (change record on): ns on $(ratio "$name-cordon-ns-rep" "$name-bare" inner)x, ns off $(ratio "$name-cordon-nsoff-rep" "$name-bare" inner)x; with --report --no-changes: ns on $(ratio "$name-cordon-ns-rep-nochg" "$name-bare" inner)x, ns off $(ratio "$name-cordon-nsoff-rep-nochg" "$name-bare" inner)x."
+    fi
     if ((NOCAP)); then
         echo "With --no-capture: ns on $(ratio "$name-cordon-ns-nocap" "$name-bare" inner)x, ns off $(ratio "$name-cordon-nsoff-nocap" "$name-bare" inner)x."
     fi
@@ -129,6 +145,9 @@ tree_session() {
     noff=$(net_of "$name" cordon-nsoff)
     echo "Target: within 5% of bare (<= 1.05x). Launcher startup included: ns on ${ns}x $(verdict "$ns" 1.05), ns off ${off}x $(verdict "$off" 1.05)."
     echo "Net of the launchers' startup (each launcher's /bin/true time minus bare's, same session): ns on ${nns}x $(verdict "$nns" 1.05), ns off ${noff}x $(verdict "$noff" 1.05)."
+    if ((NOCHG)); then
+        echo "With --report (change record on): ns on $(ratio "$name-cordon-ns-rep" "$name-bare")x (net $(net_of "$name" cordon-ns-rep)x), ns off $(ratio "$name-cordon-nsoff-rep" "$name-bare")x (net $(net_of "$name" cordon-nsoff-rep)x); with --report --no-changes: ns on $(ratio "$name-cordon-ns-rep-nochg" "$name-bare")x (net $(net_of "$name" cordon-ns-rep-nochg)x), ns off $(ratio "$name-cordon-nsoff-rep-nochg" "$name-bare")x (net $(net_of "$name" cordon-nsoff-rep-nochg)x)."
+    fi
     if ((NOCAP)); then
         echo "With --no-capture: ns on $(ratio "$name-cordon-ns-nocap" "$name-bare")x (net $(net_of "$name" cordon-ns-nocap)x), ns off $(ratio "$name-cordon-nsoff-nocap" "$name-bare")x (net $(net_of "$name" cordon-nsoff-nocap)x)."
     fi
@@ -140,9 +159,10 @@ for w in "${WANT[@]}"; do
     getppid) loop_session getppid "getppid x 2,000,000" "CPU ns per call" "reference figure on this machine: 1.22x" "$BIN/getppid_loop" 2000000 ;;
     openclose) loop_session openclose "open+close x 200,000 of ${OPEN_FILE#"$TREE"/}" "CPU ns per open+close" "reference figure on this machine: 1.42x" "$BIN/openclose_loop" "$OPEN_FILE" 200000 ;;
     git) tree_session git '`git status` on 10,000 files' "$GIT" status ;;
+    create) loop_session create "create + write + close x 2,000 distinct files in \$TMPDIR" "wall ns per file" "no reference figure given" "$BIN/create_loop" 2000 ;;
     threads) loop_session threads "pthread_create + join x 2,000" "wall ns per thread" "no reference figure given" "$BIN/threads_loop" 2000 ;;
     pywalk) tree_session pywalk 'Python `os.walk` + `os.stat` over 10,000 files' "$PY" -c "$WALK" "$TREE" ;;
-    *) say "unknown workload $w (getppid, openclose, git, pywalk, threads)"; exit 2 ;;
+    *) say "unknown workload $w (getppid, openclose, git, pywalk, threads, create)"; exit 2 ;;
     esac
 done
 echo "- load average at end: $(cut -d' ' -f1-3 /proc/loadavg); raw runs in $OUT/<workload>.tsv"

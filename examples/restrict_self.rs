@@ -29,6 +29,7 @@ fn main() {
         audit_log: None,
         trace: false,
         capture: true,
+        changes: true,
         allow_unsafe_workspace: false,
         sign_report: true,
     };

@@ -39,6 +39,20 @@ pub enum Command {
     /// not read, and a report this user's cordon did not sign, or one whose
     /// policy is wider than the local profile, asks on the terminal first.
     Replay(ReplayArgs),
+    /// Read run reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The files the run created, modified, deleted or renamed in its writable
+    /// roots (recorded by the launcher, whatever git says).
+    Diff {
+        /// The run report (JSON) written by `cordon run --report`.
+        #[arg(value_name = "REPORT")]
+        report: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +177,11 @@ pub struct RunArgs {
     /// Do not capture refused syscalls and executed commands (plain errno filters).
     #[arg(long)]
     pub no_capture: bool,
+    /// Do not record in the report which files the run created, modified, deleted
+    /// or renamed (recorded with --report: every write-intent call then goes to
+    /// the launcher; see README).
+    #[arg(long)]
+    pub no_changes: bool,
     /// Run even when the workspace is `/`, a system directory, or the home
     /// directory itself (refused otherwise: the workspace is writable and executable).
     #[arg(long)]

@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use crate::cli::{NetFlag, ProfileArgs, ProfileCommand, RunArgs};
+use crate::cli::{NetFlag, ProfileArgs, ProfileCommand, ReportCommand, RunArgs};
 use crate::error::{Error, Result};
 use crate::monitor::{CaptureOptions, Monitor};
 use crate::outfile::{Own, OwnFile};
@@ -54,6 +54,9 @@ pub struct Launch {
     pub trace: bool,
     /// Capture refused syscalls and executed commands (on unless --no-capture).
     pub capture: bool,
+    /// Record the files the run changed in the report (on unless --no-changes;
+    /// needs capture and a report).
+    pub changes: bool,
     /// Run in `/`, a system directory or the home directory itself.
     pub allow_unsafe_workspace: bool,
     /// Sign the report with this user's key (not for the replay of a foreign
@@ -77,6 +80,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
         audit_log,
         trace,
         no_capture,
+        no_changes,
         allow_unsafe_workspace,
         command,
     } = args;
@@ -103,6 +107,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
             audit_log,
             trace,
             capture: !no_capture,
+            changes: !no_capture && !no_changes,
             allow_unsafe_workspace,
             sign_report: true,
         },
@@ -165,6 +170,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         best_effort: l.best_effort,
         capture: l.capture || l.trace,
         trace: l.trace,
+        // Recorded only for a report: nothing else shows it, and a run without one
+        // keeps its stderr and its opens exactly as before.
+        changes: (l.capture || l.trace) && l.changes && l.report.is_some(),
     };
     // Blocked before the fork so that no signal is lost; the payload unblocks them.
     let signals = Signals::block()?;
@@ -177,6 +185,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         trace: opts.trace,
     };
     let (mut monitor, end) = Monitor::new(capture, &host, started);
+    crate::changes::attach(&mut monitor, &policy, opts.changes);
     let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
     prep.attach_capture(end);
     let mut retried = false;
@@ -225,6 +234,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 let tmp = crate::scratch::RunTmp::create(&l.ctx.tmpdir)?;
                 let policy = policy_again(&l, &tmp, &prep.policy)?;
                 run_tmp = Some(tmp);
+                crate::changes::attach(&mut monitor, &policy, opts.changes);
                 prep = Prepared::new(policy, &host, &l.command, opts, inherited, Some(&why))?;
                 prep.attach_capture(end);
             }
@@ -263,12 +273,14 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         monitor.denials.splice(0..0, found);
         monitor.notes.extend(note);
     }
+    let changes = crate::changes::finish(&mut monitor);
 
     let mut failed = Vec::new();
     // The full report only when something keeps it: building it (the resolved
     // profile as JSON, its hash) is a measurable share of a short run.
     if l.report.is_some() || audit_log.is_some() {
         let mut rep = build_report(&l, &prep, &host, &monitor, &outcome, started_at);
+        rep.changes = changes.clone();
         if l.report.is_some() {
             let key = match l.sign_report.then(crate::trust::ensure_key) {
                 None => None,
@@ -317,6 +329,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             monitor.dropped,
             l.report.as_deref(),
         ));
+        if let Some(c) = &changes {
+            crate::term::eprint(&c.summary(l.report.as_deref()));
+        }
     }
     // The launcher exits as soon as this returns, and none of these has a Drop
     // with an effect beyond memory and descriptors, which the exit releases at
@@ -489,6 +504,7 @@ fn build_report(
             truncated: monitor.truncated(),
         },
         integrity: None,
+        changes: None,
     }
 }
 
@@ -1065,4 +1081,21 @@ fn builtin_plan(name: &str, host: &Host, no_ns: Option<&str>) -> Result<Plan> {
     let (p, ctx) = load(name, &Overrides::default(), None)?;
     let policy = Policy::new(&p, &ctx, Missing::Skip)?;
     Ok(Plan::new(&policy, host, no_ns, &DiskLister))
+}
+
+/// `cordon report ...`.
+pub fn report(cmd: ReportCommand) -> Result<u8> {
+    match cmd {
+        ReportCommand::Diff { report } => {
+            let rep = Report::read(&report)?;
+            match &rep.changes {
+                Some(c) => print!("{}", c.render()),
+                None => println!(
+                    "no change record in {} (written without it: --no-changes, --no-capture, no seccomp user notification, or an older cordon)",
+                    crate::changes::escape(&report.display().to_string())
+                ),
+            }
+            Ok(0)
+        }
+    }
 }

@@ -19,6 +19,7 @@
 
 pub mod bounded;
 pub mod caps;
+pub mod changes;
 pub mod cli;
 pub mod commands;
 pub mod env;

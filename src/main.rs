@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Doctor => cordon::commands::doctor(),
         Command::Explain(args) => cordon::explain::command(args),
         Command::Replay(args) => cordon::replay::command(args, &inherited),
+        Command::Report(cmd) => cordon::commands::report(cmd),
     };
     match result {
         Ok(code) => ExitCode::from(code),

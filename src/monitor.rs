@@ -88,6 +88,8 @@ pub struct Monitor {
     mediator: Option<crate::unix_mediate::Mediator>,
     /// When the run started, on the clock new inodes are stamped with.
     started_coarse: (i64, u32),
+    /// The change record, when the filter sends write-intent calls (see `changes`).
+    pub changes: Option<crate::changes::Recorder>,
 }
 
 /// The payload's end of the listener channel.
@@ -126,6 +128,7 @@ impl Monitor {
             audit_unconfirmed: false,
             mediator: None,
             started_coarse: sys::realtime_coarse(),
+            changes: None,
         };
         let mut child = None;
         // The listener also serves connect and send mediation, which --no-capture
@@ -452,9 +455,19 @@ impl Monitor {
             self.memfd(n.id, pid, &args, mem.as_ref());
             return;
         }
+        // The change record takes the "before" state while the caller waits.
+        if let (Some(rec), Some(m)) = (self.changes.as_mut(), mem.as_ref()) {
+            if crate::seccomp::observes_change(name, &args) {
+                for path in change_paths(name, &args, m, pid) {
+                    rec.before(path, || exe(pid));
+                }
+            }
+        }
         // Observed: read and decide while the caller waits (it may exit the moment
         // it runs on, taking /proc/PID with it), then let it run.
-        let observed = mem.as_ref().map(|m| observe(name, &args, m, pid));
+        let observed = (self.opts.trace || name.starts_with("execve"))
+            .then(|| mem.as_ref().map(|m| observe(name, &args, m, pid)))
+            .flatten();
         let at_ms = self.at_ms();
         let predicted = match (&observed, self.opts.trace) {
             (Some(Observed { query: Some(q), .. }), true) => {
@@ -914,6 +927,31 @@ fn observe(name: &str, a: &[u64; 6], mem: &Mem, pid: u32) -> Observed {
         }
     }
     o
+}
+
+/// The absolute paths a write-intent call names (see `changes::targets`).
+fn change_paths(name: &str, a: &[u64; 6], mem: &Mem, pid: u32) -> Vec<PathBuf> {
+    use crate::changes::Target;
+    let fd_path = |fd: i32| {
+        let link = if fd == libc::AT_FDCWD {
+            format!("/proc/{pid}/cwd")
+        } else {
+            format!("/proc/{pid}/fd/{fd}")
+        };
+        std::fs::read_link(link).ok()
+    };
+    crate::changes::targets(name, a)
+        .into_iter()
+        .filter_map(|t| match t {
+            Target::Fd(fd) => fd_path(fd),
+            Target::At(dirfd, 0) => fd_path(dirfd),
+            Target::At(dirfd, ptr) => match mem.cstr(ptr)? {
+                s if s.is_empty() => fd_path(dirfd),
+                s => resolve(pid, dirfd, &s),
+            },
+        })
+        .filter(|p| p.is_absolute())
+        .collect()
 }
 
 /// At most 256 arguments and about [`bounded::MAX_ARGV_ENTRY`] bytes of them:

@@ -354,6 +354,7 @@ fn replay(args: ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
             capture: true,
             allow_unsafe_workspace: args.allow_unsafe_workspace,
             sign_report: verdict == Verdict::Signed,
+            changes: true,
         },
         inherited,
     )

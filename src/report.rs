@@ -40,6 +40,10 @@ pub struct Report {
     /// (absent in reports of older cordons; `replay` then treats them as foreign).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub integrity: Option<crate::trust::Integrity>,
+    /// The files the run created, modified, deleted or renamed in its writable
+    /// roots; absent when not recorded (older reports, --no-changes, no capture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::changes::Changes>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -47,6 +47,8 @@ pub struct Options {
     pub capture: bool,
     /// Also observe path and connect calls (--trace).
     pub trace: bool,
+    /// Send write-intent calls to the change record (on unless --no-changes).
+    pub changes: bool,
 }
 
 /// Signals the launcher forwards to the sandbox.
@@ -124,7 +126,8 @@ impl Prepared {
         };
         // A supervisor always, where the kernel has user notification: it performs
         // connect and send (unix_mediate) and memfd_create; capture adds the
-        // refusals and execve, --trace the path calls.
+        // refusals and execve, --trace the path calls, the change record the
+        // write-intent calls.
         let bpf_notify = if host.seccomp && host.user_notif {
             let mediated = crate::seccomp::mediated();
             Some(if opts.capture {
@@ -132,13 +135,21 @@ impl Prepared {
                 if opts.trace {
                     observe.extend_from_slice(crate::seccomp::OBSERVE_TRACE);
                 }
-                policy
-                    .syscalls
-                    .compile_supervised(&observe, &mediated, Refusals::Notify)?
+                let changes = if opts.changes {
+                    crate::seccomp::OBSERVE_CHANGES
+                } else {
+                    &[]
+                };
+                policy.syscalls.compile_supervised(
+                    &observe,
+                    changes,
+                    &mediated,
+                    Refusals::Notify,
+                )?
             } else {
                 policy
                     .syscalls
-                    .compile_supervised(&[], &mediated, Refusals::Errno)?
+                    .compile_supervised(&[], &[], &mediated, Refusals::Errno)?
             })
         } else {
             None

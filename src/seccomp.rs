@@ -296,6 +296,66 @@ pub fn mediated() -> Vec<SyscallRule> {
     .collect()
 }
 
+const W: u32 = libc::O_WRONLY as u32;
+const RW: u32 = libc::O_RDWR as u32;
+const CREAT: u32 = libc::O_CREAT as u32;
+const TRUNC: u32 = libc::O_TRUNC as u32;
+
+/// The change record (see `changes`): calls that may create, modify, delete or
+/// rename a file, observed before they run; each entry is refused-or-observed
+/// when all its checks hold, and a number's entries are alternatives. Opens
+/// are sent only with a write-intent flag (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC;
+/// O_TMPFILE needs a write mode too), so reads stay in the kernel; openat2's
+/// flags live in memory the filter cannot see, so it is always sent.
+pub const OBSERVE_CHANGES: &[(&str, &[Check])] = &[
+    ("open", &[Check::HasFlag(1, W)]),
+    ("open", &[Check::HasFlag(1, RW)]),
+    ("open", &[Check::HasFlag(1, CREAT)]),
+    ("open", &[Check::HasFlag(1, TRUNC)]),
+    ("openat", &[Check::HasFlag(2, W)]),
+    ("openat", &[Check::HasFlag(2, RW)]),
+    ("openat", &[Check::HasFlag(2, CREAT)]),
+    ("openat", &[Check::HasFlag(2, TRUNC)]),
+    ("openat2", &[]),
+    ("creat", &[]),
+    ("mkdir", &[]),
+    ("mkdirat", &[]),
+    ("mknod", &[]),
+    ("mknodat", &[]),
+    ("unlink", &[]),
+    ("unlinkat", &[]),
+    ("rmdir", &[]),
+    ("rename", &[]),
+    ("renameat", &[]),
+    ("renameat2", &[]),
+    ("link", &[]),
+    ("linkat", &[]),
+    ("symlink", &[]),
+    ("symlinkat", &[]),
+    ("truncate", &[]),
+    ("ftruncate", &[]),
+    ("chmod", &[]),
+    ("fchmod", &[]),
+    ("fchmodat", &[]),
+    ("fchmodat2", &[]),
+    ("chown", &[]),
+    ("fchown", &[]),
+    ("lchown", &[]),
+    ("fchownat", &[]),
+    ("utime", &[]),
+    ("utimes", &[]),
+    ("utimensat", &[]),
+    ("futimesat", &[]),
+];
+
+/// Whether `name` with `args` is one the change record observes (the user-space
+/// mirror of [`OBSERVE_CHANGES`] in the filter; with --trace every open arrives).
+pub fn observes_change(name: &str, args: &[u64; 6]) -> bool {
+    OBSERVE_CHANGES
+        .iter()
+        .any(|(n, checks)| *n == name && checks.iter().all(|c| c.holds(args)))
+}
+
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541C;
 const TIOCSETD: u32 = 0x5423;
@@ -435,24 +495,45 @@ impl SyscallPolicy {
     /// prologue's own answers. The supervisor answers with
     /// [`SyscallPolicy::decide`]'s errno, or lets an observed call run.
     pub fn compile_notify(&self, observe: &[&str]) -> Result<Vec<BpfProgram>> {
-        self.compile_supervised(observe, &[], Refusals::Notify)
+        self.compile_supervised(observe, &[], &[], Refusals::Notify)
     }
 
-    /// Compile a program with a supervisor: `observe` (by name) and `mediated`
-    /// (with their argument checks) go to it, and so do the refusals with
-    /// [`Refusals::Notify`] (capture); with [`Refusals::Errno`] the filter answers
-    /// them itself, except those that share a number with a mediated call (the
-    /// supervisor answers them with [`SyscallPolicy::decide`]'s errno).
+    /// Compile a program with a supervisor: `observe` (by name), the calls of
+    /// `observe_if` whose checks hold (see [`OBSERVE_CHANGES`]; a number with
+    /// checks is no longer answered by the kernel's action cache: its every call
+    /// runs the BPF) and `mediated` (with their argument checks) go to it, and so
+    /// do the refusals with [`Refusals::Notify`] (capture); with
+    /// [`Refusals::Errno`] the filter answers them itself, except those that share
+    /// a number with a supervised call (the supervisor answers them with
+    /// [`SyscallPolicy::decide`]'s errno).
     pub fn compile_supervised(
         &self,
         observe: &[&str],
+        observe_if: &[(&str, &[Check])],
         mediated: &[SyscallRule],
         refusals: Refusals,
     ) -> Result<Vec<BpfProgram>> {
         let quiet = self.quiet();
         let observed: Vec<i64> = observe.iter().filter_map(|n| syscalls::number(n)).collect();
+        // The observations are rules like the refusals, with the same action (the
+        // supervisor tells them apart): rule_map ORs a number's rules and lets an
+        // unconditional one, or an `observe` entry, swallow the conditional ones.
+        let extra: Vec<SyscallRule> = observe_if
+            .iter()
+            .filter_map(|&(name, checks)| {
+                Some(SyscallRule {
+                    name: syscalls::canonical_name(name)?,
+                    nr: syscalls::number(name)?,
+                    checks: checks.to_vec(),
+                    errno: Errno::Eperm,
+                    reason: "observed",
+                    origin: None,
+                })
+            })
+            .collect();
         let supervised: Vec<i64> = mediated
             .iter()
+            .chain(extra.iter())
             .map(|r| r.nr)
             .chain(observed.clone())
             .collect();
@@ -470,7 +551,7 @@ impl SyscallPolicy {
                 .iter()
                 .any(|r| *seen.entry(r.nr).or_insert(r.errno) != r.errno);
             if overlap {
-                return self.compile_supervised(observe, mediated, Refusals::Notify);
+                return self.compile_supervised(observe, observe_if, mediated, Refusals::Notify);
             }
             for e in [Errno::Eperm, Errno::Enosys, Errno::Eafnosupport] {
                 parts.add(
@@ -492,7 +573,8 @@ impl SyscallPolicy {
             self.rules
                 .iter()
                 .filter(|r| to_supervisor(r))
-                .chain(mediated.iter()),
+                .chain(mediated.iter())
+                .chain(extra.iter()),
             &observed,
             libc::SECCOMP_RET_USER_NOTIF,
             SeccompAction::Trace(NOTIFY_TAG),
@@ -1256,7 +1338,9 @@ mod tests {
         let notif = libc::SECCOMP_RET_USER_NOTIF;
         for refusals in [Refusals::Notify, Refusals::Errno] {
             for p in policies() {
-                let progs = p.compile_supervised(&[], &mediated(), refusals).unwrap();
+                let progs = p
+                    .compile_supervised(&[], &[], &mediated(), refusals)
+                    .unwrap();
                 let sendto = nr("sendto") as u32;
                 let with = |a4: u64| [3, 0x1000, 1, 0, a4, 16];
                 if p.decide(sendto as i64, &with(0)).is_none() {
@@ -1284,6 +1368,94 @@ mod tests {
                 assert_eq!(run_all(&progs, ptrace, &[0; 6]), want);
             }
         }
+    }
+
+    /// The change record's filter sends exactly the calls [`observes_change`]
+    /// names (opens only with a write-intent flag, whatever the high bits), and
+    /// still refuses what it refused.
+    #[test]
+    fn change_filter_agrees_with_its_mirror() {
+        let flags: Vec<u64> = [
+            libc::O_RDONLY,
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            libc::O_WRONLY,
+            libc::O_RDWR,
+            libc::O_RDONLY | libc::O_CREAT,
+            libc::O_RDONLY | libc::O_TRUNC,
+            libc::O_WRONLY | libc::O_APPEND,
+            libc::O_TMPFILE | libc::O_RDWR,
+            libc::O_PATH,
+        ]
+        .into_iter()
+        .flat_map(|f| [f as u64, f as u64 | 0xdead_0000_0000_0000])
+        .collect();
+        let mut cases = Vec::new();
+        for &f in &flags {
+            cases.push([libc::AT_FDCWD as u64, 0x1000, f, 0, 0, 0]);
+            cases.push([0x1000, f, 0o644, 0, 0, 0]);
+        }
+        cases.extend(arg_cases().into_iter().step_by(7));
+        let observed: Vec<i64> = OBSERVE_EXEC
+            .iter()
+            .filter_map(|n| syscalls::number(n))
+            .collect();
+        for p in policies() {
+            let progs = p
+                .compile_supervised(OBSERVE_EXEC, OBSERVE_CHANGES, &[], Refusals::Notify)
+                .unwrap();
+            let quiet = p.quiet();
+            for nr in 0..=470u32 {
+                let name = syscalls::name(nr as i64).unwrap_or("");
+                for args in &cases {
+                    let want = if quiet.contains(&(nr as i64)) {
+                        ERRNO | libc::ENOSYS as u32
+                    } else if observed.contains(&(nr as i64))
+                        || p.decide(nr as i64, args).is_some()
+                        || observes_change(name, args)
+                    {
+                        libc::SECCOMP_RET_USER_NOTIF
+                    } else {
+                        libc::SECCOMP_RET_ALLOW
+                    };
+                    assert_eq!(run_all(&progs, nr, args), want, "{name} args {args:x?}");
+                }
+            }
+        }
+        let nr = |n| syscalls::number(n).unwrap() as u32;
+        let prog = p_default()
+            .compile_supervised(OBSERVE_EXEC, OBSERVE_CHANGES, &[], Refusals::Notify)
+            .unwrap();
+        let at = libc::AT_FDCWD as u64;
+        let ro = [
+            at,
+            0x1000,
+            libc::O_RDONLY as u64 | libc::O_CLOEXEC as u64,
+            0,
+            0,
+            0,
+        ];
+        let wr = [
+            at,
+            0x1000,
+            libc::O_WRONLY as u64 | libc::O_CREAT as u64,
+            0,
+            0,
+            0,
+        ];
+        assert_eq!(run_all(&prog, nr("openat"), &ro), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run_all(&prog, nr("openat"), &wr),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(
+            run_all(&prog, nr("openat2"), &ro),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(run_all(&prog, nr("read"), &ro), libc::SECCOMP_RET_ALLOW);
+    }
+
+    fn p_default() -> SyscallPolicy {
+        SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap()
     }
 
     #[test]

@@ -623,6 +623,37 @@ pub fn openat2_path(dir: BorrowedFd, path: &std::ffi::CStr, resolve: u64) -> io:
     check(fd).map(|fd| own_fd(fd as RawFd))
 }
 
+/// openat2(2) with `O_PATH | O_NOFOLLOW | O_CLOEXEC` and RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS: a handle on what the absolute `path` names, reached
+/// without following any symbolic link (a trailing one is returned itself).
+pub fn open_path_nofollow(path: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    // struct open_how (UAPI), spelled out: libc's is non-exhaustive.
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `path` is NUL-terminated and `how` a valid open_how whose size we
+    // pass; the kernel only reads both. A non-negative result is a new descriptor
+    // that nothing else owns.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    check(fd).map(|fd| own_fd(fd as RawFd))
+}
+
 /// The mode (type and permission bits) and birth time (seconds, nanoseconds)
 /// of what `fd` names; no birth time where the file system keeps none.
 pub fn statx_mode_btime(fd: BorrowedFd) -> io::Result<(u32, Option<(i64, u32)>)> {
