@@ -402,9 +402,10 @@ pub fn profile(cmd: ProfileCommand) -> Result<u8> {
             json,
         } => {
             let (p, ctx) = load(&profile, &Overrides::default(), workspace)?;
-            let policy = Policy::new(&p, &ctx, Missing::Skip)?;
+            let mut policy = Policy::new(&p, &ctx, Missing::Skip)?;
             let host = Host::probe();
             let plan = Plan::new(&policy, &host, None, &DiskLister);
+            policy.syscalls.set_isolation(plan.isolation());
             if json {
                 println!(
                     "{}",
@@ -772,8 +773,9 @@ pub fn replay(args: crate::cli::ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
+        let mut policy = Policy::new(&profile, &ctx, Missing::Skip)?;
         let plan = Plan::new(&policy, &Host::probe(), None, &DiskLister);
+        policy.syscalls.set_isolation(plan.isolation());
         print!("{}", show_text(&policy, &plan));
         return Ok(0);
     }

@@ -401,9 +401,10 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
         &Overrides::default(),
         args.profile.workspace.clone(),
     )?;
-    let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
+    let mut policy = Policy::new(&profile, &ctx, Missing::Skip)?;
     let host = Host::probe();
     let plan = Plan::new(&policy, &host, None, &DiskLister);
+    policy.syscalls.set_isolation(plan.isolation());
     let abs = |p: &PathBuf| {
         if p.is_absolute() {
             p.clone()

@@ -292,6 +292,15 @@ impl Plan {
     pub fn namespaces(&self) -> bool {
         self.mounts.is_some()
     }
+
+    /// The isolation the seccomp filter is made for.
+    pub fn isolation(&self) -> crate::seccomp::Isolation {
+        if self.namespaces() {
+            crate::seccomp::Isolation::Namespaces
+        } else {
+            crate::seccomp::Isolation::Host
+        }
+    }
 }
 
 /// What the no-namespace mode cannot do, per policy.
@@ -317,7 +326,7 @@ fn no_ns_gaps(policy: &Policy, plan: &mut Plan) {
         );
     }
     plan.gaps.push(
-        "chmod, chown, utime and xattrs of readable files are not mediated by Landlock".into(),
+        "chmod, chown, utime and xattrs outside writable roots are refused by the seccomp supervisor only: with --no-capture, or where no listener can be had (a nested cordon), they are not mediated".into(),
     );
     // The roots a mount view would mount noexec are the ones left open here.
     for (root, _) in mounts(&policy.fs)

@@ -86,7 +86,7 @@ impl Prepared {
     /// Plan and prepare `command` under `policy`. `ns_failed` is set when an
     /// attempt with namespaces failed and mode "auto" retries without them.
     pub fn new(
-        policy: Policy,
+        mut policy: Policy,
         host: &Host,
         command: &[OsString],
         opts: Options,
@@ -111,6 +111,8 @@ impl Prepared {
         }
         warnings.extend(plan.warnings.iter().cloned());
 
+        // The filter follows the isolation the plan chose (auto may fall back to none).
+        policy.syscalls.set_isolation(plan.isolation());
         let processes = limits::processes(&policy.limits, host.is_root())
             .map_err(|m| Error::Unenforceable { missing: m })?;
         let landlock = landlock::prepare(&plan, true)?;

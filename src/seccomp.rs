@@ -104,6 +104,31 @@ pub struct SyscallRule {
     pub reason: &'static str,
     /// The profile line that added it (`[syscalls] deny`), if any.
     pub origin: Option<String>,
+    /// The supervisor looks at the call before it is refused (see [`Supervised`]).
+    pub supervised: Option<Supervised>,
+}
+
+/// Calls the supervisor answers by looking at what they act on, rather than
+/// refusing them outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Supervised {
+    /// The call acts on the process whose pid (or tid) is argument `n`: the
+    /// supervisor lets it run when that process belongs to the run. Without a
+    /// supervisor (no listener) the filter refuses it: fail closed.
+    OwnProcess(u8),
+    /// A metadata change (chmod, chown, xattrs, times): the supervisor performs
+    /// it itself when its object lies in a writable root, and refuses it
+    /// otherwise. Without a supervisor it runs unmediated (a gap that `-v`,
+    /// `doctor` and reports name), since refusing it would refuse it everywhere.
+    Metadata,
+}
+
+/// Whether the sandbox has its own namespaces or sees the host's: without them
+/// the host's processes and SysV IPC are reachable, and the filter refuses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    Namespaces,
+    Host,
 }
 
 impl fmt::Display for SyscallRule {
@@ -113,7 +138,21 @@ impl fmt::Display for SyscallRule {
             let c: Vec<String> = self.checks.iter().map(|c| c.to_string()).collect();
             write!(f, " if {}", c.join(" && "))?;
         }
-        write!(f, " -> {} ({})", self.errno.name(), self.reason)
+        match self.supervised {
+            None => write!(f, " -> {} ({})", self.errno.name(), self.reason),
+            Some(Supervised::OwnProcess(_)) => write!(
+                f,
+                " -> supervisor: allowed for the run's own processes, else {} ({})",
+                self.errno.name(),
+                self.reason
+            ),
+            Some(Supervised::Metadata) => write!(
+                f,
+                " -> supervisor: performed inside writable roots, else {} ({})",
+                self.errno.name(),
+                self.reason
+            ),
+        }
     }
 }
 
@@ -121,6 +160,8 @@ impl fmt::Display for SyscallRule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyscallPolicy {
     pub rules: Vec<SyscallRule>,
+    /// The profile's `[syscalls] allow`, applied again to the rules of an isolation.
+    allowed: Vec<&'static str>,
 }
 
 const NS_MOUNT: &str = "namespaces and mounts";
@@ -133,6 +174,65 @@ const PRIV: &str = "privileged operation";
 const TTY: &str = "terminal injection";
 const SOCKET: &str = "socket family not allowed by [network] mode";
 const PROFILE: &str = "[syscalls] deny";
+const SETID: &str = "setuid and setgid bits are never set inside the sandbox";
+const HOST_IPC: &str = "SysV IPC is the host's without namespaces";
+const OUTSIDE_PROC: &str = "processes outside the sandbox are the host's without namespaces";
+const METADATA: &str = "metadata outside writable roots (Landlock does not mediate it)";
+/// The reasons of the rules [`SyscallPolicy::set_isolation`] adds.
+const ISOLATION_REASONS: &[&str] = &[HOST_IPC, OUTSIDE_PROC, METADATA];
+
+/// SysV IPC: the host's own objects without an IPC namespace.
+const SYSV_IPC: &[&str] = &[
+    "shmget", "shmat", "shmctl", "semget", "semop", "semtimedop", "semctl", "msgget", "msgsnd",
+    "msgrcv", "msgctl",
+];
+
+/// Calls that change another process's limits, priority or scheduling, and the
+/// argument that names it (0 is the caller itself).
+const PID_TARGETS: &[(&str, u8)] = &[
+    ("prlimit64", 0),
+    ("sched_setaffinity", 0),
+    ("sched_setscheduler", 0),
+    ("sched_setparam", 0),
+    ("sched_setattr", 0),
+];
+
+/// Metadata calls the supervisor mediates without namespaces.
+pub const METADATA_CALLS: &[&str] = &[
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "chown",
+    "fchown",
+    "lchown",
+    "fchownat",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "setxattrat",
+    "removexattr",
+    "lremovexattr",
+    "fremovexattr",
+    "removexattrat",
+    "utime",
+    "utimes",
+    "futimesat",
+    "utimensat",
+];
+
+/// Where the mode argument is, for the calls that can set setuid or setgid bits.
+const MODE_ARG: &[(&str, u8)] = &[
+    ("chmod", 1),
+    ("fchmod", 1),
+    ("fchmodat", 2),
+    ("fchmodat2", 2),
+    ("mknod", 1),
+    ("mknodat", 2),
+    ("creat", 1),
+];
+const PRIO_PROCESS: u32 = 0;
+const IOPRIO_WHO_PROCESS: u32 = 1;
 
 const EPERM_ALWAYS: &[(&str, &str)] = &[
     ("unshare", NS_MOUNT),
@@ -279,6 +379,7 @@ impl SyscallPolicy {
                         errno,
                         reason,
                         origin: None,
+                        supervised: None,
                     });
                 }
             };
@@ -309,7 +410,14 @@ impl SyscallPolicy {
         for (name, checks) in socket_rules(net) {
             push(name, checks, Errno::Eafnosupport, SOCKET);
         }
+        for (name, checks) in setid_rules() {
+            push(name, checks, Errno::Eperm, SETID);
+        }
+        // openat2's mode lives in a struct the filter cannot read: ENOSYS, which
+        // its callers already handle (kernels before 5.6), and they fall back to openat.
+        push("openat2", vec![], Errno::Enosys, SETID);
 
+        let mut allowed = Vec::new();
         for item in &profile.allow {
             let name = known(item)?;
             if let Some((_, why)) = GUARDED.iter().find(|(n, _)| *n == name) {
@@ -319,6 +427,7 @@ impl SyscallPolicy {
                 ));
             }
             rules.retain(|r| r.name != name);
+            allowed.push(name);
         }
         for item in &profile.deny {
             let name = known(item)?;
@@ -331,9 +440,71 @@ impl SyscallPolicy {
                 errno: Errno::Eperm,
                 reason: PROFILE,
                 origin: Some(item.origin.to_string()),
+                supervised: None,
             });
         }
-        Ok(SyscallPolicy { rules })
+        Ok(SyscallPolicy { rules, allowed })
+    }
+
+    /// Adjust the rules to the isolation the run actually has (the plan decides,
+    /// and mode `auto` may fall back to `Host` after a failed attempt; calling
+    /// this again replaces the rules of the previous isolation). Without
+    /// namespaces: SysV IPC refused (ENOSYS, as on a kernel without it);
+    /// setpriority and ioprio_set on a process group or a user refused (the
+    /// payload shares cordon's process group); calls on another pid sent to the
+    /// supervisor; metadata changes mediated by the supervisor.
+    pub fn set_isolation(&mut self, iso: Isolation) {
+        self.rules.retain(|r| !ISOLATION_REASONS.contains(&r.reason));
+        if iso == Isolation::Namespaces {
+            return;
+        }
+        let mut add = |name: &'static str, checks: Vec<Check>, errno, reason, sup| {
+            if self.allowed.contains(&name) {
+                return;
+            }
+            if let Some(nr) = syscalls::number(name) {
+                self.rules.push(SyscallRule {
+                    name,
+                    nr,
+                    checks,
+                    errno,
+                    reason,
+                    origin: None,
+                    supervised: sup,
+                });
+            }
+        };
+        for &name in SYSV_IPC {
+            add(name, vec![], Errno::Enosys, HOST_IPC, None);
+        }
+        for &(name, arg) in PID_TARGETS {
+            let own = Some(Supervised::OwnProcess(arg));
+            add(name, vec![Check::Ne(arg, 0)], Errno::Eperm, OUTSIDE_PROC, own);
+        }
+        for (name, who) in [("setpriority", PRIO_PROCESS), ("ioprio_set", IOPRIO_WHO_PROCESS)] {
+            add(name, vec![Check::Ne(0, who)], Errno::Eperm, OUTSIDE_PROC, None);
+            let own = Some(Supervised::OwnProcess(1));
+            let checks = vec![Check::Eq(0, who), Check::Ne(1, 0)];
+            add(name, checks, Errno::Eperm, OUTSIDE_PROC, own);
+        }
+        for &name in METADATA_CALLS {
+            let m = Some(Supervised::Metadata);
+            add(name, vec![], Errno::Eperm, METADATA, m);
+        }
+    }
+
+    /// The rules the filter enforces without a supervisor: a [`Supervised::Metadata`]
+    /// rule is dropped (the call runs), an [`Supervised::OwnProcess`] one refuses.
+    fn unsupervised(&self) -> impl Iterator<Item = &SyscallRule> {
+        self.rules
+            .iter()
+            .filter(|r| r.supervised != Some(Supervised::Metadata))
+    }
+
+    /// [`SyscallPolicy::decide`] for a filter without a supervisor (no listener).
+    pub fn decide_unsupervised(&self, nr: i64, args: &[u64; 6]) -> Option<&SyscallRule> {
+        self.unsupervised()
+            .find(|r| r.nr == nr && r.checks.iter().all(|c| c.holds(args)))
     }
 
     /// The rule that refuses this call, if any (user-space mirror of the BPF).
@@ -358,8 +529,7 @@ impl SyscallPolicy {
         let classes = [Errno::Eperm, Errno::Enosys, Errno::Eafnosupport];
         let q = &quiet;
         let of = |errno: Errno| {
-            self.rules
-                .iter()
+            self.unsupervised()
                 .filter(move |r| r.errno == errno && !q.contains(&r.nr))
         };
         let mut seen = std::collections::BTreeMap::new();
@@ -460,6 +630,27 @@ fn known(item: &Item<String>) -> Result<&'static str> {
         arch: std::env::consts::ARCH,
     })
 }
+
+/// The rules that keep setuid and setgid bits out: a mode argument with either
+/// bit (each rule an AND of checks, so one rule per bit), and open/openat/creat
+/// creating a file (O_CREAT, or O_TMPFILE, whose bits include O_DIRECTORY) with one.
+fn setid_rules() -> Vec<(&'static str, Vec<Check>)> {
+    let mut v = Vec::new();
+    for bit in [libc::S_ISUID, libc::S_ISGID] {
+        for &(name, arg) in MODE_ARG {
+            v.push((name, vec![Check::HasFlag(arg, bit)]));
+        }
+        for (name, flags, mode) in [("open", 1, 2), ("openat", 2, 3)] {
+            for create in [libc::O_CREAT as u32, TMPFILE] {
+                v.push((name, vec![Check::HasFlag(flags, create), Check::HasFlag(mode, bit)]));
+            }
+        }
+    }
+    v
+}
+
+/// `__O_TMPFILE`, the bit of O_TMPFILE that is not O_DIRECTORY.
+const TMPFILE: u32 = (libc::O_TMPFILE & !libc::O_DIRECTORY) as u32;
 
 /// The socket rules per network mode. Each rule is an AND of checks; a call is
 /// refused when any rule matches.
