@@ -181,6 +181,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         &prep.plan,
     );
     crate::limits::cleanup(&prep.processes);
+    crate::limits::cleanup_memory(&prep.memory);
     monitor.finish(&prep.policy, &prep.plan);
 
     let mut failed = None;
@@ -349,6 +350,7 @@ fn describe_run(prep: &Prepared, host: &Host) -> String {
         net_name(&prep.policy)
     );
     let _ = writeln!(s, "cordon: processes: {}", prep.processes.describe());
+    let _ = writeln!(s, "cordon: memory: {}", prep.memory.describe());
     for g in &plan.gaps {
         let _ = writeln!(s, "cordon: not covered in this mode: {g}");
     }
@@ -617,6 +619,17 @@ pub fn doctor() -> Result<u8> {
                         .into()
                 }
             }
+        }
+    );
+    let _ = writeln!(
+        out,
+        "memory limit:     {}",
+        match crate::limits::memory_cgroup_base() {
+            Some(base) => format!(
+                "memory cgroup under {} (counts shared mappings, memfds, /dev/shm)",
+                base.display()
+            ),
+            None => "PARTIAL: RLIMIT_DATA only (no writable memory cgroup): shared mappings, memfds and /dev/shm are not counted".into(),
         }
     );
     let (m, _) = Monitor::new(

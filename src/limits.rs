@@ -1,7 +1,12 @@
 //! Resource limits: rlimits (core dumps always off; memory as RLIMIT_DATA so
-//! JIT runtimes that reserve address space keep working), and the process
-//! count, which needs a pids cgroup when the launcher runs as root (root
-//! bypasses RLIMIT_NPROC, and RLIMIT_NPROC counts the uid's processes host-wide).
+//! JIT runtimes that reserve address space keep working), the process count,
+//! which needs a pids cgroup when the launcher runs as root (root bypasses
+//! RLIMIT_NPROC, and RLIMIT_NPROC counts the uid's processes host-wide), and
+//! the memory limit's cgroup: RLIMIT_DATA does not count shared mappings,
+//! memfds or tmpfs files, a memory cgroup counts every page the run touches.
+//!
+//! Owns choosing, creating, joining and removing the run's cgroups. Does not
+//! decide the limits (policy.rs) nor warn (the plan's warnings, via sandbox.rs).
 
 use std::ffi::CString;
 use std::io;
@@ -33,6 +38,146 @@ impl Processes {
             Processes::Cgroup { dir, max, .. } => format!("{max} (pids cgroup {})", dir.display()),
         }
     }
+}
+
+/// How the `memory` limit is enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Memory {
+    None,
+    /// RLIMIT_DATA alone: shared anonymous mappings, memfds and tmpfs files
+    /// (`/dev/shm`) are not counted. `why`: no memory cgroup could be made.
+    Partial { max: u64, why: String },
+    /// A memory cgroup of the run (no swap), beside RLIMIT_DATA.
+    Cgroup {
+        dir: PathBuf,
+        procs: CString,
+        max: u64,
+    },
+}
+
+impl Memory {
+    pub fn describe(&self) -> String {
+        match self {
+            Memory::None => "none".into(),
+            Memory::Partial { max, why } => format!(
+                "{max} bytes as RLIMIT_DATA only: shared mappings, memfds and /dev/shm are not counted ({why})"
+            ),
+            Memory::Cgroup { dir, max, .. } => {
+                format!("{max} bytes (memory cgroup {}, no swap)", dir.display())
+            }
+        }
+    }
+
+    /// The warning a partial limit gets, once per run.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            Memory::Partial { why, .. } => Some(format!(
+                "[limits] memory is partial here: RLIMIT_DATA does not count shared mappings, memfds or /dev/shm ({why})"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Choose the mechanism for `memory`: a memory cgroup below the launcher's own
+/// (v1, or v2 where the memory controller is enabled for children there: as
+/// root, or in a delegated subtree), else RLIMIT_DATA alone, said to be partial.
+pub fn memory(l: &Limits) -> Memory {
+    let Some(max) = l.memory else {
+        return Memory::None;
+    };
+    let name = format!("cordon-{}", std::process::id());
+    let mut tried = Vec::new();
+    for (base, v2) in memory_bases() {
+        let dir = base.join(&name);
+        match create_memory(&dir, max, v2) {
+            Ok(()) => match CString::new(
+                dir.join("cgroup.procs")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            ) {
+                Ok(procs) => return Memory::Cgroup { dir, procs, max },
+                Err(e) => tried.push(e.to_string()),
+            },
+            Err(e) => tried.push(format!("{}: {e}", dir.display())),
+        }
+    }
+    let why = if tried.is_empty() {
+        "no memory cgroup controller available to this user".into()
+    } else {
+        tried.join("; ")
+    };
+    Memory::Partial { max, why }
+}
+
+/// Where a memory cgroup of the run may be made: below the launcher's own
+/// cgroup, so the run stays inside whatever limits the caller has. (v2: true.)
+fn memory_bases() -> Vec<(PathBuf, bool)> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in own.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(ctrl), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        if ctrl.split(',').any(|c| c == "memory") {
+            let base = Path::new("/sys/fs/cgroup/memory").join(rel);
+            if base.join("memory.limit_in_bytes").exists() {
+                out.push((base, false));
+            }
+        } else if ctrl.is_empty() {
+            for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                let base = Path::new(root).join(rel);
+                let enabled = std::fs::read_to_string(base.join("cgroup.subtree_control"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .any(|c| c == "memory");
+                if enabled {
+                    out.push((base, true));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn create_memory(dir: &Path, max: u64, v2: bool) -> io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_dir(dir)?;
+            std::fs::create_dir(dir)?;
+        }
+        r => r?,
+    }
+    let set = |file: &str, v: &str| std::fs::write(dir.join(file), v);
+    let r = if v2 {
+        set("memory.max", &max.to_string()).and_then(|()| {
+            // No swap: pages swapped out would leave the limit. Absent without swap accounting.
+            match set("memory.swap.max", "0") {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
+        })
+    } else {
+        set("memory.limit_in_bytes", &max.to_string()).and_then(|()| {
+            match set("memory.memsw.limit_in_bytes", &max.to_string()) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
+        })
+    };
+    r.inspect_err(|_| {
+        let _ = std::fs::remove_dir(dir);
+    })
+}
+
+/// Where the launcher could create a memory cgroup, for `doctor` (nothing is created).
+pub fn memory_cgroup_base() -> Option<PathBuf> {
+    memory_bases()
+        .into_iter()
+        .map(|(b, _)| b)
+        .find(|b| nix::unistd::access(b, nix::unistd::AccessFlags::W_OK).is_ok())
 }
 
 /// The rlimits to set in the child: (resource, soft, hard).
@@ -173,7 +318,7 @@ pub fn join(procs: &CString) -> Result<(), String> {
         .write(true)
         .open(path)
         .and_then(|mut f| f.write_all(b"0"))
-        .map_err(|e| format!("joining the pids cgroup {}: {e}", path.display()))
+        .map_err(|e| format!("joining the cgroup {}: {e}", path.display()))
 }
 
 /// Remove the cgroup after the run. Every process of the payload has exited by
@@ -181,9 +326,19 @@ pub fn join(procs: &CString) -> Result<(), String> {
 /// comes before it leaves the cgroup), and until then the removal fails with
 /// EBUSY: wait for it, a few ms at most, rather than leave the cgroup behind.
 pub fn cleanup(p: &Processes) {
-    let Processes::Cgroup { dir, .. } = p else {
-        return;
-    };
+    if let Processes::Cgroup { dir, .. } = p {
+        remove(dir);
+    }
+}
+
+/// Remove the memory cgroup after the run, as [`cleanup`].
+pub fn cleanup_memory(m: &Memory) {
+    if let Memory::Cgroup { dir, .. } = m {
+        remove(dir);
+    }
+}
+
+fn remove(dir: &Path) {
     for _ in 0..2000 {
         match std::fs::remove_dir(dir) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
@@ -224,6 +379,39 @@ mod tests {
         made.unwrap();
         assert_eq!(max.unwrap().trim(), "7");
         assert!(!dir.exists(), "cleanup removes it");
+    }
+
+    /// As root with a memory controller: the run's cgroup is made below ours
+    /// with the limit and no swap, and removed again.
+    #[test]
+    fn memory_cgroup_is_made_below_ours_and_removed() {
+        if !nix::unistd::geteuid().is_root() || memory_cgroup_base().is_none() {
+            return crate::testing::skip(
+                "memory_cgroup_is_made_below_ours_and_removed",
+                "needs root and a memory cgroup controller",
+            );
+        }
+        let l = Limits {
+            memory: Some(256 << 20),
+            ..Default::default()
+        };
+        let m = memory(&l);
+        let Memory::Cgroup { dir, max, .. } = &m else {
+            panic!("{m:?}");
+        };
+        assert_eq!(*max, 256 << 20);
+        let limit = std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
+            .or_else(|_| std::fs::read_to_string(dir.join("memory.max")))
+            .unwrap();
+        cleanup_memory(&m);
+        assert_eq!(limit.trim(), (256u64 << 20).to_string());
+        assert!(!dir.exists(), "cleanup removes it");
+        assert!(m.warning().is_none());
+        let p = Memory::Partial {
+            max: 1,
+            why: "x".into(),
+        };
+        assert!(p.warning().unwrap().contains("partial"));
     }
 
     #[test]

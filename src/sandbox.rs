@@ -28,7 +28,7 @@ use crate::env;
 use crate::error::{Error, Result, exit};
 use crate::exec;
 use crate::landlock;
-use crate::limits::{self, Processes};
+use crate::limits::{self, Memory, Processes};
 use crate::monitor::{ChildEnd, Monitor};
 use crate::namespaces;
 use crate::plan::{DiskLister, Plan};
@@ -65,6 +65,7 @@ pub struct Prepared {
     /// Warnings to print once: skipped paths, missing pieces (best effort), unenforced entries.
     pub warnings: Vec<String>,
     pub processes: Processes,
+    pub memory: Memory,
     pub program: std::path::PathBuf,
     pub command: Vec<OsString>,
     landlock: Option<landlock::Prepared>,
@@ -115,6 +116,12 @@ impl Prepared {
         policy.syscalls.set_isolation(plan.isolation());
         let processes = limits::processes(&policy.limits, host.is_root())
             .map_err(|m| Error::Unenforceable { missing: m })?;
+        let memory = limits::memory(&policy.limits);
+        let mut plan = plan;
+        if let Some(w) = memory.warning() {
+            plan.warnings.push(w.clone());
+            warnings.push(w);
+        }
         let landlock = landlock::prepare(&plan, true)?;
         let bpf = if host.seccomp {
             policy.syscalls.compile()?
@@ -161,6 +168,7 @@ impl Prepared {
             plan,
             warnings,
             processes,
+            memory,
             landlock: Some(landlock),
             bpf,
             bpf_notify,
@@ -449,6 +457,11 @@ fn init(
             fail(&err_w, exit::LAUNCHER, false, &m);
         }
     }
+    if let Memory::Cgroup { procs, .. } = &prep.memory {
+        if let Err(m) = limits::join(procs) {
+            fail(&err_w, exit::LAUNCHER, false, &m);
+        }
+    }
     if let Err(e) = namespaces::setup(prep.ns.as_ref().expect("init runs with namespaces")) {
         fail(
             &err_w,
@@ -558,6 +571,9 @@ fn payload(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, launcher: Opt
             sys::exit_now(exit::LAUNCHER as i32);
         }
         if let Processes::Cgroup { procs, .. } = &prep.processes {
+            limits::join(procs).unwrap_or_else(|m| die(m));
+        }
+        if let Memory::Cgroup { procs, .. } = &prep.memory {
             limits::join(procs).unwrap_or_else(|m| die(m));
         }
     }

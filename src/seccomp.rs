@@ -232,7 +232,10 @@ const MODE_ARG: &[(&str, u8)] = &[
     ("creat", 1),
 ];
 const PRIO_PROCESS: u32 = 0;
+const PRIO_PGRP: u32 = 1;
 const IOPRIO_WHO_PROCESS: u32 = 1;
+const IOPRIO_WHO_PGRP: u32 = 2;
+const OWN_PGRP: &str = "the caller's process group is cordon's, outside the sandbox";
 
 const EPERM_ALWAYS: &[(&str, &str)] = &[
     ("unshare", NS_MOUNT),
@@ -412,6 +415,11 @@ impl SyscallPolicy {
         }
         for (name, checks) in setid_rules() {
             push(name, checks, Errno::Eperm, SETID);
+        }
+        // The caller's own process group (who 0) is cordon's, on the host, even
+        // in a PID namespace: the kernel takes it from the caller, not by number.
+        for (name, which) in [("setpriority", PRIO_PGRP), ("ioprio_set", IOPRIO_WHO_PGRP)] {
+            push(name, vec![Check::Eq(0, which), Check::Eq(1, 0)], Errno::Eperm, OWN_PGRP);
         }
         // openat2's mode lives in a struct the filter cannot read: ENOSYS, which
         // its callers already handle (kernels before 5.6), and they fall back to openat.
@@ -1108,6 +1116,92 @@ mod tests {
     }
 
     #[test]
+    fn setid_bits_are_refused_in_every_isolation() {
+        for iso in [Isolation::Namespaces, Isolation::Host] {
+            let mut p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
+            p.set_isolation(iso);
+            let refused = |name: &str, args: [u64; 6]| {
+                p.decide_unsupervised(nr(name), &args)
+                    .is_some_and(|r| r.reason == SETID)
+            };
+            let high = 0xdead_0000_0000_0000u64;
+            assert!(refused("chmod", [0, 0o4755, 0, 0, 0, 0]));
+            assert!(refused("fchmod", [3, 0o2755 | high, 0, 0, 0, 0]));
+            assert!(refused("fchmodat", [0, 0, 0o6755, 0, 0, 0]));
+            assert!(refused("fchmodat2", [0, 0, 0o4700, 0, 0, 0]));
+            assert!(refused("mknodat", [0, 0, 0o104755, 0, 0, 0]));
+            assert!(!refused("chmod", [0, 0o755, 0, 0, 0, 0]));
+            assert!(!refused("fchmodat", [0, 0, 0o1777, 0, 0, 0]), "sticky is fine");
+            let creat = (libc::O_CREAT | libc::O_WRONLY) as u64;
+            assert!(refused("openat", [0, 0, creat, 0o4755, 0, 0]));
+            assert!(refused("open", [0, creat, 0o2755, 0, 0, 0]));
+            assert!(refused("creat", [0, 0o4755, 0, 0, 0, 0]));
+            let tmp = (libc::O_TMPFILE | libc::O_RDWR) as u64;
+            assert!(refused("openat", [0, 0, tmp, 0o4755, 0, 0]));
+            assert!(!refused("openat", [0, 0, creat, 0o755, 0, 0]));
+            assert!(!refused("openat", [0, 0, 0, 0o4755, 0, 0]), "no O_CREAT: mode unused");
+            assert!(p.decide(nr("openat2"), &[0; 6]).is_some());
+        }
+    }
+
+    #[test]
+    fn host_isolation_refuses_sysv_and_supervises_other_pids() {
+        let mut p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
+        let ns = p.clone();
+        p.set_isolation(Isolation::Host);
+        p.set_isolation(Isolation::Host);
+        assert_eq!(
+            p.rules.len(),
+            {
+                let mut q = ns.clone();
+                q.set_isolation(Isolation::Host);
+                q.rules.len()
+            },
+            "idempotent"
+        );
+        for name in SYSV_IPC {
+            assert!(ns.decide(nr(name), &[0; 6]).is_none(), "{name} with namespaces");
+            assert_eq!(
+                p.decide(nr(name), &[0; 6]).map(|r| r.errno),
+                Some(Errno::Enosys)
+            );
+        }
+        let sup = |name: &str, args: [u64; 6]| p.decide(nr(name), &args).map(|r| r.supervised);
+        assert_eq!(sup("prlimit64", [0, 7, 1, 0, 0, 0]), None, "self");
+        assert_eq!(
+            sup("prlimit64", [1234, 7, 1, 0, 0, 0]),
+            Some(Some(Supervised::OwnProcess(0)))
+        );
+        assert_eq!(
+            sup("prlimit64", [1 << 32, 7, 1, 0, 0, 0]),
+            None,
+            "the kernel reads a pid_t: 1 << 32 is 0, the caller"
+        );
+        assert_eq!(sup("setpriority", [0, 0, 5, 0, 0, 0]), None);
+        assert_eq!(
+            sup("setpriority", [0, 99, 5, 0, 0, 0]),
+            Some(Some(Supervised::OwnProcess(1)))
+        );
+        assert_eq!(sup("setpriority", [1, 0, 5, 0, 0, 0]), Some(None), "PRIO_PGRP");
+        assert_eq!(sup("ioprio_set", [2, 0, 0, 0, 0, 0]), Some(None), "IOPRIO_WHO_PGRP");
+        assert_eq!(sup("chmod", [0, 0o644, 0, 0, 0, 0]), Some(Some(Supervised::Metadata)));
+        // Without a supervisor: another pid refused, metadata left to run.
+        assert!(p.decide_unsupervised(nr("prlimit64"), &[1234, 7, 1, 0, 0, 0]).is_some());
+        assert!(p.decide_unsupervised(nr("chmod"), &[0, 0o644, 0, 0, 0, 0]).is_none());
+        // Back to namespaces: none of it.
+        p.set_isolation(Isolation::Namespaces);
+        assert_eq!(p, ns);
+        // [syscalls] allow takes a call out of the isolation's rules too.
+        let allow = Syscalls {
+            deny: vec![],
+            allow: vec![item("shmget")],
+        };
+        let mut a = SyscallPolicy::new(&allow, &Network::Off).unwrap();
+        a.set_isolation(Isolation::Host);
+        assert!(a.decide(nr("shmget"), &[0; 6]).is_none());
+    }
+
+    #[test]
     fn notify_program_has_no_trace_returns_left() {
         let p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
         let progs = p.compile_notify(OBSERVE_EXEC).unwrap();
@@ -1248,6 +1342,7 @@ mod tests {
             libc::CLONE_NEWUSER as u64 | libc::SIGCHLD as u64,
             libc::CLONE_NEWNET as u64,
             libc::CLONE_VM as u64 | libc::CLONE_THREAD as u64,
+            1234,
         ]
         .into_iter()
         .flat_map(|x| [x, x | 0xdead_0000_0000_0000])
@@ -1256,6 +1351,22 @@ mod tests {
             for &b in &interesting {
                 for &c in &[0u64, libc::IPPROTO_TCP as u64, 17] {
                     v.push([a, b, c, 0, 0, 0]);
+                }
+            }
+        }
+        // Modes (second to fourth argument) and open flags for the setid rules.
+        let creat = [
+            0,
+            libc::O_CREAT as u64 | libc::O_WRONLY as u64,
+            libc::O_TMPFILE as u64 | libc::O_RDWR as u64,
+        ];
+        for m in [0o4755u64, 0o2755, 0o755, 0o6000, 0o1777] {
+            for hi in [0, 0xdead_0000_0000_0000] {
+                let m = m | hi;
+                for f in creat {
+                    v.push([0, m, m, m, 0, 0]);
+                    v.push([0, f, m, m, 0, 0]);
+                    v.push([0, 0, f, m, 0, 0]);
                 }
             }
         }
@@ -1287,6 +1398,12 @@ mod tests {
             for t in &tweaks {
                 out.push(SyscallPolicy::new(t, net).unwrap());
             }
+            // Without namespaces: the default list and one adjusted.
+            for t in &tweaks[..2] {
+                let mut p = SyscallPolicy::new(t, net).unwrap();
+                p.set_isolation(Isolation::Host);
+                out.push(p);
+            }
         }
         out
     }
@@ -1298,7 +1415,7 @@ mod tests {
             let progs = p.compile().unwrap();
             for nr in 0..=470u32 {
                 for args in &cases {
-                    let want = match p.decide(nr as i64, args) {
+                    let want = match p.decide_unsupervised(nr as i64, args) {
                         Some(r) => ERRNO | r.errno.raw() as u32,
                         None => libc::SECCOMP_RET_ALLOW,
                     };
@@ -1393,10 +1510,11 @@ mod tests {
                 (9, 10, false),
             ]
         );
-        // The default list's runs (163-176, 425-433 ...) keep the program short.
+        // The default list's runs (163-176, 425-433 ...) keep the program short;
+        // the setid rules' argument checks are ~220 of its instructions.
         let p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
         let prog = &p.compile().unwrap()[0];
-        assert!(prog.len() < 300, "{} instructions", prog.len());
+        assert!(prog.len() < 480, "{} instructions", prog.len());
     }
 
     #[test]
