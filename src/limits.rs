@@ -46,7 +46,10 @@ pub enum Memory {
     None,
     /// RLIMIT_DATA alone: shared anonymous mappings, memfds and tmpfs files
     /// (`/dev/shm`) are not counted. `why`: no memory cgroup could be made.
-    Partial { max: u64, why: String },
+    Partial {
+        max: u64,
+        why: String,
+    },
     /// A memory cgroup of the run (no swap), beside RLIMIT_DATA.
     Cgroup {
         dir: PathBuf,

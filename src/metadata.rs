@@ -269,10 +269,7 @@ pub fn handle(
     if !allowed(policy, plan, subject) {
         return Outcome::Refused(path.display().to_string());
     }
-    let keep = policy
-        .caps_keep
-        .iter()
-        .fold(0u64, |m, c| m | c.bitmask());
+    let keep = policy.caps_keep.iter().fold(0u64, |m, c| m | c.bitmask());
     let result = with_caps(keep, || perform(&fd, &proc_path, symlink, change));
     Outcome::Done(result.err().and_then(|e| e.raw_os_error()).unwrap_or(0))
 }
@@ -437,7 +434,13 @@ mod tests {
             (0x20, b"\0".to_vec()),
             (0x30, b"user.x\0".to_vec()),
             (0x40, b"val".to_vec()),
-            (0x50, [1i64, 2, 3, 4].iter().flat_map(|v| v.to_ne_bytes()).collect()),
+            (
+                0x50,
+                [1i64, 2, 3, 4]
+                    .iter()
+                    .flat_map(|v| v.to_ne_bytes())
+                    .collect(),
+            ),
         ]);
         let d = |n: &str, a: [u64; 6]| decode(n, &a, &mem);
         assert_eq!(
@@ -455,14 +458,23 @@ mod tests {
         );
         assert_eq!(
             d("fchownat", [5, 0x20, 1, 2, libc::AT_EMPTY_PATH as u64, 0]).map(|d| d.0),
-            Ok(Object::Fd { fd: 5, o_path: true })
+            Ok(Object::Fd {
+                fd: 5,
+                o_path: true
+            })
         );
         assert_eq!(d("fchownat", [5, 0x20, 1, 2, 0, 0]), Err(libc::ENOENT));
-        assert_eq!(d("fchmodat2", [5, 0x10, 0o600, 0x8000, 0, 0]), Err(libc::EINVAL));
+        assert_eq!(
+            d("fchmodat2", [5, 0x10, 0o600, 0x8000, 0, 0]),
+            Err(libc::EINVAL)
+        );
         assert_eq!(
             d("fsetxattr", [3, 0x30, 0x40, 3, 0, 0]),
             Ok((
-                Object::Fd { fd: 3, o_path: false },
+                Object::Fd {
+                    fd: 3,
+                    o_path: false
+                },
                 Change::SetXattr {
                     name: CString::new("user.x").unwrap(),
                     value: b"val".to_vec(),
@@ -470,12 +482,21 @@ mod tests {
                 }
             ))
         );
-        assert_eq!(d("setxattr", [0x10, 0x30, 0x40, 1 << 20, 0, 0]), Err(libc::E2BIG));
-        let ts = |s, n| libc::timespec { tv_sec: s, tv_nsec: n };
+        assert_eq!(
+            d("setxattr", [0x10, 0x30, 0x40, 1 << 20, 0, 0]),
+            Err(libc::E2BIG)
+        );
+        let ts = |s, n| libc::timespec {
+            tv_sec: s,
+            tv_nsec: n,
+        };
         assert_eq!(
             d("utimensat", [4, 0, 0x50, 0, 0, 0]),
             Ok((
-                Object::Fd { fd: 4, o_path: false },
+                Object::Fd {
+                    fd: 4,
+                    o_path: false
+                },
                 Change::Times(Some([ts(1, 2), ts(3, 4)]))
             ))
         );

@@ -23,11 +23,11 @@ use nix::sys::socket::{
 };
 
 use crate::explain::{self, Op, Query};
+use crate::metadata;
+use crate::own_process;
 use crate::plan::Plan;
 use crate::policy::Policy;
 use crate::report::{Denial, Executed};
-use crate::metadata;
-use crate::own_process;
 use crate::seccomp::{Supervised, SyscallRule};
 use crate::sys;
 use crate::syscalls;

@@ -72,7 +72,10 @@ mod tests {
     #[test]
     fn own_children_belong_and_others_do_not() {
         let me = std::process::id();
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let ours = belongs_to_run(child.id() as i64, me);
         let _ = child.kill();
         let _ = child.wait();

@@ -183,8 +183,17 @@ const ISOLATION_REASONS: &[&str] = &[HOST_IPC, OUTSIDE_PROC, METADATA];
 
 /// SysV IPC: the host's own objects without an IPC namespace.
 const SYSV_IPC: &[&str] = &[
-    "shmget", "shmat", "shmctl", "semget", "semop", "semtimedop", "semctl", "msgget", "msgsnd",
-    "msgrcv", "msgctl",
+    "shmget",
+    "shmat",
+    "shmctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semctl",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
 ];
 
 /// Calls that change another process's limits, priority or scheduling, and the
@@ -419,7 +428,12 @@ impl SyscallPolicy {
         // The caller's own process group (who 0) is cordon's, on the host, even
         // in a PID namespace: the kernel takes it from the caller, not by number.
         for (name, which) in [("setpriority", PRIO_PGRP), ("ioprio_set", IOPRIO_WHO_PGRP)] {
-            push(name, vec![Check::Eq(0, which), Check::Eq(1, 0)], Errno::Eperm, OWN_PGRP);
+            push(
+                name,
+                vec![Check::Eq(0, which), Check::Eq(1, 0)],
+                Errno::Eperm,
+                OWN_PGRP,
+            );
         }
         // openat2's mode lives in a struct the filter cannot read: ENOSYS, which
         // its callers already handle (kernels before 5.6), and they fall back to openat.
@@ -462,7 +476,8 @@ impl SyscallPolicy {
     /// payload shares cordon's process group); calls on another pid sent to the
     /// supervisor; metadata changes mediated by the supervisor.
     pub fn set_isolation(&mut self, iso: Isolation) {
-        self.rules.retain(|r| !ISOLATION_REASONS.contains(&r.reason));
+        self.rules
+            .retain(|r| !ISOLATION_REASONS.contains(&r.reason));
         if iso == Isolation::Namespaces {
             return;
         }
@@ -487,10 +502,25 @@ impl SyscallPolicy {
         }
         for &(name, arg) in PID_TARGETS {
             let own = Some(Supervised::OwnProcess(arg));
-            add(name, vec![Check::Ne(arg, 0)], Errno::Eperm, OUTSIDE_PROC, own);
+            add(
+                name,
+                vec![Check::Ne(arg, 0)],
+                Errno::Eperm,
+                OUTSIDE_PROC,
+                own,
+            );
         }
-        for (name, who) in [("setpriority", PRIO_PROCESS), ("ioprio_set", IOPRIO_WHO_PROCESS)] {
-            add(name, vec![Check::Ne(0, who)], Errno::Eperm, OUTSIDE_PROC, None);
+        for (name, who) in [
+            ("setpriority", PRIO_PROCESS),
+            ("ioprio_set", IOPRIO_WHO_PROCESS),
+        ] {
+            add(
+                name,
+                vec![Check::Ne(0, who)],
+                Errno::Eperm,
+                OUTSIDE_PROC,
+                None,
+            );
             let own = Some(Supervised::OwnProcess(1));
             let checks = vec![Check::Eq(0, who), Check::Ne(1, 0)];
             add(name, checks, Errno::Eperm, OUTSIDE_PROC, own);
@@ -650,7 +680,10 @@ fn setid_rules() -> Vec<(&'static str, Vec<Check>)> {
         }
         for (name, flags, mode) in [("open", 1, 2), ("openat", 2, 3)] {
             for create in [libc::O_CREAT as u32, TMPFILE] {
-                v.push((name, vec![Check::HasFlag(flags, create), Check::HasFlag(mode, bit)]));
+                v.push((
+                    name,
+                    vec![Check::HasFlag(flags, create), Check::HasFlag(mode, bit)],
+                ));
             }
         }
     }
@@ -1131,7 +1164,10 @@ mod tests {
             assert!(refused("fchmodat2", [0, 0, 0o4700, 0, 0, 0]));
             assert!(refused("mknodat", [0, 0, 0o104755, 0, 0, 0]));
             assert!(!refused("chmod", [0, 0o755, 0, 0, 0, 0]));
-            assert!(!refused("fchmodat", [0, 0, 0o1777, 0, 0, 0]), "sticky is fine");
+            assert!(
+                !refused("fchmodat", [0, 0, 0o1777, 0, 0, 0]),
+                "sticky is fine"
+            );
             let creat = (libc::O_CREAT | libc::O_WRONLY) as u64;
             assert!(refused("openat", [0, 0, creat, 0o4755, 0, 0]));
             assert!(refused("open", [0, creat, 0o2755, 0, 0, 0]));
@@ -1139,7 +1175,10 @@ mod tests {
             let tmp = (libc::O_TMPFILE | libc::O_RDWR) as u64;
             assert!(refused("openat", [0, 0, tmp, 0o4755, 0, 0]));
             assert!(!refused("openat", [0, 0, creat, 0o755, 0, 0]));
-            assert!(!refused("openat", [0, 0, 0, 0o4755, 0, 0]), "no O_CREAT: mode unused");
+            assert!(
+                !refused("openat", [0, 0, 0, 0o4755, 0, 0]),
+                "no O_CREAT: mode unused"
+            );
             assert!(p.decide(nr("openat2"), &[0; 6]).is_some());
         }
     }
@@ -1160,7 +1199,10 @@ mod tests {
             "idempotent"
         );
         for name in SYSV_IPC {
-            assert!(ns.decide(nr(name), &[0; 6]).is_none(), "{name} with namespaces");
+            assert!(
+                ns.decide(nr(name), &[0; 6]).is_none(),
+                "{name} with namespaces"
+            );
             assert_eq!(
                 p.decide(nr(name), &[0; 6]).map(|r| r.errno),
                 Some(Errno::Enosys)
@@ -1182,12 +1224,29 @@ mod tests {
             sup("setpriority", [0, 99, 5, 0, 0, 0]),
             Some(Some(Supervised::OwnProcess(1)))
         );
-        assert_eq!(sup("setpriority", [1, 0, 5, 0, 0, 0]), Some(None), "PRIO_PGRP");
-        assert_eq!(sup("ioprio_set", [2, 0, 0, 0, 0, 0]), Some(None), "IOPRIO_WHO_PGRP");
-        assert_eq!(sup("chmod", [0, 0o644, 0, 0, 0, 0]), Some(Some(Supervised::Metadata)));
+        assert_eq!(
+            sup("setpriority", [1, 0, 5, 0, 0, 0]),
+            Some(None),
+            "PRIO_PGRP"
+        );
+        assert_eq!(
+            sup("ioprio_set", [2, 0, 0, 0, 0, 0]),
+            Some(None),
+            "IOPRIO_WHO_PGRP"
+        );
+        assert_eq!(
+            sup("chmod", [0, 0o644, 0, 0, 0, 0]),
+            Some(Some(Supervised::Metadata))
+        );
         // Without a supervisor: another pid refused, metadata left to run.
-        assert!(p.decide_unsupervised(nr("prlimit64"), &[1234, 7, 1, 0, 0, 0]).is_some());
-        assert!(p.decide_unsupervised(nr("chmod"), &[0, 0o644, 0, 0, 0, 0]).is_none());
+        assert!(
+            p.decide_unsupervised(nr("prlimit64"), &[1234, 7, 1, 0, 0, 0])
+                .is_some()
+        );
+        assert!(
+            p.decide_unsupervised(nr("chmod"), &[0, 0o644, 0, 0, 0, 0])
+                .is_none()
+        );
         // Back to namespaces: none of it.
         p.set_isolation(Isolation::Namespaces);
         assert_eq!(p, ns);

@@ -575,9 +575,7 @@ pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
 
 /// utimensat(2) on the object `fd` refers to itself (AT_EMPTY_PATH); None: now.
 pub fn utimens_fd(fd: BorrowedFd<'_>, times: Option<[libc::timespec; 2]>) -> io::Result<()> {
-    let ptr = times
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t.as_ptr());
+    let ptr = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
     // SAFETY: an empty NUL-terminated path, and NULL or two timespecs we own.
     let rc = unsafe { libc::utimensat(fd.as_raw_fd(), c"".as_ptr(), ptr, libc::AT_EMPTY_PATH) };
     check(rc as libc::c_long).map(drop)
