@@ -264,6 +264,7 @@ fn build_report(
     };
     let mut missing: Vec<String> = plan.missing.iter().map(|p| p.to_string()).collect();
     missing.extend(plan.warnings.iter().cloned());
+    missing.extend(prep.limit_notes.iter().cloned());
     let mut executed = monitor.executed.clone();
     if executed.is_empty() {
         // Without capture, the one command we started ourselves.
@@ -351,6 +352,9 @@ fn describe_run(prep: &Prepared, host: &Host) -> String {
     );
     let _ = writeln!(s, "cordon: processes: {}", prep.processes.describe());
     let _ = writeln!(s, "cordon: memory: {}", prep.memory.describe());
+    for n in &prep.limit_notes {
+        let _ = writeln!(s, "cordon: {n}");
+    }
     for g in &plan.gaps {
         let _ = writeln!(s, "cordon: not covered in this mode: {g}");
     }
@@ -664,7 +668,9 @@ pub fn doctor() -> Result<u8> {
     let _ = writeln!(out, "\nbuilt-in profiles (workspace: current directory):");
     let mut default_ok = false;
     for (name, _) in profile::BUILTINS {
-        let verdict = match builtin_verdict(name, &host) {
+        let result = builtin_verdict(name, &host);
+        let gaps = result.as_ref().map(|p| p.gaps.clone()).unwrap_or_default();
+        let verdict = match result {
             Ok(plan) => {
                 let full = plan.missing.is_empty() && plan.refuse.is_none();
                 if *name == profile::DEFAULT_PROFILE {
@@ -691,6 +697,9 @@ pub fn doctor() -> Result<u8> {
             Err(e) => format!("error: {}", crate::error::chain(&e)),
         };
         let _ = writeln!(out, "  {name:<16} {verdict}");
+        for g in &gaps {
+            let _ = writeln!(out, "  {:<16} {g}", "");
+        }
     }
     if matches!(host.landlock, Landlock::Abi(_)) && !default_ok {
         let _ = writeln!(
@@ -705,7 +714,12 @@ pub fn doctor() -> Result<u8> {
 fn builtin_verdict(name: &str, host: &Host) -> Result<Plan> {
     let (p, ctx) = load(name, &Overrides::default(), None)?;
     let policy = Policy::new(&p, &ctx, Missing::Skip)?;
-    Ok(Plan::new(&policy, host, None, &DiskLister))
+    let mut plan = Plan::new(&policy, host, None, &DiskLister);
+    // Built-in default limits left out here: listed with the profile.
+    let lhost = crate::limits::Host::probe(host.is_root(), plan.namespaces());
+    let (_, notes) = crate::limits::effective(&policy.limits, lhost);
+    plan.gaps = notes;
+    Ok(plan)
 }
 
 /// `cordon replay`: the recorded command under the recorded resolved policy

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
-use crate::policy::Limits;
+use crate::policy::{LimitSource, Limits};
 
 /// How the `processes` limit is enforced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +181,62 @@ pub fn memory_cgroup_base() -> Option<PathBuf> {
         .into_iter()
         .map(|(b, _)| b)
         .find(|b| nix::unistd::access(b, nix::unistd::AccessFlags::W_OK).is_ok())
+}
+
+/// What this host can enforce, for [`effective`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Host {
+    pub root: bool,
+    pub namespaces: bool,
+    pub pids_cgroup: bool,
+    pub memory_cgroup: bool,
+}
+
+impl Host {
+    pub fn probe(root: bool, namespaces: bool) -> Host {
+        Host {
+            root,
+            namespaces,
+            pids_cgroup: pids_cgroup_base().is_some(),
+            memory_cgroup: memory_cgroup_base().is_some(),
+        }
+    }
+}
+
+/// The limits to enforce: a built-in default that cannot be enforced as it
+/// means here is left out, with a note saying so (shown by `-v` and `doctor`,
+/// and in the report's `enforced.missing`). A limit the user's profile sets is
+/// kept, and enforced or refused as before.
+pub fn effective(l: &Limits, host: Host) -> (Limits, Vec<String>) {
+    let mut out = *l;
+    let mut notes = Vec::new();
+    if let (Some(n), LimitSource::Builtin) = (l.processes, l.processes_from) {
+        let why = if host.root && !host.pids_cgroup {
+            Some("root bypasses RLIMIT_NPROC and no pids cgroup is writable")
+        } else if !host.root && !host.namespaces {
+            Some(
+                "without a user namespace RLIMIT_NPROC counts every process of the user on the host",
+            )
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            out.processes = None;
+            notes.push(format!(
+                "built-in default processes = {n} not enforced here: {why}"
+            ));
+        }
+    }
+    if let (Some(n), LimitSource::Builtin) = (l.memory, l.memory_from) {
+        if !host.memory_cgroup {
+            out.memory = None;
+            notes.push(format!(
+                "built-in default memory = {} not enforced here: it needs a memory cgroup (RLIMIT_DATA alone does not count shared memory)",
+                crate::units::format_size(n)
+            ));
+        }
+    }
+    (out, notes)
 }
 
 /// The rlimits to set in the child: (resource, soft, hard).
@@ -415,6 +471,50 @@ mod tests {
             why: "x".into(),
         };
         assert!(p.warning().unwrap().contains("partial"));
+    }
+
+    #[test]
+    fn builtin_defaults_are_enforced_where_they_can_be() {
+        let l = Limits {
+            memory: Some(8 << 30),
+            processes: Some(4096),
+            memory_from: LimitSource::Builtin,
+            processes_from: LimitSource::Builtin,
+            ..Default::default()
+        };
+        let all = Host {
+            root: true,
+            namespaces: true,
+            pids_cgroup: true,
+            memory_cgroup: true,
+        };
+        assert_eq!(effective(&l, all), (l, vec![]));
+        let bare_root = Host {
+            pids_cgroup: false,
+            memory_cgroup: false,
+            ..all
+        };
+        let (e, notes) = effective(&l, bare_root);
+        assert_eq!((e.processes, e.memory), (None, None));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        // Unprivileged: RLIMIT_NPROC holds in a user namespace, not without one.
+        let user = Host {
+            root: false,
+            ..bare_root
+        };
+        assert_eq!(effective(&l, user).0.processes, Some(4096));
+        let user_no_ns = Host {
+            namespaces: false,
+            ..user
+        };
+        assert_eq!(effective(&l, user_no_ns).0.processes, None);
+        // The user's own limits are never left out.
+        let mine = Limits {
+            memory_from: LimitSource::Profile,
+            processes_from: LimitSource::Profile,
+            ..l
+        };
+        assert_eq!(effective(&mine, bare_root), (mine, vec![]));
     }
 
     #[test]

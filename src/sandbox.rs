@@ -66,6 +66,8 @@ pub struct Prepared {
     pub warnings: Vec<String>,
     pub processes: Processes,
     pub memory: Memory,
+    /// Built-in default limits left out here, and why (see limits::effective).
+    pub limit_notes: Vec<String>,
     pub program: std::path::PathBuf,
     pub command: Vec<OsString>,
     landlock: Option<landlock::Prepared>,
@@ -114,9 +116,14 @@ impl Prepared {
 
         // The filter follows the isolation the plan chose (auto may fall back to none).
         policy.syscalls.set_isolation(plan.isolation());
-        let processes = limits::processes(&policy.limits, host.is_root())
+        // Built-in default limits apply where they hold; the notes say where not.
+        let (limits_now, notes) = limits::effective(
+            &policy.limits,
+            limits::Host::probe(host.is_root(), plan.namespaces()),
+        );
+        let processes = limits::processes(&limits_now, host.is_root())
             .map_err(|m| Error::Unenforceable { missing: m })?;
-        let memory = limits::memory(&policy.limits);
+        let memory = limits::memory(&limits_now);
         let mut plan = plan;
         if let Some(w) = memory.warning() {
             plan.warnings.push(w.clone());
@@ -147,7 +154,7 @@ impl Prepared {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str());
         let program = exec::resolve(&command[0], path, &policy.cwd)?;
-        let rlimits = limits::rlimits(&policy.limits, &processes);
+        let rlimits = limits::rlimits(&limits_now, &processes);
         let ns = plan
             .mounts
             .as_ref()
@@ -169,6 +176,7 @@ impl Prepared {
             warnings,
             processes,
             memory,
+            limit_notes: notes,
             landlock: Some(landlock),
             bpf,
             bpf_notify,

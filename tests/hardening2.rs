@@ -83,15 +83,16 @@ fn process_state(pid: i32) -> Vec<String> {
 }
 
 /// Each command on pid P (outside) and C (the payload's own child), one line each: `who status command`.
+/// (The child's file limit stays roomy: it may still be loading its libraries.)
 const PROCESS_CALLS: &str = r#"
 for c in "prlimit --pid $P --nofile=3:3" "renice -n 5 -p $P" "taskset -p 1 $P" "ionice -c 3 -p $P" "chrt -b -p 0 $P" "renice -n 6 -g 0" "ionice -c 3 -P 0"; do
     $c >/dev/null 2>&1; echo "outside $? $c"
 done
 sleep 30 & C=$!
-for c in "prlimit --pid $C --nofile=3:3" "renice -n 5 -p $C" "taskset -p 1 $C" "ionice -c 3 -p $C" "chrt -b -p 0 $C"; do
+for c in "prlimit --pid $C --nofile=40:40" "renice -n 5 -p $C" "taskset -p 1 $C" "ionice -c 3 -p $C" "chrt -b -p 0 $C"; do
     $c >/dev/null 2>&1; echo "own $? $c"
 done
-grep -q ' 3  *3  *files' /proc/$C/limits && echo "limit set on our own child"
+grep -q ' 40  *40  *files' /proc/$C/limits && echo "limit set on our own child"
 kill $C
 "#;
 
@@ -545,5 +546,37 @@ fn memory_limit_counts_shared_memory_or_says_it_is_partial() {
                 );
             }
         }
+    }
+}
+
+/// Without a listener (`--no-capture`; likewise a nested cordon) nothing can
+/// check a pid: without namespaces every other pid is refused, the run's own
+/// children too (fail closed); the caller itself still works.
+#[test]
+fn without_a_supervisor_other_pids_are_refused() {
+    for user in users("without_a_supervisor_other_pids_are_refused") {
+        let ctx = format!("{user}, --no-capture, namespaces off");
+        let host = HostSleep::start(user);
+        let before = process_state(host.pid());
+        let ws = tempdir(user);
+        let p = ns_profile("workspace-write", Ns::Off);
+        let script = format!(
+            "prlimit --pid {} --nofile=3:3; echo \"outside $?\"\n\
+             sleep 30 & C=$!; prlimit --pid $C --nofile=40:40; echo \"own $?\"; kill $C\n\
+             prlimit --nofile=100:100; echo \"self $?\"",
+            host.pid()
+        );
+        let out = cordon(user)
+            .args(["run", "-q", "--no-capture", "-p", &p, "-w"])
+            .arg(ws.path())
+            .current_dir(ws.path())
+            .args(["--", "/bin/sh", "-c", &script])
+            .output()
+            .unwrap();
+        let got = text(&out.stdout);
+        for want in ["outside 1", "own 1", "self 0"] {
+            assert!(got.contains(want), "{ctx}: want {want} in:\n{got}");
+        }
+        assert_eq!(process_state(host.pid()), before, "{ctx}");
     }
 }
