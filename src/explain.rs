@@ -382,8 +382,12 @@ fn decide_syscall(policy: &Policy, name: &str) -> Verdict {
         Some(format!("add \"{name}\" to [syscalls] allow"))
     };
     let rule = format!("{}{origin}", text.join("; "));
-    if rules.iter().all(|r| !r.checks.is_empty()) {
-        // Refused only for some arguments: say so, and report it as denied for those.
+    if rules
+        .iter()
+        .all(|r| !r.checks.is_empty() || r.supervised.is_some())
+    {
+        // Refused only for some arguments, or by the supervisor for some
+        // targets: say so, and report it as denied for those.
         return Verdict {
             allowed: false,
             rule: format!("refused when: {rule}"),
