@@ -142,6 +142,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             eprint!("{}", describe_run(&prep, &host));
         }
         if l.dry_run {
+            prep.release_cgroups();
             return Ok(0);
         }
         match sandbox::spawn(&mut prep, &signals, &mut monitor) {
@@ -160,15 +161,20 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 }
                 let (m, end) = Monitor::new(capture, &host, started);
                 monitor = m;
+                prep.release_cgroups();
                 prep = Prepared::new(prep.policy, &host, &l.command, opts, inherited, Some(&why))?;
                 prep.attach_capture(end);
             }
             Err(SpawnError::NsUnavailable(why)) => {
+                prep.release_cgroups();
                 return Err(Error::Unenforceable {
                     missing: format!("namespaces are unavailable: {why}"),
                 });
             }
-            Err(SpawnError::Failed(e)) => return Err(e),
+            Err(SpawnError::Failed(e)) => {
+                prep.release_cgroups();
+                return Err(e);
+            }
         }
     };
     let outcome = supervise::supervise(
@@ -180,8 +186,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         &prep.policy,
         &prep.plan,
     );
-    crate::limits::cleanup(&prep.processes);
-    crate::limits::cleanup_memory(&prep.memory);
+    prep.release_cgroups();
     monitor.finish(&prep.policy, &prep.plan);
 
     let mut failed = None;

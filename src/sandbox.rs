@@ -121,14 +121,6 @@ impl Prepared {
             &policy.limits,
             limits::Host::probe(host.is_root(), plan.namespaces()),
         );
-        let processes = limits::processes(&limits_now, host.is_root())
-            .map_err(|m| Error::Unenforceable { missing: m })?;
-        let memory = limits::memory(&limits_now);
-        let mut plan = plan;
-        if let Some(w) = memory.warning() {
-            plan.warnings.push(w.clone());
-            warnings.push(w);
-        }
         let landlock = landlock::prepare(&plan, true)?;
         let bpf = if host.seccomp {
             policy.syscalls.compile()?
@@ -154,7 +146,6 @@ impl Prepared {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str());
         let program = exec::resolve(&command[0], path, &policy.cwd)?;
-        let rlimits = limits::rlimits(&limits_now, &processes);
         let ns = plan
             .mounts
             .as_ref()
@@ -164,11 +155,24 @@ impl Prepared {
         if ns.is_none() {
             landlock.add_rules(&plan)?;
         }
+        let (program_c, argv) = (exec::path_cstring(&program)?, exec::argv(command)?);
+        let (envp, cwd) = (exec::envp(&env)?, exec::path_cstring(&policy.cwd)?);
+        // The run's cgroups last: nothing fallible comes after them, so a failed
+        // preparation leaves none behind. (A refused `processes` made nothing.)
+        let processes = limits::processes(&limits_now, host.is_root())
+            .map_err(|m| Error::Unenforceable { missing: m })?;
+        let memory = limits::memory(&limits_now);
+        let mut plan = plan;
+        if let Some(w) = memory.warning() {
+            plan.warnings.push(w.clone());
+            warnings.push(w);
+        }
+        let rlimits = limits::rlimits(&limits_now, &processes);
         Ok(Prepared {
-            program_c: exec::path_cstring(&program)?,
-            argv: exec::argv(command)?,
-            envp: exec::envp(&env)?,
-            cwd: exec::path_cstring(&policy.cwd)?,
+            program_c,
+            argv,
+            envp,
+            cwd,
             program,
             command: command.to_vec(),
             policy,
@@ -198,6 +202,12 @@ impl Prepared {
 
     pub fn namespaces(&self) -> bool {
         self.ns.is_some()
+    }
+
+    /// Remove the run's cgroups: after the run, or when it does not start.
+    pub fn release_cgroups(&self) {
+        limits::cleanup(&self.processes);
+        limits::cleanup_memory(&self.memory);
     }
 }
 
