@@ -397,7 +397,36 @@ pub fn cleanup_memory(m: &Memory) {
     }
 }
 
+/// Remove the run's cgroup `dir`, and the empty ones of launchers that are
+/// gone (killed before they could remove theirs, e.g. by SIGKILL): a cgroup
+/// named after a pid that no longer runs belongs to nobody, and rmdir removes
+/// only an empty one.
 fn remove(dir: &Path) {
+    remove_one(dir);
+    let Some(parent) = dir.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("cordon-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if gone && pid > 0 {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
+fn remove_one(dir: &Path) {
     for _ in 0..2000 {
         match std::fs::remove_dir(dir) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
@@ -515,6 +544,41 @@ mod tests {
             ..l
         };
         assert_eq!(effective(&mine, bare_root), (mine, vec![]));
+    }
+
+    /// A cgroup left by a launcher that was killed is removed by the next run's cleanup.
+    #[test]
+    fn cgroups_of_dead_launchers_are_swept() {
+        let base = match pids_cgroup_base() {
+            Some(b) if nix::unistd::geteuid().is_root() => Path::new(b),
+            _ => {
+                return crate::testing::skip(
+                    "cgroups_of_dead_launchers_are_swept",
+                    "needs root and a writable pids cgroup hierarchy",
+                );
+            }
+        };
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = base.join(format!("cordon-{dead}"));
+        let ours = base.join(format!("cordon-test-sweep-{}", std::process::id()));
+        let _ = std::fs::create_dir(&stale);
+        std::fs::create_dir(&ours).unwrap();
+        let alive = base.join(format!("cordon-{}", std::process::id()));
+        let _ = std::fs::create_dir(&alive);
+        cleanup(&Processes::Cgroup {
+            dir: ours.clone(),
+            procs: CString::default(),
+            max: 1,
+        });
+        let alive_kept = alive.exists();
+        let _ = std::fs::remove_dir(&alive);
+        assert!(
+            !ours.exists() && !stale.exists(),
+            "ours and the dead launcher's go"
+        );
+        assert!(alive_kept, "a live launcher's stays");
     }
 
     #[test]
