@@ -213,6 +213,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             }
         }
         if l.dry_run {
+            prep.release_cgroups();
             return Ok(0);
         }
         match sandbox::spawn(&mut prep, &signals, &mut monitor) {
@@ -231,6 +232,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 }
                 let (m, end) = Monitor::new(capture, &host, started);
                 monitor = m;
+                prep.release_cgroups();
                 let tmp = crate::scratch::RunTmp::create(&l.ctx.tmpdir)?;
                 let policy = policy_again(&l, &tmp, &prep.policy)?;
                 run_tmp = Some(tmp);
@@ -239,11 +241,15 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 prep.attach_capture(end);
             }
             Err(SpawnError::NsUnavailable(why)) => {
+                prep.release_cgroups();
                 return Err(Error::Unenforceable {
                     missing: format!("namespaces are unavailable: {why}"),
                 });
             }
-            Err(SpawnError::Failed(e)) => return Err(e),
+            Err(SpawnError::Failed(e)) => {
+                prep.release_cgroups();
+                return Err(e);
+            }
         }
     };
     let outcome = supervise::supervise(
@@ -255,7 +261,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         &prep.policy,
         &prep.plan,
     );
-    crate::limits::cleanup(&prep.processes);
+    prep.release_cgroups();
     // The tree is gone (supervise killed what was left, also after a timeout or a
     // forwarded signal): nothing writes to the run's directory any more.
     if let Some(t) = run_tmp.take() {
@@ -455,6 +461,7 @@ fn build_report(
     };
     let mut missing: Vec<String> = plan.missing.iter().map(|p| p.to_string()).collect();
     missing.extend(plan.warnings.iter().cloned());
+    missing.extend(prep.limit_notes.iter().cloned());
     let mut executed = monitor.executed.clone();
     if executed.is_empty() {
         // Without capture, the one command we started ourselves.
@@ -588,6 +595,10 @@ fn describe_run(prep: &Prepared, host: &Host) -> String {
         }
     }
     out_line!(s, "cordon: processes: {}", prep.processes.describe());
+    out_line!(s, "cordon: memory: {}", prep.memory.describe());
+    for n in &prep.limit_notes {
+        out_line!(s, "cordon: {n}");
+    }
     for g in &plan.gaps {
         out_line!(s, "cordon: not covered in this mode: {g}");
     }
@@ -648,6 +659,7 @@ pub fn profile(cmd: ProfileCommand) -> Result<u8> {
             let guard = crate::guard::Guard::apply(&mut policy, crate::guard::Share::Look);
             let host = Host::probe();
             let plan = Plan::new(&policy, &host, None, &DiskLister);
+            policy.syscalls.set_isolation(plan.isolation());
             if json {
                 let mut v = show_json(&policy, &plan);
                 v["guard"] = guard_json(guard.as_ref());
@@ -988,6 +1000,17 @@ pub fn doctor() -> Result<u8> {
             }
         }
     );
+    let _ = writeln!(
+        out,
+        "memory limit:     {}",
+        match crate::limits::memory_cgroup_base() {
+            Some(base) => format!(
+                "memory cgroup under {} (counts shared mappings, memfds, /dev/shm)",
+                base.display()
+            ),
+            None => "PARTIAL: RLIMIT_DATA only (no writable memory cgroup): shared mappings, memfds and /dev/shm are not counted".into(),
+        }
+    );
     let (m, _) = Monitor::new(
         CaptureOptions {
             notify: true,
@@ -1020,7 +1043,9 @@ pub fn doctor() -> Result<u8> {
     let _ = writeln!(out, "\nbuilt-in profiles (workspace: current directory):");
     let mut default_ok = false;
     for (name, _) in profile::BUILTINS {
-        let verdict = match builtin_verdict(name, &host) {
+        let result = builtin_verdict(name, &host);
+        let gaps = result.as_ref().map(|p| p.gaps.clone()).unwrap_or_default();
+        let verdict = match result {
             Ok(plan) => {
                 let full = plan.missing.is_empty() && plan.refuse.is_none();
                 if *name == profile::DEFAULT_PROFILE {
@@ -1047,6 +1072,9 @@ pub fn doctor() -> Result<u8> {
             Err(e) => format!("error: {}", crate::error::chain(&e)),
         };
         let _ = writeln!(out, "  {name:<16} {verdict}");
+        for g in &gaps {
+            let _ = writeln!(out, "  {:<16} {g}", "");
+        }
     }
     // What the fallback mode leaves open, so nobody learns it from a run:
     // namespaces "off", or "auto" where user namespaces are refused.
@@ -1073,7 +1101,14 @@ pub fn doctor() -> Result<u8> {
 }
 
 fn builtin_verdict(name: &str, host: &Host) -> Result<Plan> {
-    builtin_plan(name, host, None)
+    let (p, ctx) = load(name, &Overrides::default(), None)?;
+    let policy = Policy::new(&p, &ctx, Missing::Skip)?;
+    let mut plan = Plan::new(&policy, host, None, &DiskLister);
+    // Built-in default limits left out here: listed with the profile.
+    let lhost = crate::limits::Host::probe(host.is_root(), plan.namespaces());
+    let (_, notes) = crate::limits::effective(&policy.limits, lhost);
+    plan.gaps = notes;
+    Ok(plan)
 }
 
 /// The plan of a built-in here; `no_ns` plans it as if namespaces had failed.

@@ -459,8 +459,12 @@ fn decide_syscall(policy: &Policy, name: &str) -> Verdict {
         Some(format!("add \"{name}\" to [syscalls] allow"))
     };
     let rule = format!("{}{origin}", text.join("; "));
-    if rules.iter().all(|r| !r.checks.is_empty()) {
-        // Refused only for some arguments: say so, and report it as denied for those.
+    if rules
+        .iter()
+        .all(|r| !r.checks.is_empty() || r.supervised.is_some())
+    {
+        // Refused only for some arguments, or by the supervisor for some
+        // targets: say so, and report it as denied for those.
         return Verdict {
             allowed: false,
             rule: format!("refused when: {rule}"),
@@ -482,6 +486,7 @@ pub fn command(args: ExplainArgs) -> Result<u8> {
     let guard = crate::guard::Guard::apply(&mut policy, crate::guard::Share::Look);
     let host = Host::probe();
     let plan = Plan::new(&policy, &host, None, &DiskLister);
+    policy.syscalls.set_isolation(plan.isolation());
     let abs = |p: &PathBuf| {
         if p.is_absolute() {
             p.clone()

@@ -1,7 +1,12 @@
 //! Resource limits: rlimits (core dumps always off; memory as RLIMIT_DATA so
-//! JIT runtimes that reserve address space keep working), and the process
-//! count, which needs a pids cgroup when the launcher runs as root (root
-//! bypasses RLIMIT_NPROC, and RLIMIT_NPROC counts the uid's processes host-wide).
+//! JIT runtimes that reserve address space keep working), the process count,
+//! which needs a pids cgroup when the launcher runs as root (root bypasses
+//! RLIMIT_NPROC, and RLIMIT_NPROC counts the uid's processes host-wide), and
+//! the memory limit's cgroup: RLIMIT_DATA does not count shared mappings,
+//! memfds or tmpfs files, a memory cgroup counts every page the run touches.
+//!
+//! Owns choosing, creating, joining and removing the run's cgroups. Does not
+//! decide the limits (policy.rs) nor warn (the plan's warnings, via sandbox.rs).
 
 use std::ffi::CString;
 use std::io;
@@ -9,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
-use crate::policy::Limits;
+use crate::policy::{LimitSource, Limits};
 
 /// How the `processes` limit is enforced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +38,205 @@ impl Processes {
             Processes::Cgroup { dir, max, .. } => format!("{max} (pids cgroup {})", dir.display()),
         }
     }
+}
+
+/// How the `memory` limit is enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Memory {
+    None,
+    /// RLIMIT_DATA alone: shared anonymous mappings, memfds and tmpfs files
+    /// (`/dev/shm`) are not counted. `why`: no memory cgroup could be made.
+    Partial {
+        max: u64,
+        why: String,
+    },
+    /// A memory cgroup of the run (no swap), beside RLIMIT_DATA.
+    Cgroup {
+        dir: PathBuf,
+        procs: CString,
+        max: u64,
+    },
+}
+
+impl Memory {
+    pub fn describe(&self) -> String {
+        match self {
+            Memory::None => "none".into(),
+            Memory::Partial { max, why } => format!(
+                "{max} bytes as RLIMIT_DATA only: shared mappings, memfds and /dev/shm are not counted ({why})"
+            ),
+            Memory::Cgroup { dir, max, .. } => {
+                format!("{max} bytes (memory cgroup {}, no swap)", dir.display())
+            }
+        }
+    }
+
+    /// The warning a partial limit gets, once per run.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            Memory::Partial { why, .. } => Some(format!(
+                "[limits] memory is partial here: RLIMIT_DATA does not count shared mappings, memfds or /dev/shm ({why})"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Choose the mechanism for `memory`: a memory cgroup below the launcher's own
+/// (v1, or v2 where the memory controller is enabled for children there: as
+/// root, or in a delegated subtree), else RLIMIT_DATA alone, said to be partial.
+pub fn memory(l: &Limits) -> Memory {
+    let Some(max) = l.memory else {
+        return Memory::None;
+    };
+    let name = format!("cordon-{}", std::process::id());
+    let mut tried = Vec::new();
+    for (base, v2) in memory_bases() {
+        let dir = base.join(&name);
+        match create_memory(&dir, max, v2) {
+            Ok(()) => match CString::new(
+                dir.join("cgroup.procs")
+                    .into_os_string()
+                    .into_encoded_bytes(),
+            ) {
+                Ok(procs) => return Memory::Cgroup { dir, procs, max },
+                Err(e) => tried.push(e.to_string()),
+            },
+            Err(e) => tried.push(format!("{}: {e}", dir.display())),
+        }
+    }
+    let why = if tried.is_empty() {
+        "no memory cgroup controller available to this user".into()
+    } else {
+        tried.join("; ")
+    };
+    Memory::Partial { max, why }
+}
+
+/// Where a memory cgroup of the run may be made: below the launcher's own
+/// cgroup, so the run stays inside whatever limits the caller has. (v2: true.)
+fn memory_bases() -> Vec<(PathBuf, bool)> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in own.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(ctrl), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        if ctrl.split(',').any(|c| c == "memory") {
+            let base = Path::new("/sys/fs/cgroup/memory").join(rel);
+            if base.join("memory.limit_in_bytes").exists() {
+                out.push((base, false));
+            }
+        } else if ctrl.is_empty() {
+            for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                let base = Path::new(root).join(rel);
+                let enabled = std::fs::read_to_string(base.join("cgroup.subtree_control"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .any(|c| c == "memory");
+                if enabled {
+                    out.push((base, true));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn create_memory(dir: &Path, max: u64, v2: bool) -> io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_dir(dir)?;
+            std::fs::create_dir(dir)?;
+        }
+        r => r?,
+    }
+    let set = |file: &str, v: &str| std::fs::write(dir.join(file), v);
+    let r = if v2 {
+        set("memory.max", &max.to_string()).and_then(|()| {
+            // No swap: pages swapped out would leave the limit. Absent without swap accounting.
+            match set("memory.swap.max", "0") {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
+        })
+    } else {
+        set("memory.limit_in_bytes", &max.to_string()).and_then(|()| {
+            match set("memory.memsw.limit_in_bytes", &max.to_string()) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            }
+        })
+    };
+    r.inspect_err(|_| {
+        let _ = std::fs::remove_dir(dir);
+    })
+}
+
+/// Where the launcher could create a memory cgroup, for `doctor` (nothing is created).
+pub fn memory_cgroup_base() -> Option<PathBuf> {
+    memory_bases()
+        .into_iter()
+        .map(|(b, _)| b)
+        .find(|b| nix::unistd::access(b, nix::unistd::AccessFlags::W_OK).is_ok())
+}
+
+/// What this host can enforce, for [`effective`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Host {
+    pub root: bool,
+    pub namespaces: bool,
+    pub pids_cgroup: bool,
+    pub memory_cgroup: bool,
+}
+
+impl Host {
+    pub fn probe(root: bool, namespaces: bool) -> Host {
+        Host {
+            root,
+            namespaces,
+            pids_cgroup: pids_cgroup_base().is_some(),
+            memory_cgroup: memory_cgroup_base().is_some(),
+        }
+    }
+}
+
+/// The limits to enforce: a built-in default that cannot be enforced as it
+/// means here is left out, with a note saying so (shown by `-v` and `doctor`,
+/// and in the report's `enforced.missing`). A limit the user's profile sets is
+/// kept, and enforced or refused as before.
+pub fn effective(l: &Limits, host: Host) -> (Limits, Vec<String>) {
+    let mut out = *l;
+    let mut notes = Vec::new();
+    if let (Some(n), LimitSource::Builtin) = (l.processes, l.processes_from) {
+        let why = if host.root && !host.pids_cgroup {
+            Some("root bypasses RLIMIT_NPROC and no pids cgroup is writable")
+        } else if !host.root && !host.namespaces {
+            Some(
+                "without a user namespace RLIMIT_NPROC counts every process of the user on the host",
+            )
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            out.processes = None;
+            notes.push(format!(
+                "built-in default processes = {n} not enforced here: {why}"
+            ));
+        }
+    }
+    if let (Some(n), LimitSource::Builtin) = (l.memory, l.memory_from) {
+        if !host.memory_cgroup {
+            out.memory = None;
+            notes.push(format!(
+                "built-in default memory = {} not enforced here: it needs a memory cgroup (RLIMIT_DATA alone does not count shared memory)",
+                crate::units::format_size(n)
+            ));
+        }
+    }
+    (out, notes)
 }
 
 /// The rlimits to set in the child: (resource, soft, hard).
@@ -173,7 +377,7 @@ pub fn join(procs: &CString) -> Result<(), String> {
         .write(true)
         .open(path)
         .and_then(|mut f| f.write_all(b"0"))
-        .map_err(|e| format!("joining the pids cgroup {}: {e}", path.display()))
+        .map_err(|e| format!("joining the cgroup {}: {e}", path.display()))
 }
 
 /// Remove the cgroup after the run. Every process of the payload has exited by
@@ -181,9 +385,48 @@ pub fn join(procs: &CString) -> Result<(), String> {
 /// comes before it leaves the cgroup), and until then the removal fails with
 /// EBUSY: wait for it, a few ms at most, rather than leave the cgroup behind.
 pub fn cleanup(p: &Processes) {
-    let Processes::Cgroup { dir, .. } = p else {
+    if let Processes::Cgroup { dir, .. } = p {
+        remove(dir);
+    }
+}
+
+/// Remove the memory cgroup after the run, as [`cleanup`].
+pub fn cleanup_memory(m: &Memory) {
+    if let Memory::Cgroup { dir, .. } = m {
+        remove(dir);
+    }
+}
+
+/// Remove the run's cgroup `dir`, and the empty ones of launchers that are
+/// gone (killed before they could remove theirs, e.g. by SIGKILL): a cgroup
+/// named after a pid that no longer runs belongs to nobody, and rmdir removes
+/// only an empty one.
+fn remove(dir: &Path) {
+    remove_one(dir);
+    let Some(parent) = dir.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("cordon-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if gone && pid > 0 {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
+fn remove_one(dir: &Path) {
     for _ in 0..2000 {
         match std::fs::remove_dir(dir) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
@@ -224,6 +467,118 @@ mod tests {
         made.unwrap();
         assert_eq!(max.unwrap().trim(), "7");
         assert!(!dir.exists(), "cleanup removes it");
+    }
+
+    /// As root with a memory controller: the run's cgroup is made below ours
+    /// with the limit and no swap, and removed again.
+    #[test]
+    fn memory_cgroup_is_made_below_ours_and_removed() {
+        if !nix::unistd::geteuid().is_root() || memory_cgroup_base().is_none() {
+            return crate::testing::skip(
+                "memory_cgroup_is_made_below_ours_and_removed",
+                "needs root and a memory cgroup controller",
+            );
+        }
+        let l = Limits {
+            memory: Some(256 << 20),
+            ..Default::default()
+        };
+        let m = memory(&l);
+        let Memory::Cgroup { dir, max, .. } = &m else {
+            panic!("{m:?}");
+        };
+        assert_eq!(*max, 256 << 20);
+        let limit = std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
+            .or_else(|_| std::fs::read_to_string(dir.join("memory.max")))
+            .unwrap();
+        cleanup_memory(&m);
+        assert_eq!(limit.trim(), (256u64 << 20).to_string());
+        assert!(!dir.exists(), "cleanup removes it");
+        assert!(m.warning().is_none());
+        let p = Memory::Partial {
+            max: 1,
+            why: "x".into(),
+        };
+        assert!(p.warning().unwrap().contains("partial"));
+    }
+
+    #[test]
+    fn builtin_defaults_are_enforced_where_they_can_be() {
+        let l = Limits {
+            memory: Some(8 << 30),
+            processes: Some(4096),
+            memory_from: LimitSource::Builtin,
+            processes_from: LimitSource::Builtin,
+            ..Default::default()
+        };
+        let all = Host {
+            root: true,
+            namespaces: true,
+            pids_cgroup: true,
+            memory_cgroup: true,
+        };
+        assert_eq!(effective(&l, all), (l, vec![]));
+        let bare_root = Host {
+            pids_cgroup: false,
+            memory_cgroup: false,
+            ..all
+        };
+        let (e, notes) = effective(&l, bare_root);
+        assert_eq!((e.processes, e.memory), (None, None));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        // Unprivileged: RLIMIT_NPROC holds in a user namespace, not without one.
+        let user = Host {
+            root: false,
+            ..bare_root
+        };
+        assert_eq!(effective(&l, user).0.processes, Some(4096));
+        let user_no_ns = Host {
+            namespaces: false,
+            ..user
+        };
+        assert_eq!(effective(&l, user_no_ns).0.processes, None);
+        // The user's own limits are never left out.
+        let mine = Limits {
+            memory_from: LimitSource::Profile,
+            processes_from: LimitSource::Profile,
+            ..l
+        };
+        assert_eq!(effective(&mine, bare_root), (mine, vec![]));
+    }
+
+    /// A cgroup left by a launcher that was killed is removed by the next run's cleanup.
+    #[test]
+    fn cgroups_of_dead_launchers_are_swept() {
+        let base = match pids_cgroup_base() {
+            Some(b) if nix::unistd::geteuid().is_root() => Path::new(b),
+            _ => {
+                return crate::testing::skip(
+                    "cgroups_of_dead_launchers_are_swept",
+                    "needs root and a writable pids cgroup hierarchy",
+                );
+            }
+        };
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = base.join(format!("cordon-{dead}"));
+        let ours = base.join(format!("cordon-test-sweep-{}", std::process::id()));
+        let _ = std::fs::create_dir(&stale);
+        std::fs::create_dir(&ours).unwrap();
+        let alive = base.join(format!("cordon-{}", std::process::id()));
+        let _ = std::fs::create_dir(&alive);
+        cleanup(&Processes::Cgroup {
+            dir: ours.clone(),
+            procs: CString::default(),
+            max: 1,
+        });
+        let alive_kept = alive.exists();
+        let _ = std::fs::remove_dir(&alive);
+        assert!(
+            !ours.exists() && !stale.exists(),
+            "ours and the dead launcher's go"
+        );
+        assert!(alive_kept, "a live launcher's stays");
     }
 
     #[test]

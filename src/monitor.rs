@@ -24,10 +24,12 @@ use nix::sys::socket::{
 
 use crate::bounded::{self, Bounds};
 use crate::explain::{self, Op, Query};
+use crate::metadata;
+use crate::own_process;
 use crate::plan::Plan;
 use crate::policy::Policy;
 use crate::report::{Denial, Executed};
-use crate::seccomp::SyscallRule;
+use crate::seccomp::{Supervised, SyscallRule};
 use crate::sys;
 use crate::syscalls;
 
@@ -427,7 +429,31 @@ impl Monitor {
         let mem = Mem::open(pid);
         // Refused by the policy: answer with its errno, and record it.
         if let Some(rule) = policy.syscalls.decide(nr, &args).cloned() {
-            let (operation, target) = describe_call(name, &args, mem.as_ref());
+            let (operation, mut target) = describe_call(name, &args, mem.as_ref());
+            // Supervised calls: let run, or performed here, unless they reach outside.
+            match rule.supervised {
+                Some(Supervised::OwnProcess(arg)) => {
+                    let ours = own_process::belongs_to_run(
+                        args[arg as usize] as i32 as i64,
+                        std::process::id(),
+                    );
+                    if ours && sys::notif_send(listener, n.id, 0, true).is_ok() {
+                        return;
+                    }
+                }
+                Some(Supervised::Metadata) => {
+                    let still_waiting = || sys::notif_id_valid(listener, n.id);
+                    let m = mem.as_ref().map(|m| m as &dyn metadata::Memory);
+                    match metadata::handle(pid, name, &args, m, policy, plan, &still_waiting) {
+                        metadata::Outcome::Done(errno) => {
+                            let _ = sys::notif_send(listener, n.id, errno, false);
+                            return;
+                        }
+                        metadata::Outcome::Refused(object) => target = object,
+                    }
+                }
+                None => {}
+            }
             let exe = exe(pid);
             let _ = sys::notif_send(listener, n.id, rule.errno.raw(), false);
             let kind = if matches!(name, "socket" | "socketpair") {
@@ -788,6 +814,15 @@ impl Mem {
     }
 }
 
+impl metadata::Memory for Mem {
+    fn cstr(&self, addr: u64) -> Option<String> {
+        Mem::cstr(self, addr)
+    }
+    fn bytes(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        Mem::bytes(self, addr, len)
+    }
+}
+
 /// An operation and target for a refused syscall, for reports.
 fn describe_call(name: &str, a: &[u64; 6], mem: Option<&Mem>) -> (String, String) {
     let path = |i: usize| {
@@ -820,6 +855,12 @@ fn describe_call(name: &str, a: &[u64; 6], mem: Option<&Mem>) -> (String, String
             format!("fd {}, request {:#x}", a[0] as i32, a[1] as u32),
         ),
         "clone" | "unshare" => (name.into(), format!("flags {:#x}", a[0])),
+        "prlimit64" | "sched_setaffinity" | "sched_setscheduler" | "sched_setparam"
+        | "sched_setattr" => (name.into(), format!("pid {}", a[0] as i32)),
+        "setpriority" | "ioprio_set" => (
+            name.into(),
+            format!("which {}, who {}", a[0] as i32, a[1] as i32),
+        ),
         "personality" => (name.into(), format!("{:#x}", a[0] as u32)),
         _ => (
             name.into(),

@@ -329,6 +329,15 @@ impl Plan {
     pub fn namespaces(&self) -> bool {
         self.mounts.is_some()
     }
+
+    /// The isolation the seccomp filter is made for.
+    pub fn isolation(&self) -> crate::seccomp::Isolation {
+        if self.namespaces() {
+            crate::seccomp::Isolation::Namespaces
+        } else {
+            crate::seccomp::Isolation::Host
+        }
+    }
 }
 
 /// What the no-namespace mode cannot do, per policy.
@@ -370,7 +379,7 @@ fn no_ns_gaps(policy: &Policy, plan: &mut Plan) {
         );
     }
     plan.gaps.push(
-        "chmod, chown, utime and xattrs of readable files are not mediated by Landlock".into(),
+        "chmod, chown, utime and xattrs outside writable roots are refused by the seccomp supervisor only: with --no-capture, or where no listener can be had (a nested cordon), they are not mediated".into(),
     );
     // procfs is world-readable per process and its hidepid option is the host's
     // to set: a sandbox in the host's PID namespace sees every process.

@@ -152,6 +152,20 @@ pub struct Limits {
     pub open_files: Option<u64>,
     pub cpu: Option<Duration>,
     pub file_size: Option<u64>,
+    /// Who set `memory` and `processes`: a built-in default is enforced where
+    /// it can be and otherwise listed as not enforced, never refused.
+    pub memory_from: LimitSource,
+    pub processes_from: LimitSource,
+}
+
+/// Where a limit comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LimitSource {
+    /// A profile of the user's, or the command line: enforced, or the run refused.
+    #[default]
+    Profile,
+    /// A built-in profile's default.
+    Builtin,
 }
 
 /// Landlock scopes (ABI 6): true means the payload is confined.
@@ -270,6 +284,8 @@ impl Policy {
             open_files: l.open_files.as_ref().and_then(|i| i.value.0.get()),
             cpu: l.cpu.as_ref().and_then(|i| i.value.0.get()),
             file_size: l.file_size.as_ref().and_then(|i| i.value.0.get()),
+            memory_from: limit_source(l.memory.as_ref().map(|i| &i.origin)),
+            processes_from: limit_source(l.processes.as_ref().map(|i| &i.origin)),
         };
         let syscalls = SyscallPolicy::new(&resolved.syscalls, &net)?;
         let mut caps_keep = Vec::new();
@@ -339,6 +355,14 @@ impl Policy {
                 )
             })
             .collect()
+    }
+}
+
+/// A limit set in a built-in profile (its origin is `builtin/NAME.toml`).
+fn limit_source(origin: Option<&crate::profile::Origin>) -> LimitSource {
+    match origin {
+        Some(o) if o.source.starts_with("builtin/") => LimitSource::Builtin,
+        _ => LimitSource::Profile,
     }
 }
 

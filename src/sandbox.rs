@@ -28,7 +28,7 @@ use crate::env;
 use crate::error::{Error, Result, exit};
 use crate::exec;
 use crate::landlock;
-use crate::limits::{self, Processes};
+use crate::limits::{self, Memory, Processes};
 use crate::monitor::{ChildEnd, Monitor};
 use crate::namespaces;
 use crate::plan::{DiskLister, Plan};
@@ -68,6 +68,9 @@ pub struct Prepared {
     /// Warnings to print once: skipped paths, missing pieces (best effort), unenforced entries.
     pub warnings: Vec<String>,
     pub processes: Processes,
+    pub memory: Memory,
+    /// Built-in default limits left out here, and why (see limits::effective).
+    pub limit_notes: Vec<String>,
     pub program: std::path::PathBuf,
     pub command: Vec<OsString>,
     landlock: Option<landlock::Prepared>,
@@ -91,7 +94,7 @@ impl Prepared {
     /// Plan and prepare `command` under `policy`. `ns_failed` is set when an
     /// attempt with namespaces failed and mode "auto" retries without them.
     pub fn new(
-        policy: Policy,
+        mut policy: Policy,
         host: &Host,
         command: &[OsString],
         opts: Options,
@@ -116,8 +119,13 @@ impl Prepared {
         }
         warnings.extend(plan.warnings.iter().cloned());
 
-        let processes = limits::processes(&policy.limits, host.is_root())
-            .map_err(|m| Error::Unenforceable { missing: m })?;
+        // The filter follows the isolation the plan chose (auto may fall back to none).
+        policy.syscalls.set_isolation(plan.isolation());
+        // Built-in default limits apply where they hold; the notes say where not.
+        let (limits_now, notes) = limits::effective(
+            &policy.limits,
+            limits::Host::probe(host.is_root(), plan.namespaces()),
+        );
         let landlock = landlock::prepare(&plan, true)?;
         let bpf = if host.seccomp {
             policy.syscalls.compile()?
@@ -174,7 +182,6 @@ impl Prepared {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str());
         let program = exec::resolve(&command[0], path, &policy.cwd)?;
-        let rlimits = limits::rlimits(&policy.limits, &processes);
         let ns = plan
             .mounts
             .as_ref()
@@ -184,17 +191,32 @@ impl Prepared {
         if ns.is_none() {
             landlock.add_rules(&plan)?;
         }
+        let (program_c, argv) = (exec::path_cstring(&program)?, exec::argv(command)?);
+        let (envp, cwd) = (exec::envp(&env)?, exec::path_cstring(&policy.cwd)?);
+        // The run's cgroups last: nothing fallible comes after them, so a failed
+        // preparation leaves none behind. (A refused `processes` made nothing.)
+        let processes = limits::processes(&limits_now, host.is_root())
+            .map_err(|m| Error::Unenforceable { missing: m })?;
+        let memory = limits::memory(&limits_now);
+        let mut plan = plan;
+        if let Some(w) = memory.warning() {
+            plan.warnings.push(w.clone());
+            warnings.push(w);
+        }
+        let rlimits = limits::rlimits(&limits_now, &processes);
         Ok(Prepared {
-            program_c: exec::path_cstring(&program)?,
-            argv: exec::argv(command)?,
-            envp: exec::envp(&env)?,
-            cwd: exec::path_cstring(&policy.cwd)?,
+            program_c,
+            argv,
+            envp,
+            cwd,
             program,
             command: command.to_vec(),
             policy,
             plan,
             warnings,
             processes,
+            memory,
+            limit_notes: notes,
             landlock: Some(landlock),
             bpf,
             bpf_notify,
@@ -217,6 +239,12 @@ impl Prepared {
 
     pub fn namespaces(&self) -> bool {
         self.ns.is_some()
+    }
+
+    /// Remove the run's cgroups: after the run, or when it does not start.
+    pub fn release_cgroups(&self) {
+        limits::cleanup(&self.processes);
+        limits::cleanup_memory(&self.memory);
     }
 }
 
@@ -484,6 +512,11 @@ fn init(
             fail(&err_w, exit::LAUNCHER, false, &m);
         }
     }
+    if let Memory::Cgroup { procs, .. } = &prep.memory {
+        if let Err(m) = limits::join(procs) {
+            fail(&err_w, exit::LAUNCHER, false, &m);
+        }
+    }
     if let Err(e) = namespaces::setup(prep.ns.as_ref().expect("init runs with namespaces")) {
         fail(
             &err_w,
@@ -593,6 +626,9 @@ fn payload(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, launcher: Opt
             sys::exit_now(exit::LAUNCHER as i32);
         }
         if let Processes::Cgroup { procs, .. } = &prep.processes {
+            limits::join(procs).unwrap_or_else(|m| die(m));
+        }
+        if let Memory::Cgroup { procs, .. } = &prep.memory {
             limits::join(procs).unwrap_or_else(|m| die(m));
         }
     }

@@ -623,6 +623,36 @@ pub fn openat2_path(dir: BorrowedFd, path: &std::ffi::CStr, resolve: u64) -> io:
     check(fd).map(|fd| own_fd(fd as RawFd))
 }
 
+// ---------------------------------------------------------------------------
+// The supervisor's own calls for the calls it checks or performs for the
+// payload (own_process.rs, metadata.rs).
+// ---------------------------------------------------------------------------
+
+/// openat2(2) of `path` beneath `dirfd` with `flags` and RESOLVE_* `resolve`.
+pub fn openat2(
+    dirfd: BorrowedFd<'_>,
+    path: &std::ffi::CStr,
+    flags: libc::c_int,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is plain old data (three u64s); zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    // SAFETY: `path` is NUL-terminated and `how` a valid struct of the size we
+    // pass; the new descriptor belongs to nobody else.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    check(fd).map(|fd| own_fd(fd as RawFd))
+}
+
 /// openat2(2) with `O_PATH | O_NOFOLLOW | O_CLOEXEC` and RESOLVE_NO_SYMLINKS |
 /// RESOLVE_NO_MAGICLINKS: a handle on what the absolute `path` names, reached
 /// without following any symbolic link (a trailing one is returned itself).
@@ -795,4 +825,69 @@ pub fn sendmsg_raw(
     // with their lengths; the kernel only reads them.
     let rc = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) };
     check(rc as libc::c_long).map(|n| n as usize)
+}
+
+/// pidfd_open(2) with `flags` (PIDFD_THREAD for a thread).
+pub fn pidfd_open(pid: libc::pid_t, flags: libc::c_uint) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only; the new descriptor belongs to nobody else.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) };
+    check(fd).map(|fd| own_fd(fd as RawFd))
+}
+
+/// fchmodat2(2) on the object `fd` refers to itself (AT_EMPTY_PATH; O_PATH
+/// descriptors included, Linux 6.6).
+pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // SAFETY: an empty NUL-terminated path and integer arguments.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            mode,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    check(rc).map(drop)
+}
+
+/// fchownat(2) on the object `fd` refers to itself (AT_EMPTY_PATH).
+pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: an empty NUL-terminated path and integer arguments.
+    let rc = unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// utimensat(2) on the object `fd` refers to itself (AT_EMPTY_PATH); None: now.
+pub fn utimens_fd(fd: BorrowedFd<'_>, times: Option<[libc::timespec; 2]>) -> io::Result<()> {
+    let ptr = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
+    // SAFETY: an empty NUL-terminated path, and NULL or two timespecs we own.
+    let rc = unsafe { libc::utimensat(fd.as_raw_fd(), c"".as_ptr(), ptr, libc::AT_EMPTY_PATH) };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// setxattr(2) (it follows the path: the supervisor passes /proc/self/fd/N).
+pub fn setxattr(
+    path: &std::ffi::CStr,
+    name: &std::ffi::CStr,
+    value: &[u8],
+    flags: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: NUL-terminated strings and a buffer of the length we pass.
+    let rc = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// removexattr(2) (it follows the path, as `setxattr`).
+pub fn removexattr(path: &std::ffi::CStr, name: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: NUL-terminated strings.
+    let rc = unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) };
+    check(rc as libc::c_long).map(drop)
 }
