@@ -14,12 +14,23 @@ use support::*;
 
 /// `sh -c SCRIPT` under workspace-write in `ws` with `extra` flags, writing a
 /// report beside the workspace; TMPDIR is a directory of its own (see workflows.rs).
+/// workspace-write with `.git/info` taken out of the guard's list: the guard
+/// would otherwise undo the attack's `info/exclude` line (tests/guard.rs shows
+/// that), and this file is about the record listing what git is made to miss.
+fn changes_profile(ns: Ns) -> String {
+    profile_ns(
+        "changes",
+        "extends = \"workspace-write\"\n[filesystem]\nunprotect = [\"${WORKSPACE}/.git/info\"]\n",
+        ns,
+    )
+}
+
 fn run(user: User, ns: Ns, ws: &Path, extra: &[&str], script: &str) -> (Output, PathBuf, Value) {
     let tmp = tempdir(user);
     let out_dir = tempdir(user);
     let report = out_dir.path().join("run.json");
     let out = cordon(user)
-        .args(["run", "-p", &ns_profile("workspace-write", ns), "-w"])
+        .args(["run", "-p", &changes_profile(ns), "-w"])
         .arg(ws)
         .arg("--report")
         .arg(&report)
@@ -336,7 +347,7 @@ fn no_changes_or_no_report_leaves_the_record_out() {
             // Without a report nothing records or prints it: stderr stays as it was.
             let tmp = tempdir(user);
             let plain = cordon(user)
-                .args(["run", "-p", &ns_profile("workspace-write", ns), "-w"])
+                .args(["run", "-p", &changes_profile(ns), "-w"])
                 .arg(&ws)
                 .current_dir(&ws)
                 .env("TMPDIR", tmp.path())

@@ -88,8 +88,10 @@ fn a_symlink_at_the_audit_log_is_refused_and_its_target_untouched() {
             let out = run(user, &ci, ws.path(), &[], &["touch", s(&marker)]);
             assert_code(&out, 125, &ctx);
             let line = assert_one_error_line(&out, &ctx);
+            // Without namespaces ${TMPDIR} names the run's own fresh directory,
+            // so the refusal names that path (the planted link is never reached).
             assert!(
-                line.contains(s(&planted)) && line.contains("writable root"),
+                line.contains(&name) && line.contains("writable root"),
                 "{ctx}: {line}"
             );
             assert!(!marker.exists(), "{ctx}: the command ran");
@@ -162,6 +164,11 @@ fn a_log_or_report_inside_a_writable_root_is_refused_with_the_reason() {
         for ns in Ns::ALL {
             let p = ns_profile("workspace-write", ns);
             for (flag, path, extra, root) in &cases {
+                // Without namespaces the run's TMPDIR is a fresh directory of its
+                // own: /tmp itself is not a writable root of the run.
+                if ns == Ns::Off && *root == Path::new("/tmp") {
+                    continue;
+                }
                 let ctx = format!("{flag} {} {extra:?} as {user}, {ns}", path.display());
                 let mut args: Vec<&str> = vec![flag, s(path)];
                 args.extend(extra.iter().map(String::as_str));

@@ -314,17 +314,17 @@ fn sockets_the_sandbox_makes_work() {
                     std::os::unix::fs::PermissionsExt::from_mode(0o755),
                 )
                 .unwrap();
-                let tmp = tmpdir.path().join("own.sock");
-                let mut paths = vec![in_ws.to_str().unwrap().to_string()];
+                // The run's own $TMPDIR (without namespaces a fresh directory
+                // beneath the one given here), as the payload sees it.
+                let mut script = format!("exec {PYTHON} own.py \"$1\"");
                 let mut want = vec!["ok"];
                 if base != "strict" {
                     // strict writes only the workspace.
-                    paths.push(tmp.to_str().unwrap().to_string());
+                    script.push_str(" \"$TMPDIR/own.sock\"");
                     want.push("ok");
                 }
                 want.extend(["pair", "abstract"]);
-                let mut argv = vec![PYTHON, "own.py"];
-                argv.extend(paths.iter().map(String::as_str));
+                let argv = vec!["/bin/sh", "-c", &script, "sh", in_ws.to_str().unwrap()];
                 let out = run_env(
                     user,
                     &p,
@@ -440,7 +440,7 @@ fn racing_the_check_never_reaches_the_host() {
                     user,
                     &p,
                     ws.path(),
-                    &[],
+                    &["--allow-exec", race.parent().unwrap().to_str().unwrap()],
                     &[
                         race.to_str().unwrap(),
                         own.to_str().unwrap(),
@@ -546,19 +546,31 @@ fn nested_cordon_without_a_listener_is_refused_without_namespaces() {
             argv.extend(["--", "/bin/true"]);
             argv.iter().map(|s| s.to_string()).collect::<Vec<_>>()
         };
+        // The harness's copy of cordon lies outside the profile's exec roots.
+        let bin_dir = bin().parent().unwrap().to_str().unwrap();
         let a = inner(&[]);
         let argv: Vec<&str> = a.iter().map(String::as_str).collect();
-        let out = run(user, &off, ws.path(), &[], &argv);
+        let out = run(user, &off, ws.path(), &["--allow-exec", bin_dir], &argv);
         assert_code(&out, 125, format!("nested as {user}"));
         assert!(
             text(&out.stderr).contains("confining pathname unix sockets"),
             "{}",
             text(&out.stderr)
         );
-        let report = ws.path().join("inner.json");
+        // The inner report outside the inner run's writable roots (cordon refuses
+        // one inside), in a directory the outer run may write.
+        let reports = tempdir(user);
+        let report = reports.path().join("inner.json");
         let b = inner(&["--best-effort", "--report", report.to_str().unwrap()]);
         let argv: Vec<&str> = b.iter().map(String::as_str).collect();
-        let out = run(user, &off, ws.path(), &[], &argv);
+        let rdir = reports.path().to_str().unwrap();
+        let out = run(
+            user,
+            &off,
+            ws.path(),
+            &["--allow-exec", bin_dir, "--allow-write", rdir],
+            &argv,
+        );
         assert_code(&out, 0, format!("nested --best-effort as {user}"));
         let notes = read_report(&report)["capture"]["notes"].to_string();
         assert!(
