@@ -1,11 +1,12 @@
 # Shared by the bench scripts: tools, the C helpers, the cordon binary, stats.
-# Sourced, not run. Everything is written under $BENCH_DIR (default /tmp/cordon-bench).
+# Sourced, not run. Everything is written under $BENCH_DIR (default /var/tmp/cordon-bench: a sandbox with namespaces has a private /tmp,
+# so helpers kept under the host's /tmp would not be visible to the payloads).
 
 set -euo pipefail
 
 BENCHES=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCHES/.." && pwd)
-BENCH_DIR=${BENCH_DIR:-/tmp/cordon-bench}
+BENCH_DIR=${BENCH_DIR:-/var/tmp/cordon-bench}
 BIN=$BENCH_DIR/bin
 OUT=${OUT:-$BENCH_DIR/results}
 mkdir -p "$BIN" "$OUT"
@@ -63,9 +64,9 @@ setup_cordon() {
     local sum
     sum=$(sha256sum "$src" | cut -c1-12)
     if [ -n "${CORDON:-}" ]; then
-        CORDON_DESC="$src (sha256 $sum, modified $(date -r "$src" '+%F %T'); the repository is at $rev$( ((dirty)) && echo " with $dirty changed files in src/"))"
+        CORDON_DESC="$src (sha256 $sum, modified $(date -r "$src" '+%F %T'); the repository is at $rev$( ((dirty)) && echo " with $dirty changed files in src/" || true))"
     else
-        CORDON_DESC="$src (commit $rev$( ((dirty)) && echo ", $dirty changed files in src/"), built $(date -r "$src" '+%F %T'), sha256 $sum)"
+        CORDON_DESC="$src (commit $rev$( ((dirty)) && echo ", $dirty changed files in src/" || true), built $(date -r "$src" '+%F %T'), sha256 $sum)"
     fi
     # A profile like workspace-write, without namespaces.
     NSOFF=$BENCH_DIR/ns-off.toml

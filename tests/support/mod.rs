@@ -73,6 +73,7 @@ pub fn bin() -> &'static Path {
         let src = Path::new(env!("CARGO_BIN_EXE_cordon"));
         let dir = harness_dir().join(format!("cordon-test-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        remove_at_exit(&dir);
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let dst = dir.join("cordon");
         std::fs::copy(src, &dst).unwrap();
@@ -107,6 +108,7 @@ pub fn home(user: User) -> PathBuf {
         user.uid(),
         std::process::id()
     ));
+    remove_at_exit(&dir);
     if !dir.exists() {
         std::fs::create_dir_all(dir.join(".ssh")).unwrap();
         std::fs::write(dir.join(".ssh/id_ed25519"), "PRIVATE KEY\n").unwrap();
@@ -203,6 +205,7 @@ pub fn shared_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let d = harness_dir().join(format!("cordon-test-shared-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
+        remove_at_exit(&d);
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
         d
     })
@@ -557,6 +560,7 @@ pub fn compile_c(test: &str, src: &Path, name: &str) -> Option<PathBuf> {
     let r = built.entry(name.to_string()).or_insert_with(|| {
         let dir = harness_dir().join(format!("cordon-test-cc-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        remove_at_exit(&dir);
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let out = dir.join(name);
         match Command::new("cc")
@@ -881,4 +885,36 @@ pub fn without_userns(mut cmd: Command) -> Command {
         });
     }
     cmd
+}
+
+
+// ---------------------------------------------------------------------------
+// The harness's per-process directories (the binary's copy, homes, shared
+// profiles, compiled helpers) are removed when the test process exits, also
+// after a failed test: the harness exits through exit(3), which runs atexit
+// handlers. A process killed by a signal leaves them (nothing can run then).
+// ---------------------------------------------------------------------------
+
+static AT_EXIT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Remove `dir` (recursively) when this test process exits.
+pub fn remove_at_exit(dir: &Path) {
+    extern "C" fn remove_all() {
+        let dirs = std::mem::take(&mut *AT_EXIT.lock().unwrap_or_else(|e| e.into_inner()));
+        for d in dirs {
+            let _ = std::fs::remove_dir_all(&d);
+        }
+    }
+    let mut dirs = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
+    if dirs.is_empty() {
+        // SAFETY: atexit only stores the pointer of a function that lives as long
+        // as the program; the handler touches nothing but the list above.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::atexit(remove_all);
+        }
+    }
+    if !dirs.iter().any(|d| d == dir) {
+        dirs.push(dir.to_path_buf());
+    }
 }
