@@ -1170,12 +1170,20 @@ fn pass_fd(cmd: &mut Command, file: &std::os::fd::OwnedFd, fd: i32) {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let raw = file.as_raw_fd();
-    // SAFETY: dup2(2) is async-signal-safe; `raw` is open in the parent while
-    // the command is spawned (the caller holds it).
+    // SAFETY: dup2(2) and fcntl(2) are async-signal-safe; `raw` is open in the
+    // parent while the command is spawned (the caller holds it).
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(raw, fd) < 0 {
+            // dup2 onto itself leaves close-on-exec set: when the parent's
+            // descriptor already has the number (other tests' files decide which
+            // numbers are free), clear the flag instead.
+            let r = if raw == fd {
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, fd)
+            };
+            if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
