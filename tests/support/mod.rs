@@ -887,7 +887,6 @@ pub fn without_userns(mut cmd: Command) -> Command {
     cmd
 }
 
-
 // ---------------------------------------------------------------------------
 // The harness's per-process directories (the binary's copy, homes, shared
 // profiles, compiled helpers) are removed when the test process exits, also
