@@ -5,7 +5,6 @@
 mod support;
 
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use support::*;
@@ -183,60 +182,6 @@ fn read_only_without_namespaces_is_a_warned_gap() {
             "as {user}: gap changed?\n{got}"
         );
     }
-}
-
-/// Run `cmd` under a seccomp filter that refuses user namespaces the way
-/// container runtimes' default profiles do (unshare and clone with CLONE_NEWUSER
-/// get EPERM, clone3 ENOSYS).
-fn without_userns(mut cmd: Command) -> Command {
-    use seccompiler::{
-        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-        SeccompRule,
-    };
-    let newuser = libc::CLONE_NEWUSER as u64;
-    let rules = [
-        (libc::SYS_unshare, vec![]),
-        (
-            libc::SYS_clone,
-            vec![
-                SeccompRule::new(vec![
-                    SeccompCondition::new(
-                        0,
-                        SeccompCmpArgLen::Dword,
-                        SeccompCmpOp::MaskedEq(newuser),
-                        newuser,
-                    )
-                    .unwrap(),
-                ])
-                .unwrap(),
-            ],
-        ),
-    ];
-    let filter = SeccompFilter::new(
-        rules.into_iter().collect(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        std::env::consts::ARCH.try_into().unwrap(),
-    )
-    .unwrap();
-    let prog: BpfProgram = filter.try_into().unwrap();
-    let clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3, vec![])].into_iter().collect(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        std::env::consts::ARCH.try_into().unwrap(),
-    )
-    .unwrap();
-    let prog3: BpfProgram = clone3.try_into().unwrap();
-    // SAFETY: the closure only installs two prepared filters (no allocation, no locks).
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(move || {
-            seccompiler::apply_filter(&prog).map_err(std::io::Error::other)?;
-            seccompiler::apply_filter(&prog3).map_err(std::io::Error::other)
-        });
-    }
-    cmd
 }
 
 #[test]
