@@ -166,6 +166,10 @@ fn launcher_sigkill(ns: Ns) {
         );
         // Its output pipe closed with it.
         let _ = run.finish(Duration::from_secs(1), &ctx);
+        // The next run in the workspace works, and clears the state the killed
+        // launcher's guard left behind (it could not remove its own).
+        let out = run_sh(user, &p, ws.path(), "true");
+        assert_code(&out, 0, format!("{ctx}: the next run"));
     }
 }
 
