@@ -138,9 +138,18 @@ fn launcher_sigkill(ns: Ns) {
     for user in users(&test) {
         let ctx = format!("{test} as {user}");
         let ws = tempdir(user);
+        // Without namespaces the killed launcher cannot remove the run's own
+        // TMPDIR: let it lie in a temp dir of the test's, removed with it.
+        let tmp = tempdir(user);
         let marker = sleep_marker();
         let script = format!("echo $$ > pid.tmp; mv pid.tmp pid; exec sleep {marker}");
-        let mut run = start_sh(user, &p, ws.path(), &script);
+        let mut c = cordon(user);
+        c.args(["run", "-q", "-p", &p, "-w"])
+            .arg(ws.path())
+            .current_dir(ws.path())
+            .env("TMPDIR", tmp.path())
+            .args(["--", "/bin/sh", "-c", &script]);
+        let mut run = start(c);
         wait_file(&ws.path().join("pid"), &ctx);
         let mut found = Vec::new();
         poll_until(Duration::from_secs(5), || {
