@@ -320,9 +320,13 @@ fn replay(args: ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
         if let Some(why) = &need {
             println!("# a replay would ask for confirmation: {why}");
         }
-        let policy = Policy::new(&profile, &ctx, Missing::Skip)?;
+        let mut policy = Policy::new(&profile, &ctx, Missing::Skip)?;
         let plan = Plan::new(&policy, &Host::probe(), None, &DiskLister);
-        print!("{}", trust::escape_lines(&show_text(&policy, &plan)));
+        // The filter follows the isolation this host would give the run.
+        policy.syscalls.set_isolation(plan.isolation());
+        // show_text escapes each line itself (term): escaping again would double
+        // every backslash it wrote.
+        crate::term::print(&show_text(&policy, &plan));
         return Ok(0);
     }
     if let Some(why) = need {

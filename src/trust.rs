@@ -501,14 +501,6 @@ pub fn escape_controls(s: &str) -> String {
     out
 }
 
-/// [`escape_controls`] for multi-line output: each line escaped, newlines kept.
-pub fn escape_lines(s: &str) -> String {
-    s.split('\n')
-        .map(escape_controls)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,7 +562,6 @@ mod tests {
         assert_eq!(escape_controls("a\nb\\"), "a\\nb\\\\");
         assert_eq!(escape_controls("\u{9b}31m\u{202e}"), "\\u{9b}31m\\u{202e}");
         assert_eq!(escape_controls("été"), "été");
-        assert_eq!(escape_lines("a\x1b\nb"), "a\\x1b\nb");
     }
 
     #[test]
