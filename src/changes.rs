@@ -247,22 +247,10 @@ impl Changes {
     }
 }
 
-/// Control characters (and backslash) as escapes, so a path cannot forge lines
-/// or move the cursor on the reader's terminal.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Paths as `report diff` prints them: the escaping replay uses for text taken
+/// from a report (backslashes doubled, controls and bidi overrides visible), so
+/// a path cannot forge lines or move the cursor on the reader's terminal.
+pub use crate::trust::escape_controls as escape;
 
 /// Whether `before` and `after` differ in what a reviewer cares about.
 fn differs(b: &State, a: &State) -> bool {
@@ -858,7 +846,7 @@ mod tests {
         );
         assert!(text.contains("modified /w/m (1 -> 2 bytes)\n"), "{text}");
         assert_eq!(Changes::default().summary(None), "");
-        assert_eq!(escape("a\u{1b}[2Jb\\"), "a\\u{1b}[2Jb\\\\");
+        assert_eq!(escape("a\u{1b}[2Jb\\"), "a\\x1b[2Jb\\\\");
     }
 
     #[test]

@@ -477,8 +477,9 @@ pub fn guard_key_location<'a>(
 /// Report text made safe for a terminal: C0 and C1 controls, DEL and the
 /// bidirectional overrides become visible escapes (`\n`, `\x1b`, `\u{202e}`),
 /// so a recorded command or path cannot move the cursor, retitle the window or
-/// reorder what the user reads. (Local to replay until the general output
-/// escaping lands; the two should become one function.)
+/// reorder what the user reads. Used for text taken from a report (`replay`,
+/// `report diff`); unlike `term::escape` it doubles backslashes, so a printed
+/// command or path reads back unambiguously.
 pub fn escape_controls(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
