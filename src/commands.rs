@@ -93,7 +93,9 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
             NetFlag::On => NetMode::On,
         }),
     };
+    crate::timing::mark("arguments");
     let (profile, ctx) = load(&profile, &overrides, workspace)?;
+    crate::timing::mark("profile");
     execute(
         Launch {
             profile,
@@ -128,7 +130,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             });
         }
     }
+    crate::timing::mark("workspace-check");
     let host = Host::probe();
+    crate::timing::mark("host-probe");
     // Without namespaces the run gets a temporary directory of its own, which
     // ${TMPDIR} names (with them, init mounts a private tmpfs instead).
     let ns_likely = l.profile.ns_mode() != NsMode::Off && host.userns == Userns::Available;
@@ -137,6 +141,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         run_tmp = Some(crate::scratch::RunTmp::create(&l.ctx.tmpdir)?);
     }
     let mut policy = policy_in(&l, run_tmp.as_ref())?;
+    crate::timing::mark("policy");
     if !l.dry_run {
         // A payload that can write where the report key would live could plant
         // one and so sign forged reports: make the key first, then the policy
@@ -161,7 +166,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     } else {
         crate::guard::Share::Run
     };
+    crate::timing::mark("report-key");
     let guard = crate::guard::Guard::apply(&mut policy, share);
+    crate::timing::mark("guard");
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
     let (mut audit_log, report_out) =
@@ -175,6 +182,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         changes: (l.capture || l.trace) && l.changes && l.report.is_some(),
     };
     // Blocked before the fork so that no signal is lost; the payload unblocks them.
+    crate::timing::mark("own-files");
     let signals = Signals::block()?;
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::Launch {
         step: "becoming a child subreaper",
@@ -186,7 +194,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     };
     let (mut monitor, end) = Monitor::new(capture, &host, started);
     crate::changes::attach(&mut monitor, &policy, opts.changes);
+    crate::timing::mark("monitor");
     let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
+    crate::timing::mark("prepare-rest");
     prep.attach_capture(end);
     let mut retried = false;
     let spawned = loop {
@@ -252,6 +262,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             }
         }
     };
+    crate::timing::mark("child-exec");
     let outcome = supervise::supervise(
         spawned,
         &signals,
@@ -261,7 +272,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         &prep.policy,
         &prep.plan,
     );
+    crate::timing::mark("payload");
     prep.release_cgroups();
+    crate::timing::mark("cgroup-release");
     // The tree is gone (supervise killed what was left, also after a timeout or a
     // forwarded signal): nothing writes to the run's directory any more.
     if let Some(t) = run_tmp.take() {
@@ -273,12 +286,14 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         }
     }
     monitor.finish(&prep.policy, &prep.plan);
+    crate::timing::mark("monitor-finish");
     // Nothing of the run is left: put back what it changed, first in the report.
     if let Some(g) = &guard {
         let (found, note) = g.finish(started);
         monitor.denials.splice(0..0, found);
         monitor.notes.extend(note);
     }
+    crate::timing::mark("guard-finish");
     let changes = crate::changes::finish(&mut monitor);
 
     let mut failed = Vec::new();

@@ -48,6 +48,7 @@ pub mod supervise;
 pub mod sys;
 pub mod syscalls;
 pub mod term;
+pub mod timing;
 pub mod trust;
 pub mod units;
 pub mod unix_mediate;

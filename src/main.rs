@@ -6,6 +6,7 @@ use cordon::cli::{Cli, Command};
 use cordon::error::{chain, exit};
 
 fn main() -> ExitCode {
+    cordon::timing::start();
     // Before anything opens a file: the descriptors the caller left open for the payload.
     let inherited = cordon::sandbox::inherited_fds();
     let cli = match Cli::parse_args() {
@@ -34,7 +35,10 @@ fn main() -> ExitCode {
         Command::Report(cmd) => cordon::commands::report(cmd),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => {
+            cordon::timing::mark("report");
+            ExitCode::from(code)
+        }
         Err(e) => {
             cordon::term::eprintln_line(&format!("cordon: {}", chain(&e)));
             ExitCode::from(e.exit_code())

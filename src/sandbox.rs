@@ -102,6 +102,7 @@ impl Prepared {
         ns_failed: Option<&str>,
     ) -> Result<Prepared> {
         let plan = Plan::new(&policy, host, ns_failed, &DiskLister);
+        crate::timing::mark("prepare-plan");
         if let Some(why) = &plan.refuse {
             return Err(Error::Unenforceable {
                 missing: why.clone(),
@@ -126,7 +127,9 @@ impl Prepared {
             &policy.limits,
             limits::Host::probe(host.is_root(), plan.namespaces()),
         );
+        crate::timing::mark("prepare-limits");
         let landlock = landlock::prepare(&plan, true)?;
+        crate::timing::mark("prepare-landlock");
         let bpf = if host.seccomp {
             policy.syscalls.compile()?
         } else {
@@ -136,6 +139,7 @@ impl Prepared {
         // connect and send (unix_mediate) and memfd_create; capture adds the
         // refusals and execve, --trace the path calls, the change record the
         // write-intent calls.
+        crate::timing::mark("prepare-bpf");
         let bpf_notify = if host.seccomp && host.user_notif {
             let mediated = crate::seccomp::mediated();
             Some(if opts.capture {
@@ -164,6 +168,7 @@ impl Prepared {
         };
         // Without a listener nothing confines pathname unix sockets; with
         // namespaces the mount view still masks what it masks.
+        crate::timing::mark("prepare-bpf-notify");
         let mediation_required = plan.mounts.is_none() && !opts.best_effort;
 
         let host_env = std::env::vars_os()
@@ -191,13 +196,17 @@ impl Prepared {
         if ns.is_none() {
             landlock.add_rules(&plan)?;
         }
+        crate::timing::mark("prepare-env");
         let (program_c, argv) = (exec::path_cstring(&program)?, exec::argv(command)?);
         let (envp, cwd) = (exec::envp(&env)?, exec::path_cstring(&policy.cwd)?);
         // The run's cgroups last: nothing fallible comes after them, so a failed
         // preparation leaves none behind. (A refused `processes` made nothing.)
+        crate::timing::mark("prepare-exec");
         let processes = limits::processes(&limits_now, host.is_root())
             .map_err(|m| Error::Unenforceable { missing: m })?;
+        crate::timing::mark("prepare-pids-cgroup");
         let memory = limits::memory(&limits_now);
+        crate::timing::mark("prepare-memory-cgroup");
         let mut plan = plan;
         if let Some(w) = memory.warning() {
             plan.warnings.push(w.clone());
@@ -414,7 +423,9 @@ pub fn spawn(
     prep.capture = None;
     // The child has ~0.3 ms of its own steps before its execve, which the capture
     // supervisor must answer: time in which the launcher has nothing else to do.
+    crate::timing::mark("fork");
     monitor.confirm_audit();
+    crate::timing::mark("child-setup");
     // EOF: the payload's execve succeeded (the pipe is close-on-exec). Anything
     // else is the child's report of the step that failed. Meanwhile the payload's
     // own execve may wait on the capture supervisor, so serve it.
