@@ -209,7 +209,19 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 warn(w);
             }
         }
+        let mut shown = prep.warnings.len();
         if l.verbose || l.dry_run {
+            // -v says which cgroups hold the run: made now rather than while the child is held.
+            if let Err(e) = prep.make_cgroups() {
+                prep.release_cgroups();
+                return Err(e);
+            }
+            if !l.quiet {
+                for w in prep.warnings.iter().skip(shown) {
+                    warn(w);
+                }
+            }
+            shown = prep.warnings.len();
             crate::term::eprint(&describe_run(&prep, &host));
             if let Some(g) = &guard {
                 eprintln!(
@@ -226,9 +238,15 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             prep.release_cgroups();
             return Ok(0);
         }
-        match sandbox::spawn(&mut prep, &signals, &mut monitor) {
+        match sandbox::spawn(&mut prep, &signals, &mut monitor, &mut || Ok(())) {
             Ok(s) => {
                 monitor.adopt(s.pid.as_raw() as u32);
+                // Made while the child was held (a partial memory limit).
+                if !l.quiet {
+                    for w in prep.warnings.iter().skip(shown) {
+                        warn(w);
+                    }
+                }
                 break s;
             }
             Err(SpawnError::NsUnavailable(why))

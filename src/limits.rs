@@ -116,6 +116,12 @@ pub fn memory(l: &Limits) -> Memory {
 /// Where a memory cgroup of the run may be made: below the launcher's own
 /// cgroup, so the run stays inside whatever limits the caller has. (v2: true.)
 fn memory_bases() -> Vec<(PathBuf, bool)> {
+    // Asked twice per launch (Host::probe, then memory): the answer does not change.
+    static BASES: std::sync::OnceLock<Vec<(PathBuf, bool)>> = std::sync::OnceLock::new();
+    BASES.get_or_init(find_memory_bases).clone()
+}
+
+fn find_memory_bases() -> Vec<(PathBuf, bool)> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut out = Vec::new();
     for line in own.lines() {
@@ -370,13 +376,19 @@ pub fn pids_cgroup_base() -> Option<&'static str> {
 
 /// Move the calling process into the cgroup (in the child, before it forks).
 pub fn join(procs: &CString) -> Result<(), String> {
+    join_pid(procs, 0)
+}
+
+/// Move process `pid` (0: the caller) into the cgroup. The launcher moves its
+/// child in while the child is still held before its execve (sandbox::spawn).
+pub fn join_pid(procs: &CString, pid: u32) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::ffi::OsStrExt;
     let path = Path::new(std::ffi::OsStr::from_bytes(procs.as_bytes()));
     std::fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .and_then(|mut f| f.write_all(b"0"))
+        .and_then(|mut f| f.write_all(pid.to_string().as_bytes()))
         .map_err(|e| format!("joining the cgroup {}: {e}", path.display()))
 }
 

@@ -61,6 +61,10 @@ pub struct Monitor {
     opts: CaptureOptions,
     /// Receives the listener from the payload.
     channel: Option<OwnedFd>,
+    /// cgroup.procs files the payload is moved into before it is acknowledged.
+    ack_joins: Vec<std::ffi::CString>,
+    /// Why the payload was not acknowledged (it then stops before its execve).
+    ack_error: Option<String>,
     listener: Option<OwnedFd>,
     audit: Option<OwnedFd>,
     pub executed: Vec<Executed>,
@@ -129,6 +133,8 @@ impl Monitor {
             audit_wanted: false,
             audit_unconfirmed: false,
             mediator: None,
+            ack_joins: Vec::new(),
+            ack_error: None,
             started_coarse: sys::realtime_coarse(),
             changes: None,
         };
@@ -282,8 +288,36 @@ impl Monitor {
         self.first_exec = Some(argv);
     }
 
+    /// Move the payload into these cgroups before acknowledging it (see sandbox::spawn).
+    pub fn join_on_ack(&mut self, procs: Vec<std::ffi::CString>) {
+        self.ack_joins = procs;
+    }
+
+    /// Why the payload was stopped before its execve, if the launcher stopped it.
+    pub fn take_ack_error(&mut self) -> Option<String> {
+        self.ack_error.take()
+    }
+
+    /// The payload, held before its execve, may go: after it is in the run's
+    /// cgroups. false: it was not acknowledged (it stops on EOF).
+    fn acknowledge(&mut self, ch: &OwnedFd, pid: Option<u32>) -> bool {
+        for procs in &self.ack_joins {
+            let joined = match pid {
+                Some(pid) => crate::limits::join_pid(procs, pid),
+                None => Err("the payload's pid did not come with its message".into()),
+            };
+            if let Err(m) = joined {
+                self.ack_error = Some(m);
+                return false;
+            }
+        }
+        nix::unistd::write(ch, b"A").is_ok()
+    }
+
     fn receive_listener(&mut self) {
-        let Some(ch) = &self.channel else { return };
+        let Some(ch) = self.channel.take() else {
+            return;
+        };
         let mut buf = [0u8; 512];
         let mut cmsg = nix::cmsg_space!(libc::ucred);
         let mut iov = [IoSliceMut::new(&mut buf)];
@@ -294,11 +328,11 @@ impl Monitor {
             MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
         ) {
             Ok(m) => m,
-            Err(nix::errno::Errno::EAGAIN) => return,
-            Err(_) => {
-                self.channel = None;
+            Err(nix::errno::Errno::EAGAIN) => {
+                self.channel = Some(ch);
                 return;
             }
+            Err(_) => return,
         };
         let mut pid = None;
         for c in msg.cmsgs().into_iter().flatten() {
@@ -322,8 +356,7 @@ impl Monitor {
                     .map_err(std::io::Error::other)
                     .and_then(|fd| take(pid, fd));
                 match got {
-                    Ok(fd) => {
-                        let _ = nix::unistd::write(ch, b"A");
+                    Ok(fd) if self.acknowledge(&ch, Some(pid)) => {
                         match crate::unix_mediate::Mediator::new(&fd, self.started_coarse) {
                             Ok(m) => self.mediator = Some(m),
                             // Every mediated call is then refused (see notification).
@@ -334,6 +367,8 @@ impl Monitor {
                             self.sources.insert(0, "seccomp-notify".into());
                         }
                     }
+                    // Not acknowledged (ack_error says why): the payload stops.
+                    Ok(_) => {}
                     // No acknowledgement: the payload stops (exit 125) on EOF.
                     Err(e) => self
                         .notes
@@ -341,6 +376,8 @@ impl Monitor {
                 }
             }
             (Some(&NO_LISTENER), _) => {
+                // It waits for our word too; not acknowledged, it stops.
+                self.acknowledge(&ch, pid);
                 if self.opts.notify {
                     self.notes
                         .push(format!("syscall denials not captured: {}", &text[1..]));
@@ -349,7 +386,6 @@ impl Monitor {
             }
             _ => {}
         }
-        self.channel = None;
     }
 
     fn at_ms(&self) -> u64 {

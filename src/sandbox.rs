@@ -67,8 +67,13 @@ pub struct Prepared {
     pub plan: Plan,
     /// Warnings to print once: skipped paths, missing pieces (best effort), unenforced entries.
     pub warnings: Vec<String>,
+    /// Made by [`Prepared::make_cgroups`]: before the fork, or while the child is
+    /// held before its execve (see [`spawn`]).
     pub processes: Processes,
     pub memory: Memory,
+    /// The limits this host enforces (built-in defaults that cannot hold left out).
+    limits: crate::policy::Limits,
+    cgroups_made: bool,
     /// Built-in default limits left out here, and why (see limits::effective).
     pub limit_notes: Vec<String>,
     pub program: std::path::PathBuf,
@@ -199,19 +204,15 @@ impl Prepared {
         crate::timing::mark("prepare-env");
         let (program_c, argv) = (exec::path_cstring(&program)?, exec::argv(command)?);
         let (envp, cwd) = (exec::envp(&env)?, exec::path_cstring(&policy.cwd)?);
-        // The run's cgroups last: nothing fallible comes after them, so a failed
-        // preparation leaves none behind. (A refused `processes` made nothing.)
         crate::timing::mark("prepare-exec");
-        let processes = limits::processes(&limits_now, host.is_root())
-            .map_err(|m| Error::Unenforceable { missing: m })?;
-        crate::timing::mark("prepare-pids-cgroup");
-        let memory = limits::memory(&limits_now);
-        crate::timing::mark("prepare-memory-cgroup");
-        let mut plan = plan;
-        if let Some(w) = memory.warning() {
-            plan.warnings.push(w.clone());
-            warnings.push(w);
-        }
+        // The run's cgroups are made later (make_cgroups); without root the
+        // process limit is an rlimit and needs none.
+        let processes = if host.is_root() {
+            Processes::None
+        } else {
+            limits::processes(&limits_now, false)
+                .map_err(|m| Error::Unenforceable { missing: m })?
+        };
         let rlimits = limits::rlimits(&limits_now, &processes);
         Ok(Prepared {
             program_c,
@@ -224,7 +225,9 @@ impl Prepared {
             plan,
             warnings,
             processes,
-            memory,
+            memory: Memory::None,
+            limits: limits_now,
+            cgroups_made: false,
             limit_notes: notes,
             landlock: Some(landlock),
             bpf,
@@ -248,6 +251,39 @@ impl Prepared {
 
     pub fn namespaces(&self) -> bool {
         self.ns.is_some()
+    }
+
+    /// Make the run's cgroups (once): the pids cgroup as root, the memory cgroup
+    /// where one can be had. A memory limit that is only partial here adds its
+    /// warning (to `warnings` and the plan's, for the report).
+    pub fn make_cgroups(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.cgroups_made, true) {
+            return Ok(());
+        }
+        if nix::unistd::geteuid().is_root() {
+            self.processes = limits::processes(&self.limits, true)
+                .map_err(|m| Error::Unenforceable { missing: m })?;
+        }
+        crate::timing::mark("pids-cgroup");
+        self.memory = limits::memory(&self.limits);
+        crate::timing::mark("memory-cgroup");
+        if let Some(w) = self.memory.warning() {
+            self.plan.warnings.push(w.clone());
+            self.warnings.push(w);
+        }
+        Ok(())
+    }
+
+    /// The cgroup.procs files of the run's cgroups.
+    fn cgroup_procs(&self) -> Vec<CString> {
+        let mut v = Vec::new();
+        if let Processes::Cgroup { procs, .. } = &self.processes {
+            v.push(procs.clone());
+        }
+        if let Memory::Cgroup { procs, .. } = &self.memory {
+            v.push(procs.clone());
+        }
+        v
     }
 
     /// Remove the run's cgroups: after the run, or when it does not start.
@@ -344,11 +380,39 @@ fn launch(step: &'static str, e: impl Into<std::io::Error>) -> Error {
 }
 
 /// Start the sandbox. Returns once the payload has called execve (or failed to).
+///
+/// `held` is launcher work that must be done before the payload runs but that
+/// the child's own preparation does not need (the guard's launch snapshots).
+/// Where the payload waits for the launcher's word before its execve (it hands
+/// over its seccomp listener and waits for the acknowledgement), `held` and the
+/// run's cgroups are done after the fork, while the child builds its
+/// namespaces, instead of before it: the launcher has two CPUs' worth of
+/// waiting to fill there. Otherwise both come before the fork.
 pub fn spawn(
     prep: &mut Prepared,
     signals: &Signals,
     monitor: &mut Monitor,
+    held: &mut dyn FnMut() -> Result<()>,
 ) -> std::result::Result<Spawned, SpawnError> {
+    let gated = prep.capture.is_some();
+    if !gated {
+        prep.make_cgroups()?;
+        held()?;
+    }
+    // In the held window: the cgroups, the direct child moved into them (init
+    // forks the payload later, or the payload is the child), and the payload
+    // itself moved in again when it asks for the acknowledgement, in case init
+    // forked it before the first move landed.
+    let mut while_held = |prep: &mut Prepared, child: Pid, monitor: &mut Monitor| -> Result<()> {
+        prep.make_cgroups()?;
+        let procs = prep.cgroup_procs();
+        for p in &procs {
+            limits::join_pid(p, child.as_raw() as u32)
+                .map_err(|m| Error::Unenforceable { missing: m })?;
+        }
+        monitor.join_on_ack(procs);
+        held()
+    };
     let (err_r, err_w) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
     monitor.expect_exec(
@@ -396,6 +460,14 @@ pub fn spawn(
                 // it have failed meanwhile, the write fails and its report follows below.
                 let mut w = std::fs::File::from(sync_w);
                 let _ = w.write_all(b"1");
+                drop(w);
+                if gated {
+                    if let Err(e) = while_held(prep, pid, monitor) {
+                        let _ = kill(pid, Signal::SIGKILL);
+                        let _ = waitpid(pid, None);
+                        return Err(SpawnError::Failed(e));
+                    }
+                }
                 Spawned {
                     pid,
                     ns: true,
@@ -411,11 +483,21 @@ pub fn spawn(
                 drop(err_r);
                 payload(prep, signals, err_w, Some(launcher))
             }
-            Some(pid) => Spawned {
-                pid: Pid::from_raw(pid),
-                ns: false,
-                status: None,
-            },
+            Some(pid) => {
+                let pid = Pid::from_raw(pid);
+                if gated {
+                    if let Err(e) = while_held(prep, pid, monitor) {
+                        let _ = kill(pid, Signal::SIGKILL);
+                        let _ = waitpid(pid, None);
+                        return Err(SpawnError::Failed(e));
+                    }
+                }
+                Spawned {
+                    pid,
+                    ns: false,
+                    status: None,
+                }
+            }
         }
     };
     drop(err_w);
@@ -434,6 +516,10 @@ pub fn spawn(
         return Ok(spawned);
     }
     let _ = waitpid(spawned.pid, None);
+    // The payload stopped because we withheld the acknowledgement: say why.
+    if let Some(m) = monitor.take_ack_error() {
+        return Err(SpawnError::Failed(Error::Unenforceable { missing: m }));
+    }
     let code = msg[0];
     let unavailable = msg.get(1) == Some(&1);
     let text = String::from_utf8_lossy(msg.get(2..).unwrap_or_default()).into_owned();
@@ -753,8 +839,14 @@ fn install_notify(
                 "{}a seccomp listener is not available here ({e})",
                 crate::monitor::NO_LISTENER as char
             );
-            let _ = nix::unistd::write(chan, why.as_bytes());
-            Ok(())
+            nix::unistd::write(chan, why.as_bytes())
+                .map_err(|e| format!("telling the launcher there is no seccomp listener: {e}"))?;
+            // The launcher may still be preparing (see spawn): wait for its word.
+            let mut ack = [0u8; 1];
+            match nix::unistd::read(chan, &mut ack) {
+                Ok(1) => Ok(()),
+                _ => Err("the launcher did not acknowledge".into()),
+            }
         }
     }
 }
