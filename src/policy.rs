@@ -475,11 +475,66 @@ const MAX_LINKS: u32 = 40;
 /// component, where `realpath(3)` would `readlink` every component of every path.
 /// A symlink is resolved here too (one `readlink`, then its target component by
 /// component through the same cache), so that what it names is known as well.
+///
+/// A directory asked about again and again (the home directory and ~/.config,
+/// where the built-ins name dozens of credentials that mostly do not exist) is
+/// read once instead: its entries' types answer every later lookup in it, and
+/// a name it lacks costs nothing.
 #[derive(Debug, Default)]
 pub struct Canon {
     /// Keyed by the path's bytes: hashing a `Path` walks its components. Holds
     /// both the paths asked for and the canonical ones met on the way.
     cache: std::collections::HashMap<Vec<u8>, (PathBuf, Option<Kind>), PathHash>,
+    /// Per canonical directory: lookups so far, or its entries once read.
+    dirs: std::collections::HashMap<PathBuf, Listing>,
+}
+
+#[derive(Debug)]
+enum Listing {
+    Asked(u32),
+    Read(std::collections::HashMap<std::ffi::OsString, std::fs::FileType>),
+    /// Too large to be worth reading, or unreadable: lstat each name.
+    No,
+}
+
+/// The lookup in one directory that makes Canon read it whole.
+const LIST_AFTER: u32 = 3;
+/// Larger directories are not read: lstat per name is cheaper there.
+const LIST_MAX: usize = 512;
+
+/// What `dir` (canonical) holds as `name`: None if nothing (or unreadable).
+fn lstat_in(
+    dirs: &mut std::collections::HashMap<PathBuf, Listing>,
+    dir: &Path,
+    full: &Path,
+) -> Option<std::fs::FileType> {
+    let name = full.file_name()?;
+    let state = dirs.entry(dir.to_path_buf()).or_insert(Listing::Asked(0));
+    if let Listing::Asked(n) = state {
+        *n += 1;
+        if *n >= LIST_AFTER {
+            *state = read_listing(dir).map_or(Listing::No, Listing::Read);
+        }
+    }
+    match state {
+        Listing::Read(entries) => entries.get(name).copied(),
+        _ => std::fs::symlink_metadata(full).ok().map(|m| m.file_type()),
+    }
+}
+
+fn read_listing(
+    dir: &Path,
+) -> Option<std::collections::HashMap<std::ffi::OsString, std::fs::FileType>> {
+    let mut out = std::collections::HashMap::new();
+    for e in std::fs::read_dir(dir).ok()? {
+        let e = e.ok()?;
+        // d_type from getdents; std lstats only where it is DT_UNKNOWN.
+        out.insert(e.file_name(), e.file_type().ok()?);
+        if out.len() > LIST_MAX {
+            return None;
+        }
+    }
+    Some(out)
 }
 
 /// FxHash (rustc's) for Canon's keys: SipHash was a tenth of its time, five
@@ -565,17 +620,18 @@ impl Canon {
             // Nothing exists beneath what is not a directory (ENOENT or ENOTDIR).
             (full, None)
         } else {
-            match std::fs::symlink_metadata(&full) {
-                Err(_) => (full, None),
-                Ok(m) if m.file_type().is_symlink() => {
-                    let dir = full.parent().unwrap_or(Path::new("/"));
-                    match self.follow(dir, &full, links) {
+            let dir = full.parent().unwrap_or(Path::new("/"));
+            match lstat_in(&mut self.dirs, dir, &full) {
+                None => (full, None),
+                Some(t) if t.is_symlink() => {
+                    let dir = dir.to_path_buf();
+                    match self.follow(&dir, &full, links) {
                         Some(target) => target,
                         // A dangling link, or a loop: what it names does not exist.
                         None => (full, None),
                     }
                 }
-                Ok(m) => (full, Some(Kind::of(m.file_type()))),
+                Some(t) => (full, Some(Kind::of(t))),
             }
         };
         let kind = out.1;
@@ -884,6 +940,34 @@ mod tests {
                 .to_string()
                 .contains("filtered")
         );
+    }
+
+    #[test]
+    fn canon_answers_from_a_directory_it_read_as_from_lstat() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir(root.join("dir")).unwrap();
+        std::fs::write(root.join("file"), "").unwrap();
+        std::os::unix::fs::symlink("dir", root.join("rel-link")).unwrap();
+        std::os::unix::fs::symlink("missing", root.join("dangling")).unwrap();
+        std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+        let names = [
+            "absent1", "absent2", "absent3", "dir", "file", "rel-link", "dangling", "sock",
+            "absent4", "dir/x",
+        ];
+        // One Canon per name lstats; the shared one reads the directory from the third on.
+        let mut shared = Canon::default();
+        for n in names {
+            let want = Canon::default().get_kind(&root.join(n));
+            assert_eq!(shared.get_kind(&root.join(n)), want, "{n}");
+        }
+        assert!(matches!(shared.dirs.get(&root), Some(Listing::Read(_))));
+        assert_eq!(
+            shared.get_kind(&root.join("rel-link")),
+            (root.join("dir"), Some(Kind::Dir))
+        );
+        assert_eq!(shared.get_kind(&root.join("sock")).1, Some(Kind::Socket));
+        assert_eq!(shared.get_kind(&root.join("dangling")).1, None);
     }
 
     #[test]

@@ -819,7 +819,7 @@ pub fn sendmsg_raw(
     msg.msg_iovlen = 1;
     if !control.is_empty() {
         msg.msg_control = control.as_ptr() as *mut libc::c_void;
-        msg.msg_controllen = control.len();
+        msg.msg_controllen = control.len() as _; // size_t in glibc, socklen_t in musl
     }
     // SAFETY: every pointer in `msg` points into buffers that outlive the call,
     // with their lengths; the kernel only reads them.
