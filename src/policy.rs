@@ -476,60 +476,68 @@ const MAX_LINKS: u32 = 40;
 /// A symlink is resolved here too (one `readlink`, then its target component by
 /// component through the same cache), so that what it names is known as well.
 ///
-/// A directory asked about again and again (the home directory and ~/.config,
-/// where the built-ins name dozens of credentials that mostly do not exist) is
-/// read once instead: its entries' types answer every later lookup in it, and
-/// a name it lacks costs nothing.
+/// A directory the caller will ask about again and again (the home directory,
+/// where the built-ins name dozens of credentials that mostly do not exist;
+/// see [`Canon::list`]) is read once instead: its entries' types answer every
+/// lookup in it, and a name it lacks costs nothing.
 #[derive(Debug, Default)]
 pub struct Canon {
     /// Keyed by the path's bytes: hashing a `Path` walks its components. Holds
     /// both the paths asked for and the canonical ones met on the way.
     cache: std::collections::HashMap<Vec<u8>, (PathBuf, Option<Kind>), PathHash>,
     /// Per canonical directory: lookups so far, or its entries once read.
-    dirs: std::collections::HashMap<PathBuf, Listing>,
+    dirs: std::collections::HashMap<Vec<u8>, Listing, PathHash>,
 }
 
 #[derive(Debug)]
 enum Listing {
-    Asked(u32),
-    Read(std::collections::HashMap<std::ffi::OsString, std::fs::FileType>),
+    /// To be read at the next lookup in it.
+    Wanted,
+    Read(std::collections::HashMap<Vec<u8>, std::fs::FileType, PathHash>),
     /// Too large to be worth reading, or unreadable: lstat each name.
     No,
 }
 
-/// The lookup in one directory that makes Canon read it whole.
-const LIST_AFTER: u32 = 3;
+/// Lookups in one directory from which reading it whole is cheaper: reading
+/// costs about as much as a dozen failed lstats where entries are hashed
+/// (ext4's htree hashes every name of a directory it lists).
+const LIST_FROM: usize = 16;
 /// Larger directories are not read: lstat per name is cheaper there.
-const LIST_MAX: usize = 512;
+const LIST_MAX: usize = 1024;
 
-/// What `dir` (canonical) holds as `name`: None if nothing (or unreadable).
+/// What the canonical directory `dir` holds as `name` (`full` is both):
+/// None if nothing (or unreadable).
 fn lstat_in(
-    dirs: &mut std::collections::HashMap<PathBuf, Listing>,
-    dir: &Path,
+    dirs: &mut std::collections::HashMap<Vec<u8>, Listing, PathHash>,
+    dir: &[u8],
+    name: &[u8],
     full: &Path,
 ) -> Option<std::fs::FileType> {
-    let name = full.file_name()?;
-    let state = dirs.entry(dir.to_path_buf()).or_insert(Listing::Asked(0));
-    if let Listing::Asked(n) = state {
-        *n += 1;
-        if *n >= LIST_AFTER {
-            *state = read_listing(dir).map_or(Listing::No, Listing::Read);
-        }
-    }
+    use std::os::unix::ffi::OsStrExt;
+    let state = dirs.get_mut(dir);
     match state {
-        Listing::Read(entries) => entries.get(name).copied(),
+        Some(Listing::Read(entries)) => entries.get(name).copied(),
+        Some(state @ Listing::Wanted) => {
+            *state = read_listing(Path::new(std::ffi::OsStr::from_bytes(dir)))
+                .map_or(Listing::No, Listing::Read);
+            match state {
+                Listing::Read(entries) => entries.get(name).copied(),
+                _ => std::fs::symlink_metadata(full).ok().map(|m| m.file_type()),
+            }
+        }
         _ => std::fs::symlink_metadata(full).ok().map(|m| m.file_type()),
     }
 }
 
 fn read_listing(
     dir: &Path,
-) -> Option<std::collections::HashMap<std::ffi::OsString, std::fs::FileType>> {
-    let mut out = std::collections::HashMap::new();
+) -> Option<std::collections::HashMap<Vec<u8>, std::fs::FileType, PathHash>> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut out = std::collections::HashMap::default();
     for e in std::fs::read_dir(dir).ok()? {
         let e = e.ok()?;
         // d_type from getdents; std lstats only where it is DT_UNKNOWN.
-        out.insert(e.file_name(), e.file_type().ok()?);
+        out.insert(e.file_name().into_vec(), e.file_type().ok()?);
         if out.len() > LIST_MAX {
             return None;
         }
@@ -560,6 +568,29 @@ impl std::hash::Hasher for FxHasher {
 }
 
 impl Canon {
+    /// Read the directories that hold at least [`LIST_FROM`] of `paths`
+    /// (absolute) at their first lookup, instead of lstat per name.
+    pub fn list<'a>(&mut self, paths: impl Iterator<Item = &'a Path>) {
+        use std::os::unix::ffi::OsStrExt;
+        let mut count: std::collections::HashMap<&[u8], usize, PathHash> = Default::default();
+        for p in paths {
+            let b = p.as_os_str().as_bytes();
+            if let Some(slash) = b.iter().rposition(|&c| c == b'/') {
+                *count.entry(&b[..slash.max(1)]).or_default() += 1;
+            }
+        }
+        for (dir, n) in count {
+            if n >= LIST_FROM {
+                let (canonical, is_dir) = self.get(Path::new(std::ffi::OsStr::from_bytes(dir)));
+                if is_dir {
+                    self.dirs
+                        .entry(canonical.into_os_string().into_encoded_bytes())
+                        .or_insert(Listing::Wanted);
+                }
+            }
+        }
+    }
+
     pub fn get(&mut self, path: &Path) -> (PathBuf, bool) {
         let (p, kind) = self.get_kind(path);
         (p, kind.is_some())
@@ -602,7 +633,7 @@ impl Canon {
     /// the path and one for the key per new entry.
     fn ensure(&mut self, b: &[u8], links: u32) -> Option<Kind> {
         use std::ffi::OsStr;
-        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
         let Some(slash) = b.iter().rposition(|&c| c == b'/').filter(|_| b.len() > 1) else {
             return Some(Kind::Dir);
         };
@@ -611,20 +642,29 @@ impl Canon {
         }
         let (parent, name) = (&b[..slash.max(1)], &b[slash + 1..]);
         let dir_kind = self.ensure(parent, links);
-        let full = self.cached(parent).join(OsStr::from_bytes(name));
+        // `full` is the canonical parent, a slash (unless it is "/") and the name:
+        // byte work, where Path::join/parent/file_name parse components.
+        let dir = self.cached(parent).as_os_str().as_bytes();
+        let dir_len = dir.len();
+        let mut full = Vec::with_capacity(dir_len + 1 + name.len());
+        full.extend_from_slice(dir);
+        if dir_len > 1 {
+            full.push(b'/');
+        }
+        full.extend_from_slice(name);
         // Reached through a link (or spelled otherwise): `full`, canonical up to its
         // last component, resolves the same, and later lookups of it cost nothing.
-        let other_spelling =
-            (full.as_os_str().as_bytes() != b).then(|| full.as_os_str().as_bytes().to_vec());
+        let other_spelling = (full != b).then(|| full.clone());
+        let full = PathBuf::from(std::ffi::OsString::from_vec(full));
         let out = if dir_kind != Some(Kind::Dir) {
             // Nothing exists beneath what is not a directory (ENOENT or ENOTDIR).
             (full, None)
         } else {
-            let dir = full.parent().unwrap_or(Path::new("/"));
-            match lstat_in(&mut self.dirs, dir, &full) {
+            let dir = &full.as_os_str().as_bytes()[..dir_len];
+            match lstat_in(&mut self.dirs, dir, name, &full) {
                 None => (full, None),
                 Some(t) if t.is_symlink() => {
-                    let dir = dir.to_path_buf();
+                    let dir = PathBuf::from(OsStr::from_bytes(dir));
                     match self.follow(&dir, &full, links) {
                         Some(target) => target,
                         // A dangling link, or a loop: what it names does not exist.
@@ -705,6 +745,15 @@ fn absolute(item: &Item<PathEntry>) -> Result<PathBuf> {
 fn fs_policy(p: &Profile, missing: Missing) -> Result<FsPolicy> {
     let mut fs = FsPolicy::default();
     let mut canon = Canon::default();
+    {
+        let f = &p.filesystem;
+        let all: Vec<PathBuf> = [&f.read, &f.write, &f.exec, &f.deny, &f.read_only]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| absolute(i).ok())
+            .collect();
+        canon.list(all.iter().map(|p| p.as_path()));
+    }
     let classes = [
         (&p.filesystem.read, Access::READ),
         (&p.filesystem.write, Access::WRITE),
@@ -955,13 +1004,19 @@ mod tests {
             "absent1", "absent2", "absent3", "dir", "file", "rel-link", "dangling", "sock",
             "absent4", "dir/x",
         ];
-        // One Canon per name lstats; the shared one reads the directory from the third on.
+        // One Canon per name lstats; the shared one reads the directory.
         let mut shared = Canon::default();
+        let mut many: Vec<PathBuf> = names.iter().map(|n| root.join(n)).collect();
+        many.resize(LIST_FROM + 1, root.join("absent1"));
+        shared.list(many.iter().map(|p| p.as_path()));
         for n in names {
             let want = Canon::default().get_kind(&root.join(n));
             assert_eq!(shared.get_kind(&root.join(n)), want, "{n}");
         }
-        assert!(matches!(shared.dirs.get(&root), Some(Listing::Read(_))));
+        assert!(matches!(
+            shared.dirs.get(root.as_os_str().as_encoded_bytes()),
+            Some(Listing::Read(_))
+        ));
         assert_eq!(
             shared.get_kind(&root.join("rel-link")),
             (root.join("dir"), Some(Kind::Dir))
