@@ -99,7 +99,10 @@ pub fn memory(l: &Limits) -> Memory {
                     .into_os_string()
                     .into_encoded_bytes(),
             ) {
-                Ok(procs) => return Memory::Cgroup { dir, procs, max },
+                Ok(procs) => {
+                    sweep(&dir);
+                    return Memory::Cgroup { dir, procs, max };
+                }
                 Err(e) => tried.push(e.to_string()),
             },
             Err(e) => tried.push(format!("{}: {e}", dir.display())),
@@ -309,6 +312,7 @@ pub fn processes(l: &Limits, root: bool) -> Result<Processes, String> {
                         .into_encoded_bytes(),
                 )
                 .map_err(|e| e.to_string())?;
+                sweep(&dir);
                 return Ok(Processes::Cgroup { dir, procs, max });
             }
             Err(e) => tried.push(format!("{}: {e}", dir.display())),
@@ -409,13 +413,18 @@ pub fn cleanup_memory(m: &Memory) {
     }
 }
 
-/// Remove the run's cgroup `dir`, and the empty ones of launchers that are
-/// gone (killed before they could remove theirs, e.g. by SIGKILL): a cgroup
-/// named after a pid that no longer runs belongs to nobody, and rmdir removes
-/// only an empty one.
+/// Remove the run's cgroup `dir`.
 fn remove(dir: &Path) {
     remove_one(dir);
-    let Some(parent) = dir.parent() else { return };
+}
+
+/// Remove the empty cgroups beside `ours` of launchers that are gone (killed
+/// before they could remove theirs, e.g. by SIGKILL): a cgroup named after a
+/// pid that no longer runs belongs to nobody, and rmdir removes only an empty
+/// one. Done when the run's own cgroup is made (while the child is held, see
+/// sandbox::spawn), not when it is removed, which the user waits for.
+fn sweep(ours: &Path) {
+    let Some(parent) = ours.parent() else { return };
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
@@ -432,7 +441,7 @@ fn remove(dir: &Path) {
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
             Err(nix::errno::Errno::ESRCH)
         );
-        if gone && pid > 0 {
+        if gone && pid > 0 && e.path() != ours {
             let _ = std::fs::remove_dir(e.path());
         }
     }
@@ -579,6 +588,7 @@ mod tests {
         std::fs::create_dir(&ours).unwrap();
         let alive = base.join(format!("cordon-{}", std::process::id()));
         let _ = std::fs::create_dir(&alive);
+        sweep(&ours);
         cleanup(&Processes::Cgroup {
             dir: ours.clone(),
             procs: CString::default(),
