@@ -379,20 +379,14 @@ pub fn pids_cgroup_base() -> Option<&'static str> {
 }
 
 /// Move the calling process into the cgroup (in the child, before it forks).
-pub fn join(procs: &CString) -> Result<(), String> {
-    join_pid(procs, 0)
-}
-
-/// Move process `pid` (0: the caller) into the cgroup. The launcher moves its
-/// child in while the child is still held before its execve (sandbox::spawn).
-pub fn join_pid(procs: &CString, pid: u32) -> Result<(), String> {
+pub fn join(procs: &std::ffi::CStr) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::ffi::OsStrExt;
-    let path = Path::new(std::ffi::OsStr::from_bytes(procs.as_bytes()));
+    let path = Path::new(std::ffi::OsStr::from_bytes(procs.to_bytes()));
     std::fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .and_then(|mut f| f.write_all(pid.to_string().as_bytes()))
+        .and_then(|mut f| f.write_all(b"0"))
         .map_err(|e| format!("joining the cgroup {}: {e}", path.display()))
 }
 

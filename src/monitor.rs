@@ -61,10 +61,6 @@ pub struct Monitor {
     opts: CaptureOptions,
     /// Receives the listener from the payload.
     channel: Option<OwnedFd>,
-    /// cgroup.procs files the payload is moved into before it is acknowledged.
-    ack_joins: Vec<std::ffi::CString>,
-    /// Why the payload was not acknowledged (it then stops before its execve).
-    ack_error: Option<String>,
     listener: Option<OwnedFd>,
     audit: Option<OwnedFd>,
     pub executed: Vec<Executed>,
@@ -133,8 +129,6 @@ impl Monitor {
             audit_wanted: false,
             audit_unconfirmed: false,
             mediator: None,
-            ack_joins: Vec::new(),
-            ack_error: None,
             started_coarse: sys::realtime_coarse(),
             changes: None,
         };
@@ -288,29 +282,10 @@ impl Monitor {
         self.first_exec = Some(argv);
     }
 
-    /// Move the payload into these cgroups before acknowledging it (see sandbox::spawn).
-    pub fn join_on_ack(&mut self, procs: Vec<std::ffi::CString>) {
-        self.ack_joins = procs;
-    }
-
-    /// Why the payload was stopped before its execve, if the launcher stopped it.
-    pub fn take_ack_error(&mut self) -> Option<String> {
-        self.ack_error.take()
-    }
-
-    /// The payload, held before its execve, may go: after it is in the run's
-    /// cgroups. false: it was not acknowledged (it stops on EOF).
-    fn acknowledge(&mut self, ch: &OwnedFd, pid: Option<u32>) -> bool {
-        for procs in &self.ack_joins {
-            let joined = match pid {
-                Some(pid) => crate::limits::join_pid(procs, pid),
-                None => Err("the payload's pid did not come with its message".into()),
-            };
-            if let Err(m) = joined {
-                self.ack_error = Some(m);
-                return false;
-            }
-        }
+    /// The payload, held before its execve, may go (see sandbox::spawn: the
+    /// launcher's own work before the payload runs is done by the time the
+    /// channel is served).
+    fn acknowledge(ch: &OwnedFd) -> bool {
         nix::unistd::write(ch, b"A").is_ok()
     }
 
@@ -356,7 +331,7 @@ impl Monitor {
                     .map_err(std::io::Error::other)
                     .and_then(|fd| take(pid, fd));
                 match got {
-                    Ok(fd) if self.acknowledge(&ch, Some(pid)) => {
+                    Ok(fd) if Self::acknowledge(&ch) => {
                         match crate::unix_mediate::Mediator::new(&fd, self.started_coarse) {
                             Ok(m) => self.mediator = Some(m),
                             // Every mediated call is then refused (see notification).
@@ -367,7 +342,7 @@ impl Monitor {
                             self.sources.insert(0, "seccomp-notify".into());
                         }
                     }
-                    // Not acknowledged (ack_error says why): the payload stops.
+                    // The payload is gone: nothing to serve.
                     Ok(_) => {}
                     // No acknowledgement: the payload stops (exit 125) on EOF.
                     Err(e) => self
@@ -377,7 +352,7 @@ impl Monitor {
             }
             (Some(&NO_LISTENER), _) => {
                 // It waits for our word too; not acknowledged, it stops.
-                self.acknowledge(&ch, pid);
+                Self::acknowledge(&ch);
                 if self.opts.notify {
                     self.notes
                         .push(format!("syscall denials not captured: {}", &text[1..]));

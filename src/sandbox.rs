@@ -10,7 +10,6 @@
 //! Without namespaces, the payload is the launcher's direct child.
 
 use std::ffi::{CString, OsString};
-use std::io::Write;
 use std::os::fd::{OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -384,10 +383,14 @@ fn launch(step: &'static str, e: impl Into<std::io::Error>) -> Error {
 /// `held` is launcher work that must be done before the payload runs but that
 /// the child's own preparation does not need (the guard's launch snapshots).
 /// Where the payload waits for the launcher's word before its execve (it hands
-/// over its seccomp listener and waits for the acknowledgement), `held` and the
-/// run's cgroups are done after the fork, while the child builds its
-/// namespaces, instead of before it: the launcher has two CPUs' worth of
-/// waiting to fill there. Otherwise both come before the fork.
+/// over its seccomp listener and waits for the acknowledgement), `held` is done
+/// after the fork, while the child builds its sandbox, instead of before it.
+///
+/// With namespaces the run's cgroups are made after the clone too, while init
+/// builds its network namespace; their files come with the byte init waits
+/// for, and init moves itself in (the payload is its child). A process moves
+/// itself: moving another one takes the cgroup core's global lock, whose
+/// writer waits for an RCU grace period (milliseconds).
 pub fn spawn(
     prep: &mut Prepared,
     signals: &Signals,
@@ -396,23 +399,11 @@ pub fn spawn(
 ) -> std::result::Result<Spawned, SpawnError> {
     let gated = prep.capture.is_some();
     if !gated {
-        prep.make_cgroups()?;
         held()?;
     }
-    // In the held window: the cgroups, the direct child moved into them (init
-    // forks the payload later, or the payload is the child), and the payload
-    // itself moved in again when it asks for the acknowledgement, in case init
-    // forked it before the first move landed.
-    let mut while_held = |prep: &mut Prepared, child: Pid, monitor: &mut Monitor| -> Result<()> {
+    if prep.ns.is_none() {
         prep.make_cgroups()?;
-        let procs = prep.cgroup_procs();
-        for p in &procs {
-            limits::join_pid(p, child.as_raw() as u32)
-                .map_err(|m| Error::Unenforceable { missing: m })?;
-        }
-        monitor.join_on_ack(procs);
-        held()
-    };
+    }
     let (err_r, err_w) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
     monitor.expect_exec(
@@ -450,19 +441,35 @@ pub fn spawn(
                 }
                 // Work the child needs only once it is told to go, done while it
                 // builds its network namespace.
-                if let Some(Err(e)) = prep.landlock.as_ref().map(|l| l.add_rules(&prep.plan)) {
+                let ready = prep
+                    .landlock
+                    .as_ref()
+                    .map_or(Ok(()), |l| l.add_rules(&prep.plan))
+                    .and_then(|()| prep.make_cgroups());
+                if let Err(e) = ready {
                     let _ = kill(pid, Signal::SIGKILL);
                     let _ = waitpid(pid, None);
                     return Err(SpawnError::Failed(e));
                 }
                 monitor.start_audit();
-                // The child waits for this byte: its uid is unmapped until now. Should
-                // it have failed meanwhile, the write fails and its report follows below.
-                let mut w = std::fs::File::from(sync_w);
-                let _ = w.write_all(b"1");
-                drop(w);
+                // The child waits for this message: its uid is unmapped until now.
+                // Should it have failed meanwhile, the write fails and its report
+                // follows below. One write, under PIPE_BUF: init reads it whole.
+                let mut msg = vec![b'1'];
+                for p in prep.cgroup_procs() {
+                    msg.extend_from_slice(p.as_bytes_with_nul());
+                }
+                if msg.len() > libc::PIPE_BUF {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    let _ = waitpid(pid, None);
+                    return Err(SpawnError::Failed(Error::Unenforceable {
+                        missing: "the run's cgroup paths are too long to hand to init".into(),
+                    }));
+                }
+                let _ = nix::unistd::write(&sync_w, &msg);
+                drop(sync_w);
                 if gated {
-                    if let Err(e) = while_held(prep, pid, monitor) {
+                    if let Err(e) = held() {
                         let _ = kill(pid, Signal::SIGKILL);
                         let _ = waitpid(pid, None);
                         return Err(SpawnError::Failed(e));
@@ -486,7 +493,7 @@ pub fn spawn(
             Some(pid) => {
                 let pid = Pid::from_raw(pid);
                 if gated {
-                    if let Err(e) = while_held(prep, pid, monitor) {
+                    if let Err(e) = held() {
                         let _ = kill(pid, Signal::SIGKILL);
                         let _ = waitpid(pid, None);
                         return Err(SpawnError::Failed(e));
@@ -516,10 +523,6 @@ pub fn spawn(
         return Ok(spawned);
     }
     let _ = waitpid(spawned.pid, None);
-    // The payload stopped because we withheld the acknowledgement: say why.
-    if let Some(m) = monitor.take_ack_error() {
-        return Err(SpawnError::Failed(Error::Unenforceable { missing: m }));
-    }
     let code = msg[0];
     let unavailable = msg.get(1) == Some(&1);
     let text = String::from_utf8_lossy(msg.get(2..).unwrap_or_default()).into_owned();
@@ -598,19 +601,21 @@ fn init(
             );
         }
     }
-    // Wait for the uid/gid maps; EOF means the launcher is gone.
-    let mut b = [0u8; 1];
-    if !matches!(nix::unistd::read(&sync_r, &mut b), Ok(1)) {
-        sys::exit_now(exit::LAUNCHER as i32);
-    }
+    // Wait for the uid/gid maps and the run's cgroups (the files to join, each
+    // ending in NUL); EOF means the launcher is gone.
+    let mut msg = [0u8; libc::PIPE_BUF];
+    let n = match nix::unistd::read(&sync_r, &mut msg) {
+        Ok(n) if n >= 1 && msg[0] == b'1' => n,
+        _ => sys::exit_now(exit::LAUNCHER as i32),
+    };
     drop(sync_r);
-    if let Processes::Cgroup { procs, .. } = &prep.processes {
-        if let Err(m) = limits::join(procs) {
-            fail(&err_w, exit::LAUNCHER, false, &m);
-        }
-    }
-    if let Memory::Cgroup { procs, .. } = &prep.memory {
-        if let Err(m) = limits::join(procs) {
+    // Before the mount view changes (the host's cgroup files are in sight) and
+    // before the payload is forked (it inherits them).
+    for file in msg[1..n].split_inclusive(|&b| b == 0) {
+        let joined = std::ffi::CStr::from_bytes_with_nul(file)
+            .map_err(|e| e.to_string())
+            .and_then(limits::join);
+        if let Err(m) = joined {
             fail(&err_w, exit::LAUNCHER, false, &m);
         }
     }
