@@ -625,6 +625,10 @@ fn plan_fs(fs: &FsPolicy, use_ns: bool, lister: &dyn Lister, plan: &mut Plan) {
 
 /// The entry of /dev that `p` lies in (`pts` for /dev/pts/3).
 fn dev_entry(p: &Path) -> Option<std::path::Component<'_>> {
+    // strip_prefix walks components: a byte test first, as most paths are elsewhere.
+    if !beneath(p, Path::new("/dev")) {
+        return None;
+    }
     p.strip_prefix("/dev").ok()?.components().next()
 }
 
@@ -634,6 +638,10 @@ fn dev_entry(p: &Path) -> Option<std::path::Component<'_>> {
 /// without, rules reach only the allowlist and the run's own terminal.
 fn dev_grant(g: &Grant, deny: &[Carve], use_ns: bool, plan: &mut Plan) -> bool {
     let kind = dev_path(&g.path);
+    // Most grants lie elsewhere: return before comparing them with every deny.
+    if kind == DevPath::Outside {
+        return false;
+    }
     let as_is = FsRule {
         path: g.path.clone(),
         access: g.access,
@@ -659,7 +667,7 @@ fn dev_grant(g: &Grant, deny: &[Carve], use_ns: bool, plan: &mut Plan) -> bool {
     // With namespaces a deny under /dev leaves the whole entry out of the fresh
     // /dev (scratch::privatize): no rule names what is not there.
     let left_out = deny.iter().find(|c| {
-        c.path == Path::new("/dev")
+        c.path.as_os_str() == "/dev"
             || (dev_entry(&c.path).is_some()
                 && (dev_entry(&c.path) == dev_entry(&g.path)
                     || (kind == DevPath::Ptmx

@@ -58,6 +58,10 @@ pub enum DevPath {
 
 /// Classify `p` (canonical) against the allowlist.
 pub fn dev_path(p: &Path) -> DevPath {
+    // strip_prefix walks components: a byte test first, as most paths are elsewhere.
+    if !beneath(p, Path::new("/dev")) {
+        return DevPath::Outside;
+    }
     let Ok(rest) = p.strip_prefix("/dev") else {
         return DevPath::Outside;
     };
