@@ -1,8 +1,8 @@
 //! The seccomp filter: the default deny list, the socket-family rule that makes
-//! "network off" real, profile adjustments, compilation to BPF (seccompiler
-//! compiles each syscall's argument checks; our own prologue kills foreign
-//! architectures, answers the x32 range, which seccompiler cannot express, and
-//! dispatches on the number by binary search), and installation.
+//! "network off" real, profile adjustments, compilation to BPF (a prologue
+//! that kills foreign architectures and answers the x32 range, a binary search
+//! on the number, and a block of argument checks per number that has them; see
+//! [`assemble`]), and installation. seccompiler provides the program types.
 //!
 //! One list of [`SyscallRule`]s is the single source of truth: it compiles to BPF,
 //! it is evaluated in user space by [`SyscallPolicy::decide`] (for `explain` and
