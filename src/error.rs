@@ -106,8 +106,6 @@ pub enum Error {
     },
     #[error("building the Landlock ruleset")]
     LandlockRuleset(#[source] landlock::RulesetError),
-    #[error("compiling the seccomp filter")]
-    SeccompCompile(#[source] seccompiler::BackendError),
     #[error("{program}: command not found")]
     NotFound { program: String },
     #[error("{}: cannot execute", path.display())]

@@ -165,8 +165,23 @@ pub fn prepare(plan: &Plan, log_new_exec: bool) -> Result<Prepared> {
         ruleset: Some(created),
         raw,
         expect_full,
-        late: plan.fs_rules_late.clone(),
+        late: one_per_path(&plan.fs_rules_late),
     })
+}
+
+/// `rules` with the rights of rules on the same path joined into one rule: the
+/// child pays an open, an add and a close per rule, and two rules on one inode
+/// grant what one with the rights of both grants (a writable and executable
+/// /tmp is two grants).
+fn one_per_path(rules: &[FsRule]) -> Vec<FsRule> {
+    let mut out: Vec<FsRule> = Vec::with_capacity(rules.len());
+    for r in rules {
+        match out.iter_mut().find(|o| o.path == r.path && o.dir == r.dir) {
+            Some(o) => o.access |= r.access,
+            None => out.push(r.clone()),
+        }
+    }
+    out
 }
 
 impl RawRuleset {
@@ -320,6 +335,23 @@ mod tests {
                 key: None,
             }),
         }
+    }
+
+    #[test]
+    fn late_rules_on_one_path_become_one() {
+        let mut w = rule("/tmp".into(), true);
+        w.access = A::WRITE;
+        let mut x = rule("/tmp".into(), true);
+        x.access = A::EXEC;
+        let pts = rule("/dev/pts".into(), true);
+        let got = one_per_path(&[w, pts.clone(), x]);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].access, A::WRITE | A::EXEC);
+        assert_eq!(
+            rights(got[0].access, true),
+            rights(A::WRITE, true) | rights(A::EXEC, true)
+        );
+        assert_eq!(got[1], pts);
     }
 
     #[test]

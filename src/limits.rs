@@ -25,6 +25,7 @@ pub enum Processes {
     /// A pids cgroup the launcher created (and removes after the run).
     Cgroup {
         dir: PathBuf,
+        /// The file the child writes itself into (see [`join_file`]).
         procs: CString,
         max: u64,
     },
@@ -53,6 +54,7 @@ pub enum Memory {
     /// A memory cgroup of the run (no swap), beside RLIMIT_DATA.
     Cgroup {
         dir: PathBuf,
+        /// The file the child writes itself into (see [`join_file`]).
         procs: CString,
         max: u64,
     },
@@ -94,11 +96,8 @@ pub fn memory(l: &Limits) -> Memory {
     for (base, v2) in memory_bases() {
         let dir = base.join(&name);
         match create_memory(&dir, max, v2) {
-            Ok(()) => match CString::new(
-                dir.join("cgroup.procs")
-                    .into_os_string()
-                    .into_encoded_bytes(),
-            ) {
+            Ok(()) => match CString::new(join_file(&dir, v2).into_os_string().into_encoded_bytes())
+            {
                 Ok(procs) => {
                     sweep(&dir);
                     return Memory::Cgroup { dir, procs, max };
@@ -297,21 +296,20 @@ pub fn processes(l: &Limits, root: bool) -> Result<Processes, String> {
     let name = format!("cordon-{}", std::process::id());
     let mut tried = Vec::new();
     for base in PIDS_BASES.map(Path::new) {
-        if let Err(why) = pids_hierarchy(base) {
-            if !why.is_empty() {
-                tried.push(format!("{}: {why}", base.display()));
+        let v2 = match pids_hierarchy(base) {
+            Ok(v2) => v2,
+            Err(why) => {
+                if !why.is_empty() {
+                    tried.push(format!("{}: {why}", base.display()));
+                }
+                continue;
             }
-            continue;
-        }
+        };
         let dir = base.join(&name);
         match create(&dir, max) {
             Ok(()) => {
-                let procs = CString::new(
-                    dir.join("cgroup.procs")
-                        .into_os_string()
-                        .into_encoded_bytes(),
-                )
-                .map_err(|e| e.to_string())?;
+                let procs = CString::new(join_file(&dir, v2).into_os_string().into_encoded_bytes())
+                    .map_err(|e| e.to_string())?;
                 sweep(&dir);
                 return Ok(Processes::Cgroup { dir, procs, max });
             }
@@ -350,23 +348,24 @@ const PIDS_BASES: [&str; 3] = [
     "/sys/fs/cgroup",
 ];
 
-/// Whether `base` is a cgroup hierarchy whose children get the pids controller.
-/// Err("") when it is no cgroup hierarchy at all.
-fn pids_hierarchy(base: &Path) -> Result<(), String> {
+/// Whether `base` is a cgroup hierarchy whose children get the pids controller,
+/// and whether it is v2. Err("") when it is no cgroup hierarchy at all.
+fn pids_hierarchy(base: &Path) -> Result<bool, String> {
     if !base.join("cgroup.procs").exists() {
         return Err(String::new());
     }
     // cgroup v2 needs the pids controller enabled for children of this level.
-    let v2 = base.join("cgroup.subtree_control");
-    if v2.exists()
-        && !std::fs::read_to_string(&v2)
+    let control = base.join("cgroup.subtree_control");
+    let v2 = control.exists();
+    if v2
+        && !std::fs::read_to_string(&control)
             .unwrap_or_default()
             .split_whitespace()
             .any(|c| c == "pids")
     {
         return Err("pids controller not enabled".into());
     }
-    Ok(())
+    Ok(v2)
 }
 
 /// Where the launcher could create a pids cgroup, for `doctor` (nothing is created).
@@ -378,7 +377,21 @@ pub fn pids_cgroup_base() -> Option<&'static str> {
     })
 }
 
-/// Move the calling process into the cgroup (in the child, before it forks).
+/// The file through which the child moves itself into the cgroup `dir`. On a
+/// v1 hierarchy (`v2` false), `tasks`: it moves the calling thread alone, which takes no
+/// global lock, whereas `cgroup.procs` moves the whole thread group under the
+/// write side of cgroup_threadgroup_rwsem, which waits for an RCU grace period
+/// (5 to 15 ms here, in one launch of three) unless the hierarchy is mounted
+/// with favordynmods. The child is single-threaded when it joins (init when
+/// the launcher hands it the run's cgroups, before it forks the payload; the
+/// payload right after its fork), so both move the same.
+/// A v2 domain cgroup has only `cgroup.procs`.
+fn join_file(dir: &Path, v2: bool) -> PathBuf {
+    dir.join(if v2 { "cgroup.procs" } else { "tasks" })
+}
+
+/// Move the calling process, single-threaded, into the cgroup (in the child,
+/// before it forks).
 pub fn join(procs: &std::ffi::CStr) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::ffi::OsStrExt;

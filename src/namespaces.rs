@@ -190,12 +190,11 @@ pub fn setup(p: &Prepared) -> std::result::Result<(), SetupError> {
             || "creating the mask directory".into(),
         )?;
         step(
-            nix::fcntl::open(
+            nix::sys::stat::mknod(
                 "/proc/f",
-                nix::fcntl::OFlag::O_CREAT
-                    | nix::fcntl::OFlag::O_WRONLY
-                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::SFlag::S_IFREG,
                 nix::sys::stat::Mode::empty(),
+                0,
             ),
             || "creating the mask file".into(),
         )?;

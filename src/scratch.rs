@@ -58,6 +58,10 @@ pub enum DevPath {
 
 /// Classify `p` (canonical) against the allowlist.
 pub fn dev_path(p: &Path) -> DevPath {
+    // strip_prefix walks components: a byte test first, as most paths are elsewhere.
+    if !beneath(p, Path::new("/dev")) {
+        return DevPath::Outside;
+    }
     let Ok(rest) = p.strip_prefix("/dev") else {
         return DevPath::Outside;
     };
@@ -407,8 +411,9 @@ struct ScratchC {
 pub struct Prepared {
     scratch: Vec<ScratchC>,
     shm_writable: bool,
-    /// The host's allowlisted nodes, bound at the same path in the fresh /dev.
-    bound: Vec<CString>,
+    /// The host's allowlisted nodes (/dev/null), and where each is bound on the
+    /// stage of the fresh /dev (/proc/null, see [`build_view`]).
+    bound: Vec<(CString, CString)>,
     /// Entries of the fresh /dev a `deny` leaves out ("*": all of them).
     denied: Vec<String>,
 }
@@ -438,7 +443,7 @@ impl Prepared {
             bound: BOUND
                 .iter()
                 .filter(|n| !m.dev.denied.iter().any(|d| d == *n || d == "*"))
-                .map(|n| c(&Path::new("/dev").join(n)))
+                .map(|n| Ok((c(&Path::new("/dev").join(n))?, c(&staged(n))?)))
                 .collect::<Result<_>>()?,
             denied: m.dev.denied.clone(),
         })
@@ -446,6 +451,19 @@ impl Prepared {
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// Where the fresh /dev is built before it is moved onto /dev: /proc, which
+/// the fresh proc mounted after it covers anyway. There the host's nodes are
+/// still in sight at /dev, so each is bound with one mount(2), where building
+/// in place took an open_tree clone before the tmpfs hid them and a move_mount
+/// after (three calls per node with the close).
+const DEV_STAGE: &CStr = c"/proc";
+
+/// `entry` on the stage of the fresh /dev.
+fn staged(entry: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(DEV_STAGE.to_bytes())).join(entry)
+}
 
 /// A failed mount step: what was being done, and the errno.
 pub type StepError = String;
@@ -474,12 +492,13 @@ fn make_mount_point(base: &CStr, path: &CStr, dir: bool) -> std::result::Result<
         cur.push(comp);
         let last = i + 1 == n;
         let r = if last && !dir {
-            nix::fcntl::open(
+            // An empty regular file, made without opening it.
+            nix::sys::stat::mknod(
                 &cur,
-                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::SFlag::S_IFREG,
                 Mode::from_bits_truncate(0o600),
+                0,
             )
-            .map(drop)
         } else {
             match nix::unistd::mkdir(&cur, Mode::from_bits_truncate(0o755)) {
                 Err(nix::errno::Errno::EEXIST) => Ok(()),
@@ -547,39 +566,41 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
         }
     }
 
-    // The fresh /dev: the host's nodes are cloned before the tmpfs hides them.
-    let nodes = p
-        .bound
-        .iter()
-        .filter_map(|node| match sys::open_tree_clone(node) {
-            Ok(fd) => Some(Ok((node, fd))),
-            // A node this host lacks is simply absent, as on the host.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
-            Err(e) => Some(Err(format!("keeping {}: {e}", show(node)))),
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    // The fresh /dev, built on its stage (DEV_STAGE) and moved onto /dev whole.
     step(
         mount(
             Some("tmpfs"),
-            "/dev",
+            DEV_STAGE,
             Some("tmpfs"),
             nosuid_nodev | MsFlags::MS_NOEXEC,
             Some("mode=0755,size=64k"),
         ),
         || "mounting the fresh /dev".into(),
     )?;
-    for (dst, fd) in nodes {
+    for (node, at) in &p.bound {
         step(
-            nix::fcntl::open(
-                dst.as_c_str(),
-                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::mknod(
+                at.as_c_str(),
+                nix::sys::stat::SFlag::S_IFREG,
                 Mode::from_bits_truncate(0o666),
+                0,
             ),
-            || format!("making the mount point {}", show(dst)),
+            || format!("making the mount point {}", show(at)),
         )?;
-        step(sys::move_mount_to(fd.as_fd(), dst), || {
-            format!("binding {}", show(dst))
-        })?;
+        match mount(
+            Some(node.as_c_str()),
+            at.as_c_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            Ok(()) => {}
+            // A node this host lacks is simply absent, as on the host.
+            Err(nix::errno::Errno::ENOENT) => step(nix::unistd::unlink(at.as_c_str()), || {
+                format!("removing the mount point {}", show(at))
+            })?,
+            Err(e) => return Err(format!("binding {}: {e}", show(node))),
+        }
     }
     let kept = |entry: &str| {
         !p.denied
@@ -587,34 +608,34 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
             .any(|d| d == "*" || Path::new(entry).file_name() == Some(d.as_ref()))
     };
     for (target, link) in [
-        ("/proc/self/fd", "/dev/fd"),
-        ("/proc/self/fd/0", "/dev/stdin"),
-        ("/proc/self/fd/1", "/dev/stdout"),
-        ("/proc/self/fd/2", "/dev/stderr"),
-        ("pts/ptmx", "/dev/ptmx"),
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+        ("pts/ptmx", "ptmx"),
     ]
     .into_iter()
     .filter(|(_, link)| kept(link))
     {
         step(
-            nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, link),
-            || format!("linking {link}"),
+            nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, &staged(link)),
+            || format!("linking /dev/{link}"),
         )?;
     }
-    for d in ["/dev/pts", "/dev/shm"].into_iter().filter(|d| kept(d)) {
+    for d in ["pts", "shm"].into_iter().filter(|d| kept(d)) {
         step(
-            nix::unistd::mkdir(d, Mode::from_bits_truncate(0o755)),
-            || format!("making {d}"),
+            nix::unistd::mkdir(&staged(d), Mode::from_bits_truncate(0o755)),
+            || format!("making /dev/{d}"),
         )?;
     }
     // A new devpts instance: the payload sees its own ptys only, and programs that
     // allocate one (script, expect, tmux) keep working. The run's own terminal stays
     // reachable through the inherited descriptors and /dev/tty.
-    if kept("/dev/pts") {
+    if kept("pts") {
         step(
             mount(
                 Some("devpts"),
-                "/dev/pts",
+                &staged("pts"),
                 Some("devpts"),
                 MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
                 Some("newinstance,ptmxmode=0666,mode=620"),
@@ -624,11 +645,11 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
     }
     // Not writable: the empty directory on the read-only /dev says the same, one
     // mount fewer.
-    if p.shm_writable && kept("/dev/shm") {
+    if p.shm_writable && kept("shm") {
         step(
             mount(
                 Some("tmpfs"),
-                "/dev/shm",
+                &staged("shm"),
                 Some("tmpfs"),
                 nosuid_nodev,
                 Some("mode=1777"),
@@ -637,8 +658,18 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
         )?;
     }
     step(
-        sys::mount_setattr(&CString::from(c"/dev"), false, MOUNT_ATTR_RDONLY, 0),
+        sys::mount_setattr(&CString::from(DEV_STAGE), false, MOUNT_ATTR_RDONLY, 0),
         || "making /dev read-only".into(),
+    )?;
+    step(
+        mount(
+            Some(DEV_STAGE),
+            "/dev",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        ),
+        || "moving the fresh /dev in place".into(),
     )?;
     Ok(())
 }

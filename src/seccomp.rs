@@ -1,8 +1,8 @@
 //! The seccomp filter: the default deny list, the socket-family rule that makes
-//! "network off" real, profile adjustments, compilation to BPF (seccompiler
-//! compiles each syscall's argument checks; our own prologue kills foreign
-//! architectures, answers the x32 range, which seccompiler cannot express, and
-//! dispatches on the number by binary search), and installation.
+//! "network off" real, profile adjustments, compilation to BPF (a prologue
+//! that kills foreign architectures and answers the x32 range, a binary search
+//! on the number, and a block of argument checks per number that has them; see
+//! [`assemble`]), and installation. seccompiler provides the program types.
 //!
 //! One list of [`SyscallRule`]s is the single source of truth: it compiles to BPF,
 //! it is evaluated in user space by [`SyscallPolicy::decide`] (for `explain` and
@@ -17,10 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch, sock_filter,
-};
+use seccompiler::{BpfProgram, sock_filter};
 
 use crate::error::{Error, Result};
 use crate::policy::Network;
@@ -50,18 +47,6 @@ impl Check {
             Check::HasFlag(i, m) => a(i) & m == m,
             Check::NonZero64(i) => args[i as usize] != 0,
         }
-    }
-
-    fn to_seccompiler(self) -> std::result::Result<SeccompCondition, seccompiler::BackendError> {
-        let (i, op, v) = match self {
-            Check::Eq(i, v) => (i, SeccompCmpOp::Eq, v),
-            Check::Ne(i, v) => (i, SeccompCmpOp::Ne, v),
-            Check::HasFlag(i, m) => (i, SeccompCmpOp::MaskedEq(m as u64), m),
-            Check::NonZero64(i) => {
-                return SeccompCondition::new(i, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, 0);
-            }
-        };
-        SeccompCondition::new(i, SeccompCmpArgLen::Dword, op, v as u64)
     }
 }
 
@@ -345,9 +330,6 @@ const CLONE_NEW_FLAGS: &[u32] = &[
 
 /// Refusals that are expected and frequent, answered without the supervisor.
 const QUIET: &[&str] = &["clone3"];
-
-/// The TRACE data that marks returns to rewrite as USER_NOTIF (see compile_notify).
-const NOTIFY_TAG: u32 = 0xC0DE;
 
 /// Calls the supervisor always handles: every execve of the tree (recorded, then
 /// run), and memfd_create (made by the supervisor with MFD_NOEXEC_SEAL, so code
@@ -681,20 +663,19 @@ impl SyscallPolicy {
             .flat_map(|&e| of(e).map(move |r| (r.nr, e)))
             .any(|(nr, e)| *seen.entry(nr).or_insert(e) != e);
         let ret = |e: Errno| libc::SECCOMP_RET_ERRNO | e.raw() as u32;
-        let action = |e: Errno| SeccompAction::Errno(e.raw() as u32);
         if overlap {
             return classes
                 .iter()
                 .map(|&e| {
                     let mut parts = Parts::default();
-                    parts.add(of(e), &[], ret(e), action(e))?;
+                    parts.add(of(e), &[], ret(e))?;
                     assemble(&quiet, parts)
                 })
                 .collect();
         }
         let mut parts = Parts::default();
         for e in classes {
-            parts.add(of(e), &[], ret(e), action(e))?;
+            parts.add(of(e), &[], ret(e))?;
         }
         Ok(vec![assemble(&quiet, parts)?])
     }
@@ -774,15 +755,12 @@ impl SyscallPolicy {
                         .filter(|r| r.errno == e && !quiet.contains(&r.nr) && !to_supervisor(r)),
                     &[],
                     libc::SECCOMP_RET_ERRNO | e.raw() as u32,
-                    SeccompAction::Errno(e.raw() as u32),
                 )?;
             }
         }
         // A refusal without arguments swallows a mediated call's checks on the same
         // number (rule_map): all of it goes to the supervisor, which answers the
         // refusal first.
-        // seccompiler has no USER_NOTIF action: compile with a TRACE action carrying a
-        // tag no other return uses, and `add` rewrites exactly those returns.
         parts.add(
             self.rules
                 .iter()
@@ -791,7 +769,6 @@ impl SyscallPolicy {
                 .chain(extra.iter()),
             &observed,
             libc::SECCOMP_RET_USER_NOTIF,
-            SeccompAction::Trace(NOTIFY_TAG),
         )?;
         Ok(vec![assemble(&quiet, parts)?])
     }
@@ -812,36 +789,27 @@ impl SyscallPolicy {
     }
 }
 
-/// seccompiler's rule map for `rules`, plus `always` (numbers matched whatever
-/// the arguments). An empty rule list means "always"; an unconditional rule
-/// swallows the conditional ones on the same number.
+/// `rules` by number, plus `always` (numbers matched whatever the arguments):
+/// None for a number matched whatever its arguments (an unconditional rule
+/// swallows the conditional ones on the same number), else the checks of its
+/// rules (alternatives, each an AND).
 fn rule_map<'a>(
     rules: impl Iterator<Item = &'a SyscallRule>,
     always: &[i64],
-) -> Result<BTreeMap<i64, Vec<SeccompRule>>> {
-    // None: refused whatever the arguments.
-    let mut by_nr: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
+) -> BTreeMap<i64, Option<Vec<Vec<Check>>>> {
+    let mut by_nr: BTreeMap<i64, Option<Vec<Vec<Check>>>> = BTreeMap::new();
     for r in rules {
         let entry = by_nr.entry(r.nr).or_insert_with(|| Some(Vec::new()));
         if r.checks.is_empty() {
             *entry = None;
         } else if let Some(list) = entry {
-            let conds = r
-                .checks
-                .iter()
-                .map(|c| c.to_seccompiler())
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(Error::SeccompCompile)?;
-            list.push(SeccompRule::new(conds).map_err(Error::SeccompCompile)?);
+            list.push(r.checks.clone());
         }
     }
     for &nr in always {
         by_nr.insert(nr, None);
     }
-    Ok(by_nr
-        .into_iter()
-        .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
-        .collect())
+    by_nr
 }
 
 fn known(item: &Item<String>) -> Result<&'static str> {
@@ -923,112 +891,277 @@ fn socket_rules(net: &Network) -> Vec<(&'static str, Vec<Check>)> {
     rules
 }
 
-fn target_arch() -> Result<TargetArch> {
-    TargetArch::try_from(std::env::consts::ARCH).map_err(|_| {
-        Error::Unsupported(format!(
-            "seccomp filters are not supported on {}",
-            std::env::consts::ARCH
-        ))
-    })
-}
-
 const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const BPF_AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+const BPF_JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const BPF_JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const BPF_JGT_K: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
+const BPF_JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
 const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 /// offsetof(struct seccomp_data, nr) and (..., arch).
 const SECCOMP_DATA_NR: u32 = 0;
 const SECCOMP_DATA_ARCH: u32 = 4;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
+#[cfg(not(target_endian = "little"))]
+compile_error!("the filter reads an argument's low half at its offset (little-endian)");
+
+/// offsetof(struct seccomp_data, args[i]): the low half of the argument.
+fn arg_lo(i: u8) -> u32 {
+    16 + 8 * i as u32
+}
+
+/// The high half of argument `i`.
+fn arg_hi(i: u8) -> u32 {
+    arg_lo(i) + 4
+}
+
 fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// Where the search sends a number it found.
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    /// Refused whatever the arguments: return this action at once.
-    Ret(u32),
-    /// Arguments decide: jump into this seccompiler body.
-    Body(usize),
+/// One test of an argument as the filter makes it: a [`Check`], with a one-bit
+/// flag test as a single JSET, which several rules can share (see [`merged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Test {
+    Eq(u8, u32),
+    Ne(u8, u32),
+    /// Some bit of the mask is set (low 32 bits).
+    Any(u8, u32),
+    /// Every bit of the mask is set (low 32 bits).
+    All(u8, u32),
+    NonZero64(u8),
 }
 
-/// The numbers a program dispatches on, and the bodies their argument checks live in.
+impl From<Check> for Test {
+    fn from(c: Check) -> Test {
+        match c {
+            Check::Eq(i, v) => Test::Eq(i, v),
+            Check::Ne(i, v) => Test::Ne(i, v),
+            Check::HasFlag(i, m) if m.count_ones() == 1 => Test::Any(i, m),
+            Check::HasFlag(i, m) => Test::All(i, m),
+            Check::NonZero64(i) => Test::NonZero64(i),
+        }
+    }
+}
+
+/// A number's rules (alternatives, each an AND of tests) with the rules that
+/// differ only in one bit tested on the same argument merged into one:
+/// (A and bit x) or (A and bit y) is A and (x or y), one JSET. The seven
+/// CLONE_NEW* rules of clone become one test, the four setid rules of open one
+/// rule of two tests.
+fn merged(rules: &[Vec<Check>]) -> Vec<Vec<Test>> {
+    let canon = |mut r: Vec<Test>| {
+        r.sort();
+        r.dedup();
+        r
+    };
+    let mut out: Vec<Vec<Test>> = rules
+        .iter()
+        .map(|r| canon(r.iter().map(|&c| Test::from(c)).collect()))
+        .collect();
+    out.sort();
+    out.dedup();
+    let merge = |a: &[Test], b: &[Test]| -> Option<Vec<Test>> {
+        if a.len() != b.len() {
+            return None;
+        }
+        let mut differ = (0..a.len()).filter(|&k| a[k] != b[k]);
+        let (Some(k), None) = (differ.next(), differ.next()) else {
+            return None;
+        };
+        match (a[k], b[k]) {
+            (Test::Any(i, m), Test::Any(j, n)) if i == j => {
+                let mut r = a.to_vec();
+                r[k] = Test::Any(i, m | n);
+                Some(canon(r))
+            }
+            _ => None,
+        }
+    };
+    'again: loop {
+        for i in 0..out.len() {
+            for j in i + 1..out.len() {
+                if let Some(m) = merge(&out[i], &out[j]) {
+                    out[i] = m;
+                    out.remove(j);
+                    continue 'again;
+                }
+            }
+        }
+        return out;
+    }
+}
+
+fn too_long() -> Error {
+    Error::Unsupported("a seccomp rule's checks are too long for a conditional jump".into())
+}
+
+/// The code of one number's rules: each rule's tests in turn, RET `ret` when all
+/// hold, on to the next rule when one fails, RET_ALLOW after the last. The
+/// accumulator comes in holding the number; a word is loaded only when the
+/// accumulator does not hold it already (a run of tests on one argument loads it once).
+fn block(rules: &[Vec<Test>], ret: u32) -> Result<Vec<sock_filter>> {
+    let mut out: Vec<sock_filter> = Vec::new();
+    let mut acc = Some(SECCOMP_DATA_NR);
+    for rule in rules {
+        // This rule's failing jumps (instruction, whether its jt is the failing
+        // side) and what each leaves in the accumulator for the next rule.
+        let mut fails: Vec<(usize, bool, Option<u32>)> = Vec::new();
+        let load = |out: &mut Vec<sock_filter>, acc: &mut Option<u32>, off: u32| {
+            if *acc != Some(off) {
+                out.push(insn(BPF_LD_W_ABS, 0, 0, off));
+                *acc = Some(off);
+            }
+        };
+        for &t in rule {
+            match t {
+                Test::Eq(i, v) | Test::Ne(i, v) => {
+                    load(&mut out, &mut acc, arg_lo(i));
+                    fails.push((out.len(), matches!(t, Test::Ne(..)), acc));
+                    out.push(insn(BPF_JEQ_K, 0, 0, v));
+                }
+                Test::Any(i, m) => {
+                    load(&mut out, &mut acc, arg_lo(i));
+                    fails.push((out.len(), false, acc));
+                    out.push(insn(BPF_JSET_K, 0, 0, m));
+                }
+                Test::All(i, m) => {
+                    load(&mut out, &mut acc, arg_lo(i));
+                    out.push(insn(BPF_AND_K, 0, 0, m));
+                    acc = None;
+                    fails.push((out.len(), false, acc));
+                    out.push(insn(BPF_JEQ_K, 0, 0, m));
+                }
+                Test::NonZero64(i) => {
+                    load(&mut out, &mut acc, arg_lo(i));
+                    // A non-zero low half passes at once, past the high half's test.
+                    out.push(insn(BPF_JEQ_K, 0, 2, 0));
+                    out.push(insn(BPF_LD_W_ABS, 0, 0, arg_hi(i)));
+                    fails.push((out.len(), true, Some(arg_hi(i))));
+                    out.push(insn(BPF_JEQ_K, 0, 0, 0));
+                    // Passed with either half in the accumulator.
+                    acc = None;
+                }
+            }
+        }
+        out.push(insn(BPF_RET_K, 0, 0, ret));
+        let next = out.len();
+        for &(at, jt, _) in &fails {
+            let off = u8::try_from(next - at - 1).map_err(|_| too_long())?;
+            if jt {
+                out[at].jt = off;
+            } else {
+                out[at].jf = off;
+            }
+        }
+        // The next rule is entered only through these jumps.
+        acc = match fails.split_first() {
+            Some((&(_, _, first), rest)) if rest.iter().all(|f| f.2 == first) => first,
+            _ => None,
+        };
+    }
+    out.push(insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+    Ok(out)
+}
+
+/// Where the search sends a number it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Refused whatever the arguments: return this action.
+    Ret(u32),
+    /// Arguments decide: jump to this block (see [`block`]).
+    Block(usize),
+}
+
+/// The numbers a program dispatches on, and the blocks their argument checks live in.
 #[derive(Default)]
 struct Parts {
     leaves: Vec<(u32, Target)>,
-    bodies: Vec<BpfProgram>,
+    blocks: Vec<Vec<sock_filter>>,
 }
 
 impl Parts {
-    /// Add `rules` (and `always`, numbers refused whatever the arguments), answered
-    /// with `ret`; `action` is how seccompiler spells it (a TRACE action tagged
-    /// [`NOTIFY_TAG`] stands for USER_NOTIF, which seccompiler lacks).
+    /// Add `rules` (and `always`, numbers matched whatever the arguments),
+    /// answered with `ret`.
     fn add<'a>(
         &mut self,
         rules: impl Iterator<Item = &'a SyscallRule>,
         always: &[i64],
         ret: u32,
-        action: SeccompAction,
     ) -> Result<()> {
-        let mut checked = BTreeMap::new();
-        for (nr, rules) in rule_map(rules, always)? {
-            if rules.is_empty() {
-                self.leaves.push((nr as u32, Target::Ret(ret)));
-            } else {
-                checked.insert(nr, rules);
-            }
+        for (nr, checks) in rule_map(rules, always) {
+            let target = match checks {
+                None => Target::Ret(ret),
+                Some(alternatives) => {
+                    self.blocks.push(block(&merged(&alternatives), ret)?);
+                    Target::Block(self.blocks.len() - 1)
+                }
+            };
+            self.leaves.push((nr as u32, target));
         }
-        if checked.is_empty() {
-            return Ok(());
-        }
-        let body = self.bodies.len();
-        self.leaves
-            .extend(checked.keys().map(|&nr| (nr as u32, Target::Body(body))));
-        let filter = SeccompFilter::new(checked, SeccompAction::Allow, action, target_arch()?)
-            .map_err(Error::SeccompCompile)?;
-        let mut prog = BpfProgram::try_from(filter).map_err(Error::SeccompCompile)?;
-        let tagged = libc::SECCOMP_RET_TRACE | NOTIFY_TAG;
-        for insn in prog
-            .iter_mut()
-            .filter(|i| i.code == BPF_RET_K && i.k == tagged)
-        {
-            insn.k = libc::SECCOMP_RET_USER_NOTIF;
-        }
-        self.bodies.push(prog);
         Ok(())
     }
 }
 
-const BPF_JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+/// One step of the search before its jumps are resolved.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// The number is at least `k`: on to step `right`, else to the next step.
+    Split { k: u32, right: usize },
+    /// `first..=last`: to `target`, any other number is allowed.
+    Leaf {
+        first: u32,
+        last: u32,
+        target: Target,
+    },
+}
 
-/// One piece of the dispatch before its jumps are resolved.
-enum Piece {
-    Insn(sock_filter),
-    /// An unconditional jump to the final RET_ALLOW.
-    ToAllow,
-    /// An unconditional jump to the start of body `n`.
-    ToBody(usize),
+/// The steps of a balanced binary search over sorted, disjoint `leaves`, left
+/// subtree first.
+fn flatten(leaves: &[(u32, u32, Target)], ops: &mut Vec<Op>) {
+    match leaves {
+        [] => {}
+        &[(first, last, target)] => ops.push(Op::Leaf {
+            first,
+            last,
+            target,
+        }),
+        _ => {
+            let mid = leaves.len() / 2;
+            let at = ops.len();
+            ops.push(Op::Split {
+                k: leaves[mid].0,
+                right: 0,
+            });
+            flatten(&leaves[..mid], ops);
+            let right = ops.len();
+            if let Op::Split { right: r, .. } = &mut ops[at] {
+                *r = right;
+            }
+            flatten(&leaves[mid..], ops);
+        }
+    }
 }
 
 /// Assemble one filter program: kill foreign-architecture calls; answer ENOSYS
-/// to x32 calls (numbers with the x32 bit on x86_64, a range seccompiler cannot
-/// express) and to the `quiet` refusals; then a binary search over the numbers
-/// that have rules. A number refused whatever its arguments is answered where
-/// the search finds it; one whose arguments decide jumps into the seccompiler
-/// body that checks them. Every other number reaches RET_ALLOW.
+/// to x32 calls (numbers with the x32 bit on x86_64); then a binary search over
+/// the numbers that have rules, the `quiet` ones among them. A number refused
+/// whatever its arguments is answered where the search finds it; one whose
+/// arguments decide jumps into its block. Every other number reaches RET_ALLOW.
 ///
-/// Why not seccompiler's program alone: it tests the numbers one after the
-/// other, so an allowed call walks the whole chain (~400 instructions with the
-/// default list), and when the filter is installed the kernel runs it once per
-/// syscall number to fill its action cache; the kernel also translates and JITs
-/// every instruction. The search costs ~10 instructions for any number, seccompiler
-/// keeps only the five calls with argument checks, and installing went from
-/// ~250 µs to well under 100 µs. The bodies are seccompiler's output unchanged:
-/// their jumps are relative and stay within each body, so placing them after the
-/// search keeps them valid (their own number checks are simply redundant).
+/// Why this shape: an allowed call costs ~10 instructions whatever the list, and
+/// the kernel, when the filter is installed, checks, translates and JITs every
+/// instruction (~0.13 µs each here) and runs the filter once per syscall number
+/// to fill its action cache. So the program is kept short: a leaf is one
+/// conditional jump whose two sides reach a RET shared by the leaves with the
+/// same answer and the final RET_ALLOW (a longer form where those lie more than
+/// 255 instructions ahead), a run of numbers with one answer is one leaf of two,
+/// and each checked number has a block of its own, reached straight from its
+/// leaf. (seccompiler's code for the checks tested the numbers one after the
+/// other again and spent two or three instructions per flag test; the launch's
+/// filter went from 498 instructions to about 200.)
 fn assemble(quiet: &[i64], parts: Parts) -> Result<BpfProgram> {
     #[cfg(target_arch = "x86_64")]
     const AUDIT_ARCH: u32 = 0xC000_003E;
@@ -1041,53 +1174,190 @@ fn assemble(quiet: &[i64], parts: Parts) -> Result<BpfProgram> {
     )));
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
-        let Parts { mut leaves, bodies } = parts;
+        let Parts { leaves, blocks } = parts;
         let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
-        let mut pieces = vec![
-            Piece::Insn(insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH)),
-            Piece::Insn(insn(BPF_JEQ_K, 1, 0, AUDIT_ARCH)),
-            Piece::Insn(insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS)),
-            Piece::Insn(insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR)),
-            Piece::Insn(insn(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT)),
-            Piece::Insn(insn(BPF_RET_K, 0, 0, enosys)),
+        let mut prog = vec![
+            insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
+            insn(BPF_JEQ_K, 1, 0, AUDIT_ARCH),
+            insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+            insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR),
+            insn(BPF_JGE_K, 0, 1, X32_SYSCALL_BIT),
+            insn(BPF_RET_K, 0, 0, enosys),
         ];
         // Refusals answered here, never sent to the supervisor: libc's clone3 probe
         // comes with every thread, and its ENOSYS fallback is expected, not a finding.
-        for &nr in quiet {
-            pieces.push(Piece::Insn(insn(BPF_JEQ_K, 0, 1, nr as u32)));
-            pieces.push(Piece::Insn(insn(BPF_RET_K, 0, 0, enosys)));
-        }
-        // One leaf per number (rule_map already merged the rules of each), then runs
-        // of consecutive numbers with the same answer as one range leaf.
-        leaves.sort_by_key(|l| l.0);
-        leaves.dedup_by_key(|l| l.0);
-        search(&ranges(&leaves), &mut pieces);
-        // Resolve the jumps: RET_ALLOW follows the search, then the bodies in order.
-        let allow_at = pieces.len();
-        let mut starts = Vec::with_capacity(bodies.len());
-        let mut at = allow_at + 1;
-        for body in &bodies {
-            starts.push(at);
-            at += body.len();
-        }
-        if at > libc::BPF_MAXINSNS as usize {
+        // They come first so that they win over any other leaf of their number.
+        let mut all: Vec<(u32, Target)> = quiet
+            .iter()
+            .map(|&nr| (nr as u32, Target::Ret(enosys)))
+            .collect();
+        all.extend(leaves);
+        all.sort_by_key(|l| l.0);
+        all.dedup_by_key(|l| l.0);
+        let mut ops = Vec::new();
+        flatten(&ranges(&all), &mut ops);
+        // The RETs the short leaves share, after RET_ALLOW; the blocks after them.
+        let mut rets: Vec<u32> = all
+            .iter()
+            .filter_map(|l| match l.1 {
+                Target::Ret(r) => Some(r),
+                Target::Block(_) => None,
+            })
+            .collect();
+        rets.sort_unstable();
+        rets.dedup();
+        let short_len = |op: &Op| match op {
+            Op::Split { .. } => 1,
+            Op::Leaf { first, last, .. } if first == last => 1,
+            Op::Leaf { .. } => 2,
+        };
+        let long_len = |op: &Op| match op {
+            Op::Split { .. } => 2,
+            Op::Leaf { first, last, .. } if first == last => 3,
+            Op::Leaf { .. } => 4,
+        };
+        // Every step starts in its short form; one whose jumps do not reach takes
+        // its long form, which moves what follows: repeat until nothing changes.
+        let mut long = vec![false; ops.len()];
+        let layout = |long: &[bool]| {
+            let mut pos = Vec::with_capacity(ops.len() + 1);
+            let mut at = prog.len();
+            for (op, &l) in ops.iter().zip(long) {
+                pos.push(at);
+                at += if l { long_len(op) } else { short_len(op) };
+            }
+            pos.push(at);
+            pos
+        };
+        let (pos, allow_at, target_at) = loop {
+            let pos = layout(&long);
+            let allow_at = *pos.last().unwrap_or(&prog.len());
+            let mut block_at = Vec::with_capacity(blocks.len());
+            let mut at = allow_at + 1 + rets.len();
+            for b in &blocks {
+                block_at.push(at);
+                at += b.len();
+            }
+            let rets = &rets;
+            let target_at = move |t: Target| match t {
+                Target::Ret(r) => allow_at + 1 + rets.iter().position(|&x| x == r).unwrap_or(0),
+                Target::Block(n) => block_at[n],
+            };
+            let reach = |from: usize, to: usize| to - from - 1 <= u8::MAX as usize;
+            let mut changed = false;
+            for (i, op) in ops.iter().enumerate() {
+                if long[i] {
+                    continue;
+                }
+                let fits = match *op {
+                    Op::Split { right, .. } => reach(pos[i], pos[right]),
+                    Op::Leaf {
+                        first,
+                        last,
+                        target,
+                    } if first == last => {
+                        reach(pos[i], allow_at) && reach(pos[i], target_at(target))
+                    }
+                    Op::Leaf { target, .. } => {
+                        reach(pos[i], allow_at) && reach(pos[i] + 1, target_at(target))
+                    }
+                };
+                if !fits {
+                    long[i] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break (pos, allow_at, target_at);
+            }
+        };
+        let total = allow_at + 1 + rets.len() + blocks.iter().map(Vec::len).sum::<usize>();
+        if total > libc::BPF_MAXINSNS as usize {
             return Err(Error::Unsupported(format!(
-                "the seccomp filter needs {at} instructions, more than the kernel's {}",
+                "the seccomp filter needs {total} instructions, more than the kernel's {}",
                 libc::BPF_MAXINSNS
             )));
         }
-        let mut prog = Vec::with_capacity(at);
-        for (i, piece) in pieces.into_iter().enumerate() {
-            let ja = |target: usize| insn(BPF_JA, 0, 0, (target - i - 1) as u32);
-            prog.push(match piece {
-                Piece::Insn(x) => x,
-                Piece::ToAllow => ja(allow_at),
-                Piece::ToBody(n) => ja(starts[n]),
-            });
+        let off = |from: usize, to: usize| (to - from - 1) as u8;
+        let ja = |from: usize, to: usize| insn(BPF_JA, 0, 0, (to - from - 1) as u32);
+        let answer = |at: usize, t: Target| match t {
+            Target::Ret(r) => insn(BPF_RET_K, 0, 0, r),
+            Target::Block(_) => ja(at, target_at(t)),
+        };
+        for (i, op) in ops.iter().enumerate() {
+            let p = pos[i];
+            debug_assert_eq!(prog.len(), p);
+            match (*op, long[i]) {
+                (Op::Split { k, right }, false) => {
+                    prog.push(insn(BPF_JGE_K, off(p, pos[right]), 0, k));
+                }
+                (Op::Split { k, right }, true) => {
+                    prog.push(insn(BPF_JGE_K, 0, 1, k));
+                    prog.push(ja(p + 1, pos[right]));
+                }
+                (
+                    Op::Leaf {
+                        first,
+                        last,
+                        target,
+                    },
+                    false,
+                ) if first == last => {
+                    prog.push(insn(
+                        BPF_JEQ_K,
+                        off(p, target_at(target)),
+                        off(p, allow_at),
+                        first,
+                    ));
+                }
+                (
+                    Op::Leaf {
+                        first,
+                        last,
+                        target,
+                    },
+                    true,
+                ) if first == last => {
+                    prog.push(insn(BPF_JEQ_K, 0, 1, first));
+                    prog.push(answer(p + 1, target));
+                    prog.push(ja(p + 2, allow_at));
+                }
+                (
+                    Op::Leaf {
+                        first,
+                        last,
+                        target,
+                    },
+                    false,
+                ) => {
+                    prog.push(insn(BPF_JGE_K, 0, off(p, allow_at), first));
+                    prog.push(insn(
+                        BPF_JGT_K,
+                        off(p + 1, allow_at),
+                        off(p + 1, target_at(target)),
+                        last,
+                    ));
+                }
+                (
+                    Op::Leaf {
+                        first,
+                        last,
+                        target,
+                    },
+                    true,
+                ) => {
+                    // first <= nr <= last, or on to RET_ALLOW.
+                    prog.push(insn(BPF_JGE_K, 0, 2, first));
+                    prog.push(insn(BPF_JGT_K, 1, 0, last));
+                    prog.push(answer(p + 2, target));
+                    prog.push(ja(p + 3, allow_at));
+                }
+            }
         }
         prog.push(insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
-        for body in bodies {
-            prog.extend(body);
+        prog.extend(rets.iter().map(|&r| insn(BPF_RET_K, 0, 0, r)));
+        for b in blocks {
+            prog.extend(b);
         }
         Ok(prog)
     }
@@ -1096,7 +1366,7 @@ fn assemble(quiet: &[i64], parts: Parts) -> Result<BpfProgram> {
 /// Merge runs of consecutive numbers answered with the same return into one
 /// leaf `(first, last, target)`: the default list refuses runs such as 163–176
 /// (acct … delete_module) and 425–433 (io_uring and the new mount API), and every
-/// leaf saved is three instructions fewer for the kernel to check, translate, JIT
+/// leaf saved is instructions fewer for the kernel to check, translate, JIT
 /// and run once per number for its action cache at each launch. Numbers whose
 /// arguments decide keep a leaf each.
 fn ranges(leaves: &[(u32, Target)]) -> Vec<(u32, u32, Target)> {
@@ -1112,45 +1382,6 @@ fn ranges(leaves: &[(u32, Target)]) -> Vec<(u32, u32, Target)> {
         }
     }
     out
-}
-
-/// A balanced binary search over sorted, disjoint `leaves`, the number already in
-/// the accumulator. Conditional jumps reach at most 255 instructions ahead, so a
-/// left subtree longer than that is skipped with an unconditional jump.
-fn search(leaves: &[(u32, u32, Target)], out: &mut Vec<Piece>) {
-    let answer = |target: Target| match target {
-        Target::Ret(ret) => Piece::Insn(insn(BPF_RET_K, 0, 0, ret)),
-        Target::Body(n) => Piece::ToBody(n),
-    };
-    match leaves {
-        [] => out.push(Piece::ToAllow),
-        [(nr, last, target)] if nr == last => {
-            out.push(Piece::Insn(insn(BPF_JEQ_K, 0, 1, *nr)));
-            out.push(answer(*target));
-            out.push(Piece::ToAllow);
-        }
-        [(first, last, target)] => {
-            // first <= nr <= last, or on to RET_ALLOW.
-            out.push(Piece::Insn(insn(BPF_JGE_K, 0, 2, *first)));
-            out.push(Piece::Insn(insn(BPF_JGT_K, 1, 0, *last)));
-            out.push(answer(*target));
-            out.push(Piece::ToAllow);
-        }
-        _ => {
-            let mid = leaves.len() / 2;
-            let mut left = Vec::new();
-            search(&leaves[..mid], &mut left);
-            match u8::try_from(left.len()) {
-                Ok(skip) => out.push(Piece::Insn(insn(BPF_JGE_K, skip, 0, leaves[mid].0))),
-                Err(_) => {
-                    out.push(Piece::Insn(insn(BPF_JGE_K, 0, 1, leaves[mid].0)));
-                    out.push(Piece::Insn(insn(BPF_JA, 0, 0, left.len() as u32)));
-                }
-            }
-            out.extend(left);
-            search(&leaves[mid..], out);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1859,15 +2090,15 @@ mod tests {
             (2, Target::Ret(eperm)),
             (3, Target::Ret(eperm)),
             (4, Target::Ret(enosys)),
-            (5, Target::Body(0)),
-            (6, Target::Body(0)),
+            (5, Target::Block(0)),
+            (6, Target::Block(1)),
             (8, Target::Ret(eperm)),
             (9, Target::Ret(enosys)),
             (10, Target::Ret(enosys)),
         ];
         let got: Vec<(u32, u32, bool)> = ranges(&leaves)
             .into_iter()
-            .map(|(a, b, t)| (a, b, matches!(t, Target::Body(_))))
+            .map(|(a, b, t)| (a, b, matches!(t, Target::Block(_))))
             .collect();
         assert_eq!(
             got,
@@ -1880,36 +2111,116 @@ mod tests {
                 (9, 10, false),
             ]
         );
-        // The default list's runs (163-176, 425-433 ...) keep the program short;
-        // the setid and process-group rules add ~250 instructions.
+        // The default list's runs (163-176, 425-433 ...), one-instruction leaves
+        // and merged flag tests keep the program short.
         let p = SyscallPolicy::new(&Syscalls::default(), &Network::Off).unwrap();
         let prog = &p.compile().unwrap()[0];
-        assert!(prog.len() < 500, "{} instructions", prog.len());
+        assert!(prog.len() < 250, "{} instructions", prog.len());
+        let notify = &p.compile_notify(OBSERVE_EXEC).unwrap()[0];
+        assert!(notify.len() < 250, "{} instructions", notify.len());
+    }
+
+    #[test]
+    fn blocks_agree_with_the_checks_they_compile() {
+        // Every kind of test, alone and in rules that share an argument or not.
+        let cases: Vec<Vec<Vec<Check>>> = vec![
+            vec![vec![Check::HasFlag(1, 0x30)]],
+            vec![vec![Check::NonZero64(4)], vec![Check::Eq(0, 7)]],
+            vec![
+                vec![Check::Eq(0, 1), Check::NonZero64(0)],
+                vec![Check::Ne(0, 1), Check::HasFlag(0, 4)],
+            ],
+            vec![
+                vec![Check::Eq(2, 3)],
+                vec![Check::Eq(2, 4)],
+                vec![Check::HasFlag(2, 0x30), Check::Ne(1, 0)],
+            ],
+            vec![
+                vec![Check::HasFlag(1, 1), Check::HasFlag(2, 8)],
+                vec![Check::HasFlag(1, 2), Check::HasFlag(2, 8)],
+                vec![Check::HasFlag(1, 1), Check::HasFlag(2, 16)],
+                vec![Check::HasFlag(1, 2), Check::HasFlag(2, 16)],
+            ],
+        ];
+        let vals = [
+            0u64,
+            1,
+            2,
+            3,
+            4,
+            7,
+            8,
+            16,
+            0x10,
+            0x30,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0xdead_0000_0000_0001,
+        ];
+        for alternatives in &cases {
+            let prog = block(&merged(alternatives), ERRNO | 1).unwrap();
+            for &a in &vals {
+                for &b in &vals {
+                    for &c in &vals {
+                        let args = [a, b, c, 0, a, 0];
+                        let want = alternatives
+                            .iter()
+                            .any(|r| r.iter().all(|ch| ch.holds(&args)));
+                        // The block is entered with the number (0 here) in the accumulator.
+                        let got = run(&prog, 0, &args) == ERRNO | 1;
+                        assert_eq!(got, want, "{alternatives:?} {args:x?}");
+                    }
+                }
+            }
+        }
+        // The four setid rules of open become one rule of two tests, clone's seven one.
+        let open: Vec<Vec<Check>> = setid_rules()
+            .into_iter()
+            .filter(|(n, _)| *n == "open")
+            .map(|(_, c)| c)
+            .collect();
+        assert_eq!((open.len(), merged(&open).len()), (4, 1));
+        let clone: Vec<Vec<Check>> = CLONE_NEW_FLAGS
+            .iter()
+            .map(|&f| vec![Check::HasFlag(0, f)])
+            .collect();
+        assert_eq!(
+            merged(&clone),
+            vec![vec![Test::Any(
+                0,
+                CLONE_NEW_FLAGS.iter().fold(0, |a, f| a | f)
+            )]]
+        );
     }
 
     #[test]
     fn long_searches_use_unconditional_jumps() {
-        // 400 numbers: the left half of the search is longer than a conditional jump reaches.
+        // 400 numbers: the left half of the search is longer than a conditional
+        // jump reaches, and so are the shared returns and the blocks from most leaves.
         let parts = Parts {
             leaves: (0..400)
                 .map(|n| {
                     (
                         n * 2,
                         if n % 3 == 0 {
-                            Target::Body(0)
+                            Target::Block((n % 2) as usize)
                         } else {
                             Target::Ret(ERRNO | 2)
                         },
                     )
                 })
                 .collect(),
-            bodies: vec![vec![insn(BPF_RET_K, 0, 0, ERRNO | 1)]],
+            blocks: vec![
+                vec![insn(BPF_RET_K, 0, 0, ERRNO | 1)],
+                vec![insn(BPF_RET_K, 0, 0, ERRNO | 3)],
+            ],
         };
         let prog = assemble(&[], parts).unwrap();
         for nr in 0..820u32 {
             let want = match (nr % 2 == 0 && nr < 800, (nr / 2) % 3 == 0) {
                 (false, _) => libc::SECCOMP_RET_ALLOW,
-                (true, true) => ERRNO | 1,
+                (true, true) if (nr / 2) % 2 == 0 => ERRNO | 1,
+                (true, true) => ERRNO | 3,
                 (true, false) => ERRNO | 2,
             };
             assert_eq!(run(&prog, nr, &[0; 6]), want, "nr {nr}");
@@ -1934,6 +2245,7 @@ mod tests {
                 let taken = match i.code as u32 & 0xf0 {
                     libc::BPF_JEQ => getpid == i.k,
                     libc::BPF_JGE => getpid >= i.k,
+                    libc::BPF_JGT => getpid > i.k,
                     _ => false,
                 };
                 (if taken { i.jt } else { i.jf }) as usize
