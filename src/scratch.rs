@@ -585,7 +585,7 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
                 Mode::from_bits_truncate(0o666),
                 0,
             ),
-            || format!("making the mount point {}", show(at)),
+            || format!("making the mount point {}", show(node)),
         )?;
         match mount(
             Some(node.as_c_str()),
@@ -597,7 +597,7 @@ pub fn build_view(p: &Prepared) -> std::result::Result<(), StepError> {
             Ok(()) => {}
             // A node this host lacks is simply absent, as on the host.
             Err(nix::errno::Errno::ENOENT) => step(nix::unistd::unlink(at.as_c_str()), || {
-                format!("removing the mount point {}", show(at))
+                format!("removing the mount point {}", show(node))
             })?,
             Err(e) => return Err(format!("binding {}: {e}", show(node))),
         }
