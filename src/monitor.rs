@@ -61,6 +61,8 @@ pub struct Monitor {
     opts: CaptureOptions,
     /// Receives the listener from the payload.
     channel: Option<OwnedFd>,
+    /// The listener could not be taken (the payload was killed): why.
+    listener_failure: Option<String>,
     listener: Option<OwnedFd>,
     audit: Option<OwnedFd>,
     pub executed: Vec<Executed>,
@@ -129,6 +131,7 @@ impl Monitor {
             audit_wanted: false,
             audit_unconfirmed: false,
             mediator: None,
+            listener_failure: None,
             started_coarse: sys::realtime_coarse(),
             changes: None,
         };
@@ -282,11 +285,17 @@ impl Monitor {
         self.first_exec = Some(argv);
     }
 
+    /// Why the launcher could not take the payload's listener, if so (it then
+    /// killed the payload: see sandbox::install_notify).
+    pub fn take_listener_failure(&mut self) -> Option<String> {
+        self.listener_failure.take()
+    }
+
     /// The payload, held before its execve, may go (see sandbox::spawn: the
     /// launcher's own work before the payload runs is done by the time the
     /// channel is served).
-    fn acknowledge(ch: &OwnedFd) -> bool {
-        nix::unistd::write(ch, b"A").is_ok()
+    fn acknowledge(ch: &OwnedFd) {
+        let _ = nix::unistd::write(ch, b"A");
     }
 
     fn receive_listener(&mut self) {
@@ -331,7 +340,10 @@ impl Monitor {
                     .map_err(std::io::Error::other)
                     .and_then(|fd| take(pid, fd));
                 match got {
-                    Ok(fd) if Self::acknowledge(&ch) => {
+                    Ok(fd) => {
+                        // A payload that does not wait for it may have closed its
+                        // end already (see sandbox::install_notify): no matter.
+                        Self::acknowledge(&ch);
                         match crate::unix_mediate::Mediator::new(&fd, self.started_coarse) {
                             Ok(m) => self.mediator = Some(m),
                             // Every mediated call is then refused (see notification).
@@ -342,12 +354,19 @@ impl Monitor {
                             self.sources.insert(0, "seccomp-notify".into());
                         }
                     }
-                    // The payload is gone: nothing to serve.
-                    Ok(_) => {}
-                    // No acknowledgement: the payload stops (exit 125) on EOF.
-                    Err(e) => self
-                        .notes
-                        .push(format!("{UNMEDIATED}: taking the seccomp listener: {e}")),
+                    // No acknowledgement: a payload waiting for one stops (exit 125)
+                    // on EOF; one waiting in its execve for the listener we could
+                    // not take would wait for ever, so it goes now.
+                    Err(e) => {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid as i32),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                        self.listener_failure =
+                            Some(format!("taking the seccomp listener from the payload: {e}"));
+                        self.notes
+                            .push(format!("{UNMEDIATED}: taking the seccomp listener: {e}"))
+                    }
                 }
             }
             (Some(&NO_LISTENER), _) => {

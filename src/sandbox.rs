@@ -85,6 +85,8 @@ pub struct Prepared {
     capture: Option<ChildEnd>,
     /// No listener (a nested cordon) is a refusal: no namespaces, no --best-effort.
     mediation_required: bool,
+    /// The notifying filter sends execve to the supervisor (capture is on).
+    exec_observed: bool,
     program_c: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -233,6 +235,7 @@ impl Prepared {
             bpf_notify,
             capture: None,
             mediation_required,
+            exec_observed: opts.capture,
             rlimits,
             ns,
             inherited: inherited.to_vec(),
@@ -519,6 +522,12 @@ pub fn spawn(
     // else is the child's report of the step that failed. Meanwhile the payload's
     // own execve may wait on the capture supervisor, so serve it.
     let msg = wait_exec(err_r, monitor, &prep.policy, &prep.plan);
+    // The launcher could not take the listener and killed the payload (which
+    // did not wait for an acknowledgement: see install_notify).
+    if let Some(why) = monitor.take_listener_failure() {
+        let _ = waitpid(spawned.pid, None);
+        return Err(SpawnError::Failed(Error::Unenforceable { missing: why }));
+    }
     if msg.is_empty() {
         return Ok(spawned);
     }
@@ -761,10 +770,14 @@ fn payload(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, launcher: Opt
     // seccomp last: it may refuse calls made above; execve stays allowed. With
     // capture, refusals go to the launcher, which answers with the same errno.
     match (prep.bpf_notify.as_ref(), prep.capture.take()) {
-        (Some(progs), Some(chan)) => {
-            install_notify(progs, &prep.bpf, &chan.0, prep.mediation_required)
-                .unwrap_or_else(|m| die(m))
-        }
+        (Some(progs), Some(chan)) => install_notify(
+            progs,
+            &prep.bpf,
+            &chan.0,
+            prep.mediation_required,
+            prep.exec_observed,
+        )
+        .unwrap_or_else(|m| die(m)),
         _ => install(&prep.bpf).unwrap_or_else(|m| die(m)),
     }
     let e = nix::unistd::execve(&prep.program_c, &prep.argv, &prep.envp).unwrap_err();
@@ -792,11 +805,19 @@ fn install(progs: &[BpfProgram]) -> std::result::Result<(), String> {
 /// Install the notifying filter and send the listener to the launcher. Where a
 /// listener cannot be had (one already exists above us, as in a nested cordon),
 /// install the errno filters instead and say why.
+///
+/// When the filter sends execve to the supervisor (`exec_observed`), the
+/// payload does not wait for the acknowledgement: its execve waits for the
+/// supervisor anyway, and until the supervisor answers it the listener is
+/// still open in the payload (it closes on exec), so the launcher can take it
+/// first. A launcher that cannot take it kills the payload. One round trip less
+/// per launch.
 fn install_notify(
     progs: &[BpfProgram],
     fallback: &[BpfProgram],
     chan: &OwnedFd,
     required: bool,
+    exec_observed: bool,
 ) -> std::result::Result<(), String> {
     let [main] = progs else {
         return Err("the capture filter is not one program".into());
@@ -824,6 +845,11 @@ fn install_notify(
             );
             nix::unistd::write(chan, msg.as_bytes())
                 .map_err(|e| format!("handing the seccomp listener to the launcher: {e}"))?;
+            if exec_observed {
+                // Close-on-exec (the kernel makes it so): it stays open until then.
+                let _ = std::os::fd::IntoRawFd::into_raw_fd(listener);
+                return Ok(());
+            }
             let mut ack = [0u8; 1];
             match nix::unistd::read(chan, &mut ack) {
                 Ok(1) => {}
