@@ -4,6 +4,10 @@
 //! through `.git` files and links, `commondir`, `modules/` and `worktrees/`,
 //! with the paths the repository's own config names (`core.hooksPath`,
 //! `include.path`). Reads only.
+//!
+//! The end of the run needs less ([`Pass::End`]): the per-directory files and
+//! git directories the run may have added, not the entries of every git
+//! directory again (those are the launch state's, already put back).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -15,6 +19,7 @@ use super::{
     gitconfig, tree, walk,
 };
 use crate::policy::{Kind, Policy, beneath};
+use nix::sys::stat::SFlag;
 
 /// What a walk of the workspace found.
 #[derive(Debug, Default)]
@@ -136,23 +141,38 @@ impl Seen {
 /// The first bytes of the names (and second components) of the per-directory entries.
 pub(super) const ANY_FIRST_BYTES: &[u8] = b".rcm";
 
-/// Find every protected path of the workspace now: the whole walk (`since`
-/// None), or after a run, only what changed since the launch walk `since`
-/// (plus the work trees known at launch, whose git directories may have grown
-/// modules or worktrees).
-pub fn discover(
-    scope: &Scope,
-    since: Option<(&walk::Walk, &BTreeSet<PathBuf>)>,
-) -> (Found, walk::Walk) {
+/// Which discovery.
+#[derive(Debug, Clone, Copy)]
+pub enum Pass<'a> {
+    /// At launch: every protected path.
+    Launch,
+    /// When the run ends: the per-directory files below the top (in
+    /// `protected` and `nested`) and the git directories (`git_dirs`), not the
+    /// entries of each git directory. With the launch walk and the work trees
+    /// known at launch, only the directories that changed since are listed
+    /// (the git directories of those work trees are looked at again: they may
+    /// have grown modules or worktrees); without, the whole walk.
+    End(Option<(&'a walk::Walk, &'a BTreeSet<PathBuf>)>),
+}
+
+/// Find the protected paths of the workspace now (see [`Pass`]), directories
+/// opened through `dirs`.
+pub fn discover(scope: &Scope, pass: Pass<'_>, dirs: &mut tree::Dirs) -> (Found, walk::Walk) {
     let ws = &scope.workspace;
     let mut f = Found::default();
-    for entry in ENTRIES {
-        f.protected.push(Protected {
-            path: ws.join(entry.name),
-            tool: entry.tool.into(),
-            why: entry.why.into(),
-            bind: true,
-        });
+    let (launch, since) = match pass {
+        Pass::Launch => (true, None),
+        Pass::End(since) => (false, since),
+    };
+    if launch {
+        for entry in ENTRIES {
+            f.protected.push(Protected {
+                path: ws.join(entry.name),
+                tool: entry.tool.into(),
+                why: entry.why.into(),
+                bind: true,
+            });
+        }
     }
     let mut seen = Seen::default();
     // The repository the workspace lies in, when the workspace has no .git of
@@ -185,9 +205,10 @@ pub fn discover(
             bind: false,
         });
     }
+    let mut cx = Cx { dirs, launch };
     for wt in &seen.worktrees {
         let top = wt == ws || !beneath(wt, ws);
-        git_worktree(scope, wt, top, &mut f);
+        git_worktree(&mut cx, wt, top, &mut f);
     }
     f.worktrees = seen.worktrees;
     f.protected
@@ -197,13 +218,31 @@ pub fn discover(
     (f, w)
 }
 
+/// What discovery works with.
+struct Cx<'a> {
+    dirs: &'a mut tree::Dirs,
+    /// [`Pass::Launch`]: the entries of each git directory too.
+    launch: bool,
+}
+
+/// The kind of what `lstat` found, or None.
+fn lstat_kind(dirs: &mut tree::Dirs, p: &Path) -> Option<SFlag> {
+    match dirs.lstat(p) {
+        tree::Lstat::Found(st) => {
+            Some(SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()))
+        }
+        _ => None,
+    }
+}
+
 /// A work tree's `.git` (directory, file or link) and the git directories it reaches.
-fn git_worktree(scope: &Scope, wt: &Path, top: bool, f: &mut Found) {
+fn git_worktree(cx: &mut Cx<'_>, wt: &Path, top: bool, f: &mut Found) {
     let dotgit = wt.join(".git");
-    let Ok(md) = std::fs::symlink_metadata(&dotgit) else {
+    let Some(kind) = lstat_kind(cx.dirs, &dotgit) else {
         return;
     };
-    let gitdir = if md.is_dir() {
+    let is_dir = kind == SFlag::S_IFDIR;
+    let gitdir = if is_dir {
         dotgit.clone()
     } else {
         f.protected.push(Protected {
@@ -212,25 +251,29 @@ fn git_worktree(scope: &Scope, wt: &Path, top: bool, f: &mut Found) {
             why: GIT_POINTER.into(),
             bind: top,
         });
-        if md.file_type().is_symlink() {
+        if kind == SFlag::S_IFLNK {
             match std::fs::canonicalize(&dotgit) {
                 Ok(p) => p,
                 Err(_) => return,
             }
         } else {
-            match pointer(&dotgit, "gitdir:") {
+            match pointer_in(cx.dirs, &dotgit, "gitdir:") {
                 Some(p) => p,
                 None => return,
             }
         }
     };
-    let via = (!md.is_dir()).then(|| dotgit.clone());
-    git_dir(scope, &gitdir, Some(wt), via, top, f, 0);
+    let via = (!is_dir).then(|| dotgit.clone());
+    git_dir(cx, &gitdir, Some(wt), via, top, f, 0);
 }
 
 /// The path a `gitdir: X` or commondir file names, absolute.
 pub(super) fn pointer(file: &Path, prefix: &str) -> Option<PathBuf> {
-    let text = tree::read_small(file)?;
+    pointer_in(&mut tree::Dirs::default(), file, prefix)
+}
+
+fn pointer_in(dirs: &mut tree::Dirs, file: &Path, prefix: &str) -> Option<PathBuf> {
+    let text = tree::read_small_in(dirs, file)?;
     let text = String::from_utf8_lossy(&text);
     let target = text
         .trim()
@@ -246,7 +289,7 @@ pub(super) fn pointer(file: &Path, prefix: &str) -> Option<PathBuf> {
 }
 
 fn git_dir(
-    scope: &Scope,
+    cx: &mut Cx<'_>,
     g: &Path,
     wt: Option<&Path>,
     via: Option<PathBuf>,
@@ -258,6 +301,23 @@ fn git_dir(
         return;
     }
     f.git_dirs.insert(g.to_path_buf(), via);
+    if cx.launch {
+        git_entries(cx, g, wt, top, f);
+    }
+    let commondir = g.join("commondir");
+    if let Some(c) = pointer_in(cx.dirs, &commondir, "") {
+        git_dir(cx, &c, None, Some(commondir), top, f, depth + 1);
+    }
+    for sub in ["worktrees", "modules"] {
+        git_dirs_under(cx, &g.join(sub), top, f, depth + 1, 0);
+    }
+}
+
+/// What git reads from the git directory `g`, and the paths its config names.
+fn git_entries(cx: &mut Cx<'_>, g: &Path, wt: Option<&Path>, top: bool, f: &mut Found) {
+    // Then an entry that is not a link is its own canonical path: no
+    // readlink of every component per entry to find that out.
+    let canonical = cx.dirs.canonical(g);
     for e in GIT_ENTRIES {
         let p = g.join(e.name);
         f.protected.push(Protected {
@@ -266,21 +326,31 @@ fn git_dir(
             why: e.why.into(),
             bind: top,
         });
+        let resolve = !canonical
+            || match cx.dirs.lstat(&p) {
+                tree::Lstat::Found(st) => {
+                    st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits()
+                }
+                tree::Lstat::Missing => false,
+                tree::Lstat::Absent => true,
+            };
         // A hooks directory or config that is a link: protect what it names too.
-        if let Ok(real) = std::fs::canonicalize(&p) {
-            if real != p {
-                f.protected.push(Protected {
-                    path: real,
-                    tool: "git".into(),
-                    why: e.why.into(),
-                    bind: false,
-                });
+        if resolve {
+            if let Ok(real) = std::fs::canonicalize(&p) {
+                if real != p {
+                    f.protected.push(Protected {
+                        path: real,
+                        tool: "git".into(),
+                        why: e.why.into(),
+                        bind: false,
+                    });
+                }
             }
         }
     }
     // Paths the user's own config points at: a hooks directory or included file
     // in the work tree is as good as .git/hooks.
-    if let Some(text) = tree::read_small(&g.join("config")) {
+    if let Some(text) = tree::read_small_in(cx.dirs, &g.join("config")) {
         let text = String::from_utf8_lossy(&text);
         let base = wt.unwrap_or(g);
         for v in gitconfig::values(&text, "core.hookspath") {
@@ -306,32 +376,32 @@ fn git_dir(
             }
         }
     }
-    let commondir = g.join("commondir");
-    if let Some(c) = pointer(&commondir, "") {
-        git_dir(scope, &c, None, Some(commondir), top, f, depth + 1);
-    }
-    for sub in ["worktrees", "modules"] {
-        git_dirs_under(scope, &g.join(sub), top, f, depth + 1, 0);
-    }
 }
 
 /// Submodule and worktree git directories (a submodule's name may hold slashes).
-fn git_dirs_under(scope: &Scope, dir: &Path, top: bool, f: &mut Found, depth: usize, level: usize) {
+fn git_dirs_under(
+    cx: &mut Cx<'_>,
+    dir: &Path,
+    top: bool,
+    f: &mut Found,
+    depth: usize,
+    level: usize,
+) {
     if level > 4 {
         return;
     }
-    for n in tree::list(dir) {
+    for n in tree::list_in(cx.dirs, dir) {
         let p = dir.join(&n);
-        if !tree::is_dir(&p) {
+        if lstat_kind(cx.dirs, &p) != Some(SFlag::S_IFDIR) {
             continue;
         }
-        if std::fs::symlink_metadata(p.join("HEAD")).is_ok()
-            || std::fs::symlink_metadata(p.join("config")).is_ok()
-            || std::fs::symlink_metadata(p.join("gitdir")).is_ok()
+        if ["HEAD", "config", "gitdir"]
+            .iter()
+            .any(|m| lstat_kind(cx.dirs, &p.join(m)).is_some())
         {
-            git_dir(scope, &p, None, None, top, f, depth);
+            git_dir(cx, &p, None, None, top, f, depth);
         } else {
-            git_dirs_under(scope, &p, top, f, depth, level + 1);
+            git_dirs_under(cx, &p, top, f, depth, level + 1);
         }
     }
 }

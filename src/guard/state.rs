@@ -9,6 +9,7 @@
 //! Owns the state file, its lock and the list of live runs. Does not decide
 //! what is protected or restore anything.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -38,6 +39,32 @@ impl State {
     pub fn active(&self) -> bool {
         !self.runs.is_empty()
     }
+}
+
+/// A first run's launch state, borrowed from its guard.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    pub items: &'a [(Protected, Node)],
+    pub git_dirs: &'a BTreeSet<PathBuf>,
+    pub nested: &'a BTreeSet<PathBuf>,
+    pub worktrees: &'a BTreeSet<PathBuf>,
+}
+
+/// [`Launch`] as written: the fields and form of [`State`].
+#[derive(Serialize)]
+struct LaunchFile<'a> {
+    runs: [(u32, u64); 1],
+    items: &'a [(Protected, Node)],
+    git_dirs: &'a BTreeSet<PathBuf>,
+    nested: &'a BTreeSet<PathBuf>,
+    worktrees: &'a BTreeSet<PathBuf>,
+}
+
+/// The live runs alone: what the end of a run reads first (the items are
+/// skipped, not built).
+#[derive(Deserialize)]
+struct Runs {
+    runs: Vec<(u32, u64)>,
 }
 
 /// Where the state of one workspace lives.
@@ -109,20 +136,23 @@ impl Shared {
         None
     }
 
-    /// The state, without the runs that have ended (a killed launcher's too).
-    pub fn read(&self, _held: &Held) -> State {
+    fn text(&self) -> Option<String> {
         let mut text = String::new();
-        let ok = std::fs::OpenOptions::new()
+        std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&self.state)
             .and_then(|mut f| f.read_to_string(&mut text))
-            .is_ok();
-        let mut st: State = if ok {
-            serde_json::from_str(&text).unwrap_or_default()
-        } else {
-            State::default()
-        };
+            .ok()
+            .map(|_| text)
+    }
+
+    /// The state, without the runs that have ended (a killed launcher's too).
+    pub fn read(&self, _held: &Held) -> State {
+        let mut st: State = self
+            .text()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         st.runs.retain(|r| alive(*r));
         if st.runs.is_empty() {
             // Every run that shared it has ended (or was killed): it describes nothing now.
@@ -131,7 +161,25 @@ impl Shared {
         st
     }
 
-    pub fn write(&self, st: &State, _held: &Held) -> bool {
+    /// The first run's launch state, with this run as its only live one.
+    pub fn write_launch(&self, l: Launch<'_>, held: &Held) -> bool {
+        let file = LaunchFile {
+            runs: [me()],
+            items: l.items,
+            git_dirs: l.git_dirs,
+            nested: l.nested,
+            worktrees: l.worktrees,
+        };
+        self.write(&file, held)
+    }
+
+    /// Join a live state (as [`read`](Self::read) returned it).
+    pub fn write_joined(&self, st: &mut State, held: &Held) -> bool {
+        st.runs.push(me());
+        self.write(st, held)
+    }
+
+    fn write<T: Serialize>(&self, st: &T, _held: &Held) -> bool {
         let Ok(text) = serde_json::to_string(st) else {
             return false;
         };
@@ -152,19 +200,41 @@ impl Shared {
         ok
     }
 
+    /// Take this run out of the state. True when other runs are still live
+    /// (the state is written back without this one); false when it was the
+    /// last (the state and its lock file are removed).
+    pub fn leave(&self, held: &Held) -> bool {
+        let m = me();
+        let text = self.text();
+        // The live runs first: the whole state is parsed only when another
+        // run is left to write it back for.
+        let others: Vec<(u32, u64)> = text
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<Runs>(t).ok())
+            .map(|r| r.runs)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| *r != m && alive(*r))
+            .collect();
+        if !others.is_empty() {
+            // A state that does not parse whole describes nothing (as `read` has it).
+            if let Some(mut st) = text
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<State>(t).ok())
+            {
+                st.runs = others;
+                self.write(&st, held);
+                return true;
+            }
+        }
+        self.remove(held);
+        false
+    }
+
     /// Remove the state and its lock file (the last run, holding the lock).
-    pub fn remove(&self, _held: &Held) {
+    fn remove(&self, _held: &Held) {
         let _ = std::fs::remove_file(&self.state);
         let _ = std::fs::remove_file(&self.lock);
-    }
-
-    pub fn join(&self, st: &mut State) {
-        st.runs.push(me());
-    }
-
-    pub fn leave(&self, st: &mut State) {
-        let m = me();
-        st.runs.retain(|r| *r != m);
     }
 }
 
