@@ -246,8 +246,10 @@ impl Guard {
             (Some(sh), Some(h)) => sh.read(h),
             _ => state::State::default(),
         };
-        // The directories this launch looks in, opened once.
+        // The directories this launch looks in, opened once; the workspace's
+        // top listed, for the dozens of protected names it does not hold.
         let mut dirs = tree::Dirs::default();
+        dirs.index(&scope.workspace);
         let joined = st.active();
         let mut g = Guard {
             items: Vec::new(),
@@ -461,6 +463,7 @@ impl Guard {
         };
         // Opened now, with the payload's tree gone (never the launch's).
         let mut dirs = tree::Dirs::default();
+        dirs.index(&self.scope.workspace);
         for (p, then) in &self.items {
             let except = self.scope.exceptions_in(&p.path);
             for c in tree::restore_in(&mut dirs, &p.path, then, &except, chown) {

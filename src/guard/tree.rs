@@ -7,9 +7,11 @@
 //! (perhaps root) reads, writes or removes; the last component is never
 //! followed. [`Dirs`] keeps the directories so opened for one pass (the
 //! launch, or the end of the run once the payload's tree is gone), so that the
-//! dozens of protected names in one directory cost one `fstatat` each instead
-//! of an `openat2`, an `fstatat` and a `close`. Owns no policy: the guard's
-//! module decides what is protected.
+//! protected names in one directory cost one `fstatat` each instead of an
+//! `openat2`, an `fstatat` and a `close`, and none where the pass listed the
+//! directory and the name is not in it (the workspace's top, where dozens of
+//! them usually do not exist). Owns no policy: the guard's module decides what
+//! is protected.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -209,7 +211,38 @@ pub struct Dirs {
     /// What [`Dirs::lstat`] found (a path is asked about by discovery, then
     /// for the mount view's carves).
     stats: HashMap<OsString, Lstat>,
+    /// The entries of directories listed whole ([`Dirs::index`]), sorted.
+    listed: HashMap<OsString, Vec<Box<[u8]>>>,
 }
+
+/// FS_CASEFOLD_FL: lookups in the directory ignore case (ext4, f2fs, tmpfs).
+const FS_CASEFOLD_FL: u32 = 0x4000_0000;
+
+/// Whether a name found in no entry of this directory is absent: its
+/// filesystem matches names byte for byte, and the directory is not
+/// case-folded. Elsewhere (vfat, exfat, ntfs, cifs, a FUSE or network mount
+/// of a case-insensitive disk, XFS with ascii-ci, an overlay of case-folded
+/// layers) a lookup can find `.claude` where the listing says `.CLAUDE`.
+fn exact_names(fd: &OwnedFd) -> bool {
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, F2FS_SUPER_MAGIC, TMPFS_MAGIC};
+    let Ok(fs) = nix::sys::statfs::fstatfs(fd) else {
+        return false;
+    };
+    let t = fs.filesystem_type();
+    [
+        EXT4_SUPER_MAGIC,
+        BTRFS_SUPER_MAGIC,
+        F2FS_SUPER_MAGIC,
+        TMPFS_MAGIC,
+    ]
+    .contains(&t)
+        && crate::sys::inode_flags(fd.as_fd()).is_ok_and(|f| f & FS_CASEFOLD_FL == 0)
+}
+
+/// A directory larger than this (`st_size`: 2 blocks on ext4, ~400 entries on
+/// tmpfs or btrfs) is not listed for [`Dirs::index`]: reading it would cost
+/// more than the lookups it saves.
+const MAX_INDEX: i64 = 8192;
 
 /// What `lstat` of one path found (see [`Dirs::lstat`]).
 #[derive(Debug, Clone, Copy)]
@@ -241,9 +274,13 @@ impl Dirs {
             },
             _ => None,
         };
-        let fd = match parent {
-            Some((p, name)) => openat2(&*p, name, no_symlinks()),
-            None => dir_fd(path),
+        let fd = if self.unlisted(path) {
+            Err(Errno::ENOENT)
+        } else {
+            match parent {
+                Some((p, name)) => openat2(&*p, name, no_symlinks()),
+                None => dir_fd(path),
+            }
         }
         .map(Arc::new);
         self.open.insert(path.as_os_str().to_owned(), fd.clone());
@@ -259,6 +296,47 @@ impl Dirs {
             && self.get(path).is_some()
     }
 
+    /// List the directory at `path`, so that a name absent from it needs no
+    /// lookup (the workspace's top, where dozens of protected names usually
+    /// do not exist). Only where a listing says what a lookup would (see
+    /// [`exact_names`]) and the directory is small; else names are looked up.
+    pub fn index(&mut self, path: &Path) {
+        let Some(fd) = self.get(path) else {
+            return;
+        };
+        if !exact_names(&fd)
+            || !nix::sys::stat::fstat(fd.as_fd()).is_ok_and(|st| st.st_size <= MAX_INDEX)
+            || nix::unistd::lseek(fd.as_fd(), 0, nix::unistd::Whence::SeekSet).is_err()
+        {
+            return;
+        }
+        let mut buf = [0u8; 8192];
+        let mut names: Vec<Box<[u8]>> = Vec::new();
+        loop {
+            match crate::sys::getdents64(fd.as_fd(), &mut buf) {
+                Ok(0) => break,
+                Ok(n) => names.extend(super::walk::entries(&buf[..n]).map(|(n, _)| n.into())),
+                // Incomplete: no listing.
+                Err(_) => return,
+            }
+        }
+        names.sort();
+        self.listed.insert(path.as_os_str().to_owned(), names);
+    }
+
+    /// Whether [`index`](Self::index) listed the directory of `path` and its
+    /// name was not there.
+    pub fn unlisted(&self, path: &Path) -> bool {
+        let Some((parent, name)) = split(path) else {
+            return false;
+        };
+        self.listed.get(parent.as_os_str()).is_some_and(|names| {
+            names
+                .binary_search_by(|n| (**n).cmp(name.as_bytes()))
+                .is_err()
+        })
+    }
+
     /// `lstat` of `path`: through its open directory when that can be opened
     /// without symlinks, else by the path.
     pub fn lstat(&mut self, path: &Path) -> Lstat {
@@ -271,6 +349,9 @@ impl Dirs {
     }
 
     fn lstat_now(&mut self, path: &Path) -> Lstat {
+        if self.unlisted(path) {
+            return Lstat::Missing;
+        }
         if let Some((parent, name)) = split(path) {
             match self.open_dir(parent) {
                 Ok(dir) => {
@@ -293,11 +374,15 @@ impl Dirs {
         }
     }
 
-    /// Drop `path` and what lies beneath it (a restore changed it).
+    /// Drop `path`, what lies beneath it, and the listing of its directory
+    /// (a restore changed it).
     pub fn forget(&mut self, path: &Path) {
+        let parent = path.parent().map(Path::as_os_str);
         let gone = |p: &OsString| Path::new(p).starts_with(path);
         self.open.retain(|p, _| !gone(p));
         self.stats.retain(|p, _| !gone(p));
+        self.listed
+            .retain(|p, _| !gone(p) && Some(p.as_os_str()) != parent);
     }
 }
 
@@ -498,6 +583,9 @@ pub fn restore_in(
     let Some((parent, name)) = split(path) else {
         return out;
     };
+    if *then == Node::Missing && dirs.unlisted(path) {
+        return out;
+    }
     let dir = match dirs.open_dir(parent) {
         Ok(d) => d,
         Err(_) if *then == Node::Missing => return out,
@@ -899,6 +987,42 @@ mod tests {
         let n = snapshot(&ws.join("hooks"));
         let text = serde_json::to_string(&n).unwrap();
         assert_eq!(serde_json::from_str::<Node>(&text).unwrap(), n);
+    }
+
+    #[test]
+    fn a_listed_directory_answers_for_absent_names_until_a_restore_changes_it() {
+        let d = tempfile::Builder::new()
+            .prefix("cordon-guard-test")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let ws = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::write(ws.join("present"), "x").unwrap();
+        let mut dirs = Dirs::default();
+        dirs.index(&ws);
+        let listed = dirs.listed.contains_key(ws.as_os_str());
+        if listed {
+            assert!(dirs.unlisted(&ws.join("absent")) && !dirs.unlisted(&ws.join("present")));
+        }
+        assert!(matches!(dirs.lstat(&ws.join("present")), Lstat::Found(_)));
+        assert!(matches!(dirs.lstat(&ws.join("absent")), Lstat::Missing));
+        assert!(matches!(
+            dirs.lstat(&ws.join("absent/below")),
+            Lstat::Missing
+        ));
+        // What the pass itself creates is seen once the restore forgets it.
+        std::fs::write(ws.join("absent"), "x").unwrap();
+        let then = Node::File {
+            meta: match snapshot(&ws.join("present")) {
+                Node::File { meta, .. } => meta,
+                n => panic!("{n:?}"),
+            },
+            bytes: Some(b"x".to_vec()),
+        };
+        std::fs::remove_file(ws.join("absent")).unwrap();
+        let c = restore_in(&mut dirs, &ws.join("absent"), &then, &[], false);
+        assert_eq!(c[0].operation, "delete");
+        assert!(!dirs.unlisted(&ws.join("absent")));
+        assert!(matches!(dirs.lstat(&ws.join("absent")), Lstat::Found(_)));
     }
 
     #[test]
