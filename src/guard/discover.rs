@@ -213,7 +213,7 @@ pub fn discover(scope: &Scope, pass: Pass<'_>, dirs: &mut tree::Dirs) -> (Found,
     f.worktrees = seen.worktrees;
     f.protected
         .retain(|p| scope.writable(&p.path) && !scope.unprotected(&p.path));
-    f.protected.sort_by(|a, b| a.path.cmp(&b.path));
+    f.protected.sort_by(|a, b| path_order(&a.path, &b.path));
     f.protected.dedup_by(|a, b| a.path == b.path);
     (f, w)
 }
@@ -233,6 +233,19 @@ fn lstat_kind(dirs: &mut tree::Dirs, p: &Path) -> Option<SFlag> {
         }
         _ => None,
     }
+}
+
+/// The order of `Path`'s `Ord` (component by component) for clean paths, from
+/// their bytes: a separator sorts before any byte of a name. Comparing
+/// components costs a parse of both paths per comparison.
+pub(super) fn path_order(a: &Path, b: &Path) -> std::cmp::Ordering {
+    fn key(p: &Path) -> impl Iterator<Item = u8> + '_ {
+        p.as_os_str()
+            .as_bytes()
+            .iter()
+            .map(|&c| if c == b'/' { 0 } else { c })
+    }
+    key(a).cmp(key(b))
 }
 
 /// A work tree's `.git` (directory, file or link) and the git directories it reaches.

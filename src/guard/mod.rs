@@ -747,6 +747,33 @@ mod tests {
     }
 
     #[test]
+    fn protected_paths_sort_as_paths_do() {
+        let names = [
+            "/w",
+            "/w/a",
+            "/w/a-b",
+            "/w/a/b",
+            "/w/a.b",
+            "/w/a/b/c",
+            "/w/ab",
+            "/w/a b",
+            "/w-x",
+            "/w/.git",
+            "/w/.git/hooks",
+            "/w/.gitx",
+            "/w/.git-x",
+            "/x",
+            "/",
+            "/w/a/\u{e9}",
+        ];
+        let mut by_path: Vec<PathBuf> = names.iter().map(PathBuf::from).collect();
+        let mut by_bytes = by_path.clone();
+        by_path.sort();
+        by_bytes.sort_by(|a, b| discover::path_order(a, b));
+        assert_eq!(by_path, by_bytes);
+    }
+
+    #[test]
     fn unprotect_removes_a_path_and_leaves_exceptions_inside_directories() {
         let ws = PathBuf::from("/w");
         let mut s = scope(&ws);
