@@ -97,6 +97,32 @@ struct Seen {
 }
 
 impl Seen {
+    /// Walk the workspace (whole, or what changed since a launch walk).
+    fn walk(&mut self, ws: &Path, since: Option<(&walk::Walk, &BTreeSet<PathBuf>)>) -> walk::Walk {
+        let mut visit = |dir: &Path, name: &OsStr, top: bool| self.entry(ws, dir, name, top);
+        match since {
+            None => walk::walk(ws, BOUNDS, &mut visit),
+            Some((launch, _)) => walk::rewalk(ws, launch, BOUNDS, &mut visit),
+        }
+    }
+
+    /// The per-directory files found, as protected paths (and in `f.nested`).
+    fn nested_items(&self, f: &mut Found) -> Vec<Protected> {
+        self.nested
+            .iter()
+            .map(|(p, i)| {
+                let e = &ENTRIES[*i];
+                f.nested.insert(p.clone());
+                Protected {
+                    path: p.clone(),
+                    tool: e.tool.into(),
+                    why: e.why.into(),
+                    bind: false,
+                }
+            })
+            .collect()
+    }
+
     /// One entry `name` of `dir` (`top`: the workspace itself).
     fn entry(&mut self, ws: &Path, dir: &Path, name: &OsStr, top: bool) {
         let n = name.as_bytes();
@@ -158,64 +184,166 @@ pub enum Pass<'a> {
 /// Find the protected paths of the workspace now (see [`Pass`]), directories
 /// opened through `dirs`.
 pub fn discover(scope: &Scope, pass: Pass<'_>, dirs: &mut tree::Dirs) -> (Found, walk::Walk) {
+    let since = match pass {
+        Pass::Launch => return rest(scope, top(scope, dirs), dirs),
+        Pass::End(since) => since,
+    };
     let ws = &scope.workspace;
     let mut f = Found::default();
-    let (launch, since) = match pass {
-        Pass::Launch => (true, None),
-        Pass::End(since) => (false, since),
-    };
-    if launch {
-        for entry in ENTRIES {
-            f.protected.push(Protected {
-                path: ws.join(entry.name),
-                tool: entry.tool.into(),
-                why: entry.why.into(),
-                bind: true,
-            });
-        }
-    }
     let mut seen = Seen::default();
-    // The repository the workspace lies in, when the workspace has no .git of
-    // its own: the user's git commands in the workspace read it.
-    for a in ws.ancestors().skip(1) {
-        if std::fs::symlink_metadata(a.join(".git")).is_ok() {
-            seen.worktrees.insert(a.to_path_buf());
-            break;
-        }
-    }
-    let w = {
-        let mut visit = |dir: &Path, name: &OsStr, top: bool| seen.entry(ws, dir, name, top);
-        match since {
-            None => walk::walk(ws, BOUNDS, &mut visit),
-            Some((launch, _)) => walk::rewalk(ws, launch, BOUNDS, &mut visit),
-        }
-    };
+    seen.worktrees.extend(enclosing(ws));
+    let w = seen.walk(ws, since);
     if let Some((_, known)) = since {
         seen.worktrees.extend(known.iter().cloned());
     }
     f.visited = w.visited;
     f.truncated = w.truncated;
-    for (p, i) in &seen.nested {
-        let e = &ENTRIES[*i];
-        f.nested.insert(p.clone());
-        f.protected.push(Protected {
-            path: p.clone(),
-            tool: e.tool.into(),
-            why: e.why.into(),
-            bind: false,
-        });
-    }
-    let mut cx = Cx { dirs, launch };
+    let nested = seen.nested_items(&mut f);
+    f.protected.extend(nested);
+    let mut cx = Cx {
+        dirs,
+        launch: false,
+    };
     for wt in &seen.worktrees {
-        let top = wt == ws || !beneath(wt, ws);
-        git_worktree(&mut cx, wt, top, &mut f);
+        git_worktree(&mut cx, wt, is_top(ws, wt), &mut f);
     }
     f.worktrees = seen.worktrees;
-    f.protected
-        .retain(|p| scope.writable(&p.path) && !scope.unprotected(&p.path));
-    f.protected.sort_by(|a, b| path_order(&a.path, &b.path));
-    f.protected.dedup_by(|a, b| a.path == b.path);
+    settle(scope, &mut f.protected);
     (f, w)
+}
+
+/// The first step of discovery at launch (see [`top`]).
+#[derive(Debug)]
+pub struct Top {
+    /// The table's entries at the top, then the git entries of the work trees
+    /// in `done`: in the order a whole discovery finds them.
+    f: Found,
+    /// The work trees looked at: the repository the workspace lies in, and
+    /// the workspace's own.
+    done: BTreeSet<PathBuf>,
+}
+
+impl Top {
+    /// The protected paths found so far, as [`discover`] returns them.
+    pub fn protected(&self, scope: &Scope) -> Vec<Protected> {
+        let mut v = self.f.protected.clone();
+        settle(scope, &mut v);
+        v
+    }
+
+    /// Whether the walk could change which of these paths are bound: a
+    /// per-directory file it finds comes before the git directories' entries
+    /// (after the table's), and the first entry of a path is the one kept. So
+    /// a bound git entry (a file the config includes, a hooks path) that the
+    /// walk could also find below the top would lose its bind.
+    pub fn walk_may_unbind(&self, scope: &Scope) -> bool {
+        let ws = &scope.workspace;
+        let table: Vec<PathBuf> = ENTRIES.iter().map(|e| ws.join(e.name)).collect();
+        self.f.protected[ENTRIES.len()..]
+            .iter()
+            .any(|p| p.bind && !table.contains(&p.path) && may_be_nested(ws, &p.path))
+    }
+}
+
+/// What lies at the workspace's top: the table's entries there, and the git
+/// directories of the repository the workspace is (or lies in), with what
+/// their config names. Every path the mount view binds is among these; the
+/// walk below the top ([`rest`]) adds only paths that are not bound.
+pub fn top(scope: &Scope, dirs: &mut tree::Dirs) -> Top {
+    let ws = &scope.workspace;
+    let mut f = Found::default();
+    for entry in ENTRIES {
+        f.protected.push(Protected {
+            path: ws.join(entry.name),
+            tool: entry.tool.into(),
+            why: entry.why.into(),
+            bind: true,
+        });
+    }
+    let mut done: BTreeSet<PathBuf> = enclosing(ws).into_iter().collect();
+    // What the walk's first listing would report: any entry named .git.
+    if !matches!(
+        dirs.lstat(&ws.join(".git")),
+        tree::Lstat::Missing | tree::Lstat::Absent
+    ) {
+        done.insert(ws.clone());
+    }
+    let mut cx = Cx { dirs, launch: true };
+    for wt in &done {
+        git_worktree(&mut cx, wt, is_top(ws, wt), &mut f);
+    }
+    Top { f, done }
+}
+
+/// The rest of discovery at launch: the walk below the top, its per-directory
+/// files and the repositories it finds. The same result as one discovery: the
+/// work trees the walk finds all sort after those `top` looked at (they lie
+/// beneath the workspace), so their git directories come in the same order.
+pub fn rest(scope: &Scope, top: Top, dirs: &mut tree::Dirs) -> (Found, walk::Walk) {
+    let ws = &scope.workspace;
+    let Top { mut f, done } = top;
+    let mut seen = Seen::default();
+    let w = seen.walk(ws, None);
+    f.visited = w.visited;
+    f.truncated = w.truncated;
+    // Where a whole discovery puts them: after the table's entries, before
+    // the git directories' (which wins a duplicate depends on it).
+    let nested = seen.nested_items(&mut f);
+    f.protected.splice(ENTRIES.len()..ENTRIES.len(), nested);
+    let mut cx = Cx { dirs, launch: true };
+    for wt in seen.worktrees.iter().filter(|wt| !done.contains(*wt)) {
+        git_worktree(&mut cx, wt, is_top(ws, wt), &mut f);
+    }
+    f.worktrees = done;
+    f.worktrees.append(&mut seen.worktrees);
+    settle(scope, &mut f.protected);
+    (f, w)
+}
+
+/// Whether the walk could find `p` as a per-directory file below the top
+/// (the same conditions as [`Seen::entry`]).
+fn may_be_nested(ws: &Path, p: &Path) -> bool {
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+        return false;
+    };
+    if dir == ws || !beneath(dir, ws) {
+        return false;
+    }
+    let name = name.as_bytes();
+    ENTRIES
+        .iter()
+        .filter(|e| e.depth == Any)
+        .any(|e| match e.name.split_once('/') {
+            None => name == e.name.as_bytes(),
+            Some((first, second)) => {
+                name == second.as_bytes()
+                    && dir
+                        .file_name()
+                        .is_some_and(|f| f.as_bytes() == first.as_bytes())
+                    && dir.parent().is_some_and(|p| p != ws)
+            }
+        })
+}
+
+/// The repository the workspace lies in, when the workspace has no .git of
+/// its own: the user's git commands in the workspace read it.
+fn enclosing(ws: &Path) -> Option<PathBuf> {
+    ws.ancestors()
+        .skip(1)
+        .find(|a| std::fs::symlink_metadata(a.join(".git")).is_ok())
+        .map(Path::to_path_buf)
+}
+
+/// A work tree at the workspace's top (or above it): its git directories are bound.
+fn is_top(ws: &Path, wt: &Path) -> bool {
+    wt == ws || !beneath(wt, ws)
+}
+
+/// Opted-out and unwritable paths dropped, sorted, one entry per path (the first found).
+fn settle(scope: &Scope, protected: &mut Vec<Protected>) {
+    protected.retain(|p| scope.writable(&p.path) && !scope.unprotected(&p.path));
+    protected.sort_by(|a, b| path_order(&a.path, &b.path));
+    protected.dedup_by(|a, b| a.path == b.path);
 }
 
 /// What discovery works with.
