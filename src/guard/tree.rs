@@ -244,6 +244,9 @@ fn exact_names(fd: &OwnedFd) -> bool {
 /// more than the lookups it saves.
 const MAX_INDEX: i64 = 8192;
 
+/// At most this many directories are kept open at once.
+const MAX_OPEN: usize = 64;
+
 /// What `lstat` of one path found (see [`Dirs::lstat`]).
 #[derive(Debug, Clone, Copy)]
 pub enum Lstat {
@@ -274,6 +277,11 @@ impl Dirs {
             },
             _ => None,
         };
+        if self.open.len() >= MAX_OPEN {
+            // A workspace with hundreds of nested repositories would hold a
+            // descriptor each; what is dropped is opened again from `/`.
+            self.open.clear();
+        }
         let fd = if self.unlisted(path) {
             Err(Errno::ENOENT)
         } else {
@@ -1023,6 +1031,24 @@ mod tests {
         assert_eq!(c[0].operation, "delete");
         assert!(!dirs.unlisted(&ws.join("absent")));
         assert!(matches!(dirs.lstat(&ws.join("absent")), Lstat::Found(_)));
+    }
+
+    #[test]
+    fn a_pass_keeps_a_bounded_number_of_directories_open() {
+        let (_d, ws) = ws();
+        let mut dirs = Dirs::default();
+        for i in 0..(3 * MAX_OPEN) {
+            let d = ws.join(format!("d{i}"));
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("f"), "x").unwrap();
+            assert!(matches!(dirs.lstat(&d.join("f")), Lstat::Found(_)));
+            assert!(matches!(dirs.lstat(&d.join("g")), Lstat::Missing));
+            assert!(dirs.open.len() <= MAX_OPEN);
+        }
+        assert!(matches!(
+            snapshot_in(&mut dirs, &ws.join("d0/f")),
+            Node::File { .. }
+        ));
     }
 
     #[test]
