@@ -225,8 +225,9 @@ struct Pending {
     joined: Option<state::State>,
     /// The launch's directories: used before the payload can run, never after.
     dirs: tree::Dirs,
-    /// Paths found absent at launch (the state `record` keeps for them).
-    absent: std::collections::HashSet<PathBuf>,
+    /// Which of the guard's items `launch` found absent (the state `record`
+    /// keeps for them).
+    absent: Vec<bool>,
     /// Discovery below the top, left to `record` (it binds nothing).
     rest: Option<discover::Top>,
 }
@@ -304,15 +305,15 @@ impl Guard {
         }
         // The carves, from one lstat of each bound path (through the
         // directories discovery opened); one found absent is absent at launch.
-        let mut absent = std::collections::HashSet::new();
-        for (p, _) in &g.items {
+        let mut absent = vec![false; g.items.len()];
+        for (i, (p, _)) in g.items.iter().enumerate() {
             if !p.bind || !g.scope.exceptions_in(&p.path).is_empty() {
                 continue;
             }
             let st = match dirs.lstat(&p.path) {
                 tree::Lstat::Found(st) => st,
                 tree::Lstat::Missing => {
-                    absent.insert(p.path.clone());
+                    absent[i] = true;
                     continue;
                 }
                 tree::Lstat::Absent => continue,
@@ -379,19 +380,22 @@ impl Guard {
         else {
             return;
         };
+        let mut absent = p.absent;
         if let Some(top) = p.rest.take() {
             let (found, w) = discover::rest(&self.scope, top, &mut p.dirs);
+            let first = std::mem::take(&mut self.items);
             self.found(found, w);
             debug_assert!(
                 self.carves
                     .iter()
                     .all(|c| { self.items.iter().any(|(p, _)| p.path == c.path && p.bind) })
             );
+            absent = same_paths(&first, &absent, &self.items);
         }
         // `profile show` and `explain` only look: their guard never restores.
         if self.share == Share::Run && !self.joined {
-            for (prot, node) in &mut self.items {
-                if !p.absent.contains(&prot.path) {
+            for ((prot, node), absent) in self.items.iter_mut().zip(absent) {
+                if !absent {
                     *node = tree::snapshot_in(&mut p.dirs, &prot.path);
                 }
             }
@@ -557,6 +561,26 @@ impl Guard {
     pub fn protected(&self) -> impl Iterator<Item = &Protected> {
         self.items.iter().map(|(p, _)| p)
     }
+}
+
+/// `flags` (one per item of `from`) carried to the items of `to` at the same
+/// paths; both lists are sorted (as discovery returns them).
+fn same_paths(
+    from: &[(Protected, tree::Node)],
+    flags: &[bool],
+    to: &[(Protected, tree::Node)],
+) -> Vec<bool> {
+    let mut out = vec![false; to.len()];
+    let mut i = 0;
+    for (j, (p, _)) in to.iter().enumerate() {
+        while i < from.len() && discover::path_order(&from[i].0.path, &p.path).is_lt() {
+            i += 1;
+        }
+        if i < from.len() && from[i].0.path == p.path {
+            out[j] = flags[i];
+        }
+    }
+    out
 }
 
 impl Drop for Guard {
@@ -831,6 +855,31 @@ mod tests {
         assert_eq!(carves, carves_of(&g));
         assert!(carves.contains(&ws.join("tools/extra")));
         assert!(!carves.contains(&ws.join("sub/.envrc")));
+    }
+
+    #[test]
+    fn what_launch_found_absent_is_carried_to_the_whole_list_by_path() {
+        let item = |p: &str| {
+            (
+                Protected {
+                    path: p.into(),
+                    tool: "t".into(),
+                    why: "w".into(),
+                    bind: true,
+                },
+                tree::Node::Missing,
+            )
+        };
+        // In the order discovery sorts them: a separator before any other byte.
+        let from: Vec<_> = ["/w/a", "/w/a/c", "/w/e"].map(item).into();
+        let to: Vec<_> = ["/w/a", "/w/a/b", "/w/a/c", "/w/a-b", "/w/d", "/w/e"]
+            .map(item)
+            .into();
+        assert!(to.is_sorted_by(|a, b| discover::path_order(&a.0.path, &b.0.path).is_le()));
+        assert_eq!(
+            same_paths(&from, &[true, true, false], &to),
+            [true, false, true, false, false, false]
+        );
     }
 
     #[test]
