@@ -466,14 +466,18 @@ impl Guard {
         if self.share == Share::Look || self.finished.replace(true) {
             return (Vec::new(), None);
         }
-        // Not recorded: nothing of the run ran. Release the lock, keep nothing.
+        // Not recorded: nothing of the run ran. Release the lock, keep nothing;
+        // a first run (no live run at launch, none since: the lock was held)
+        // leaves no files, as the last one to end would.
         if let Some(p) = self
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
         {
-            drop(p);
+            if let (Some(sh), Some(h), None) = (&self.shared, &p.held, &p.joined) {
+                sh.remove(h);
+            }
             return (Vec::new(), None);
         }
         // The last of overlapping runs restores, from the first one's launch state.
@@ -797,7 +801,7 @@ mod tests {
             "launch\n"
         );
         assert!(!ws.join(".claude").exists());
-        // Dropped before `record`: nothing is put back.
+        // Dropped before `record`: nothing is put back, and no file is left.
         let g = Guard::launch(&policy, Share::Run).unwrap();
         std::fs::write(ws.join(".envrc"), "later\n").unwrap();
         assert!(g.finish(Instant::now()).0.is_empty());
@@ -805,6 +809,9 @@ mod tests {
             std::fs::read_to_string(ws.join(".envrc")).unwrap(),
             "later\n"
         );
+        if let Some(sh) = state::Shared::locate(&ws, std::slice::from_ref(&ws)) {
+            assert!(!sh.lock.exists() && !sh.state.exists());
+        }
     }
 
     /// The carves as the whole list of protected paths gives them.

@@ -70,8 +70,8 @@ struct Runs {
 /// Where the state of one workspace lives.
 #[derive(Debug)]
 pub struct Shared {
-    lock: PathBuf,
-    state: PathBuf,
+    pub(super) lock: PathBuf,
+    pub(super) state: PathBuf,
 }
 
 /// The held lock (released on drop).
@@ -232,7 +232,7 @@ impl Shared {
     }
 
     /// Remove the state and its lock file (the last run, holding the lock).
-    fn remove(&self, _held: &Held) {
+    pub fn remove(&self, _held: &Held) {
         let _ = std::fs::remove_file(&self.state);
         let _ = std::fs::remove_file(&self.lock);
     }
