@@ -534,6 +534,22 @@ pub fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// The inode flags of an open file or directory (`FS_IOC_GETFLAGS`: the
+/// `FS_*_FL` bits, e.g. FS_CASEFOLD_FL). Err (ENOTTY, EINVAL) where the
+/// filesystem keeps none.
+pub fn inode_flags(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int to the pointer (the kernel's
+    // put_user of an int, whatever size the request number declares), which
+    // is ours and live for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(flags as u32)
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Unix-socket mediation (unix_mediate): the supervisor takes the caller's
 // socket, resolves the address as the caller would, and connects or sends

@@ -25,13 +25,15 @@ pub mod tree;
 pub mod walk;
 
 use discover::pointer;
-pub use discover::{Found, Scope, discover};
+pub use discover::{Found, Pass, Scope, discover};
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use nix::sys::stat::SFlag;
 
 use crate::policy::{Carve, Kind, Policy, beneath};
 use crate::profile::Origin;
@@ -181,9 +183,18 @@ pub enum Share {
 }
 
 /// The guard of one run: the launch state of every protected path.
+///
+/// A launch is two steps. [`Guard::launch`] finds what is protected at the
+/// workspace's top and what the mount view binds ([`Guard::carves`]);
+/// [`Guard::record`] walks below the top (the per-directory files and nested
+/// repositories, none of them bound), keeps the launch state (the snapshots)
+/// and shares it with overlapping runs. Between the two the workspace's
+/// shared-state lock is held. [`Guard::apply`] does both.
 #[derive(Debug)]
 pub struct Guard {
     scope: Scope,
+    /// The launch state of each path: placeholders until [`Guard::record`]
+    /// (a joined run has its nodes from the shared state at once).
     items: Vec<(Protected, tree::Node)>,
     launch_git_dirs: BTreeSet<PathBuf>,
     launch_nested: BTreeSet<PathBuf>,
@@ -192,6 +203,9 @@ pub struct Guard {
     walk: Option<walk::Walk>,
     shared: Option<state::Shared>,
     share: Share,
+    carves: Vec<Carve>,
+    /// What `launch` leaves to `record` (None once recorded).
+    pending: std::sync::Mutex<Option<Pending>>,
     /// `finish` ran (else dropping the guard of a run does it, for the early exits).
     finished: std::cell::Cell<bool>,
     /// Another run in the workspace was live at launch: its launch state is ours.
@@ -202,8 +216,29 @@ pub struct Guard {
     visited: usize,
 }
 
+/// Between [`Guard::launch`] and [`Guard::record`].
+#[derive(Debug)]
+struct Pending {
+    /// The workspace's shared-state lock.
+    held: Option<state::Held>,
+    /// A joined run's shared state, written back with this run in it.
+    joined: Option<state::State>,
+    /// The launch's directories: used before the payload can run, never after.
+    dirs: tree::Dirs,
+    /// Which of the guard's items `launch` found absent (the state `record`
+    /// keeps for them).
+    absent: Vec<bool>,
+    /// Discovery below the top, left to `record` (it binds nothing).
+    rest: Option<discover::Top>,
+}
+
 impl Guard {
-    /// Discover and keep the launch state. None when the workspace is not writable.
+    /// The first step of a launch: discover what is protected at the
+    /// workspace's top, and what the mount view binds
+    /// ([`carves`](Self::carves)). None when the workspace is not writable.
+    /// The launch state is not kept yet, and the walk below the top is left to
+    /// [`record`](Self::record) (unless it could change what is bound): call
+    /// it before the payload can run.
     pub fn launch(policy: &Policy, share: Share) -> Option<Guard> {
         let t = Instant::now();
         let scope = Scope::of(policy)?;
@@ -213,92 +248,216 @@ impl Guard {
         };
         // Held until the state is written: runs that start together see one state.
         let held = shared.as_ref().and_then(state::Shared::lock);
-        let mut st = match (&shared, &held) {
+        let st = match (&shared, &held) {
             (Some(sh), Some(h)) => sh.read(h),
             _ => state::State::default(),
         };
-        let mut warnings = Vec::new();
-        let mut visited = 0;
+        // The directories this launch looks in, opened once; the workspace's
+        // top listed, for the dozens of protected names it does not hold.
+        let mut dirs = tree::Dirs::default();
+        dirs.index(&scope.workspace);
         let joined = st.active();
-        let mut launch_walk = None;
-        if !joined {
-            let (found, w) = discover(&scope, None);
-            launch_walk = Some(w);
-            if found.truncated {
-                warnings.push(format!(
-                    "guard: stopped looking for nested repositories after {MAX_WALK} directory entries; those deeper are not protected"
-                ));
-            }
-            visited = found.visited;
-            st.items = found
-                .protected
+        let mut g = Guard {
+            items: Vec::new(),
+            launch_git_dirs: BTreeSet::new(),
+            launch_nested: BTreeSet::new(),
+            launch_worktrees: BTreeSet::new(),
+            walk: None,
+            scope,
+            shared,
+            share,
+            carves: Vec::new(),
+            pending: std::sync::Mutex::new(None),
+            finished: std::cell::Cell::new(false),
+            joined,
+            warnings: Vec::new(),
+            cost: std::time::Duration::ZERO,
+            visited: 0,
+        };
+        let mut joined_state = None;
+        let mut rest = None;
+        if joined {
+            g.items = st
+                .items
                 .iter()
-                .map(|p| (p.clone(), tree::snapshot(&p.path)))
+                .filter(|(p, _)| !g.scope.unprotected(&p.path))
+                .cloned()
                 .collect();
-            st.git_dirs = found.git_dirs.into_keys().collect();
-            st.nested = found.nested.into_iter().collect();
-            st.worktrees = found.worktrees.into_iter().collect();
+            g.launch_git_dirs = st.git_dirs.iter().cloned().collect();
+            g.launch_nested = st.nested.iter().cloned().collect();
+            g.launch_worktrees = st.worktrees.iter().cloned().collect();
+            joined_state = Some(st);
+        } else {
+            let top = discover::top(&g.scope, &mut dirs);
+            if top.walk_may_unbind(&g.scope) {
+                // Walk now, as one discovery: the carves depend on it.
+                let (found, w) = discover::rest(&g.scope, top, &mut dirs);
+                g.found(found, w);
+            } else {
+                // The walk adds nothing the mount view binds: `record` does it.
+                g.items = top
+                    .protected(&g.scope)
+                    .into_iter()
+                    .map(|p| (p, tree::Node::Missing))
+                    .collect();
+                rest = Some(top);
+            }
         }
-        if let (Some(sh), Some(h)) = (&shared, &held) {
-            sh.join(&mut st);
-            if !sh.write(&st, h) {
-                warnings.push(
+        // The carves, from one lstat of each bound path (through the
+        // directories discovery opened); one found absent is absent at launch.
+        let mut absent = vec![false; g.items.len()];
+        for (i, (p, _)) in g.items.iter().enumerate() {
+            if !p.bind || !g.scope.exceptions_in(&p.path).is_empty() {
+                continue;
+            }
+            let st = match dirs.lstat(&p.path) {
+                tree::Lstat::Found(st) => st,
+                tree::Lstat::Missing => {
+                    absent[i] = true;
+                    continue;
+                }
+                tree::Lstat::Absent => continue,
+            };
+            let fmt = st.st_mode & SFlag::S_IFMT.bits();
+            // Not links, which a bind would follow.
+            if fmt == SFlag::S_IFLNK.bits() {
+                continue;
+            }
+            g.carves.push(Carve {
+                path: p.path.clone(),
+                exists: true,
+                kind: if fmt == SFlag::S_IFDIR.bits() {
+                    Kind::Dir
+                } else {
+                    Kind::Other
+                },
+                origin: Origin {
+                    source: p.rule().into(),
+                    line: None,
+                    column: None,
+                    key: None,
+                },
+            });
+        }
+        *g.pending.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
+            held,
+            joined: joined_state,
+            dirs,
+            absent,
+            rest,
+        });
+        g.cost = t.elapsed();
+        Some(g)
+    }
+
+    /// The second step of a launch: walk below the workspace's top (on a
+    /// large workspace the bulk of the guard's cost: ~3 ms for 10,000 files),
+    /// keep the launch state of every protected path (a joined run has it
+    /// already), record it in the workspace's shared state for runs that
+    /// overlap this one, and release the lock [`launch`](Self::launch) took.
+    /// Once only; later calls do nothing.
+    ///
+    /// Contract: call it after `launch` and before the payload can run. No
+    /// process of the run may have executed anything of the payload's, or
+    /// written to the workspace, before it returns: what it keeps is what the
+    /// end of the run puts back, and a path `launch` found absent is kept as
+    /// absent without looking again. It may run while the child builds its
+    /// namespaces and mounts (those write nothing in the workspace); the
+    /// descriptors the child inherits from `launch` (the lock, directories of
+    /// the workspace) are close-on-exec, and the lock is released with
+    /// `LOCK_UN`, not only by closing. Until it returns, other runs in this
+    /// workspace wait in their `launch`. A walk stopped at its bounds, or a
+    /// failure to share the state, adds to [`warnings`](Self::warnings). A
+    /// guard dropped or finished without it puts nothing back (nothing of the
+    /// run can have changed anything).
+    pub fn record(&mut self) {
+        let t = Instant::now();
+        let Some(mut p) = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let mut absent = p.absent;
+        if let Some(top) = p.rest.take() {
+            let (found, w) = discover::rest(&self.scope, top, &mut p.dirs);
+            let first = std::mem::take(&mut self.items);
+            self.found(found, w);
+            debug_assert!(
+                self.carves
+                    .iter()
+                    .all(|c| { self.items.iter().any(|(p, _)| p.path == c.path && p.bind) })
+            );
+            absent = same_paths(&first, &absent, &self.items);
+        }
+        // `profile show` and `explain` only look: their guard never restores.
+        if self.share == Share::Run && !self.joined {
+            for ((prot, node), absent) in self.items.iter_mut().zip(absent) {
+                if !absent {
+                    *node = tree::snapshot_in(&mut p.dirs, &prot.path);
+                }
+            }
+        }
+        drop(p.dirs);
+        if let (Some(sh), Some(h)) = (&self.shared, &p.held) {
+            let ok = match &mut p.joined {
+                Some(st) => sh.write_joined(st, h),
+                None => sh.write_launch(
+                    state::Launch {
+                        items: &self.items,
+                        git_dirs: &self.launch_git_dirs,
+                        nested: &self.launch_nested,
+                        worktrees: &self.launch_worktrees,
+                    },
+                    h,
+                ),
+            };
+            if !ok {
+                self.warnings.push(
                     "guard: cannot record the launch state for runs that overlap this one".into(),
                 );
             }
         }
-        drop(held);
-        let items = st
-            .items
-            .into_iter()
-            .filter(|(p, _)| !scope.unprotected(&p.path))
-            .collect();
-        Some(Guard {
-            items,
-            launch_git_dirs: st.git_dirs.into_iter().collect(),
-            launch_nested: st.nested.into_iter().collect(),
-            launch_worktrees: st.worktrees.into_iter().collect(),
-            walk: launch_walk,
-            scope,
-            shared,
-            share,
-            finished: std::cell::Cell::new(false),
-            joined,
-            warnings,
-            cost: t.elapsed(),
-            visited,
-        })
+        drop(p.held);
+        self.cost += t.elapsed();
     }
 
-    /// Launch the guard for `policy` and give the policy its carves.
+    /// Take a whole launch discovery's result.
+    fn found(&mut self, found: Found, w: walk::Walk) {
+        if found.truncated {
+            self.warnings.push(format!(
+                "guard: stopped looking for nested repositories after {MAX_WALK} directory entries; those deeper are not protected"
+            ));
+        }
+        self.visited = found.visited;
+        self.walk = Some(w);
+        self.items = found
+            .protected
+            .into_iter()
+            .filter(|p| !self.scope.unprotected(&p.path))
+            .map(|p| (p, tree::Node::Missing))
+            .collect();
+        self.launch_git_dirs = found.git_dirs.into_keys().collect();
+        self.launch_nested = found.nested;
+        self.launch_worktrees = found.worktrees;
+    }
+
+    /// Launch the guard for `policy`, give the policy its carves and record
+    /// the launch state ([`launch`](Self::launch), then [`record`](Self::record)).
     pub fn apply(policy: &mut Policy, share: Share) -> Option<Guard> {
-        let g = Guard::launch(policy, share)?;
+        let mut g = Guard::launch(policy, share)?;
         policy.fs.guarded = g.carves();
+        g.record();
         Some(g)
     }
 
-    /// Protected paths at the top that exist now (not as links, which a bind
-    /// would follow), as read-only carves for the mount view. One with an
-    /// opted-out path inside stays writable: it is put back at the end.
+    /// Protected paths at the top that existed at launch (not as links, which
+    /// a bind would follow), as read-only carves for the mount view. One with
+    /// an opted-out path inside stays writable: it is put back at the end.
     pub fn carves(&self) -> Vec<Carve> {
-        self.items
-            .iter()
-            .filter(|(p, _)| p.bind && self.scope.exceptions_in(&p.path).is_empty())
-            .filter_map(|(p, _)| {
-                let md = std::fs::symlink_metadata(&p.path).ok()?;
-                (!md.file_type().is_symlink()).then(|| Carve {
-                    path: p.path.clone(),
-                    exists: true,
-                    kind: if md.is_dir() { Kind::Dir } else { Kind::Other },
-                    origin: Origin {
-                        source: p.rule().into(),
-                        line: None,
-                        column: None,
-                        key: None,
-                    },
-                })
-            })
-            .collect()
+        self.carves.clone()
     }
 
     /// Put every protected path back, neutralise repositories the run created,
@@ -307,19 +466,29 @@ impl Guard {
         if self.share == Share::Look || self.finished.replace(true) {
             return (Vec::new(), None);
         }
+        // Not recorded: nothing of the run ran. Release the lock, keep nothing;
+        // a first run (no live run at launch, none since: the lock was held)
+        // leaves no files, as the last one to end would.
+        if let Some(p) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            if let (Some(sh), Some(h), None) = (&self.shared, &p.held, &p.joined) {
+                sh.remove(h);
+            }
+            return (Vec::new(), None);
+        }
         // The last of overlapping runs restores, from the first one's launch state.
         let held = self.shared.as_ref().and_then(state::Shared::lock);
         if let (Some(sh), Some(h)) = (&self.shared, &held) {
-            let mut st = sh.read(h);
-            sh.leave(&mut st);
-            if st.active() {
-                sh.write(&st, h);
+            if sh.leave(h) {
                 return (
                     Vec::new(),
                     Some("guard: another run in this workspace is live; the last one to end puts protected files back and reports them".into()),
                 );
             }
-            sh.remove(h);
         }
         let chown = nix::unistd::geteuid().is_root();
         let at_ms = started.elapsed().as_millis() as u64;
@@ -336,17 +505,19 @@ impl Guard {
             observed_by: "guard".into(),
             at_ms,
         };
+        // Opened now, with the payload's tree gone (never the launch's).
+        let mut dirs = tree::Dirs::default();
+        dirs.index(&self.scope.workspace);
         for (p, then) in &self.items {
             let except = self.scope.exceptions_in(&p.path);
-            for c in tree::restore(&p.path, then, &except, chown) {
+            for c in tree::restore_in(&mut dirs, &p.path, then, &except, chown) {
                 out.push(denial(&c.path, c.operation, p.rule(), &c.outcome));
             }
         }
         // What the run added: per-directory files below the top, and repositories.
-        let (now, _) = discover(
-            &self.scope,
-            self.walk.as_ref().map(|w| (w, &self.launch_worktrees)),
-        );
+        let since = self.walk.as_ref().map(|w| (w, &self.launch_worktrees));
+        let (now, _) = discover(&self.scope, Pass::End(since), &mut dirs);
+        drop(dirs);
         for p in &now.protected {
             if now.nested.contains(&p.path) && !self.launch_nested.contains(&p.path) {
                 let outcome = tree::remove_path(&p.path);
@@ -379,20 +550,41 @@ impl Guard {
         (out, None)
     }
 
-    /// Git directories found at launch (for -v).
+    /// Git directories found at launch (for -v; those below the top once recorded).
     pub fn git_dirs(&self) -> usize {
         self.launch_git_dirs.len()
     }
 
-    /// Directory entries the launch walk read (for -v; 0 when the run joined another's state).
+    /// Directory entries the launch walk read (for -v; 0 when the run joined
+    /// another's state, or before `record`).
     pub fn visited(&self) -> usize {
         self.visited
     }
 
-    /// The protected paths (for -v and tests).
+    /// The protected paths (for -v and tests; those below the top once recorded).
     pub fn protected(&self) -> impl Iterator<Item = &Protected> {
         self.items.iter().map(|(p, _)| p)
     }
+}
+
+/// `flags` (one per item of `from`) carried to the items of `to` at the same
+/// paths; both lists are sorted (as discovery returns them).
+fn same_paths(
+    from: &[(Protected, tree::Node)],
+    flags: &[bool],
+    to: &[(Protected, tree::Node)],
+) -> Vec<bool> {
+    let mut out = vec![false; to.len()];
+    let mut i = 0;
+    for (j, (p, _)) in to.iter().enumerate() {
+        while i < from.len() && discover::path_order(&from[i].0.path, &p.path).is_lt() {
+            i += 1;
+        }
+        if i < from.len() && from[i].0.path == p.path {
+            out[j] = flags[i];
+        }
+    }
+    out
 }
 
 impl Drop for Guard {
@@ -530,7 +722,7 @@ mod tests {
         std::fs::create_dir_all(ws.join("sub/.cargo")).unwrap();
         std::fs::write(ws.join("sub/.cargo/config.toml"), "").unwrap();
         std::fs::create_dir_all(ws.join("node_modules/x/.git")).unwrap();
-        let (f, _) = discover(&scope(&ws), None);
+        let (f, _) = discover(&scope(&ws), Pass::Launch, &mut tree::Dirs::default());
         let has = |p: &str| f.protected.iter().any(|x| x.path == ws.join(p));
         for p in [
             ".git/config",
@@ -552,6 +744,176 @@ mod tests {
         assert!(f.git_dirs.contains_key(&ws.join("vendor/lib/.git")));
         let bound = |p: &str| f.protected.iter().any(|x| x.path == ws.join(p) && x.bind);
         assert!(bound(".git/config") && !bound("vendor/lib/.git/config"));
+    }
+
+    fn policy(ws: &Path) -> Policy {
+        let ctx = crate::vars::Context {
+            workspace: ws.to_path_buf(),
+            cwd: ws.to_path_buf(),
+            home: None,
+            tmpdir: "/tmp".into(),
+            env: Default::default(),
+        };
+        let text = "[filesystem]\nwrite = [\"${WORKSPACE}\"]\n";
+        let p = crate::profile::Profile::from_text("t.toml", text, None).unwrap();
+        Policy::new(&p, &ctx, crate::policy::Missing::Skip).unwrap()
+    }
+
+    #[test]
+    fn a_launch_is_recorded_in_a_second_step_and_one_never_recorded_keeps_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = std::fs::canonicalize(d.path()).unwrap();
+        git(&["init", "-q"], &ws);
+        std::fs::write(ws.join(".envrc"), "launch\n").unwrap();
+        let mut policy = policy(&ws);
+        let mut g = Guard::launch(&policy, Share::Run).unwrap();
+        // Everything the mount view needs is known before the launch state is kept.
+        let carves = g.carves();
+        let carved = |p: &str| carves.iter().any(|c| c.path == ws.join(p));
+        assert!(carved(".envrc") && carved(".git/config") && carved(".git/hooks"));
+        assert!(!carved(".claude") && !carved("rust-toolchain.toml"));
+        policy.fs.guarded = carves;
+        g.record();
+        g.record();
+        let shared = state::Shared::locate(&ws, std::slice::from_ref(&ws)).is_some();
+        // The lock is free again, and the state is there to join; a launch that
+        // is never recorded is not a live run of the workspace.
+        let other = Guard::launch(&policy, Share::Run).unwrap();
+        assert_eq!(other.joined, shared);
+        drop(other);
+        std::fs::write(ws.join(".envrc"), "changed\n").unwrap();
+        std::fs::create_dir(ws.join(".claude")).unwrap();
+        let (found, note) = g.finish(Instant::now());
+        assert_eq!(note, None);
+        let ops: BTreeSet<(String, &str)> = found
+            .iter()
+            .map(|d| (d.target.clone(), d.operation.as_str()))
+            .collect();
+        assert_eq!(
+            ops,
+            BTreeSet::from([
+                (ws.join(".envrc").display().to_string(), "modify"),
+                (ws.join(".claude").display().to_string(), "create"),
+            ])
+        );
+        assert_eq!(
+            std::fs::read_to_string(ws.join(".envrc")).unwrap(),
+            "launch\n"
+        );
+        assert!(!ws.join(".claude").exists());
+        // Dropped before `record`: nothing is put back, and no file is left.
+        let g = Guard::launch(&policy, Share::Run).unwrap();
+        std::fs::write(ws.join(".envrc"), "later\n").unwrap();
+        assert!(g.finish(Instant::now()).0.is_empty());
+        assert_eq!(
+            std::fs::read_to_string(ws.join(".envrc")).unwrap(),
+            "later\n"
+        );
+        if let Some(sh) = state::Shared::locate(&ws, std::slice::from_ref(&ws)) {
+            assert!(!sh.lock.exists() && !sh.state.exists());
+        }
+    }
+
+    /// The carves as the whole list of protected paths gives them.
+    fn carves_of(g: &Guard) -> BTreeSet<PathBuf> {
+        g.protected()
+            .filter(|p| p.bind && g.scope.exceptions_in(&p.path).is_empty())
+            .filter(|p| {
+                std::fs::symlink_metadata(&p.path).is_ok_and(|m| !m.file_type().is_symlink())
+            })
+            .map(|p| p.path.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_walk_below_the_top_waits_for_record_unless_it_could_unbind_a_path() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = std::fs::canonicalize(d.path()).unwrap();
+        git(&["init", "-q"], &ws);
+        git(&["config", "core.hooksPath", "tools/hooks"], &ws);
+        std::fs::create_dir_all(ws.join("tools/hooks")).unwrap();
+        std::fs::create_dir_all(ws.join("vendor/lib")).unwrap();
+        git(&["init", "-q"], &ws.join("vendor/lib"));
+        std::fs::create_dir_all(ws.join("sub/.cargo")).unwrap();
+        std::fs::write(ws.join("sub/.cargo/config.toml"), "").unwrap();
+        std::fs::write(ws.join("sub/.envrc"), "").unwrap();
+        let policy = policy(&ws);
+        let has = |g: &Guard, p: &str| g.protected().any(|x| x.path == ws.join(p));
+
+        let mut g = Guard::launch(&policy, Share::Look).unwrap();
+        assert!(has(&g, ".git/config") && has(&g, "tools/hooks"));
+        assert!(!has(&g, "vendor/lib/.git/config") && !has(&g, "sub/.envrc"));
+        let carves: BTreeSet<PathBuf> = g.carves().into_iter().map(|c| c.path).collect();
+        g.record();
+        assert!(has(&g, "vendor/lib/.git/config") && has(&g, "sub/.cargo/config.toml"));
+        assert!(g.git_dirs() == 2 && g.visited() > 0);
+        assert_eq!(carves, carves_of(&g));
+        assert!(carves.contains(&ws.join("tools/hooks")));
+
+        // A file the repository's config includes is bound, unless the walk
+        // finds it as a per-directory file: then discovery walks at launch.
+        git(&["config", "include.path", "../sub/.envrc"], &ws);
+        git(&["config", "--add", "include.path", "../tools/extra"], &ws);
+        std::fs::write(ws.join("tools/extra"), "").unwrap();
+        let mut g = Guard::launch(&policy, Share::Look).unwrap();
+        assert!(has(&g, "vendor/lib/.git/config"));
+        let carves: BTreeSet<PathBuf> = g.carves().into_iter().map(|c| c.path).collect();
+        g.record();
+        assert_eq!(carves, carves_of(&g));
+        assert!(carves.contains(&ws.join("tools/extra")));
+        assert!(!carves.contains(&ws.join("sub/.envrc")));
+    }
+
+    #[test]
+    fn what_launch_found_absent_is_carried_to_the_whole_list_by_path() {
+        let item = |p: &str| {
+            (
+                Protected {
+                    path: p.into(),
+                    tool: "t".into(),
+                    why: "w".into(),
+                    bind: true,
+                },
+                tree::Node::Missing,
+            )
+        };
+        // In the order discovery sorts them: a separator before any other byte.
+        let from: Vec<_> = ["/w/a", "/w/a/c", "/w/e"].map(item).into();
+        let to: Vec<_> = ["/w/a", "/w/a/b", "/w/a/c", "/w/a-b", "/w/d", "/w/e"]
+            .map(item)
+            .into();
+        assert!(to.is_sorted_by(|a, b| discover::path_order(&a.0.path, &b.0.path).is_le()));
+        assert_eq!(
+            same_paths(&from, &[true, true, false], &to),
+            [true, false, true, false, false, false]
+        );
+    }
+
+    #[test]
+    fn protected_paths_sort_as_paths_do() {
+        let names = [
+            "/w",
+            "/w/a",
+            "/w/a-b",
+            "/w/a/b",
+            "/w/a.b",
+            "/w/a/b/c",
+            "/w/ab",
+            "/w/a b",
+            "/w-x",
+            "/w/.git",
+            "/w/.git/hooks",
+            "/w/.gitx",
+            "/w/.git-x",
+            "/x",
+            "/",
+            "/w/a/\u{e9}",
+        ];
+        let mut by_path: Vec<PathBuf> = names.iter().map(PathBuf::from).collect();
+        let mut by_bytes = by_path.clone();
+        by_path.sort();
+        by_bytes.sort_by(|a, b| discover::path_order(a, b));
+        assert_eq!(by_path, by_bytes);
     }
 
     #[test]

@@ -5,14 +5,21 @@
 //! Every path is resolved from `/` with `openat2(RESOLVE_NO_SYMLINKS)`, so a
 //! symlink the payload planted on the way never redirects what the launcher
 //! (perhaps root) reads, writes or removes; the last component is never
-//! followed. Owns no policy: the guard's module decides what is protected.
+//! followed. [`Dirs`] keeps the directories so opened for one pass (the
+//! launch, or the end of the run once the payload's tree is gone), so that the
+//! protected names in one directory cost one `fstatat` each instead of an
+//! `openat2`, an `fstatat` and a `close`, and none where the pass listed the
+//! directory and the name is not in it (the workspace's top, where dozens of
+//! them usually do not exist). Owns no policy: the guard's module decides what
+//! is protected.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, renameat};
@@ -180,14 +187,217 @@ pub fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
 }
 
 fn dir_fd(path: &Path) -> nix::Result<OwnedFd> {
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    openat2(nix::fcntl::AT_FDCWD, path, how)
+    openat2(nix::fcntl::AT_FDCWD, path, no_symlinks())
 }
 
 fn split(path: &Path) -> Option<(&Path, &OsStr)> {
     Some((path.parent()?, path.file_name()?))
+}
+
+/// Directories opened without following a symlink anywhere on their path,
+/// each once per pass of the guard. A directory whose parent is already open
+/// is opened relative to it (`openat2` of one component, with the same
+/// resolve flags), which is the resolution from `/` the parent had.
+///
+/// A descriptor keeps naming the directory it was opened on: a pass must not
+/// outlive the state it was opened in. The launch's is dropped before the
+/// payload can run; the end's is made after the payload's tree is gone, and
+/// [`Dirs::forget`] drops what a restore replaced.
+#[derive(Debug, Default)]
+pub struct Dirs {
+    // Keyed by the path's bytes (hashing a `Path` walks its components): the
+    // guard's paths are built clean, one spelling each.
+    open: HashMap<OsString, Result<Arc<OwnedFd>, Errno>>,
+    /// What [`Dirs::lstat`] found (a path is asked about by discovery, then
+    /// for the mount view's carves).
+    stats: HashMap<OsString, Lstat>,
+    /// The entries of directories listed whole ([`Dirs::index`]), sorted.
+    listed: HashMap<OsString, Vec<Box<[u8]>>>,
+}
+
+/// FS_CASEFOLD_FL: lookups in the directory ignore case (ext4, f2fs, tmpfs).
+const FS_CASEFOLD_FL: u32 = 0x4000_0000;
+
+/// Whether a name found in no entry of this directory is absent: its
+/// filesystem matches names byte for byte, and the directory is not
+/// case-folded. Elsewhere (vfat, exfat, ntfs, cifs, a FUSE or network mount
+/// of a case-insensitive disk, XFS with ascii-ci, an overlay of case-folded
+/// layers) a lookup can find `.claude` where the listing says `.CLAUDE`.
+fn exact_names(fd: &OwnedFd) -> bool {
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, F2FS_SUPER_MAGIC, TMPFS_MAGIC};
+    let Ok(fs) = nix::sys::statfs::fstatfs(fd) else {
+        return false;
+    };
+    let t = fs.filesystem_type();
+    [
+        EXT4_SUPER_MAGIC,
+        BTRFS_SUPER_MAGIC,
+        F2FS_SUPER_MAGIC,
+        TMPFS_MAGIC,
+    ]
+    .contains(&t)
+        && crate::sys::inode_flags(fd.as_fd()).is_ok_and(|f| f & FS_CASEFOLD_FL == 0)
+}
+
+/// A directory larger than this (`st_size`: 2 blocks on ext4, ~400 entries on
+/// tmpfs or btrfs) is not listed for [`Dirs::index`]: reading it would cost
+/// more than the lookups it saves.
+const MAX_INDEX: i64 = 8192;
+
+/// At most this many directories are kept open at once.
+const MAX_OPEN: usize = 64;
+
+/// What `lstat` of one path found (see [`Dirs::lstat`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Lstat {
+    Found(FileStat),
+    /// Absent, found so without a symlink on the way: the launch state of
+    /// this path is [`Node::Missing`] without looking again.
+    Missing,
+    /// Absent, or not reachable without a symlink (then found by the path, as
+    /// `lstat(2)` does).
+    Absent,
+}
+
+impl Dirs {
+    /// The directory at `path`, or None when it cannot be opened without
+    /// following a symlink (or does not exist).
+    pub fn get(&mut self, path: &Path) -> Option<Arc<OwnedFd>> {
+        self.open_dir(path).ok()
+    }
+
+    fn open_dir(&mut self, path: &Path) -> Result<Arc<OwnedFd>, Errno> {
+        if let Some(d) = self.open.get(path.as_os_str()) {
+            return d.clone();
+        }
+        let parent = match (path.parent(), path.file_name()) {
+            (Some(p), Some(n)) => match self.open.get(p.as_os_str()) {
+                Some(Ok(fd)) => Some((fd.clone(), n)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if self.open.len() >= MAX_OPEN {
+            // A workspace with hundreds of nested repositories would hold a
+            // descriptor each; what is dropped is opened again from `/`.
+            self.open.clear();
+        }
+        let fd = if self.unlisted(path) {
+            Err(Errno::ENOENT)
+        } else {
+            match parent {
+                Some((p, name)) => openat2(&*p, name, no_symlinks()),
+                None => dir_fd(path),
+            }
+        }
+        .map(Arc::new);
+        self.open.insert(path.as_os_str().to_owned(), fd.clone());
+        fd
+    }
+
+    /// Whether `path` is its own canonical form: opened without a symlink on
+    /// the way, absolute, with no `..`. Then an entry of it that is not a
+    /// link is canonical too.
+    pub fn canonical(&mut self, path: &Path) -> bool {
+        path.is_absolute()
+            && !path.components().any(|c| c == Component::ParentDir)
+            && self.get(path).is_some()
+    }
+
+    /// List the directory at `path`, so that a name absent from it needs no
+    /// lookup (the workspace's top, where dozens of protected names usually
+    /// do not exist). Only where a listing says what a lookup would (see
+    /// [`exact_names`]) and the directory is small; else names are looked up.
+    pub fn index(&mut self, path: &Path) {
+        let Some(fd) = self.get(path) else {
+            return;
+        };
+        if !exact_names(&fd)
+            || !nix::sys::stat::fstat(fd.as_fd()).is_ok_and(|st| st.st_size <= MAX_INDEX)
+            || nix::unistd::lseek(fd.as_fd(), 0, nix::unistd::Whence::SeekSet).is_err()
+        {
+            return;
+        }
+        let mut buf = [0u8; 8192];
+        let mut names: Vec<Box<[u8]>> = Vec::new();
+        loop {
+            match crate::sys::getdents64(fd.as_fd(), &mut buf) {
+                Ok(0) => break,
+                Ok(n) => names.extend(super::walk::entries(&buf[..n]).map(|(n, _)| n.into())),
+                // Incomplete: no listing.
+                Err(_) => return,
+            }
+        }
+        names.sort();
+        self.listed.insert(path.as_os_str().to_owned(), names);
+    }
+
+    /// Whether [`index`](Self::index) listed the directory of `path` and its
+    /// name was not there.
+    pub fn unlisted(&self, path: &Path) -> bool {
+        let Some((parent, name)) = split(path) else {
+            return false;
+        };
+        self.listed.get(parent.as_os_str()).is_some_and(|names| {
+            names
+                .binary_search_by(|n| (**n).cmp(name.as_bytes()))
+                .is_err()
+        })
+    }
+
+    /// `lstat` of `path`: through its open directory when that can be opened
+    /// without symlinks, else by the path.
+    pub fn lstat(&mut self, path: &Path) -> Lstat {
+        if let Some(st) = self.stats.get(path.as_os_str()) {
+            return *st;
+        }
+        let st = self.lstat_now(path);
+        self.stats.insert(path.as_os_str().to_owned(), st);
+        st
+    }
+
+    fn lstat_now(&mut self, path: &Path) -> Lstat {
+        if self.unlisted(path) {
+            return Lstat::Missing;
+        }
+        if let Some((parent, name)) = split(path) {
+            match self.open_dir(parent) {
+                Ok(dir) => {
+                    return match lstat_at(&dir, name) {
+                        Ok(st) => Lstat::Found(st),
+                        Err(Errno::ENOENT) => Lstat::Missing,
+                        Err(_) => Lstat::Absent,
+                    };
+                }
+                // A component is missing, reached before any symlink (which
+                // would have failed the open with ELOOP first): a lookup that
+                // follows links finds nothing either.
+                Err(Errno::ENOENT) => return Lstat::Missing,
+                Err(_) => {}
+            }
+        }
+        match fstatat(nix::fcntl::AT_FDCWD, path, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Lstat::Found(st),
+            Err(_) => Lstat::Absent,
+        }
+    }
+
+    /// Drop `path`, what lies beneath it, and the listing of its directory
+    /// (a restore changed it).
+    pub fn forget(&mut self, path: &Path) {
+        let parent = path.parent().map(Path::as_os_str);
+        let gone = |p: &OsString| Path::new(p).starts_with(path);
+        self.open.retain(|p, _| !gone(p));
+        self.stats.retain(|p, _| !gone(p));
+        self.listed
+            .retain(|p, _| !gone(p) && Some(p.as_os_str()) != parent);
+    }
+}
+
+fn no_symlinks() -> OpenHow {
+    OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS)
 }
 
 fn lstat_at(dir: &OwnedFd, name: &OsStr) -> nix::Result<FileStat> {
@@ -199,6 +409,13 @@ fn kind(st: &FileStat) -> SFlag {
 }
 
 fn read_file(dir: &OwnedFd, name: &OsStr, limit: u64) -> Option<Vec<u8>> {
+    read_file_sized(dir, name, limit, limit)
+}
+
+/// Read at most `limit` bytes (None past it) of a file expected to hold `size`:
+/// a buffer of that size takes it in one `read` and sees the end in another.
+fn read_file_sized(dir: &OwnedFd, name: &OsStr, size: u64, limit: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
     let fd = openat(
         dir,
         name,
@@ -206,7 +423,7 @@ fn read_file(dir: &OwnedFd, name: &OsStr, limit: u64) -> Option<Vec<u8>> {
         Mode::empty(),
     )
     .ok()?;
-    let mut v = Vec::new();
+    let mut v = Vec::with_capacity(size.min(limit) as usize + 1);
     std::fs::File::from(fd)
         .take(limit + 1)
         .read_to_end(&mut v)
@@ -222,10 +439,15 @@ struct Budget {
 
 /// The state of `path` now.
 pub fn snapshot(path: &Path) -> Node {
+    snapshot_in(&mut Dirs::default(), path)
+}
+
+/// The state of `path` now, its directory opened through `dirs`.
+pub fn snapshot_in(dirs: &mut Dirs, path: &Path) -> Node {
     let Some((parent, name)) = split(path) else {
         return Node::Missing;
     };
-    let Ok(dir) = dir_fd(parent) else {
+    let Some(dir) = dirs.get(parent) else {
         return Node::Missing;
     };
     let mut budget = Budget {
@@ -276,19 +498,22 @@ fn sub_dir(dir: &OwnedFd, name: &OsStr) -> nix::Result<OwnedFd> {
     )
 }
 
+/// The entries of an open directory, sorted, read with `getdents64` from the
+/// descriptor's current offset (a fresh descriptor: all of them).
 fn names(fd: &OwnedFd) -> Vec<OsString> {
-    let Ok(dup) = fd.try_clone() else {
-        return Vec::new();
-    };
-    let Ok(mut d) = nix::dir::Dir::from_fd(dup) else {
-        return Vec::new();
-    };
-    let mut v: Vec<OsString> = d
-        .iter()
-        .flatten()
-        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-        .filter(|n| n != "." && n != "..")
-        .collect();
+    let mut buf = [0u8; 8192];
+    let mut v = Vec::new();
+    loop {
+        let n = match crate::sys::getdents64(fd.as_fd(), &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        v.extend(
+            super::walk::entries(&buf[..n])
+                .filter(|(n, _)| *n != b"." && *n != b"..")
+                .map(|(n, _)| OsStr::from_bytes(n).to_os_string()),
+        );
+    }
     v.sort();
     v
 }
@@ -350,11 +575,26 @@ fn same_leaf(dir: &OwnedFd, name: &OsStr, then: &Node, now: &FileStat) -> bool {
 /// Compare `path` with its launch state `then` and put it back. Returns what changed.
 /// Paths in `except` (opted out by the profile) are left as they are.
 pub fn restore(path: &Path, then: &Node, except: &[PathBuf], uid_can_chown: bool) -> Vec<Change> {
+    restore_in(&mut Dirs::default(), path, then, except, uid_can_chown)
+}
+
+/// [`restore`], the directory of `path` opened through `dirs` (what the
+/// restore replaced is forgotten there).
+pub fn restore_in(
+    dirs: &mut Dirs,
+    path: &Path,
+    then: &Node,
+    except: &[PathBuf],
+    uid_can_chown: bool,
+) -> Vec<Change> {
     let mut out = Vec::new();
     let Some((parent, name)) = split(path) else {
         return out;
     };
-    let dir = match dir_fd(parent) {
+    if *then == Node::Missing && dirs.unlisted(path) {
+        return out;
+    }
+    let dir = match dirs.open_dir(parent) {
         Ok(d) => d,
         Err(_) if *then == Node::Missing => return out,
         Err(e) => {
@@ -374,6 +614,9 @@ pub fn restore(path: &Path, then: &Node, except: &[PathBuf], uid_can_chown: bool
         chown: uid_can_chown,
     };
     restore_at(&dir, name, path, then, &ctx, &mut out);
+    if !out.is_empty() {
+        dirs.forget(path);
+    }
     out
 }
 
@@ -576,10 +819,16 @@ pub fn parent_fd(path: &Path) -> Option<(OwnedFd, &OsStr)> {
 
 /// Read a small regular file without following symlinks anywhere on its path.
 pub fn read_small(path: &Path) -> Option<Vec<u8>> {
-    let (dir, name) = parent_fd(path)?;
+    read_small_in(&mut Dirs::default(), path)
+}
+
+/// [`read_small`], its directory opened through `dirs`.
+pub fn read_small_in(dirs: &mut Dirs, path: &Path) -> Option<Vec<u8>> {
+    let (parent, name) = split(path)?;
+    let dir = dirs.get(parent)?;
     let st = lstat_at(&dir, name).ok()?;
     (kind(&st) == SFlag::S_IFREG && (st.st_size as u64) <= MAX_FILE)
-        .then(|| read_file(&dir, name, MAX_FILE))
+        .then(|| read_file_sized(&dir, name, st.st_size as u64, MAX_FILE))
         .flatten()
 }
 
@@ -621,6 +870,17 @@ pub fn is_dir(path: &Path) -> bool {
 /// The entries of a directory, without following symlinks.
 pub fn list(path: &Path) -> Vec<OsString> {
     dir_fd(path).map(|fd| names(&fd)).unwrap_or_default()
+}
+
+/// [`list`], the directory opened through `dirs` (listed from its start).
+pub fn list_in(dirs: &mut Dirs, path: &Path) -> Vec<OsString> {
+    let Some(fd) = dirs.get(path) else {
+        return Vec::new();
+    };
+    if nix::unistd::lseek(fd.as_fd(), 0, nix::unistd::Whence::SeekSet).is_err() {
+        return Vec::new();
+    }
+    names(&fd)
 }
 
 #[cfg(test)]
@@ -735,6 +995,60 @@ mod tests {
         let n = snapshot(&ws.join("hooks"));
         let text = serde_json::to_string(&n).unwrap();
         assert_eq!(serde_json::from_str::<Node>(&text).unwrap(), n);
+    }
+
+    #[test]
+    fn a_listed_directory_answers_for_absent_names_until_a_restore_changes_it() {
+        let d = tempfile::Builder::new()
+            .prefix("cordon-guard-test")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let ws = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::write(ws.join("present"), "x").unwrap();
+        let mut dirs = Dirs::default();
+        dirs.index(&ws);
+        let listed = dirs.listed.contains_key(ws.as_os_str());
+        if listed {
+            assert!(dirs.unlisted(&ws.join("absent")) && !dirs.unlisted(&ws.join("present")));
+        }
+        assert!(matches!(dirs.lstat(&ws.join("present")), Lstat::Found(_)));
+        assert!(matches!(dirs.lstat(&ws.join("absent")), Lstat::Missing));
+        assert!(matches!(
+            dirs.lstat(&ws.join("absent/below")),
+            Lstat::Missing
+        ));
+        // What the pass itself creates is seen once the restore forgets it.
+        std::fs::write(ws.join("absent"), "x").unwrap();
+        let then = Node::File {
+            meta: match snapshot(&ws.join("present")) {
+                Node::File { meta, .. } => meta,
+                n => panic!("{n:?}"),
+            },
+            bytes: Some(b"x".to_vec()),
+        };
+        std::fs::remove_file(ws.join("absent")).unwrap();
+        let c = restore_in(&mut dirs, &ws.join("absent"), &then, &[], false);
+        assert_eq!(c[0].operation, "delete");
+        assert!(!dirs.unlisted(&ws.join("absent")));
+        assert!(matches!(dirs.lstat(&ws.join("absent")), Lstat::Found(_)));
+    }
+
+    #[test]
+    fn a_pass_keeps_a_bounded_number_of_directories_open() {
+        let (_d, ws) = ws();
+        let mut dirs = Dirs::default();
+        for i in 0..(3 * MAX_OPEN) {
+            let d = ws.join(format!("d{i}"));
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("f"), "x").unwrap();
+            assert!(matches!(dirs.lstat(&d.join("f")), Lstat::Found(_)));
+            assert!(matches!(dirs.lstat(&d.join("g")), Lstat::Missing));
+            assert!(dirs.open.len() <= MAX_OPEN);
+        }
+        assert!(matches!(
+            snapshot_in(&mut dirs, &ws.join("d0/f")),
+            Node::File { .. }
+        ));
     }
 
     #[test]

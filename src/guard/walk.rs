@@ -61,7 +61,7 @@ const DT_DIR: u8 = 4;
 const DT_UNKNOWN: u8 = 0;
 
 /// Entries of a getdents64 buffer: (name, d_type).
-fn entries(buf: &[u8]) -> impl Iterator<Item = (&[u8], u8)> {
+pub(super) fn entries(buf: &[u8]) -> impl Iterator<Item = (&[u8], u8)> {
     let mut at = 0;
     std::iter::from_fn(move || {
         // struct linux_dirent64 { u64 ino; i64 off; u16 reclen; u8 type; char name[]; }
