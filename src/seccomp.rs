@@ -2272,4 +2272,776 @@ mod tests {
             assert!(progs.iter().all(|p| !p.is_empty() && p.len() < 4096));
         }
     }
+
+    // ---------------------------------------------------------------------
+    // The generator (`merged`, `block`, `assemble`) under random policies and
+    // random rule sets against what they mean, every program checked the way
+    // the kernel checks it, and the kernel running the programs in a child.
+    // ---------------------------------------------------------------------
+
+    /// xorshift64*: no new crates.
+    struct Rng(u64);
+
+    impl Rng {
+        fn new(seed: u64) -> Rng {
+            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+        fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+            v[self.below(v.len())]
+        }
+    }
+
+    /// What the kernel's `bpf_check_classic` and `seccomp_check_filter` accept:
+    /// the opcodes seccomp allows, loads of aligned words inside `struct
+    /// seccomp_data`, every jump inside the program, a RET last, at most
+    /// BPF_MAXINSNS instructions. Also: only the answers `rets` are returned.
+    fn assert_kernel_accepts(prog: &[sock_filter], rets: &[u32]) {
+        let len = prog.len();
+        assert!(
+            len >= 1 && len <= libc::BPF_MAXINSNS as usize,
+            "{len} instructions"
+        );
+        for (pc, i) in prog.iter().enumerate() {
+            match i.code {
+                BPF_LD_W_ABS => {
+                    assert!(i.k < 64 && i.k % 4 == 0, "load at {} (pc {pc})", i.k)
+                }
+                BPF_AND_K => {}
+                BPF_RET_K => assert!(rets.contains(&i.k), "RET {:#x} at {pc}", i.k),
+                BPF_JA => assert!((i.k as usize) < len - pc - 1, "JA {} at {pc} of {len}", i.k),
+                BPF_JEQ_K | BPF_JGE_K | BPF_JGT_K | BPF_JSET_K => assert!(
+                    pc + i.jt as usize + 1 < len && pc + i.jf as usize + 1 < len,
+                    "jump {}/{} at {pc} of {len}",
+                    i.jt,
+                    i.jf
+                ),
+                c => panic!("opcode {c:#x} at {pc}"),
+            }
+        }
+        assert_eq!(
+            prog[len - 1].code,
+            BPF_RET_K,
+            "the last instruction returns"
+        );
+    }
+
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    const NOTIF: u32 = libc::SECCOMP_RET_USER_NOTIF;
+    const ENOSYS_RET: u32 = ERRNO | libc::ENOSYS as u32;
+
+    fn errno_rets() -> Vec<u32> {
+        vec![
+            ALLOW,
+            libc::SECCOMP_RET_KILL_PROCESS,
+            ERRNO | libc::EPERM as u32,
+            ERRNO | libc::ENOSYS as u32,
+            ERRNO | libc::EAFNOSUPPORT as u32,
+        ]
+    }
+
+    fn all_names() -> Vec<&'static str> {
+        (0..=470).filter_map(syscalls::name).collect()
+    }
+
+    /// A random profile: long `deny` lists (runs and isolated numbers, so the
+    /// search outgrows one conditional jump), `allow` lists that take rules with
+    /// checks away, every network mode, either isolation.
+    fn random_policy(rng: &mut Rng, spare: &[&str]) -> SyscallPolicy {
+        let names = all_names();
+        let candidates: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !spare.contains(n))
+            .collect();
+        let mut deny = Vec::new();
+        match rng.below(4) {
+            0 => {}
+            1 => {
+                for _ in 0..rng.below(20) {
+                    deny.push(item(rng.pick(&candidates)));
+                }
+            }
+            2 => {
+                // Every other number: no runs to merge, the longest search.
+                let phase = rng.below(2);
+                for (k, n) in candidates.iter().enumerate() {
+                    if k % 2 == phase {
+                        deny.push(item(n));
+                    }
+                }
+            }
+            _ => {
+                let p = 1 + rng.below(9);
+                for n in &candidates {
+                    if rng.below(10) < p {
+                        deny.push(item(n));
+                    }
+                }
+            }
+        }
+        let mut allow = Vec::new();
+        let checked = [
+            "clone",
+            "ioctl",
+            "personality",
+            "open",
+            "openat",
+            "chmod",
+            "fchmodat",
+            "setpriority",
+            "ioprio_set",
+            "prlimit64",
+            "mknodat",
+            "creat",
+            "clone3",
+            "ptrace",
+            "shmget",
+            "fchmod",
+            "sched_setaffinity",
+        ];
+        for _ in 0..rng.below(4) {
+            let n = rng.pick(&checked);
+            if !spare.contains(&n) {
+                allow.push(item(n));
+            }
+        }
+        let net = match rng.below(3) {
+            0 => Network::Off,
+            1 => Network::On,
+            _ => Network::Filtered {
+                connect: vec![443],
+                bind: vec![],
+            },
+        };
+        let mut p = SyscallPolicy::new(&Syscalls { deny, allow }, &net).unwrap();
+        if rng.below(2) == 0 {
+            p.set_isolation(Isolation::Host);
+        }
+        p
+    }
+
+    /// Values around every constant the checks of `checks` compare with, with
+    /// single bits of every mask, so each comparison is tried on both sides.
+    fn value_pool(checks: impl Iterator<Item = Check>) -> Vec<u32> {
+        let mut v = vec![0u32, 1, 2, 0x7fff_ffff, 0x8000_0000, u32::MAX];
+        for c in checks {
+            match c {
+                Check::Eq(_, x) | Check::Ne(_, x) => {
+                    v.extend([
+                        x,
+                        x ^ 1,
+                        x.wrapping_add(1),
+                        x.wrapping_sub(1),
+                        !x,
+                        x | 0x8000_0000,
+                    ]);
+                }
+                Check::HasFlag(_, m) => {
+                    v.extend([m, !m, m | 0x8000_0000, m & m.wrapping_sub(1)]);
+                    v.extend((0..32).map(|b| 1u32 << b).filter(|b| m & b != 0));
+                    v.extend((0..32).map(|b| m & !(1u32 << b)).filter(|&x| x != m));
+                }
+                Check::NonZero64(_) => {}
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    fn random_args(rng: &mut Rng, pool: &[u32]) -> [u64; 6] {
+        let his = [0u64, 0xffff_ffff, 1, 0x8000_0000];
+        let mut a = [0u64; 6];
+        for x in &mut a {
+            let lo = match rng.below(8) {
+                0 => rng.next() as u32,
+                1 => 0,
+                _ => rng.pick(pool),
+            };
+            let hi = match rng.below(4) {
+                0 => rng.next() >> 32,
+                1 | 2 => 0,
+                _ => rng.pick(&his),
+            };
+            *x = (hi << 32) | lo as u64;
+        }
+        a
+    }
+
+    /// The numbers worth trying for a program: those with a rule and their
+    /// neighbours (the edges of ranges and of the search's splits), every
+    /// number below 471, and numbers past the table.
+    fn numbers_for(rule_nrs: &[i64], rng: &mut Rng) -> (Vec<u32>, Vec<u32>) {
+        let mut hot: Vec<u32> = rule_nrs
+            .iter()
+            .flat_map(|&n| [n - 1, n, n + 1])
+            .filter(|&n| n >= 0)
+            .map(|n| n as u32)
+            .collect();
+        hot.sort_unstable();
+        hot.dedup();
+        let mut cold: Vec<u32> = (0..=470).filter(|n| !hot.contains(n)).collect();
+        cold.extend([
+            471,
+            1000,
+            0x3fff_ffff,
+            X32_SYSCALL_BIT,
+            X32_SYSCALL_BIT | 1,
+            0x7fff_ffff,
+            0x8000_0000,
+            u32::MAX,
+            rng.next() as u32,
+            rng.next() as u32 & 0x3fff_ffff,
+        ]);
+        (hot, cold)
+    }
+
+    /// The answer the policy means for `compile()`'s programs.
+    fn want_errno(p: &SyscallPolicy, quiet: &[i64], nr: u32, args: &[u64; 6]) -> u32 {
+        if nr >= X32_SYSCALL_BIT || quiet.contains(&(nr as i64)) {
+            return ENOSYS_RET;
+        }
+        match p.decide_unsupervised(nr as i64, args) {
+            Some(r) => ERRNO | r.errno.raw() as u32,
+            None => ALLOW,
+        }
+    }
+
+    /// The answer the policy means for `compile_supervised`'s program (its doc):
+    /// quiet refusals answered by the guard; with capture, or for a number
+    /// refused with two errnos, or one with any call for the supervisor, every
+    /// refusal and every observed or mediated call to the supervisor; else the
+    /// refusal's errno.
+    struct Supervision<'a> {
+        p: &'a SyscallPolicy,
+        quiet: Vec<i64>,
+        observed: Vec<i64>,
+        observe_if: Vec<(i64, &'a [Check])>,
+        mediated: &'a [SyscallRule],
+        all_to_supervisor: bool,
+        supervised_nrs: Vec<i64>,
+    }
+
+    impl<'a> Supervision<'a> {
+        fn new(
+            p: &'a SyscallPolicy,
+            observe: &[&str],
+            observe_if: &'a [(&'a str, &'a [Check])],
+            mediated: &'a [SyscallRule],
+            refusals: Refusals,
+        ) -> Supervision<'a> {
+            let mut seen = BTreeMap::new();
+            let overlap = p
+                .rules
+                .iter()
+                .any(|r| *seen.entry(r.nr).or_insert(r.errno) != r.errno);
+            let observed: Vec<i64> = observe.iter().filter_map(|n| syscalls::number(n)).collect();
+            let observe_if: Vec<(i64, &[Check])> = observe_if
+                .iter()
+                .filter_map(|&(n, c)| Some((syscalls::number(n)?, c)))
+                .collect();
+            let mut supervised_nrs = observed.clone();
+            supervised_nrs.extend(mediated.iter().map(|r| r.nr));
+            supervised_nrs.extend(observe_if.iter().map(|o| o.0));
+            supervised_nrs.extend(
+                p.rules
+                    .iter()
+                    .filter(|r| r.supervised.is_some())
+                    .map(|r| r.nr),
+            );
+            Supervision {
+                p,
+                quiet: p.quiet(),
+                observed,
+                observe_if,
+                mediated,
+                all_to_supervisor: refusals == Refusals::Notify || overlap,
+                supervised_nrs,
+            }
+        }
+
+        fn want(&self, nr: u32, args: &[u64; 6]) -> u32 {
+            let n = nr as i64;
+            if nr >= X32_SYSCALL_BIT || self.quiet.contains(&n) {
+                return ENOSYS_RET;
+            }
+            let holds = |cs: &[Check]| cs.iter().all(|c| c.holds(args));
+            let wanted = self.observed.contains(&n)
+                || self.mediated.iter().any(|r| r.nr == n && holds(&r.checks))
+                || self.observe_if.iter().any(|&(o, cs)| o == n && holds(cs));
+            let refused = self.p.decide(n, args);
+            if self.all_to_supervisor || self.supervised_nrs.contains(&n) {
+                if wanted || refused.is_some() {
+                    NOTIF
+                } else {
+                    ALLOW
+                }
+            } else {
+                match refused {
+                    Some(r) => ERRNO | r.errno.raw() as u32,
+                    None => ALLOW,
+                }
+            }
+        }
+    }
+
+    /// Both answers refuse with some errno, where a number has rules of two
+    /// errnos and `compile()` made one program per errno (the kernel picks one).
+    fn either_errno(progs: &[BpfProgram], got: u32, want: u32) -> bool {
+        progs.len() > 1
+            && got & libc::SECCOMP_RET_ACTION_FULL == ERRNO
+            && want & libc::SECCOMP_RET_ACTION_FULL == ERRNO
+    }
+
+    fn check_program_family(
+        p: &SyscallPolicy,
+        rng: &mut Rng,
+        what: &str,
+        progs: &[BpfProgram],
+        want: &dyn Fn(u32, &[u64; 6]) -> u32,
+        extra_nrs: &[i64],
+        extra_checks: &[Check],
+    ) {
+        let mut rets = errno_rets();
+        rets.push(NOTIF);
+        for prog in progs {
+            assert_kernel_accepts(prog, &rets);
+        }
+        let mut rule_nrs: Vec<i64> = p.rules.iter().map(|r| r.nr).collect();
+        rule_nrs.extend(p.quiet());
+        rule_nrs.extend_from_slice(extra_nrs);
+        let pool = value_pool(
+            p.rules
+                .iter()
+                .flat_map(|r| r.checks.iter().copied())
+                .chain(extra_checks.iter().copied()),
+        );
+        let (hot, cold) = numbers_for(&rule_nrs, rng);
+        let mut cases: Vec<[u64; 6]> = vec![[0; 6], [u64::MAX; 6], [1 << 32; 6]];
+        for _ in 0..48 {
+            cases.push(random_args(rng, &pool));
+        }
+        for (nrs, n_args) in [(&hot, cases.len()), (&cold, 4)] {
+            for &nr in nrs {
+                for args in &cases[..n_args] {
+                    let got = run_all(progs, nr, args);
+                    let w = want(nr, args);
+                    assert!(
+                        got == w || either_errno(progs, got, w),
+                        "{what}: nr {nr} ({:?}) args {args:x?}: filter {got:#x}, policy {w:#x}\nrules: {:#?}",
+                        syscalls::name(nr as i64),
+                        p.describe()
+                    );
+                }
+            }
+        }
+        // Foreign architectures are killed whatever the number.
+        for prog in progs {
+            for arch in [
+                0x4000_0003u32,
+                0xC000_00B7,
+                0,
+                0x4000_003E,
+                rng.next() as u32,
+            ] {
+                if arch == AUDIT_ARCH_X86_64 {
+                    continue;
+                }
+                for &nr in hot.iter().take(5).chain(&[0, 59]) {
+                    assert_eq!(
+                        run_data(prog, arch, nr, &[0; 6]),
+                        libc::SECCOMP_RET_KILL_PROCESS,
+                        "{what}: arch {arch:#x}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Many random profiles, each compiled every way a launch compiles it,
+    /// against what the policy means. Seeds: CORDON_SECCOMP_SEEDS=N runs 1..=N.
+    #[test]
+    fn random_policies_agree_with_decide_in_every_program() {
+        let seeds: u64 = std::env::var("CORDON_SECCOMP_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(24);
+        let med = mediated();
+        let med_checks: Vec<Check> = med.iter().flat_map(|r| r.checks.clone()).collect();
+        let change_checks: Vec<Check> = OBSERVE_CHANGES
+            .iter()
+            .flat_map(|(_, c)| c.iter().copied())
+            .collect();
+        for seed in 1..=seeds {
+            let mut rng = Rng::new(seed);
+            let p = random_policy(&mut rng, &[]);
+            let what = format!("seed {seed}");
+            // The plain filter (no supervisor).
+            let progs = p.compile().unwrap();
+            let quiet = p.quiet();
+            check_program_family(
+                &p,
+                &mut rng,
+                &format!("{what} compile"),
+                &progs,
+                &|nr, a| want_errno(&p, &quiet, nr, a),
+                &[],
+                &[],
+            );
+            // No capture: mediated calls and supervised refusals to the supervisor.
+            let progs = p
+                .compile_supervised(&[], &[], &med, Refusals::Errno)
+                .unwrap();
+            assert_eq!(progs.len(), 1);
+            let sup = Supervision::new(&p, &[], &[], &med, Refusals::Errno);
+            check_program_family(
+                &p,
+                &mut rng,
+                &format!("{what} errno+mediated"),
+                &progs,
+                &|nr, a| sup.want(nr, a),
+                &med.iter().map(|r| r.nr).collect::<Vec<_>>(),
+                &med_checks,
+            );
+            // Capture, with or without --trace and the change record.
+            let mut observe: Vec<&str> = OBSERVE_EXEC.to_vec();
+            if rng.below(2) == 0 {
+                observe.extend_from_slice(OBSERVE_TRACE);
+            }
+            let changes: &[(&str, &[Check])] = if rng.below(2) == 0 {
+                OBSERVE_CHANGES
+            } else {
+                &[]
+            };
+            let progs = p
+                .compile_supervised(&observe, changes, &med, Refusals::Notify)
+                .unwrap();
+            assert_eq!(progs.len(), 1);
+            let mut nrs: Vec<i64> = med.iter().map(|r| r.nr).collect();
+            nrs.extend(observe.iter().filter_map(|n| syscalls::number(n)));
+            nrs.extend(changes.iter().filter_map(|(n, _)| syscalls::number(n)));
+            let mut checks = med_checks.clone();
+            checks.extend_from_slice(&change_checks);
+            let sup = Supervision::new(&p, &observe, changes, &med, Refusals::Notify);
+            check_program_family(
+                &p,
+                &mut rng,
+                &format!(
+                    "{what} capture (trace {}, changes {})",
+                    observe.len() > 3,
+                    !changes.is_empty()
+                ),
+                &progs,
+                &|nr, a| sup.want(nr, a),
+                &nrs,
+                &checks,
+            );
+        }
+    }
+
+    /// Random rule sets (alternatives of ANDs, every kind of check, on few
+    /// arguments and few values so that tests share arguments, masks overlap
+    /// and rules differ in one bit or in more) compiled by `merged` and
+    /// `block`, against the checks themselves; then placed behind a search of
+    /// many numbers so that the leaves reach them with every form of jump.
+    #[test]
+    fn random_blocks_agree_with_their_checks() {
+        let seeds: u64 = std::env::var("CORDON_SECCOMP_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(24)
+            * 40;
+        let masks = [1u32, 2, 4, 3, 6, 0x8000_0000, 0x8000_0001, 0];
+        let vals = [0u32, 1, 2, 3, 0xffff_ffff, 0x8000_0000];
+        let random_check = |rng: &mut Rng| {
+            let i = rng.below(3) as u8;
+            match rng.below(6) {
+                0 => Check::Eq(i, rng.pick(&vals)),
+                1 => Check::Ne(i, rng.pick(&vals)),
+                2 => Check::NonZero64(i),
+                _ => Check::HasFlag(i, rng.pick(&masks)),
+            }
+        };
+        let his = [0u64, 1, 0xffff_ffff];
+        let lows = [
+            0u32,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            0x8000_0000,
+            0x8000_0001,
+            0xffff_ffff,
+        ];
+        for seed in 1..=seeds {
+            let mut rng = Rng::new(seed);
+            let rules: Vec<Vec<Check>> = (0..1 + rng.below(8))
+                .map(|_| {
+                    (0..1 + rng.below(4))
+                        .map(|_| random_check(&mut rng))
+                        .collect()
+                })
+                .collect();
+            let prog = block(&merged(&rules), ERRNO | 1).unwrap();
+            let mut wrapped = vec![insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR)];
+            wrapped.extend(prog.iter().map(|i| insn(i.code, i.jt, i.jf, i.k)));
+            assert_kernel_accepts(&wrapped, &[ALLOW, ERRNO | 1]);
+            for _ in 0..200 {
+                let mut args = [0u64; 6];
+                for a in args.iter_mut().take(3) {
+                    *a = (rng.pick(&his) << 32) | rng.pick(&lows) as u64;
+                }
+                let want = rules.iter().any(|r| r.iter().all(|c| c.holds(&args)));
+                let got = run(&prog, 0, &args);
+                assert_eq!(
+                    got,
+                    if want { ERRNO | 1 } else { ALLOW },
+                    "seed {seed}: {rules:?} -> {:?}, args {args:x?}",
+                    merged(&rules)
+                );
+            }
+        }
+    }
+
+    /// The errno a call gets in the kernel test when the filter under test
+    /// allows it: a filter installed first answers it (the call never runs).
+    const SENTINEL: u32 = 999;
+    /// What USER_NOTIF becomes in the kernel test (no listener is needed).
+    const NOTIF_STANDIN: u32 = 998;
+
+    /// Install `progs` in a forked child behind a filter that refuses every
+    /// tested number with SENTINEL (equal actions: the later filter's errno
+    /// wins, so an allowed call gets SENTINEL and a refused one the program's
+    /// errno; nothing runs, so mount, reboot or clone are safe to try), make
+    /// every call, and return the errno of each (-1: the call ran). USER_NOTIF
+    /// returns are replaced by ERRNO|NOTIF_STANDIN. None where seccomp is
+    /// unavailable. Only numbers the syscall table names belong in `calls`
+    /// (with the x32 range): a kernel may have private ones.
+    #[allow(unsafe_code)]
+    fn kernel_errnos(progs: &[BpfProgram], calls: &[(u32, [u64; 6])]) -> Option<Vec<i32>> {
+        let mut nrs: Vec<u32> = calls.iter().map(|c| c.0).collect();
+        nrs.sort_unstable();
+        nrs.dedup();
+        let mut sentinel = vec![insn(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_NR)];
+        for &nr in &nrs {
+            sentinel.push(insn(BPF_JEQ_K, 0, 1, nr));
+            sentinel.push(insn(BPF_RET_K, 0, 0, ERRNO | SENTINEL));
+        }
+        sentinel.push(insn(BPF_RET_K, 0, 0, ALLOW));
+        let progs: Vec<BpfProgram> = progs
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .map(|i| {
+                        let k = if i.code == BPF_RET_K && i.k == NOTIF {
+                            ERRNO | NOTIF_STANDIN
+                        } else {
+                            i.k
+                        };
+                        insn(i.code, i.jt, i.jf, k)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut fds = [0; 2];
+        // SAFETY: a plain pipe(2) into a local array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child makes system calls only (no allocation, no locks)
+        // and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: syscalls on memory prepared before the fork.
+            unsafe {
+                libc::close(fds[0]);
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    libc::_exit(3);
+                }
+                if crate::sys::seccomp_install(&sentinel, 0).is_err() {
+                    libc::_exit(3);
+                }
+                for p in &progs {
+                    if let Err(e) = crate::sys::seccomp_install(p, 0) {
+                        libc::_exit(100 + e.raw_os_error().unwrap_or(0));
+                    }
+                }
+                // One errno per call, written at once (a dying call shows where).
+                for (nr, a) in calls {
+                    let r = libc::syscall(*nr as libc::c_long, a[0], a[1], a[2], a[3], a[4], a[5]);
+                    let e: i32 = if r == -1 {
+                        *libc::__errno_location()
+                    } else {
+                        -1
+                    };
+                    if libc::write(fds[1], &e as *const i32 as *const libc::c_void, 4) != 4 {
+                        libc::_exit(5);
+                    }
+                }
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: closing our copy of the write end.
+        unsafe { libc::close(fds[1]) };
+        let mut reader = std::fs::File::from(unsafe {
+            // SAFETY: the read end is ours alone.
+            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[0])
+        });
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut bytes).unwrap();
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status),
+            "child status {status:#x} after {} calls, next {:x?}",
+            bytes.len() / 4,
+            calls.get(bytes.len() / 4),
+        );
+        match libc::WEXITSTATUS(status) {
+            0 => {}
+            3 => return None,
+            c if c >= 100 => panic!(
+                "the kernel refused a program: {}",
+                std::io::Error::from_raw_os_error(c - 100)
+            ),
+            c => panic!("child exit {c}"),
+        }
+        assert_eq!(bytes.len(), 4 * calls.len());
+        Some(
+            bytes
+                .chunks(4)
+                .map(|c| i32::from_ne_bytes(c.try_into().unwrap()))
+                .collect(),
+        )
+    }
+
+    /// The kernel runs the programs as the interpreter does: for the default
+    /// policies in every network mode and isolation, a long random one and one
+    /// refusing every other number (long forms everywhere), each program kind.
+    #[test]
+    fn the_kernel_agrees_with_the_interpreter() {
+        // The child installs the programs after the filter that refuses the
+        // tested numbers (seccomp), reports with write(2) and leaves with exit_group(2).
+        let spare = ["seccomp", "write", "exit_group", "exit"];
+        let mut policies = Vec::new();
+        for net in [
+            Network::Off,
+            Network::On,
+            Network::Filtered {
+                connect: vec![443],
+                bind: vec![],
+            },
+        ] {
+            for iso in [Isolation::Namespaces, Isolation::Host] {
+                let mut p = SyscallPolicy::new(&Syscalls::default(), &net).unwrap();
+                p.set_isolation(iso);
+                policies.push(p);
+            }
+        }
+        let mut rng = Rng::new(0x5ecc);
+        while policies.len() < 10 {
+            let p = random_policy(&mut rng, &spare);
+            if p.rules.len() > 150 {
+                policies.push(p);
+            }
+        }
+        let med = mediated();
+        let mut long_forms = 0;
+        for (k, p) in policies.iter().enumerate() {
+            let mut observe = OBSERVE_EXEC.to_vec();
+            observe.extend_from_slice(OBSERVE_TRACE);
+            let kinds = [
+                ("compile", p.compile().unwrap()),
+                (
+                    "errno+mediated",
+                    p.compile_supervised(&[], &[], &med, Refusals::Errno)
+                        .unwrap(),
+                ),
+                (
+                    "capture+changes",
+                    p.compile_supervised(OBSERVE_EXEC, OBSERVE_CHANGES, &med, Refusals::Notify)
+                        .unwrap(),
+                ),
+                (
+                    "capture+trace",
+                    p.compile_supervised(&observe, &[], &med, Refusals::Notify)
+                        .unwrap(),
+                ),
+            ];
+            let mut nrs: Vec<i64> = p.rules.iter().map(|r| r.nr).collect();
+            nrs.extend(med.iter().map(|r| r.nr));
+            nrs.extend(
+                OBSERVE_CHANGES
+                    .iter()
+                    .filter_map(|(n, _)| syscalls::number(n)),
+            );
+            let (hot, cold) = numbers_for(&nrs, &mut rng);
+            let pool = value_pool(
+                p.rules
+                    .iter()
+                    .chain(&med)
+                    .flat_map(|r| r.checks.iter().copied())
+                    .chain(OBSERVE_CHANGES.iter().flat_map(|(_, c)| c.iter().copied())),
+            );
+            let mut calls = Vec::new();
+            for &nr in hot.iter().chain(&cold) {
+                // Only numbers the table names (and the x32 range, which the
+                // filter answers first): some kernels have private numbers.
+                let name = match syscalls::name(nr as i64) {
+                    Some(n) => n,
+                    None if nr >= X32_SYSCALL_BIT => "",
+                    None => continue,
+                };
+                if spare.contains(&name) {
+                    continue;
+                }
+                calls.push((nr, [0; 6]));
+                calls.push((nr, [u64::MAX; 6]));
+                if hot.contains(&nr) {
+                    for _ in 0..12 {
+                        calls.push((nr, random_args(&mut rng, &pool)));
+                    }
+                }
+            }
+            for (what, progs) in &kinds {
+                long_forms += progs.iter().flatten().filter(|i| i.code == BPF_JA).count();
+                let Some(got) = kernel_errnos(progs, &calls) else {
+                    if std::env::var_os("CORDON_TEST_STRICT").is_some_and(|v| v != "0") {
+                        panic!("seccomp is unavailable, and CORDON_TEST_STRICT=1 forbids skipping");
+                    }
+                    eprintln!("skipped: seccomp is unavailable here");
+                    return;
+                };
+                for (&(nr, args), &e) in calls.iter().zip(&got) {
+                    let want = match run_all(progs, nr, &args) {
+                        ALLOW => SENTINEL as i32,
+                        NOTIF => NOTIF_STANDIN as i32,
+                        r if r & libc::SECCOMP_RET_ACTION_FULL == ERRNO => (r & 0xffff) as i32,
+                        r => panic!("unexpected answer {r:#x}"),
+                    };
+                    assert_eq!(
+                        e,
+                        want,
+                        "policy {k} {what}: nr {nr} ({:?}) args {args:x?}",
+                        syscalls::name(nr as i64)
+                    );
+                }
+            }
+        }
+        assert!(long_forms > 0, "no program took a long form");
+    }
 }
