@@ -167,7 +167,12 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         crate::guard::Share::Run
     };
     crate::timing::mark("report-key");
-    let guard = crate::guard::Guard::apply(&mut policy, share);
+    // What the mount view binds now; the launch state itself is kept while the
+    // child builds its sandbox (Guard::record, in spawn's held window).
+    let mut guard = crate::guard::Guard::launch(&policy, share);
+    if let Some(g) = &guard {
+        policy.fs.guarded = g.carves();
+    }
     crate::timing::mark("guard");
     // Fail closed before anything runs: a governed run that cannot be logged does not start.
     let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
@@ -199,29 +204,34 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     crate::timing::mark("prepare-rest");
     prep.attach_capture(end);
     let mut retried = false;
+    // Warnings printed so far: of the preparation, of the guard.
+    let (mut shown, mut guard_shown) = (0, 0);
     let spawned = loop {
-        if !l.quiet {
-            for w in prep
-                .warnings
-                .iter()
-                .chain(guard.iter().flat_map(|g| &g.warnings))
-            {
-                warn(w);
-            }
-        }
-        let mut shown = prep.warnings.len();
         if l.verbose || l.dry_run {
-            // -v says which cgroups hold the run: made now rather than while the child is held.
+            // -v says which cgroups hold the run and what the guard found: made
+            // and kept now rather than while the child is held.
             if let Err(e) = prep.make_cgroups() {
                 prep.release_cgroups();
                 return Err(e);
             }
-            if !l.quiet {
-                for w in prep.warnings.iter().skip(shown) {
-                    warn(w);
-                }
+            if let Some(g) = guard.as_mut() {
+                g.record();
             }
-            shown = prep.warnings.len();
+        }
+        if !l.quiet {
+            let guard_warnings = guard.iter().flat_map(|g| &g.warnings);
+            for w in prep
+                .warnings
+                .iter()
+                .skip(shown)
+                .chain(guard_warnings.skip(guard_shown))
+            {
+                warn(w);
+            }
+        }
+        shown = prep.warnings.len();
+        guard_shown = guard.as_ref().map_or(0, |g| g.warnings.len());
+        if l.verbose || l.dry_run {
             crate::term::eprint(&describe_run(&prep, &host));
             if let Some(g) = &guard {
                 eprintln!(
@@ -238,12 +248,25 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             prep.release_cgroups();
             return Ok(0);
         }
-        match sandbox::spawn(&mut prep, &signals, &mut monitor, &mut || Ok(())) {
+        let mut record = || {
+            if let Some(g) = guard.as_mut() {
+                g.record();
+            }
+            Ok(())
+        };
+        match sandbox::spawn(&mut prep, &signals, &mut monitor, &mut record) {
             Ok(s) => {
                 monitor.adopt(s.pid.as_raw() as u32);
-                // Made while the child was held (a partial memory limit).
+                // Made while the child was held (a partial memory limit, a
+                // guard walk stopped at its bounds).
                 if !l.quiet {
-                    for w in prep.warnings.iter().skip(shown) {
+                    let guard_warnings = guard.iter().flat_map(|g| &g.warnings);
+                    for w in prep
+                        .warnings
+                        .iter()
+                        .skip(shown)
+                        .chain(guard_warnings.skip(guard_shown))
+                    {
                         warn(w);
                     }
                 }
@@ -267,6 +290,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 crate::changes::attach(&mut monitor, &policy, opts.changes);
                 prep = Prepared::new(policy, &host, &l.command, opts, inherited, Some(&why))?;
                 prep.attach_capture(end);
+                shown = 0;
             }
             Err(SpawnError::NsUnavailable(why)) => {
                 prep.release_cgroups();
