@@ -79,6 +79,8 @@ pub struct Prepared {
     pub command: Vec<OsString>,
     landlock: Option<landlock::Prepared>,
     bpf: Vec<BpfProgram>,
+    /// `bpf` is left to the child (see errno_filter).
+    bpf_lazy: bool,
     /// The capture variant of the filter: refusals go to the supervisor.
     bpf_notify: Option<Vec<BpfProgram>>,
     /// The payload's end of the channel that carries the listener to the launcher.
@@ -136,7 +138,11 @@ impl Prepared {
         crate::timing::mark("prepare-limits");
         let landlock = landlock::prepare(&plan, true)?;
         crate::timing::mark("prepare-landlock");
-        let bpf = if host.seccomp {
+        // The errno filter is the one installed only where the kernel has no user
+        // notification; elsewhere it is the rare fallback (no listener to be had,
+        // as in a nested cordon), compiled in the child when it is needed.
+        let bpf_lazy = host.seccomp && host.user_notif;
+        let bpf = if host.seccomp && !bpf_lazy {
             policy.syscalls.compile()?
         } else {
             Vec::new()
@@ -236,6 +242,7 @@ impl Prepared {
             capture: None,
             mediation_required,
             exec_observed: opts.capture,
+            bpf_lazy,
             rlimits,
             ns,
             inherited: inherited.to_vec(),
@@ -772,13 +779,15 @@ fn payload(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, launcher: Opt
     match (prep.bpf_notify.as_ref(), prep.capture.take()) {
         (Some(progs), Some(chan)) => install_notify(
             progs,
-            &prep.bpf,
+            &|| errno_filter(prep),
             &chan.0,
             prep.mediation_required,
             prep.exec_observed,
         )
         .unwrap_or_else(|m| die(m)),
-        _ => install(&prep.bpf).unwrap_or_else(|m| die(m)),
+        _ => errno_filter(prep)
+            .and_then(|f| install(&f))
+            .unwrap_or_else(|m| die(m)),
     }
     let e = nix::unistd::execve(&prep.program_c, &prep.argv, &prep.envp).unwrap_err();
     let code = exec::exec_failure_code(e as i32);
@@ -793,6 +802,22 @@ fn payload(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, launcher: Opt
         false,
         &format!("{}: {}{hint}", prep.program.display(), e.desc()),
     )
+}
+
+/// The errno filter: prepared, or compiled now (in the child) where it is
+/// only the fallback. The policy is the one the launcher prepared, so the
+/// program is the same either way.
+fn errno_filter(
+    prep: &Prepared,
+) -> std::result::Result<std::borrow::Cow<'_, [BpfProgram]>, String> {
+    if !prep.bpf_lazy {
+        return Ok(std::borrow::Cow::Borrowed(&prep.bpf));
+    }
+    prep.policy
+        .syscalls
+        .compile()
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| format!("compiling the seccomp filter: {e}"))
 }
 
 fn install(progs: &[BpfProgram]) -> std::result::Result<(), String> {
@@ -812,9 +837,9 @@ fn install(progs: &[BpfProgram]) -> std::result::Result<(), String> {
 /// still open in the payload (it closes on exec), so the launcher can take it
 /// first. A launcher that cannot take it kills the payload. One round trip less
 /// per launch.
-fn install_notify(
+fn install_notify<'p>(
     progs: &[BpfProgram],
-    fallback: &[BpfProgram],
+    fallback: &dyn Fn() -> std::result::Result<std::borrow::Cow<'p, [BpfProgram]>, String>,
     chan: &OwnedFd,
     required: bool,
     exec_observed: bool,
@@ -865,7 +890,7 @@ fn install_notify(
              run with --best-effort, or with namespaces, to accept this"
         )),
         Err(e) => {
-            install(fallback)?;
+            install(&fallback()?)?;
             let why = format!(
                 "{}a seccomp listener is not available here ({e})",
                 crate::monitor::NO_LISTENER as char
