@@ -777,7 +777,8 @@ impl SyscallPolicy {
     fn quiet(&self) -> Vec<i64> {
         self.rules
             .iter()
-            // A profile's own `deny` of one of them answers EPERM, as it says.
+            // A profile's own `deny` of one of them is not quiet (it is recorded); clone3
+            // still answers ENOSYS there: the built-in rule for it stays and answers first.
             .filter(|r| QUIET.contains(&r.name) && r.checks.is_empty() && r.errno == Errno::Enosys)
             .map(|r| r.nr)
             .collect()
