@@ -117,6 +117,17 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
     )
 }
 
+/// Print the preparation's warnings `prep` and the guard's from `guard_shown`
+/// on: those not printed yet (some come only once the child is held).
+fn warn_new(prep: &[String], guard: Option<&crate::guard::Guard>, guard_shown: usize) {
+    let guard = guard
+        .iter()
+        .flat_map(|g| g.warnings.iter().skip(guard_shown));
+    for w in prep.iter().chain(guard) {
+        warn(w);
+    }
+}
+
 /// Launch, supervise, report. Returns the contract's exit code.
 pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     let started = Instant::now();
@@ -219,15 +230,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             }
         }
         if !l.quiet {
-            let guard_warnings = guard.iter().flat_map(|g| &g.warnings);
-            for w in prep
-                .warnings
-                .iter()
-                .skip(shown)
-                .chain(guard_warnings.skip(guard_shown))
-            {
-                warn(w);
-            }
+            warn_new(&prep.warnings[shown..], guard.as_ref(), guard_shown);
         }
         shown = prep.warnings.len();
         guard_shown = guard.as_ref().map_or(0, |g| g.warnings.len());
@@ -260,15 +263,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 // Made while the child was held (a partial memory limit, a
                 // guard walk stopped at its bounds).
                 if !l.quiet {
-                    let guard_warnings = guard.iter().flat_map(|g| &g.warnings);
-                    for w in prep
-                        .warnings
-                        .iter()
-                        .skip(shown)
-                        .chain(guard_warnings.skip(guard_shown))
-                    {
-                        warn(w);
-                    }
+                    warn_new(&prep.warnings[shown..], guard.as_ref(), guard_shown);
                 }
                 break s;
             }

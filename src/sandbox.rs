@@ -388,6 +388,13 @@ fn launch(step: &'static str, e: impl Into<std::io::Error>) -> Error {
     }
 }
 
+/// Kill and reap a child that must not go on (a step of the launcher failed
+/// before its execve).
+fn abandon(pid: Pid) {
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = waitpid(pid, None);
+}
+
 /// Start the sandbox. Returns once the payload has called execve (or failed to).
 ///
 /// `held` is launcher work that must be done before the payload runs but that
@@ -443,8 +450,7 @@ pub fn spawn(
                     nix::unistd::getegid().as_raw(),
                 );
                 if let Err(e) = maps {
-                    let _ = kill(pid, Signal::SIGKILL);
-                    let _ = waitpid(pid, None);
+                    abandon(pid);
                     return Err(SpawnError::NsUnavailable(format!(
                         "writing the uid/gid maps: {e}"
                     )));
@@ -457,8 +463,7 @@ pub fn spawn(
                     .map_or(Ok(()), |l| l.add_rules(&prep.plan))
                     .and_then(|()| prep.make_cgroups());
                 if let Err(e) = ready {
-                    let _ = kill(pid, Signal::SIGKILL);
-                    let _ = waitpid(pid, None);
+                    abandon(pid);
                     return Err(SpawnError::Failed(e));
                 }
                 monitor.start_audit();
@@ -470,8 +475,7 @@ pub fn spawn(
                     msg.extend_from_slice(p.as_bytes_with_nul());
                 }
                 if msg.len() > libc::PIPE_BUF {
-                    let _ = kill(pid, Signal::SIGKILL);
-                    let _ = waitpid(pid, None);
+                    abandon(pid);
                     return Err(SpawnError::Failed(Error::Unenforceable {
                         missing: "the run's cgroup paths are too long to hand to init".into(),
                     }));
@@ -480,8 +484,7 @@ pub fn spawn(
                 drop(sync_w);
                 if gated {
                     if let Err(e) = held() {
-                        let _ = kill(pid, Signal::SIGKILL);
-                        let _ = waitpid(pid, None);
+                        abandon(pid);
                         return Err(SpawnError::Failed(e));
                     }
                 }
@@ -504,8 +507,7 @@ pub fn spawn(
                 let pid = Pid::from_raw(pid);
                 if gated {
                     if let Err(e) = held() {
-                        let _ = kill(pid, Signal::SIGKILL);
-                        let _ = waitpid(pid, None);
+                        abandon(pid);
                         return Err(SpawnError::Failed(e));
                     }
                 }
