@@ -300,7 +300,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         }
     };
     crate::timing::mark("child-exec");
-    let outcome = supervise::supervise(
+    let (outcome, mut exiting) = supervise::supervise(
         spawned,
         &signals,
         prep.timeout(),
@@ -310,10 +310,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         &prep.plan,
     );
     crate::timing::mark("payload");
-    prep.release_cgroups();
-    crate::timing::mark("cgroup-release");
     // The tree is gone (supervise killed what was left, also after a timeout or a
-    // forwarded signal): nothing writes to the run's directory any more.
+    // forwarded signal; init, if it is still exiting, reaped it all first):
+    // nothing writes to the run's directory any more.
     if let Some(t) = run_tmp.take() {
         let shown = t.path().display().to_string();
         if let Err(e) = t.remove() {
@@ -332,6 +331,10 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     }
     crate::timing::mark("guard-finish");
     let changes = crate::changes::finish(&mut monitor);
+    // The cgroups go once init has left them (its namespaces torn down meanwhile).
+    exiting.reap();
+    prep.release_cgroups();
+    crate::timing::mark("cgroup-release");
 
     let mut failed = Vec::new();
     // The full report only when something keeps it: building it (the resolved

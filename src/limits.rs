@@ -191,6 +191,53 @@ pub fn memory_cgroup_base() -> Option<PathBuf> {
         .find(|b| nix::unistd::access(b, nix::unistd::AccessFlags::W_OK).is_ok())
 }
 
+/// What [`make`] made: the process limit's mechanism (an error when it has
+/// none) and the memory cgroup.
+pub type Made = (Result<Processes, String>, Memory);
+
+/// Make the run's cgroups for `l` (the limits `effective` left): the pids
+/// cgroup as root, the memory cgroup where one can be had.
+pub fn make(l: &Limits, root: bool) -> Made {
+    let memory = memory(l);
+    if root && !matches!(&memory, Memory::Cgroup { procs, .. } if is_v2(procs)) {
+        return (processes(l, true), memory);
+    }
+    with_processes(memory, l.processes, root)
+}
+
+/// The process limit beside `memory`, made: on cgroup v2 in the memory cgroup itself.
+fn with_processes(memory: Memory, max: Option<u64>, root: bool) -> Made {
+    let processes = match (&memory, max) {
+        (_, _) if !root => Ok(Processes::None),
+        (_, None) => Ok(Processes::None),
+        // cgroup v2: a process is in one cgroup of the hierarchy, so a pids
+        // cgroup beside the memory one would hold the run only until init
+        // joined the other (and at the root of a container both have the same
+        // name): the memory cgroup takes the process limit too.
+        (Memory::Cgroup { dir, procs, .. }, Some(max)) if is_v2(procs) => {
+            match std::fs::write(dir.join("pids.max"), max.to_string()) {
+                Ok(()) => Ok(Processes::Cgroup {
+                    dir: dir.clone(),
+                    procs: procs.clone(),
+                    max,
+                }),
+                Err(e) => Err(format!(
+                    "the memory cgroup {} (cgroup v2) cannot take the process limit, and a second cgroup of the same hierarchy cannot hold the run too: {e} (the pids controller is not enabled for it)",
+                    dir.display()
+                )),
+            }
+        }
+        // Not reached: make takes the other cases.
+        _ => Ok(Processes::None),
+    };
+    (processes, memory)
+}
+
+/// Whether a join file is a cgroup v2 one (see [`join_file`]).
+fn is_v2(procs: &std::ffi::CStr) -> bool {
+    procs.to_bytes().ends_with(b"/cgroup.procs")
+}
+
 /// What this host can enforce, for [`effective`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Host {
@@ -198,15 +245,34 @@ pub struct Host {
     pub namespaces: bool,
     pub pids_cgroup: bool,
     pub memory_cgroup: bool,
+    /// The memory cgroup would be a v2 one; it then holds the process limit
+    /// too, which needs the pids controller there (`pids_with_memory`).
+    pub memory_v2: bool,
+    pub pids_with_memory: bool,
 }
 
 impl Host {
     pub fn probe(root: bool, namespaces: bool) -> Host {
+        let memory = memory_bases()
+            .into_iter()
+            .find(|(b, _)| nix::unistd::access(b, nix::unistd::AccessFlags::W_OK).is_ok());
+        let (memory_v2, pids_with_memory) = match &memory {
+            Some((base, true)) => (
+                true,
+                std::fs::read_to_string(base.join("cgroup.subtree_control"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .any(|c| c == "pids"),
+            ),
+            _ => (false, false),
+        };
         Host {
             root,
             namespaces,
             pids_cgroup: pids_cgroup_base().is_some(),
-            memory_cgroup: memory_cgroup_base().is_some(),
+            memory_cgroup: memory.is_some(),
+            memory_v2,
+            pids_with_memory,
         }
     }
 }
@@ -218,8 +284,14 @@ impl Host {
 pub fn effective(l: &Limits, host: Host) -> (Limits, Vec<String>) {
     let mut out = *l;
     let mut notes = Vec::new();
+    // A memory cgroup on cgroup v2 takes the process limit too (see make).
+    let shared_v2 = l.memory.is_some() && host.memory_cgroup && host.memory_v2;
     if let (Some(n), LimitSource::Builtin) = (l.processes, l.processes_from) {
-        let why = if host.root && !host.pids_cgroup {
+        let why = if host.root && shared_v2 && !host.pids_with_memory {
+            Some(
+                "root bypasses RLIMIT_NPROC, and the memory cgroup (cgroup v2) that holds the run does not have the pids controller",
+            )
+        } else if host.root && !shared_v2 && !host.pids_cgroup {
             Some("root bypasses RLIMIT_NPROC and no pids cgroup is writable")
         } else if !host.root && !host.namespaces {
             Some(
@@ -544,6 +616,8 @@ mod tests {
             namespaces: true,
             pids_cgroup: true,
             memory_cgroup: true,
+            memory_v2: false,
+            pids_with_memory: false,
         };
         assert_eq!(effective(&l, all), (l, vec![]));
         let bare_root = Host {
@@ -572,6 +646,64 @@ mod tests {
             ..l
         };
         assert_eq!(effective(&mine, bare_root), (mine, vec![]));
+        // cgroup v2: the memory cgroup holds the process limit too, so it is
+        // enforced only where that cgroup has the pids controller, whatever
+        // pids cgroup could be made elsewhere in the hierarchy.
+        let v2 = Host {
+            memory_v2: true,
+            pids_with_memory: true,
+            pids_cgroup: false,
+            ..all
+        };
+        assert_eq!(effective(&l, v2), (l, vec![]));
+        let v2_no_pids = Host {
+            pids_with_memory: false,
+            pids_cgroup: true,
+            ..v2
+        };
+        let (e, notes) = effective(&l, v2_no_pids);
+        assert_eq!((e.processes, e.memory), (None, Some(8 << 30)));
+        assert!(notes[0].contains("pids controller"), "{notes:?}");
+        // Without a memory limit the pids cgroup is the run's only one.
+        let no_memory = Limits { memory: None, ..l };
+        assert_eq!(effective(&no_memory, v2_no_pids).0.processes, Some(4096));
+    }
+
+    /// cgroup v2 (a directory standing in for the hierarchy): one cgroup holds
+    /// both limits, and init is told to join it once. Before, the pids cgroup
+    /// and the memory cgroup had the same name at a container's root: the
+    /// second was made by removing the first, and the process limit was lost.
+    #[test]
+    fn on_cgroup_v2_one_cgroup_holds_both_limits() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cordon-1");
+        std::fs::create_dir(&dir).unwrap();
+        let procs =
+            CString::new(join_file(&dir, true).into_os_string().into_encoded_bytes()).unwrap();
+        assert!(is_v2(&procs) && !is_v2(c"/sys/fs/cgroup/pids/cordon-1/tasks"));
+        let memory = Memory::Cgroup {
+            dir: dir.clone(),
+            procs: procs.clone(),
+            max: 1 << 30,
+        };
+        let (p, _) = with_processes(memory.clone(), Some(64), true);
+        assert_eq!(
+            p.unwrap(),
+            Processes::Cgroup {
+                dir: dir.clone(),
+                procs: procs.clone(),
+                max: 64
+            }
+        );
+        assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap(), "64");
+        // Without the pids controller there (no pids.max to write): refused, not split.
+        let gone = Memory::Cgroup {
+            dir: d.path().join("absent"),
+            procs,
+            max: 1 << 30,
+        };
+        let err = with_processes(gone, Some(64), true).0.unwrap_err();
+        assert!(err.contains("cannot take the process limit"), "{err}");
     }
 
     /// A cgroup left by a launcher that was killed is removed by the next run's cleanup.

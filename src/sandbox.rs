@@ -269,13 +269,14 @@ impl Prepared {
         if std::mem::replace(&mut self.cgroups_made, true) {
             return Ok(());
         }
-        if nix::unistd::geteuid().is_root() {
-            self.processes = limits::processes(&self.limits, true)
-                .map_err(|m| Error::Unenforceable { missing: m })?;
+        let root = nix::unistd::geteuid().is_root();
+        let (processes, memory) = limits::make(&self.limits, root);
+        // Kept before the error below, so that release_cgroups removes it.
+        self.memory = memory;
+        if root {
+            self.processes = processes.map_err(|m| Error::Unenforceable { missing: m })?;
         }
-        crate::timing::mark("pids-cgroup");
-        self.memory = limits::memory(&self.limits);
-        crate::timing::mark("memory-cgroup");
+        crate::timing::mark("cgroups");
         if let Some(w) = self.memory.warning() {
             self.plan.warnings.push(w.clone());
             self.warnings.push(w);
@@ -290,7 +291,10 @@ impl Prepared {
             v.push(procs.clone());
         }
         if let Memory::Cgroup { procs, .. } = &self.memory {
-            v.push(procs.clone());
+            // On cgroup v2 one cgroup holds both limits (limits::make).
+            if !v.contains(procs) {
+                v.push(procs.clone());
+            }
         }
         v
     }
@@ -697,14 +701,16 @@ fn init(
                 match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::StillAlive) | Err(_) => break,
                     Ok(st) if st.pid() == Some(child) => {
-                        // The run ends with the payload. What it left behind dies with
-                        // us: when a namespace's init exits, the kernel kills every
-                        // process left in it, and init becomes a zombie only once they
-                        // are all released. The launcher reaps init (supervise), so
-                        // nothing of the run outlives cordon or counts against the uid's
-                        // RLIMIT_NPROC afterwards.
-                        let raw = raw_status(st);
-                        let _ = nix::unistd::write(&status_w, &raw.to_ne_bytes());
+                        // The run ends with the payload: what it left behind is killed
+                        // and reaped here, before the status goes out, so that the
+                        // launcher may check the workspace (the guard) while our own
+                        // exit tears the namespaces down. The launcher reaps init
+                        // (supervise), so nothing of the run outlives cordon or counts
+                        // against the uid's RLIMIT_NPROC afterwards.
+                        let mut msg = [0u8; STATUS_LEN];
+                        msg[..4].copy_from_slice(&raw_status(st).to_ne_bytes());
+                        msg[4] = end_namespace() as u8;
+                        let _ = nix::unistd::write(&status_w, &msg);
                         sys::exit_now(0);
                     }
                     Ok(_) => {}
@@ -720,6 +726,27 @@ fn init(
             _ => {
                 let _ = kill(child, sig);
             }
+        }
+    }
+}
+
+/// init's report to the launcher: the payload's wait status (4 bytes, as the
+/// kernel encodes it), then 1 when no other process is left in the namespace.
+pub const STATUS_LEN: usize = 5;
+
+/// In init, after the payload's exit: SIGKILL to every other process of the
+/// namespace, reaping until there is none. True when none is left: init's
+/// children are all gone, and every process of a PID namespace descends from
+/// its init (orphans are reparented to it). A fork racing the kill cannot slip
+/// through: the kernel fails a fork whose parent has a signal pending once the
+/// child would be on the task list, which kill(-1) walks.
+fn end_namespace() -> bool {
+    loop {
+        let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+        match waitpid(None, None) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::ECHILD) => return true,
+            Err(_) => return false,
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::error::exit;
 use crate::monitor::Monitor;
 use crate::plan::Plan;
 use crate::policy::Policy;
-use crate::sandbox::{Signals, Spawned, descendants};
+use crate::sandbox::{STATUS_LEN, Signals, Spawned, descendants};
 
 /// How long the tree gets between SIGTERM and SIGKILL on timeout.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -52,7 +52,31 @@ enum Phase {
     Killed,
 }
 
+/// init of a finished run, still tearing its namespaces down: nothing of the
+/// payload is left (init reaped it all before reporting), but init itself must
+/// be reaped before the run's cgroups can go. Dropping it waits.
+#[derive(Debug)]
+pub struct Exiting(Option<Pid>);
+
+impl Exiting {
+    /// Wait until init is gone (its namespaces with it).
+    pub fn reap(&mut self) {
+        if let Some(pid) = self.0.take() {
+            while let Err(nix::errno::Errno::EINTR) = waitpid(pid, None) {}
+        }
+    }
+}
+
+impl Drop for Exiting {
+    fn drop(&mut self) {
+        self.reap();
+    }
+}
+
 /// Supervise until the payload ends; then make sure nothing of the tree is left.
+/// With namespaces, init may still be exiting: its teardown (mounts, network)
+/// runs while the caller checks what the run left, and [`Exiting::reap`] waits
+/// for it.
 pub fn supervise(
     child: Spawned,
     signals: &Signals,
@@ -61,7 +85,7 @@ pub fn supervise(
     monitor: &mut Monitor,
     policy: &Policy,
     plan: &Plan,
-) -> Outcome {
+) -> (Outcome, Exiting) {
     let deadline = timeout.map(|t| started + t);
     let mut phase = Phase::Running;
     let mut timed_out = false;
@@ -69,6 +93,8 @@ pub fn supervise(
     // The payload's status: from waitpid, or (namespaces) from init's status pipe.
     // Outer None: still running; Some(None): gone without a status (killed with init).
     let mut done: Option<Option<WaitStatus>> = None;
+    // init reported that nothing but itself is left in the namespace.
+    let mut emptied = false;
     while done.is_none() {
         let wake = match phase {
             Phase::Running => deadline,
@@ -105,7 +131,9 @@ pub fn supervise(
         if status_ready {
             // init reports the payload's status (or closes the pipe when killed):
             // the run is over, whether or not init has finished dying.
-            done = Some(child.status.as_ref().and_then(read_status));
+            let (st, empty) = child.status.as_ref().map_or((None, false), read_status);
+            done = Some(st);
+            emptied = empty;
         }
         let now = Instant::now();
         match phase {
@@ -134,22 +162,29 @@ pub fn supervise(
         reap(child.pid, &mut main);
         if done.is_none() && main.is_some() {
             done = Some(match &child.status {
-                Some(pipe) => read_status(pipe),
+                Some(pipe) => read_status(pipe).0,
                 None => main,
             });
         }
     }
     let duration = started.elapsed();
+    crate::timing::mark("status");
+    let mut exiting = Exiting(None);
     if child.ns {
         // init exits right after reporting; make sure, and reap it. Its exit ends
         // every process left in the namespace, and completes only once they are all
         // released: after this wait nothing of the run is left. Left to our own
         // parent (PID 1 or a subreaper) as a zombie, init would count against the
         // user's RLIMIT_NPROC until reaped, and a parent that never reaps (an agent
-        // running as PID 1 of a container) would collect one per run.
+        // running as PID 1 of a container) would collect one per run. When init
+        // has already reaped the rest itself, the wait is the caller's, later.
         let _ = kill(child.pid, Signal::SIGKILL);
         if main.is_none() {
-            while let Err(nix::errno::Errno::EINTR) = waitpid(child.pid, None) {}
+            if emptied {
+                exiting = Exiting(Some(child.pid));
+            } else {
+                while let Err(nix::errno::Errno::EINTR) = waitpid(child.pid, None) {}
+            }
         }
         reap(child.pid, &mut main);
     } else {
@@ -163,12 +198,15 @@ pub fn supervise(
         // init was killed before it could report: the tree was killed with it.
         _ => (None, Some(libc::SIGKILL)),
     };
-    Outcome {
-        exit_status,
-        signal,
-        timed_out,
-        duration,
-    }
+    (
+        Outcome {
+            exit_status,
+            signal,
+            timed_out,
+            duration,
+        },
+        exiting,
+    )
 }
 
 fn reap(main_pid: Pid, main: &mut Option<WaitStatus>) {
@@ -231,10 +269,15 @@ fn reap_all() {
     while waitpid(None, None).is_ok() {}
 }
 
-fn read_status(pipe: &OwnedFd) -> Option<WaitStatus> {
-    let mut b = [0u8; 4];
+/// init's report (sandbox::STATUS_LEN bytes): the payload's status, and
+/// whether nothing else is left in the namespace.
+fn read_status(pipe: &OwnedFd) -> (Option<WaitStatus>, bool) {
+    let mut b = [0u8; STATUS_LEN];
     match nix::unistd::read(pipe, &mut b) {
-        Ok(4) => WaitStatus::from_raw(Pid::from_raw(0), i32::from_ne_bytes(b)).ok(),
-        _ => None,
+        Ok(STATUS_LEN) => {
+            let raw = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+            (WaitStatus::from_raw(Pid::from_raw(0), raw).ok(), b[4] == 1)
+        }
+        _ => (None, false),
     }
 }

@@ -709,6 +709,48 @@ fn a_timeout_still_puts_everything_back() {
     });
 }
 
+/// The payload exits at once, leaving writers behind (ignoring SIGTERM) that
+/// plant the protected files again and again. The check after the run must
+/// come after the last of them is gone (with namespaces init kills and reaps
+/// them before it reports; without, the launcher does), or a writer would
+/// plant a file after it was put back: cordon returns with nothing planted,
+/// and nothing is planted a moment later either.
+#[test]
+fn writers_left_behind_cannot_plant_after_the_check() {
+    each(
+        "writers_left_behind_cannot_plant_after_the_check",
+        |user, ns, ctx| {
+            let f = Fixture::new(user);
+            f.repo("");
+            let plant = format!(
+                "printf '[core]\\n\\tfsmonitor = {}\\n' > .git/config.worktree 2>/dev/null; \
+             mkdir -p .claude 2>/dev/null && echo '{{}}' > .claude/settings.json 2>/dev/null",
+                f.hit()
+            );
+            let script = format!(
+                "for i in 1 2 3 4; do (trap '' TERM HUP; while :; do {plant}; done) & done; \
+             sleep 0.2; exit 0"
+            );
+            let (out, r) = f.run(ns, "", &script);
+            assert_code(&out, 0, ctx);
+            for round in ["when cordon returned", "0.3 s later"] {
+                assert!(
+                    !f.ws().join(".git/config.worktree").exists(),
+                    "{ctx}: .git/config.worktree is planted {round}"
+                );
+                assert!(
+                    !f.ws().join(".claude").exists(),
+                    "{ctx}: .claude is planted {round}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            assert_found(&r, &f.ws().join(".claude"), "create", ctx);
+            f.git_ok(&f.ws(), &["status", "--short"]);
+            f.assert_nothing_ran(ctx);
+        },
+    );
+}
+
 /// A private runtime directory for `user` outside every writable root (as a
 /// session's XDG_RUNTIME_DIR is), removed on drop.
 struct RuntimeDir(PathBuf);
