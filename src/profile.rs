@@ -4,6 +4,8 @@
 //! Everything here is parsing and merging: no syscalls beyond reading the profile
 //! files. Every value keeps the file and line it came from ([`Origin`]) so that
 //! `explain` and error messages can point at the line that decided.
+//!
+//! The built-ins are parsed at build time ([`precompiled`]); files at run time.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +19,8 @@ use toml::Spanned;
 
 use crate::error::{Error, Result};
 use crate::units::{Count, HumanDuration, HumanSize};
+
+mod precompiled;
 
 /// The built-in profiles, embedded in the binary: (name, TOML text).
 pub const BUILTINS: &[(&str, &str)] = &[
@@ -481,7 +485,10 @@ pub struct Overrides {
 impl Profile {
     /// Load a built-in or a profile file, resolving `extends`.
     pub fn load(r: &ProfileRef) -> Result<Profile> {
-        let mut chain = Chain::default();
+        Profile::load_in(r, Chain::default())
+    }
+
+    fn load_in(r: &ProfileRef, mut chain: Chain) -> Result<Profile> {
         let mut p = Profile::default();
         load_into(&mut p, r, None, &mut chain)?;
         p.name = r.to_string();
@@ -645,6 +652,9 @@ impl Profile {
 struct Chain {
     stack: Vec<String>,
     loaded: std::collections::BTreeSet<String>,
+    /// Parse the built-ins' TOML instead of taking their pre-parsed trees: the
+    /// reference the test of the trees compares them with.
+    builtins_from_toml: bool,
 }
 
 /// Profiles are small; anything larger is not a profile (and reading it whole
@@ -717,7 +727,9 @@ fn load_into(
                 return Ok(());
             }
             chain.stack.push(key.clone());
-            apply_text(p, &format!("builtin/{name}.toml"), text.into(), None, chain)?;
+            let file = format!("builtin/{name}.toml");
+            let raw = builtin_raw(name, &file, text, chain)?;
+            apply_raw(p, &file, raw, text.into(), None, chain)?;
             chain.stack.pop();
             chain.loaded.insert(key);
         }
@@ -766,6 +778,18 @@ fn check_cycle(stack: &[String], key: &str) -> Result<()> {
     Ok(())
 }
 
+/// A built-in as build.rs parsed it. Should its tree not deserialize (a case the
+/// tree's deserializer misses), the TOML is parsed instead: the pre-parsed path
+/// may change how fast a built-in loads, never what it loads to.
+fn builtin_raw(name: &str, file: &str, text: &str, chain: &Chain) -> Result<RawProfile> {
+    if !chain.builtins_from_toml {
+        if let Some(raw) = precompiled::tree(name).and_then(|t| RawProfile::deserialize(t).ok()) {
+            return Ok(raw);
+        }
+    }
+    parse(file, text)
+}
+
 /// Parse one profile text and merge it (after its own `extends`) into `p`.
 fn apply_text(
     p: &mut Profile,
@@ -775,6 +799,19 @@ fn apply_text(
     chain: &mut Chain,
 ) -> Result<()> {
     let raw = parse(name, &text)?;
+    apply_raw(p, name, raw, text, dir, chain)
+}
+
+/// Merge one parsed profile (after its own `extends`) into `p`. Spans are byte
+/// offsets into `text`.
+fn apply_raw(
+    p: &mut Profile,
+    name: &str,
+    raw: RawProfile,
+    text: Arc<str>,
+    dir: Option<&Path>,
+    chain: &mut Chain,
+) -> Result<()> {
     let lines = LineIndex::new(&text);
     if let Some(ext) = &raw.extends {
         let (line, column) = lines.line_col(ext.span().start);
@@ -1088,6 +1125,34 @@ mod tests {
         for (name, _) in BUILTINS {
             let p = Profile::load(&ProfileRef::Builtin(name.to_string())).unwrap();
             assert!(p.description.is_some(), "{name} has no description");
+        }
+    }
+
+    /// The trees build.rs makes must load to what the TOML loads to: every
+    /// value, span and origin, for every built-in alone and as a parent.
+    #[test]
+    fn precompiled_builtins_match_their_toml() {
+        let mut trees: Vec<_> = precompiled::names().collect();
+        let mut names: Vec<_> = BUILTINS.iter().map(|(n, _)| *n).collect();
+        trees.sort_unstable();
+        names.sort_unstable();
+        assert_eq!(trees, names, "profiles/*.toml and BUILTINS differ");
+        for (name, text) in BUILTINS {
+            let tree = precompiled::tree(name).unwrap();
+            let fast = RawProfile::deserialize(tree).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let slow = parse(&format!("builtin/{name}.toml"), text).unwrap();
+            assert_eq!(format!("{fast:#?}"), format!("{slow:#?}"), "{name}");
+            let r = ProfileRef::Builtin(name.to_string());
+            let fast = Profile::load(&r).unwrap();
+            let slow = Profile::load_in(
+                &r,
+                Chain {
+                    builtins_from_toml: true,
+                    ..Chain::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(format!("{fast:#?}"), format!("{slow:#?}"), "{name}");
         }
     }
 
