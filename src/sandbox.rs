@@ -403,9 +403,13 @@ fn abandon(pid: Pid) {
 ///
 /// `held` is launcher work that must be done before the payload runs but that
 /// the child's own preparation does not need (the guard's launch snapshots).
-/// Where the payload waits for the launcher's word before its execve (it hands
-/// over its seccomp listener and waits for the acknowledgement), `held` is done
-/// after the fork, while the child builds its sandbox, instead of before it.
+/// With namespaces, where the payload waits for the launcher's word before its
+/// execve (it hands over its seccomp listener and waits for the
+/// acknowledgement), `held` is done after the clone, while init builds the
+/// namespaces, instead of before it. Without them it is done before the fork:
+/// the payload's own steps are short (~0.4 ms), so it would wait for `held`
+/// anyway, and after a fork every page the launcher writes is a copy-on-write
+/// fault (measured: 0.13 ms per launch less this way).
 ///
 /// With namespaces the run's cgroups are made after the clone too, while init
 /// builds its network namespace; their files come with the byte init waits
@@ -418,7 +422,7 @@ pub fn spawn(
     monitor: &mut Monitor,
     held: &mut dyn FnMut() -> Result<()>,
 ) -> std::result::Result<Spawned, SpawnError> {
-    let gated = prep.capture.is_some();
+    let gated = prep.capture.is_some() && prep.ns.is_some();
     if !gated {
         held()?;
     }
