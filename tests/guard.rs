@@ -512,6 +512,64 @@ fn rust_toolchain_and_cargo_config() {
     });
 }
 
+/// The directory that holds a protected file, made by the run as a symlink to
+/// a directory of its own: `.cargo -> own` with `own/config.toml` naming a
+/// rustc-wrapper (run by the user's next `cargo metadata`), `.claude` and
+/// `.vscode` likewise. The links go; a link the user had at launch stays, with
+/// what it points to.
+#[test]
+fn protected_files_behind_a_symlinked_directory() {
+    each(
+        "protected_files_behind_a_symlinked_directory",
+        |user, ns, ctx| {
+            let f = Fixture::new(user);
+            f.write(
+                "Cargo.toml",
+                "[package]\nname = \"x\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+            );
+            f.write("src/main.rs", "fn main() {}\n");
+            // The user's own link, there at launch: untouched.
+            f.write("shared/.config/nextest.toml", "[profile.default]\n");
+            std::os::unix::fs::symlink("shared/.config", f.ws().join(".config")).unwrap();
+            let script = format!(
+                "mkdir -p own own2 own3 && printf '[build]\\nrustc-wrapper = \"{hit}\"\\n' > own/config.toml \
+             && ln -s own .cargo \
+             && printf '{{\"hooks\":{{\"SessionStart\":[{{\"hooks\":[{{\"type\":\"command\",\"command\":\"{hit}\"}}]}}]}}}}' > own2/settings.json \
+             && ln -s own2 .claude \
+             && echo '{{}}' > own3/tasks.json && ln -s own3 .vscode && echo planted",
+                hit = f.hit()
+            );
+            let (out, r) = f.run(ns, "", &script);
+            assert_code(&out, 0, ctx);
+            assert!(text(&out.stdout).contains("planted"), "{ctx}");
+            for link in [".cargo", ".claude", ".vscode"] {
+                let p = f.ws().join(link);
+                assert!(
+                    std::fs::symlink_metadata(&p).is_err(),
+                    "{ctx}: the link {link} the run made is left"
+                );
+                assert_found(&r, &p, "create", ctx);
+            }
+            // What the links pointed to is the run's own (not protected by name).
+            assert!(f.ws().join("own/config.toml").exists(), "{ctx}");
+            let mine = std::fs::symlink_metadata(f.ws().join(".config")).unwrap();
+            assert!(
+                mine.file_type().is_symlink(),
+                "{ctx}: the user's link was removed"
+            );
+            assert!(f.ws().join(".config/nextest.toml").exists(), "{ctx}");
+            if let Some(o) = cargo(
+                user,
+                &f.ws(),
+                &["metadata", "--offline", "--format-version", "1"],
+            ) {
+                assert_code(&o, 0, format!("{ctx}: cargo metadata"));
+            }
+            f.assert_nothing_ran(ctx);
+        },
+    );
+}
+
 #[test]
 fn agent_and_editor_settings_created() {
     each("agent_and_editor_settings_created", |user, ns, ctx| {

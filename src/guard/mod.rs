@@ -199,6 +199,9 @@ pub struct Guard {
     launch_git_dirs: BTreeSet<PathBuf>,
     launch_nested: BTreeSet<PathBuf>,
     launch_worktrees: BTreeSet<PathBuf>,
+    /// Directories above protected paths (below the workspace) that were
+    /// symlinks at launch: the user's own. One the run made is removed.
+    launch_links: BTreeSet<PathBuf>,
     /// The launch walk (None when the run joined another's state: the end walks whole).
     walk: Option<walk::Walk>,
     shared: Option<state::Shared>,
@@ -262,6 +265,7 @@ impl Guard {
             launch_git_dirs: BTreeSet::new(),
             launch_nested: BTreeSet::new(),
             launch_worktrees: BTreeSet::new(),
+            launch_links: BTreeSet::new(),
             walk: None,
             scope,
             shared,
@@ -286,6 +290,7 @@ impl Guard {
             g.launch_git_dirs = st.git_dirs.iter().cloned().collect();
             g.launch_nested = st.nested.iter().cloned().collect();
             g.launch_worktrees = st.worktrees.iter().cloned().collect();
+            g.launch_links = st.links.iter().cloned().collect();
             joined_state = Some(st);
         } else {
             let top = discover::top(&g.scope, &mut dirs);
@@ -399,6 +404,7 @@ impl Guard {
                     *node = tree::snapshot_in(&mut p.dirs, &prot.path);
                 }
             }
+            self.launch_links = links(&self.scope.workspace, &self.items, &mut p.dirs);
         }
         drop(p.dirs);
         if let (Some(sh), Some(h)) = (&self.shared, &p.held) {
@@ -410,6 +416,7 @@ impl Guard {
                         git_dirs: &self.launch_git_dirs,
                         nested: &self.launch_nested,
                         worktrees: &self.launch_worktrees,
+                        links: &self.launch_links,
                     },
                     h,
                 ),
@@ -508,6 +515,21 @@ impl Guard {
         // Opened now, with the payload's tree gone (never the launch's).
         let mut dirs = tree::Dirs::default();
         dirs.index(&self.scope.workspace);
+        // A directory above a protected path that the run made a symlink (to a
+        // directory of its own holding the file: `.cargo -> own`) redirects
+        // the host's tools past every check below, which refuses to follow it.
+        let now = links(&self.scope.workspace, &self.items, &mut dirs);
+        for link in now.difference(&self.launch_links) {
+            let rule = self
+                .items
+                .iter()
+                .find(|(p, _)| p.path.starts_with(link))
+                .map(|(p, _)| p.rule())
+                .unwrap_or_default();
+            let outcome = tree::remove_path(link);
+            out.push(denial(link, "create", rule, &outcome));
+            dirs.forget(link);
+        }
         for (p, then) in &self.items {
             let except = self.scope.exceptions_in(&p.path);
             for c in tree::restore_in(&mut dirs, &p.path, then, &except, chown) {
@@ -565,6 +587,36 @@ impl Guard {
     pub fn protected(&self) -> impl Iterator<Item = &Protected> {
         self.items.iter().map(|(p, _)| p)
     }
+}
+
+/// The directories strictly between `ws` and a protected path that are
+/// symlinks (each once; below a symlink nothing more is looked at).
+fn links(ws: &Path, items: &[(Protected, tree::Node)], dirs: &mut tree::Dirs) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for (p, _) in items {
+        let Ok(rel) = p.path.strip_prefix(ws) else {
+            continue;
+        };
+        let mut a = ws.to_path_buf();
+        let parts: Vec<_> = rel.components().collect();
+        for c in parts.iter().take(parts.len().saturating_sub(1)) {
+            a.push(c);
+            if out.contains(&a) {
+                break;
+            }
+            if !seen.insert(a.clone()) {
+                continue;
+            }
+            let link = matches!(dirs.lstat(&a), tree::Lstat::Found(st)
+                if st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits());
+            if link {
+                out.insert(a.clone());
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// `flags` (one per item of `from`) carried to the items of `to` at the same

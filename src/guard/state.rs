@@ -33,6 +33,9 @@ pub struct State {
     pub git_dirs: Vec<PathBuf>,
     pub nested: Vec<PathBuf>,
     pub worktrees: Vec<PathBuf>,
+    /// Directories above protected paths that were symlinks at launch.
+    #[serde(default)]
+    pub links: Vec<PathBuf>,
 }
 
 impl State {
@@ -48,6 +51,7 @@ pub struct Launch<'a> {
     pub git_dirs: &'a BTreeSet<PathBuf>,
     pub nested: &'a BTreeSet<PathBuf>,
     pub worktrees: &'a BTreeSet<PathBuf>,
+    pub links: &'a BTreeSet<PathBuf>,
 }
 
 /// [`Launch`] as written: the fields and form of [`State`].
@@ -58,6 +62,7 @@ struct LaunchFile<'a> {
     git_dirs: &'a BTreeSet<PathBuf>,
     nested: &'a BTreeSet<PathBuf>,
     worktrees: &'a BTreeSet<PathBuf>,
+    links: &'a BTreeSet<PathBuf>,
 }
 
 /// The live runs alone: what the end of a run reads first (the items are
@@ -169,6 +174,7 @@ impl Shared {
             git_dirs: l.git_dirs,
             nested: l.nested,
             worktrees: l.worktrees,
+            links: l.links,
         };
         self.write(&file, held)
     }
