@@ -1,5 +1,6 @@
 //! The launcher after the payload has started: forward signals, enforce the
-//! timeout (SIGTERM to the whole tree, SIGKILL after a grace), reap, end every
+//! timeout (SIGTERM to the whole tree, SIGKILL after a grace) and the hang-up
+//! (the same, after a grace for the payload to end on its own), reap, end every
 //! leftover process, and turn the payload's status into the contract's exit code.
 //! Single-threaded: one poll loop over the signalfd (and, later, event sources).
 
@@ -48,6 +49,9 @@ impl Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Running,
+    /// SIGHUP (the terminal hung up, or the session that started us ended):
+    /// the payload has until then to end on its own, then the tree gets SIGTERM.
+    HungUp(Instant),
     Terminating(Instant),
     Killed,
 }
@@ -95,9 +99,11 @@ pub fn supervise(
     let mut done: Option<Option<WaitStatus>> = None;
     // init reported that nothing but itself is left in the namespace.
     let mut emptied = false;
+    let leader = nix::unistd::getsid(None).ok() == Some(nix::unistd::getpid());
     while done.is_none() {
         let wake = match phase {
             Phase::Running => deadline,
+            Phase::HungUp(at) => Some(deadline.map_or(at, |d| d.min(at))),
             Phase::Terminating(at) => Some(at),
             Phase::Killed => None,
         };
@@ -137,8 +143,12 @@ pub fn supervise(
         }
         let now = Instant::now();
         match phase {
-            Phase::Running if deadline.is_some_and(|d| now >= d) => {
+            Phase::Running | Phase::HungUp(_) if deadline.is_some_and(|d| now >= d) => {
                 timed_out = true;
+                terminate(&child);
+                phase = Phase::Terminating(now + GRACE);
+            }
+            Phase::HungUp(at) if now >= at => {
                 terminate(&child);
                 phase = Phase::Terminating(now + GRACE);
             }
@@ -152,10 +162,18 @@ pub fn supervise(
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
-            if sig != Signal::SIGCHLD && info.ssi_code != libc::SI_KERNEL {
+            // A terminal's hang-up reaches only the session's leader: when that
+            // is cordon (a terminal program started it), the payload hears it from us.
+            let hang_up_for_us = sig == Signal::SIGHUP && leader;
+            if sig != Signal::SIGCHLD && (info.ssi_code != libc::SI_KERNEL || hang_up_for_us) {
                 // Sent by a process (kill(1), a CI runner): pass it on. A terminal's
                 // signal (SI_KERNEL) already reached the payload in our process group.
                 let _ = kill(child.pid, sig);
+            }
+            // Nobody is left to see the run: a payload that ignores the hang-up
+            // (an agent, a server) would otherwise outlive its terminal.
+            if sig == Signal::SIGHUP && phase == Phase::Running {
+                phase = Phase::HungUp(Instant::now() + GRACE);
             }
         }
         // Reap on every wake-up: SIGCHLDs coalesce.

@@ -217,6 +217,108 @@ fn sigterm_to_the_launcher_is_forwarded() {
     }
 }
 
+/// The terminal hangs up (its master side closes) while the payload ignores
+/// SIGHUP: cordon, the session leader on that terminal, passes the hang-up on,
+/// gives the payload the grace period to end on its own, then ends the tree
+/// (SIGTERM: 143). Before, such a payload ran on with nobody to see it. A
+/// payload that ends on SIGHUP ends with it (129).
+#[test]
+fn a_hang_up_ends_the_tree() {
+    const T: &str = "a_hang_up_ends_the_tree";
+    // The parent of a pseudo-terminal: runs argv on its slave side as a new
+    // session, waits for the ready file, closes the master, and prints how the
+    // child ended and how long that took.
+    const PTY: &str = r#"
+import os, pty, sys, time
+ready, argv = sys.argv[1], sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+os.set_blocking(fd, False)
+t = time.time()
+while not os.path.exists(ready):
+    if time.time() - t > 10:
+        print("never-ready"); sys.exit(1)
+    try:
+        os.read(fd, 4096)
+    except OSError:
+        pass
+    time.sleep(0.01)
+t = time.time()
+os.close(fd)
+deadline = t + 15
+while True:
+    done, st = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    if time.time() > deadline:
+        os.kill(pid, 9); os.waitpid(pid, 0)
+        print("hung"); sys.exit(0)
+    time.sleep(0.01)
+print(os.waitstatus_to_exitcode(st), round(time.time() - t, 2))
+"#;
+    for user in users(T) {
+        for ns in Ns::ALL {
+            for (ignores, code) in [(true, 143), (false, 129)] {
+                let ctx = format!("{T} as {user}, {ns}, payload ignores SIGHUP: {ignores}");
+                let p = ns_profile("workspace-write", ns);
+                let ws = tempdir(user);
+                let marker = sleep_marker();
+                let script = format!(
+                    "{} echo > ready; exec sleep {marker}",
+                    if ignores { "trap '' HUP;" } else { "" }
+                );
+                let mut argv: Vec<String> = Vec::new();
+                if user == User::Nobody {
+                    argv.extend(
+                        [
+                            "setpriv",
+                            "--reuid=65534",
+                            "--regid=65534",
+                            "--clear-groups",
+                        ]
+                        .map(String::from),
+                    );
+                }
+                argv.push(bin().display().to_string());
+                argv.extend(["run", "-q", "-p", &p, "-w"].map(String::from));
+                argv.push(ws.path().display().to_string());
+                argv.extend(["--", "/bin/sh", "-c", &script].map(String::from));
+                let out = std::process::Command::new("python3")
+                    .args(["-c", PTY])
+                    .arg(ws.path().join("ready"))
+                    .args(&argv)
+                    .current_dir(ws.path())
+                    .env_clear()
+                    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                    .env("HOME", home(user))
+                    .output()
+                    .unwrap();
+                let said = text(&out.stdout);
+                let left = sleepers(&marker);
+                for pid in &left {
+                    let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+                }
+                let mut f = said.split_whitespace();
+                let (got, secs) = (f.next(), f.next().and_then(|s| s.parse::<f64>().ok()));
+                assert_eq!(
+                    got,
+                    Some(code.to_string().as_str()),
+                    "{ctx}: cordon's status after the hang-up ({said:?}; stderr {})",
+                    text(&out.stderr)
+                );
+                // 143 comes after the grace period the payload had to end on its own.
+                let secs = secs.unwrap();
+                assert!(
+                    !ignores || secs >= 1.5,
+                    "{ctx}: SIGTERM {secs} s after the hang-up, before the grace period"
+                );
+                assert!(left.is_empty(), "{ctx}: the payload outlived the hang-up");
+            }
+        }
+    }
+}
+
 /// The descriptor numbers `ls /proc/self/fd` prints inside the sandbox.
 fn fds_inside(
     user: User,
