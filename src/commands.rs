@@ -249,7 +249,14 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         }
         if l.dry_run {
             prep.release_cgroups();
-            return Ok(0);
+            return match prep.unresolved.take() {
+                Some(e) => Err(e),
+                None => Ok(0),
+            };
+        }
+        // Not found or not executable: nothing runs, and the report says why.
+        if let Some(e) = prep.unresolved.take() {
+            break Err(e);
         }
         let mut record = || {
             if let Some(g) = guard.as_mut() {
@@ -265,8 +272,15 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 if !l.quiet {
                     warn_new(&prep.warnings[shown..], guard.as_ref(), guard_shown);
                 }
-                break s;
+                break Ok(s);
             }
+            // Its execve failed (126, 127): the run happened, without a program.
+            Err(SpawnError::Failed(
+                e @ Error::Child {
+                    code: crate::error::exit::NOT_EXECUTABLE | crate::error::exit::NOT_FOUND,
+                    ..
+                },
+            )) => break Err(e),
             Err(SpawnError::NsUnavailable(why))
                 if prep.policy.namespaces == NsMode::Auto && !retried =>
             {
@@ -300,15 +314,25 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         }
     };
     crate::timing::mark("child-exec");
-    let (outcome, mut exiting) = supervise::supervise(
-        spawned,
-        &signals,
-        prep.timeout(),
-        started,
-        &mut monitor,
-        &prep.policy,
-        &prep.plan,
-    );
+    let (outcome, mut exiting, not_executed) = match spawned {
+        Ok(spawned) => {
+            let (o, e) = supervise::supervise(
+                spawned,
+                &signals,
+                prep.timeout(),
+                started,
+                &mut monitor,
+                &prep.policy,
+                &prep.plan,
+            );
+            (o, e, None)
+        }
+        Err(e) => (
+            supervise::Outcome::not_executed(e.exit_code(), started),
+            supervise::Exiting::none(),
+            Some(e),
+        ),
+    };
     crate::timing::mark("payload");
     // The tree is gone (supervise killed what was left, also after a timeout or a
     // forwarded signal; init, if it is still exiting, reaped it all first):
@@ -340,7 +364,15 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     // The full report only when something keeps it: building it (the resolved
     // profile as JSON, its hash) is a measurable share of a short run.
     if l.report.is_some() || audit_log.is_some() {
-        let mut rep = build_report(&l, &prep, &host, &monitor, &outcome, started_at);
+        let mut rep = build_report(
+            &l,
+            &prep,
+            &host,
+            &monitor,
+            &outcome,
+            started_at,
+            not_executed.as_ref(),
+        );
         rep.changes = changes.clone();
         if l.report.is_some() {
             let key = match l.sign_report.then(crate::trust::ensure_key) {
@@ -383,6 +415,11 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 failed.push(e);
             }
         }
+    }
+    // What main prints for any other error, printed here because the run
+    // still ends with its report and summary.
+    if let Some(e) = &not_executed {
+        crate::term::eprintln_line(&format!("cordon: {}", crate::error::chain(e)));
     }
     if !l.quiet {
         crate::term::eprint(&report::summary(
@@ -501,6 +538,7 @@ fn build_report(
     monitor: &Monitor,
     outcome: &supervise::Outcome,
     started_at: SystemTime,
+    not_executed: Option<&Error>,
 ) -> Report {
     let plan = &prep.plan;
     // The resolved profile, except `[env] set` as written: an expanded value may
@@ -518,7 +556,7 @@ fn build_report(
     missing.extend(plan.warnings.iter().cloned());
     missing.extend(prep.limit_notes.iter().cloned());
     let mut executed = monitor.executed.clone();
-    if executed.is_empty() {
+    if executed.is_empty() && not_executed.is_none() {
         // Without capture, the one command we started ourselves.
         executed.push(report::Executed {
             pid: 0,
@@ -567,6 +605,7 @@ fn build_report(
         },
         integrity: None,
         changes: None,
+        not_executed: not_executed.map(|e| e.to_string()),
     }
 }
 

@@ -44,6 +44,10 @@ pub struct Report {
     /// roots; absent when not recorded (older reports, --no-changes, no capture).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<crate::changes::Changes>,
+    /// Why the command never ran (exit 126 or 127): not found, not
+    /// executable, or its execve refused. Absent when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_executed: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -96,6 +96,9 @@ pub struct Prepared {
     rlimits: Vec<(Resource, u64, u64)>,
     ns: Option<namespaces::Prepared>,
     inherited: Vec<RawFd>,
+    /// The command is not found or not executable: the run ends with this
+    /// (126 or 127) and its report, and nothing is started.
+    pub unresolved: Option<Error>,
 }
 
 impl Prepared {
@@ -198,7 +201,15 @@ impl Prepared {
             .iter()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str());
-        let program = exec::resolve(&command[0], path, &policy.cwd)?;
+        // Not found or not executable is the run's outcome (126, 127), with a
+        // report, not a launcher error: `unresolved` says so, and nothing runs.
+        let (program, unresolved) = match exec::resolve(&command[0], path, &policy.cwd) {
+            Ok(p) => (p, None),
+            Err(e @ (Error::NotFound { .. } | Error::NotExecutable { .. })) => {
+                (std::path::PathBuf::from(&command[0]), Some(e))
+            }
+            Err(e) => return Err(e),
+        };
         let ns = plan
             .mounts
             .as_ref()
@@ -246,6 +257,7 @@ impl Prepared {
             rlimits,
             ns,
             inherited: inherited.to_vec(),
+            unresolved,
         })
     }
 

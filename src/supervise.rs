@@ -33,6 +33,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A run whose command never started: not found (127) or not executable (126).
+    pub fn not_executed(code: u8, started: Instant) -> Outcome {
+        Outcome {
+            exit_status: Some(code as i32),
+            signal: None,
+            timed_out: false,
+            duration: started.elapsed(),
+        }
+    }
+
     /// The launcher's exit code under the contract.
     pub fn code(&self) -> u8 {
         if self.timed_out {
@@ -63,6 +73,11 @@ enum Phase {
 pub struct Exiting(Option<Pid>);
 
 impl Exiting {
+    /// Nothing to wait for.
+    pub fn none() -> Exiting {
+        Exiting(None)
+    }
+
     /// Wait until init is gone (its namespaces with it).
     pub fn reap(&mut self) {
         if let Some(pid) = self.0.take() {

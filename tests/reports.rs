@@ -533,6 +533,63 @@ fn launcher_interrupted_by_sigterm_still_writes_the_report() {
     }
 }
 
+/// A command that never runs (not found: 127; no execute bit, or execve
+/// refused because no `[filesystem] exec` grant covers it: 126) still ends
+/// with its report: the exit code, why (`not_executed`), and nothing in
+/// `executed` that did not run. Before, these exits wrote no report.
+#[test]
+fn a_command_that_never_runs_still_has_its_report() {
+    for user in users("a_command_that_never_runs_still_has_its_report") {
+        for ns in Ns::ALL {
+            let ws = tempdir(user);
+            let out_dir = tempdir(user);
+            let script = "#!/bin/sh\necho ran\n";
+            let noexec = ws.path().join("noexec.sh");
+            std::fs::write(&noexec, script).unwrap();
+            std::fs::set_permissions(&noexec, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .unwrap();
+            // Executable, but outside every exec grant: Landlock refuses the execve.
+            let outside = out_dir.path().join("outside.sh");
+            std::fs::write(&outside, script).unwrap();
+            std::fs::set_permissions(
+                &outside,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+            chown_r(ws.path(), user);
+            chown_r(out_dir.path(), user);
+            let p = ns_profile("workspace-write", ns);
+            let cases = [
+                ("cordon-no-such-command".to_string(), 127, "not found", true),
+                (noexec.display().to_string(), 126, "cannot execute", true),
+                (outside.display().to_string(), 126, "exec", false),
+            ];
+            for (cmd, code, why, none_executed) in cases {
+                let ctx = format!("{cmd} as {user}, {ns}");
+                let (out, r, _) =
+                    run_report(user, &p, ws.path(), out_dir.path(), &[], &[], &[&cmd]);
+                assert_code(&out, code, &ctx);
+                assert!(!text(&out.stdout).contains("ran"), "{ctx}: it ran");
+                assert_eq!(r["exit_code"], code, "{ctx}");
+                let said = s(&r, "not_executed");
+                assert!(said.contains(why), "{ctx}: not_executed {said:?}");
+                assert!(
+                    text(&out.stderr).contains(why),
+                    "{ctx}: stderr says why: {}",
+                    text(&out.stderr)
+                );
+                if none_executed {
+                    assert_eq!(r["executed"], serde_json::json!([]), "{ctx}");
+                }
+            }
+            // A command that runs has no `not_executed`.
+            let (out, r, _) = run_report(user, &p, ws.path(), out_dir.path(), &[], &[], &["true"]);
+            assert_code(&out, 0, "true");
+            assert!(r.get("not_executed").is_none(), "{r}");
+        }
+    }
+}
+
 fn rand_small() -> u32 {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
