@@ -15,14 +15,15 @@ fn main() -> ExitCode {
             let _ = e.print(); // --help, --version
             return ExitCode::SUCCESS;
         }
+        // Bare `cordon` (or `cordon profile`): what it can do, as `--help` says it.
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // On stdout, as `--help` prints it (clap would use stderr here).
+            use std::io::Write;
+            let _ = write!(std::io::stdout(), "{}", e.render());
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            let text = e.to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("error: ");
-            cordon::term::eprintln_line(&format!("cordon: usage: {first} (see cordon --help)"));
+            cordon::term::eprintln_line(&format!("cordon: usage: {}", usage_line(&e.to_string())));
             return ExitCode::from(exit::LAUNCHER);
         }
     };
@@ -44,4 +45,27 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// clap's whole message on one line (errors are one line): what is wrong,
+/// the values it lists (a missing argument's name is on the next line), and
+/// the usage line.
+fn usage_line(text: &str) -> String {
+    let mut what = Vec::new();
+    let mut usage = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u.to_string());
+        } else if let Some(tip) = line.strip_prefix("tip: ") {
+            what.push(format!("({tip})"));
+        } else if !line.is_empty() && !line.starts_with("For more information") {
+            what.push(line.trim_start_matches("error: ").to_string());
+        }
+    }
+    let mut out = what.join(" ");
+    if let Some(u) = usage {
+        out.push_str(&format!("; usage: {u}"));
+    }
+    out.push_str(" (see cordon --help)");
+    out
 }

@@ -138,6 +138,53 @@ fn usage_errors_are_125_on_one_line() {
     }
 }
 
+/// A usage error names what is wrong in full, on its one line: the missing
+/// argument (clap puts its name on a second line), the values a flag takes,
+/// and the usage. Bare `cordon` is not an error: it prints its help.
+#[test]
+fn usage_errors_say_all_of_it_and_bare_cordon_prints_help() {
+    let ws = tempdir(User::Root);
+    for (args, wants) in [
+        (
+            vec!["run", "-p", "strict", "--"],
+            vec!["<COMMAND>", "usage: cordon run"],
+        ),
+        (vec!["run"], vec!["<COMMAND>"]),
+        (
+            vec!["run", "--net", "sometimes", "--", "true"],
+            vec!["possible values", "off"],
+        ),
+        (
+            vec!["profile", "show"],
+            vec!["<NAME|PATH>", "usage: cordon profile show"],
+        ),
+    ] {
+        let out = cordon(User::Root)
+            .args(&args)
+            .current_dir(ws.path())
+            .output()
+            .unwrap();
+        let ctx = format!("cordon {}", args.join(" "));
+        assert_code(&out, 125, &ctx);
+        let msg = assert_one_error_line(&out, &ctx);
+        for w in wants {
+            assert!(msg.contains(w), "{ctx}: {w:?} missing from {msg:?}");
+        }
+    }
+    for args in [vec![], vec!["profile"]] {
+        let out = cordon(User::Root)
+            .args(&args)
+            .current_dir(ws.path())
+            .output()
+            .unwrap();
+        let ctx = format!("cordon {}", args.join(" "));
+        assert_code(&out, 0, &ctx);
+        let help = text(&out.stdout);
+        assert!(help.contains("Usage: cordon"), "{ctx}: {help}");
+        assert!(help.contains("Commands:"), "{ctx}: {help}");
+    }
+}
+
 /// An option cordon does not know, before `--`, is a usage error (125): it must
 /// not be taken for the command (a typo like --allow-wirte would otherwise
 /// report "command not found", 127, and hide the mistake).
