@@ -237,6 +237,10 @@ impl Plan {
         if use_ns {
             let mut m = mounts(&policy.fs);
             m.net = net_off;
+            if net_off {
+                // Said as enforced: network off makes a network namespace too.
+                plan.ns_reason = "user, mount, PID, IPC and network namespaces".into();
+            }
             mask_runtime_dir(policy, host.euid, &mut m);
             scratch::privatize(
                 &mut m,

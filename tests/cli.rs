@@ -185,6 +185,37 @@ fn usage_errors_say_all_of_it_and_bare_cordon_prints_help() {
     }
 }
 
+/// `-v` says which namespaces hold the run: with the network off (the
+/// default profiles) a network namespace too, with it on none.
+#[test]
+fn verbose_names_the_network_namespace_when_there_is_one() {
+    let ws = tempdir(User::Root);
+    for (profile, net) in [("workspace-write", true), ("online", false)] {
+        let out = cordon(User::Root)
+            .args(["run", "-v", "-p", profile, "--", "true"])
+            .current_dir(ws.path())
+            .output()
+            .unwrap();
+        assert_code(&out, 0, profile);
+        let line = text(&out.stderr)
+            .lines()
+            .find(|l| l.starts_with("cordon: namespaces: "))
+            .unwrap_or_default()
+            .to_string();
+        if !line.starts_with("cordon: namespaces: on") {
+            return skip(
+                "verbose_names_the_network_namespace_when_there_is_one",
+                "namespaces are off here",
+            );
+        }
+        assert_eq!(
+            line.contains("network namespaces"),
+            net,
+            "{profile}: {line}"
+        );
+    }
+}
+
 /// An option cordon does not know, before `--`, is a usage error (125): it must
 /// not be taken for the command (a typo like --allow-wirte would otherwise
 /// report "command not found", 127, and hide the mistake).
