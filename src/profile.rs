@@ -544,6 +544,13 @@ impl Profile {
                 value: mode,
                 origin: Origin::command_line("--net"),
             });
+            // The flag replaces the profile's network mode whole: the ports of
+            // a `filtered` profile mean nothing under `on` or `off` (and were
+            // an error blaming the profile's line).
+            if mode != NetMode::Filtered {
+                self.network.connect_tcp.clear();
+                self.network.bind_tcp.clear();
+            }
         }
     }
 
@@ -1241,6 +1248,24 @@ mod tests {
     fn extends_list_and_builtin() {
         let p = Profile::from_text("x", "extends = [\"read-only\", \"online\"]\n", None).unwrap();
         assert_eq!(p.net_mode(), NetMode::On);
+        // Over a `filtered` profile, --net on or off drops its ports with its mode.
+        for mode in [NetMode::On, NetMode::Off] {
+            let mut p = Profile::from_text(
+                "x",
+                "[network]\nmode = \"filtered\"\nconnect_tcp = [443]\nbind_tcp = [8080]\n",
+                None,
+            )
+            .unwrap();
+            p.apply_overrides(
+                &Overrides {
+                    net: Some(mode),
+                    ..Default::default()
+                },
+                Path::new("/cwd"),
+            );
+            assert_eq!(p.net_mode(), mode);
+            assert!(p.network.connect_tcp.is_empty() && p.network.bind_tcp.is_empty());
+        }
     }
 
     #[test]

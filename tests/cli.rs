@@ -216,6 +216,61 @@ fn verbose_names_the_network_namespace_when_there_is_one() {
     }
 }
 
+/// `--net on` and `--net off` over a `filtered` profile replace its mode and
+/// its ports (they were an error blaming the profile's `connect_tcp` line):
+/// `on` reaches a loopback port the profile did not list, `off` refuses even
+/// the one it did.
+#[test]
+fn net_flag_over_a_filtered_profile() {
+    let listed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (lp, op) = (
+        listed.local_addr().unwrap().port(),
+        other.local_addr().unwrap().port(),
+    );
+    for user in users("net_flag_over_a_filtered_profile") {
+        for ns in Ns::ALL {
+            let ws = tempdir(user);
+            let p = profile_ns(
+                "filtered",
+                &format!(
+                    "extends = \"workspace-write\"\n[network]\nmode = \"filtered\"\nconnect_tcp = [{lp}]\n"
+                ),
+                ns,
+            );
+            let ctx = format!("as {user}, {ns}");
+            let plain = probe(
+                user,
+                &p,
+                ws.path(),
+                &[],
+                &[],
+                &[("connect", &lp.to_string()), ("connect", &op.to_string())],
+            );
+            assert_eq!(plain[0], "OK", "{ctx}: the listed port under filtered");
+            assert_ne!(plain[1], "OK", "{ctx}: an unlisted port under filtered");
+            let on = probe(
+                user,
+                &p,
+                ws.path(),
+                &["--net", "on"],
+                &[],
+                &[("connect", &op.to_string())],
+            );
+            assert_eq!(on[0], "OK", "{ctx}: --net on");
+            let off = probe(
+                user,
+                &p,
+                ws.path(),
+                &["--net", "off"],
+                &[],
+                &[("connect", &lp.to_string())],
+            );
+            assert_ne!(off[0], "OK", "{ctx}: --net off");
+        }
+    }
+}
+
 /// An option cordon does not know, before `--`, is a usage error (125): it must
 /// not be taken for the command (a typo like --allow-wirte would otherwise
 /// report "command not found", 127, and hide the mistake).
