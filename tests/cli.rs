@@ -144,6 +144,14 @@ fn usage_errors_are_125_on_one_line() {
 #[test]
 fn usage_errors_say_all_of_it_and_bare_cordon_prints_help() {
     let ws = tempdir(User::Root);
+    let bare = |args: &[&str]| {
+        let out = cordon(User::Root)
+            .args(args)
+            .current_dir(ws.path())
+            .output()
+            .unwrap();
+        (out, format!("cordon {}", args.join(" ")))
+    };
     for (args, wants) in [
         (
             vec!["run", "-p", "strict", "--"],
@@ -159,12 +167,7 @@ fn usage_errors_say_all_of_it_and_bare_cordon_prints_help() {
             vec!["<NAME|PATH>", "usage: cordon profile show"],
         ),
     ] {
-        let out = cordon(User::Root)
-            .args(&args)
-            .current_dir(ws.path())
-            .output()
-            .unwrap();
-        let ctx = format!("cordon {}", args.join(" "));
+        let (out, ctx) = bare(&args);
         assert_code(&out, 125, &ctx);
         let msg = assert_one_error_line(&out, &ctx);
         for w in wants {
@@ -172,12 +175,7 @@ fn usage_errors_say_all_of_it_and_bare_cordon_prints_help() {
         }
     }
     for args in [vec![], vec!["profile"]] {
-        let out = cordon(User::Root)
-            .args(&args)
-            .current_dir(ws.path())
-            .output()
-            .unwrap();
-        let ctx = format!("cordon {}", args.join(" "));
+        let (out, ctx) = bare(&args);
         assert_code(&out, 0, &ctx);
         let help = text(&out.stdout);
         assert!(help.contains("Usage: cordon"), "{ctx}: {help}");
@@ -239,34 +237,24 @@ fn net_flag_over_a_filtered_profile() {
                 ns,
             );
             let ctx = format!("as {user}, {ns}");
-            let plain = probe(
-                user,
-                &p,
-                ws.path(),
-                &[],
-                &[],
-                &[("connect", &lp.to_string()), ("connect", &op.to_string())],
+            // One connect to `port` under the profile and `flags`: OK or the errno.
+            let connect = |flags: &[&str], port: u16| {
+                let ops = [("connect", port.to_string())];
+                let ops: Vec<(&str, &str)> = ops.iter().map(|(o, a)| (*o, a.as_str())).collect();
+                probe(user, &p, ws.path(), flags, &[], &ops).remove(0)
+            };
+            assert_eq!(
+                connect(&[], lp),
+                "OK",
+                "{ctx}: the listed port under filtered"
             );
-            assert_eq!(plain[0], "OK", "{ctx}: the listed port under filtered");
-            assert_ne!(plain[1], "OK", "{ctx}: an unlisted port under filtered");
-            let on = probe(
-                user,
-                &p,
-                ws.path(),
-                &["--net", "on"],
-                &[],
-                &[("connect", &op.to_string())],
+            assert_ne!(
+                connect(&[], op),
+                "OK",
+                "{ctx}: an unlisted port under filtered"
             );
-            assert_eq!(on[0], "OK", "{ctx}: --net on");
-            let off = probe(
-                user,
-                &p,
-                ws.path(),
-                &["--net", "off"],
-                &[],
-                &[("connect", &lp.to_string())],
-            );
-            assert_ne!(off[0], "OK", "{ctx}: --net off");
+            assert_eq!(connect(&["--net", "on"], op), "OK", "{ctx}: --net on");
+            assert_ne!(connect(&["--net", "off"], lp), "OK", "{ctx}: --net off");
         }
     }
 }
