@@ -237,14 +237,14 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         if l.verbose || l.dry_run {
             crate::term::eprint(&describe_run(&prep, &host));
             if let Some(g) = &guard {
-                eprintln!(
+                crate::term::eprintln_line(&format!(
                     "cordon: guard: {} paths protected ({} bound read-only), {} git directories, {} directory entries read in {} µs",
                     g.protected().count(),
                     prep.policy.fs.guarded.len(),
                     g.git_dirs(),
                     g.visited(),
                     g.cost.as_micros()
-                );
+                ));
             }
         }
         if l.dry_run {

@@ -80,13 +80,23 @@ pub fn print(s: &str) {
 
 /// Print cordon's own multi-line text on stderr, escaped at the boundary.
 pub fn eprint(s: &str) {
-    eprint!("{}", escape(s, Newlines::Keep));
+    write_stderr(&escape(s, Newlines::Keep));
+}
+
+/// Write to stderr, ignoring a failure: after a hang-up the terminal answers
+/// EIO, and `eprint!` would panic (an abort here) where the run's status, its
+/// report or the guard's restore may still be to come.
+fn write_stderr(s: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(s.as_bytes());
 }
 
 /// One line of cordon's on stderr (an error, a warning): nothing in it may
 /// start another line.
 pub fn eprintln_line(s: &str) {
-    eprintln!("{}", escape(s, Newlines::Escape));
+    let mut line = escape(s, Newlines::Escape).into_owned();
+    line.push('\n');
+    write_stderr(&line);
 }
 
 /// JSON as serde_json writes it, except that the characters it leaves raw in

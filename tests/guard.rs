@@ -570,6 +570,89 @@ fn protected_files_behind_a_symlinked_directory() {
     );
 }
 
+/// What an attacker found past the guard (2026-12-03), each run and then
+/// checked with the user's next ordinary command on the host:
+/// - a repository the run created (and registered as a submodule of the top
+///   one) whose `config` is a symlink to the payload's own file, or is padded
+///   past what the guard reads, with `core.fsmonitor`: the top's `git status`
+///   ran it; its `hooks` a symlink to the payload's directory;
+/// - a link the user had at launch (`.cargo -> cfg`) retargeted to the
+///   payload's directory: put back to its launch target;
+/// - a link made below the top (`sub/.cargo -> ../own`): removed.
+#[test]
+fn links_and_unreadable_configs_planted_by_the_run() {
+    each(
+        "links_and_unreadable_configs_planted_by_the_run",
+        |user, ns, ctx| {
+            let f = Fixture::new(user);
+            f.repo("");
+            f.write(
+                "Cargo.toml",
+                "[package]\nname = \"x\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+            );
+            f.write("src/main.rs", "fn main() {}\n");
+            f.write(
+                "sub/Cargo.toml",
+                "[package]\nname = \"y\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+            );
+            f.write("sub/src/main.rs", "fn main() {}\n");
+            f.write("cfg/config.toml", "[build]\n");
+            std::os::unix::fs::symlink("cfg", f.ws().join(".cargo")).unwrap();
+            let git = "git -c user.name=u -c user.email=u@example.com";
+            let wrapper = format!("[build]\\nrustc-wrapper = \"{}\"\\n", f.hit());
+            let script = format!(
+                "set -e; \
+             mkdir linked && cd linked && {git} init -q && {git} commit -q --allow-empty -m x \
+             && cp .git/config ../cfgx && {git} config -f ../cfgx core.fsmonitor {hit} \
+             && rm .git/config && ln -s ../../cfgx .git/config \
+             && mkdir ../myhooks && cp ../hit.sh ../myhooks/pre-commit && rm -rf .git/hooks \
+             && ln -s ../../myhooks .git/hooks && cd .. \
+             && mkdir padded && cd padded && {git} init -q && {git} commit -q --allow-empty -m x \
+             && yes '# padding line of the config' | head -c 1200000 >> .git/config \
+             && printf '[core]\\n\\tfsmonitor = {hit}\\n' >> .git/config && cd .. \
+             && {git} add linked padded \
+             && mkdir own && printf '{wrapper}' > own/config.toml \
+             && rm .cargo && ln -s own .cargo && ln -s ../own sub/.cargo && echo planted",
+                hit = f.hit()
+            );
+            let (out, r) = f.run(ns, "", &script);
+            assert_code(&out, 0, ctx);
+            assert!(
+                text(&out.stdout).contains("planted"),
+                "{ctx}: {}",
+                text(&out.stderr)
+            );
+            let ws = f.ws();
+            assert_found(&r, &ws.join("linked/.git/config"), "create", ctx);
+            assert_found(&r, &ws.join("linked/.git/hooks"), "create", ctx);
+            assert_found(&r, &ws.join("padded/.git/config"), "create", ctx);
+            assert_found(&r, &ws.join(".cargo"), "modify", ctx);
+            assert_found(&r, &ws.join("sub/.cargo"), "create", ctx);
+            assert_eq!(
+                std::fs::read_link(ws.join(".cargo")).unwrap(),
+                Path::new("cfg"),
+                "{ctx}: the user's link is put back"
+            );
+            assert!(
+                std::fs::symlink_metadata(ws.join("sub/.cargo")).is_err(),
+                "{ctx}"
+            );
+            f.git(&ws, &["status", "--short"]);
+            f.git(&ws.join("linked"), &["status", "--short"]);
+            for dir in [ws.clone(), ws.join("sub")] {
+                if let Some(o) = cargo(
+                    user,
+                    &dir,
+                    &["metadata", "--offline", "--format-version", "1"],
+                ) {
+                    assert_code(&o, 0, format!("{ctx}: cargo metadata in {}", dir.display()));
+                }
+            }
+            f.assert_nothing_ran(ctx);
+        },
+    );
+}
+
 #[test]
 fn agent_and_editor_settings_created() {
     each("agent_and_editor_settings_created", |user, ns, ctx| {

@@ -281,7 +281,9 @@ print(os.waitstatus_to_exitcode(st), round(time.time() - t, 2))
                     );
                 }
                 argv.push(bin().display().to_string());
-                argv.extend(["run", "-q", "-p", &p, "-w"].map(String::from));
+                // Not -q: the summary goes to the terminal that hung up (EIO),
+                // which must not abort cordon before its exit status.
+                argv.extend(["run", "-p", &p, "-w"].map(String::from));
                 argv.push(ws.path().display().to_string());
                 argv.extend(["--", "/bin/sh", "-c", &script].map(String::from));
                 let out = std::process::Command::new("python3")

@@ -28,7 +28,7 @@ use discover::pointer;
 pub use discover::{Found, Pass, Scope, discover};
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -200,8 +200,9 @@ pub struct Guard {
     launch_nested: BTreeSet<PathBuf>,
     launch_worktrees: BTreeSet<PathBuf>,
     /// Directories above protected paths (below the workspace) that were
-    /// symlinks at launch: the user's own. One the run made is removed.
-    launch_links: BTreeSet<PathBuf>,
+    /// symlinks at launch, with their targets: the user's own. One the run
+    /// made is removed, one it retargeted is put back.
+    launch_links: BTreeMap<PathBuf, PathBuf>,
     /// The launch walk (None when the run joined another's state: the end walks whole).
     walk: Option<walk::Walk>,
     shared: Option<state::Shared>,
@@ -265,7 +266,7 @@ impl Guard {
             launch_git_dirs: BTreeSet::new(),
             launch_nested: BTreeSet::new(),
             launch_worktrees: BTreeSet::new(),
-            launch_links: BTreeSet::new(),
+            launch_links: BTreeMap::new(),
             walk: None,
             scope,
             shared,
@@ -290,7 +291,7 @@ impl Guard {
             g.launch_git_dirs = st.git_dirs.iter().cloned().collect();
             g.launch_nested = st.nested.iter().cloned().collect();
             g.launch_worktrees = st.worktrees.iter().cloned().collect();
-            g.launch_links = st.links.iter().cloned().collect();
+            g.launch_links = st.links.clone();
             joined_state = Some(st);
         } else {
             let top = discover::top(&g.scope, &mut dirs);
@@ -404,7 +405,11 @@ impl Guard {
                     *node = tree::snapshot_in(&mut p.dirs, &prot.path);
                 }
             }
-            self.launch_links = links(&self.scope.workspace, &self.items, &mut p.dirs);
+            self.launch_links = links(
+                &self.scope.workspace,
+                self.items.iter().map(|(p, _)| p.path.as_path()),
+                &mut p.dirs,
+            );
         }
         drop(p.dirs);
         if let (Some(sh), Some(h)) = (&self.shared, &p.held) {
@@ -518,17 +523,9 @@ impl Guard {
         // A directory above a protected path that the run made a symlink (to a
         // directory of its own holding the file: `.cargo -> own`) redirects
         // the host's tools past every check below, which refuses to follow it.
-        let now = links(&self.scope.workspace, &self.items, &mut dirs);
-        for link in now.difference(&self.launch_links) {
-            let rule = self
-                .items
-                .iter()
-                .find(|(p, _)| p.path.starts_with(link))
-                .map(|(p, _)| p.rule())
-                .unwrap_or_default();
-            let outcome = tree::remove_path(link);
-            out.push(denial(link, "create", rule, &outcome));
-            dirs.forget(link);
+        let paths: Vec<&Protected> = self.items.iter().map(|(p, _)| p).collect();
+        for (link, operation, rule, outcome) in self.unlink_new(&paths, &mut dirs) {
+            out.push(denial(&link, operation, rule, &outcome));
         }
         for (p, then) in &self.items {
             let except = self.scope.exceptions_in(&p.path);
@@ -539,8 +536,18 @@ impl Guard {
         // What the run added: per-directory files below the top, and repositories.
         let since = self.walk.as_ref().map(|w| (w, &self.launch_worktrees));
         let (now, _) = discover(&self.scope, Pass::End(since), &mut dirs);
+        // Found through a link the run made (`sub/.cargo -> ../own`): the link goes.
+        let found: Vec<&Protected> = now.protected.iter().collect();
+        let mut unlinked = Vec::new();
+        for (link, operation, rule, outcome) in self.unlink_new(&found, &mut dirs) {
+            out.push(denial(&link, operation, rule, &outcome));
+            unlinked.push(link);
+        }
         drop(dirs);
         for p in &now.protected {
+            if unlinked.iter().any(|l| p.path.starts_with(l)) {
+                continue;
+            }
             if now.nested.contains(&p.path) && !self.launch_nested.contains(&p.path) {
                 let outcome = tree::remove_path(&p.path);
                 out.push(denial(&p.path, "create", p.rule(), &outcome));
@@ -572,6 +579,42 @@ impl Guard {
         (out, None)
     }
 
+    /// A directory above one of `paths` that the run made a symlink (to a
+    /// directory of its own holding the file: `.cargo -> own`) redirects the
+    /// host's tools past every check of the paths beneath, which refuses to
+    /// follow it: removed, or put back where the user had a link at launch
+    /// and the run retargeted it. (path, operation, rule, outcome) each.
+    fn unlink_new(
+        &self,
+        paths: &[&Protected],
+        dirs: &mut tree::Dirs,
+    ) -> Vec<(PathBuf, &'static str, String, String)> {
+        let now = links(
+            &self.scope.workspace,
+            paths.iter().map(|p| p.path.as_path()),
+            dirs,
+        );
+        let mut out = Vec::new();
+        for (link, target) in now {
+            let then = self.launch_links.get(&link);
+            if then == Some(&target) {
+                continue;
+            }
+            let rule = paths
+                .iter()
+                .find(|p| p.path.starts_with(&link))
+                .map(|p| p.rule())
+                .unwrap_or_default();
+            let (operation, outcome) = match then {
+                Some(t) => ("modify", tree::relink(&link, t)),
+                None => ("create", tree::remove_path(&link)),
+            };
+            dirs.forget(&link);
+            out.push((link, operation, rule, outcome));
+        }
+        out
+    }
+
     /// Git directories found at launch (for -v; those below the top once recorded).
     pub fn git_dirs(&self) -> usize {
         self.launch_git_dirs.len()
@@ -590,19 +633,24 @@ impl Guard {
 }
 
 /// The directories strictly between `ws` and a protected path that are
-/// symlinks (each once; below a symlink nothing more is looked at).
-fn links(ws: &Path, items: &[(Protected, tree::Node)], dirs: &mut tree::Dirs) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
+/// symlinks, with their targets (each once; below a symlink nothing more is
+/// looked at).
+fn links<'a>(
+    ws: &Path,
+    paths: impl Iterator<Item = &'a Path>,
+    dirs: &mut tree::Dirs,
+) -> BTreeMap<PathBuf, PathBuf> {
+    let mut out = BTreeMap::new();
     let mut seen = BTreeSet::new();
-    for (p, _) in items {
-        let Ok(rel) = p.path.strip_prefix(ws) else {
+    for path in paths {
+        let Ok(rel) = path.strip_prefix(ws) else {
             continue;
         };
         let mut a = ws.to_path_buf();
         let parts: Vec<_> = rel.components().collect();
         for c in parts.iter().take(parts.len().saturating_sub(1)) {
             a.push(c);
-            if out.contains(&a) {
+            if out.contains_key(&a) {
                 break;
             }
             if !seen.insert(a.clone()) {
@@ -611,7 +659,7 @@ fn links(ws: &Path, items: &[(Protected, tree::Node)], dirs: &mut tree::Dirs) ->
             let link = matches!(dirs.lstat(&a), tree::Lstat::Found(st)
                 if st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits());
             if link {
-                out.insert(a.clone());
+                out.insert(a.clone(), tree::link_target(&a).unwrap_or_default());
                 break;
             }
         }
@@ -656,6 +704,18 @@ fn neutralise(g: &Path, scope: &Scope) -> Vec<(PathBuf, &'static str, String, St
         if scope.unprotected(&p) {
             continue;
         }
+        // A config that cannot be read here (a link to one elsewhere, padded
+        // past the limit) is one git reads whole: it goes.
+        if let Some(what) = tree::unreadable(&p) {
+            let outcome = tree::remove_path(&p);
+            out.push((
+                p.clone(),
+                "create",
+                format!("guard (git): a repository the run created has {what} as its {name}"),
+                outcome,
+            ));
+            continue;
+        }
         let Some(bytes) = tree::read_small(&p) else {
             continue;
         };
@@ -676,6 +736,16 @@ fn neutralise(g: &Path, scope: &Scope) -> Vec<(PathBuf, &'static str, String, St
         }
     }
     let hooks = g.join("hooks");
+    // Hooks through a link to a directory of the payload's: the link goes.
+    if tree::is_link(&hooks) && !scope.unprotected(&hooks) {
+        let outcome = tree::remove_path(&hooks);
+        out.push((
+            hooks.clone(),
+            "create",
+            "guard (git): a repository the run created has a symlink as its hooks".into(),
+            outcome,
+        ));
+    }
     for n in tree::list(&hooks) {
         let p = hooks.join(&n);
         if n.as_bytes().ends_with(b".sample") || scope.unprotected(&p) {

@@ -33,9 +33,10 @@ pub struct State {
     pub git_dirs: Vec<PathBuf>,
     pub nested: Vec<PathBuf>,
     pub worktrees: Vec<PathBuf>,
-    /// Directories above protected paths that were symlinks at launch.
+    /// Directories above protected paths that were symlinks at launch, with
+    /// their targets.
     #[serde(default)]
-    pub links: Vec<PathBuf>,
+    pub links: std::collections::BTreeMap<PathBuf, PathBuf>,
 }
 
 impl State {
@@ -51,7 +52,7 @@ pub struct Launch<'a> {
     pub git_dirs: &'a BTreeSet<PathBuf>,
     pub nested: &'a BTreeSet<PathBuf>,
     pub worktrees: &'a BTreeSet<PathBuf>,
-    pub links: &'a BTreeSet<PathBuf>,
+    pub links: &'a std::collections::BTreeMap<PathBuf, PathBuf>,
 }
 
 /// [`Launch`] as written: the fields and form of [`State`].
@@ -62,7 +63,7 @@ struct LaunchFile<'a> {
     git_dirs: &'a BTreeSet<PathBuf>,
     nested: &'a BTreeSet<PathBuf>,
     worktrees: &'a BTreeSet<PathBuf>,
-    links: &'a BTreeSet<PathBuf>,
+    links: &'a std::collections::BTreeMap<PathBuf, PathBuf>,
 }
 
 /// The live runs alone: what the end of a run reads first (the items are

@@ -822,6 +822,47 @@ pub fn read_small(path: &Path) -> Option<Vec<u8>> {
     read_small_in(&mut Dirs::default(), path)
 }
 
+/// What is at `path` (not followed) when [`read_small`] cannot read it: a
+/// symlink, something other than a regular file, or a file over the size
+/// limit. None when it is absent, readable, or its directory cannot be
+/// reached without a symlink.
+pub fn unreadable(path: &Path) -> Option<&'static str> {
+    let (dir, name) = parent_fd(path)?;
+    let st = lstat_at(&dir, name).ok()?;
+    match kind(&st) {
+        SFlag::S_IFREG if (st.st_size as u64) <= MAX_FILE => None,
+        SFlag::S_IFREG => Some("a file over 1 MiB"),
+        SFlag::S_IFLNK => Some("a symlink"),
+        _ => Some("not a regular file"),
+    }
+}
+
+/// The target of the symlink at `path` (its directory reached without one).
+pub fn link_target(path: &Path) -> Option<PathBuf> {
+    let (dir, name) = parent_fd(path)?;
+    nix::fcntl::readlinkat(&dir, name).ok().map(PathBuf::from)
+}
+
+/// Put back the symlink at `path` with its launch `target` (the run
+/// retargeted it): the outcome, as [`remove_path`] says it.
+pub fn relink(path: &Path, target: &Path) -> String {
+    let Some((dir, name)) = parent_fd(path) else {
+        return "not restored: its directory is not reachable without a symlink".into();
+    };
+    let _ = nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    match nix::unistd::symlinkat(target, &dir, name) {
+        Ok(()) => format!("restored (a link to {})", target.display()),
+        Err(e) => format!("removed; not restored: {e}"),
+    }
+}
+
+/// Whether `path` (not followed) is a symlink.
+pub fn is_link(path: &Path) -> bool {
+    parent_fd(path)
+        .and_then(|(d, n)| lstat_at(&d, n).ok())
+        .is_some_and(|st| kind(&st) == SFlag::S_IFLNK)
+}
+
 /// [`read_small`], its directory opened through `dirs`.
 pub fn read_small_in(dirs: &mut Dirs, path: &Path) -> Option<Vec<u8>> {
     let (parent, name) = split(path)?;
