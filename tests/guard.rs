@@ -653,6 +653,51 @@ fn links_and_unreadable_configs_planted_by_the_run() {
     );
 }
 
+/// A repository the run makes where the walk does not look (`node_modules`,
+/// `target`), registered as a submodule of the top one: the top's `git status`
+/// runs its `core.fsmonitor` unless the guard finds it through the index. A
+/// repository the user had there is left as it was.
+#[test]
+fn a_submodule_made_under_a_skipped_tree() {
+    each("a_submodule_made_under_a_skipped_tree", |user, ns, ctx| {
+        let f = Fixture::new(user);
+        f.repo("");
+        let git = "git -c user.name=u -c user.email=u@example.com";
+        // The user's own, registered before the run, with a key the guard
+        // would comment out in a repository the run made.
+        let mine = f.repo("node_modules/mine");
+        let mine_config =
+            std::fs::read_to_string(mine.join(".git/config")).unwrap() + "[core]\n\tpager = cat\n";
+        std::fs::write(mine.join(".git/config"), &mine_config).unwrap();
+        chown_r(&f.ws(), user);
+        f.git_ok(&f.ws(), &["add", "node_modules/mine"]);
+        let script = format!(
+            "set -e; for d in node_modules/evil target/debug/evil; do mkdir -p $d; \
+             (cd $d && {git} init -q && {git} commit -q --allow-empty -m x \
+              && {git} config core.fsmonitor {hit}); done; \
+             {git} add node_modules/evil target/debug/evil && echo planted",
+            hit = f.hit()
+        );
+        let (out, r) = f.run(ns, "", &script);
+        assert_code(&out, 0, ctx);
+        assert!(
+            text(&out.stdout).contains("planted"),
+            "{ctx}: {}",
+            text(&out.stderr)
+        );
+        for d in ["node_modules/evil", "target/debug/evil"] {
+            assert_found(&r, &f.ws().join(d).join(".git/config"), "modify", ctx);
+        }
+        f.git(&f.ws(), &["status"]);
+        f.assert_nothing_ran(ctx);
+        assert_eq!(
+            std::fs::read_to_string(mine.join(".git/config")).unwrap(),
+            mine_config,
+            "{ctx}: the user's own repository was changed"
+        );
+    });
+}
+
 #[test]
 fn agent_and_editor_settings_created() {
     each("agent_and_editor_settings_created", |user, ns, ctx| {

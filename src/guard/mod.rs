@@ -20,6 +20,7 @@
 
 pub mod discover;
 pub mod gitconfig;
+mod gitindex;
 pub mod state;
 pub mod tree;
 pub mod walk;
@@ -553,6 +554,29 @@ impl Guard {
                 out.push(denial(&p.path, "create", p.rule(), &outcome));
             }
         }
+        // Repositories the run made where the walk does not look (node_modules,
+        // target, ...), registered as submodules of a repository it knows: a
+        // `git status` there reads their config.
+        let since = std::time::SystemTime::now()
+            .checked_sub(started.elapsed())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let mut linked = Vec::new();
+        for g in self.launch_git_dirs.iter().chain(now.git_dirs.keys()) {
+            for sub in gitlinked(g, since) {
+                if beneath(&sub, &self.scope.workspace)
+                    && !self.launch_git_dirs.contains(&sub)
+                    && !now.git_dirs.contains_key(&sub)
+                    && !linked.contains(&sub)
+                {
+                    linked.push(sub);
+                }
+            }
+        }
+        for g in &linked {
+            for (path, op, rule, outcome) in neutralise(g, &self.scope) {
+                out.push(denial(&path, op, rule, &outcome));
+            }
+        }
         for (g, via) in &now.git_dirs {
             if self.launch_git_dirs.contains(g) {
                 continue;
@@ -693,6 +717,35 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.finish(Instant::now());
     }
+}
+
+/// The git directories of the submodules (gitlinks) in the index of the
+/// repository whose git directory is `g` that were made after `since` (their
+/// birth time): read only when the index itself changed since then. A
+/// repository the user had is never among them.
+fn gitlinked(g: &Path, since: std::time::SystemTime) -> Vec<PathBuf> {
+    let index = g.join("index");
+    let changed = std::fs::symlink_metadata(&index)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= since);
+    let Some(work_tree) = g.parent().filter(|_| g.ends_with(".git")) else {
+        return Vec::new();
+    };
+    if !changed {
+        return Vec::new();
+    }
+    let Some(bytes) = tree::read_limited(&index, 64 << 20) else {
+        return Vec::new();
+    };
+    gitindex::gitlinks(&bytes)
+        .into_iter()
+        .map(|rel| work_tree.join(rel).join(".git"))
+        .filter(|sub| {
+            std::fs::symlink_metadata(sub)
+                .and_then(|m| m.created())
+                .is_ok_and(|t| t >= since)
+        })
+        .collect()
 }
 
 /// Make a git directory the run created harmless: dangerous config keys

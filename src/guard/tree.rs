@@ -863,6 +863,16 @@ pub fn is_link(path: &Path) -> bool {
         .is_some_and(|st| kind(&st) == SFlag::S_IFLNK)
 }
 
+/// A regular file of at most `max` bytes, read without following symlinks
+/// anywhere on its path.
+pub fn read_limited(path: &Path, max: u64) -> Option<Vec<u8>> {
+    let (dir, name) = parent_fd(path)?;
+    let st = lstat_at(&dir, name).ok()?;
+    (kind(&st) == SFlag::S_IFREG && (st.st_size as u64) <= max)
+        .then(|| read_file_sized(&dir, name, st.st_size as u64, max))
+        .flatten()
+}
+
 /// [`read_small`], its directory opened through `dirs`.
 pub fn read_small_in(dirs: &mut Dirs, path: &Path) -> Option<Vec<u8>> {
     let (parent, name) = split(path)?;
