@@ -65,6 +65,36 @@ impl Fixture {
         chown_r(self.ws.path(), self.user);
     }
 
+    /// Run `script` (which ends by printing "planted") under workspace-write;
+    /// the report.
+    #[track_caller]
+    fn plant(&self, ns: Ns, ctx: &str, script: &str) -> serde_json::Value {
+        let (out, r) = self.run(ns, "", script);
+        assert_code(&out, 0, ctx);
+        assert!(
+            text(&out.stdout).contains("planted"),
+            "{ctx}: {}",
+            text(&out.stderr)
+        );
+        r
+    }
+
+    /// A Cargo package in `rel` ("" for the workspace's top).
+    fn cargo_package(&self, rel: &str) {
+        let at = |f: &str| {
+            if rel.is_empty() {
+                f.to_string()
+            } else {
+                format!("{rel}/{f}")
+            }
+        };
+        self.write(
+            &at("Cargo.toml"),
+            "[package]\nname = \"x\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        );
+        self.write(&at("src/main.rs"), "fn main() {}\n");
+    }
+
     /// A git repository with one commit in `rel` (as the user, on the host).
     fn repo(&self, rel: &str) -> PathBuf {
         let dir = self.ws().join(rel);
@@ -468,11 +498,7 @@ fn cargo(user: User, ws: &Path, args: &[&str]) -> Option<Output> {
 fn rust_toolchain_and_cargo_config() {
     each("rust_toolchain_and_cargo_config", |user, ns, ctx| {
         let f = Fixture::new(user);
-        f.write(
-            "Cargo.toml",
-            "[package]\nname = \"x\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
-        );
-        f.write("src/main.rs", "fn main() {}\n");
+        f.cargo_package("");
         f.write("sub/crate/keep", "");
         let script = format!(
             "mkdir -p tc/bin .cargo sub/crate/.cargo && cp hit.sh tc/bin/cargo && cp hit.sh tc/bin/rustc \
@@ -523,11 +549,7 @@ fn protected_files_behind_a_symlinked_directory() {
         "protected_files_behind_a_symlinked_directory",
         |user, ns, ctx| {
             let f = Fixture::new(user);
-            f.write(
-                "Cargo.toml",
-                "[package]\nname = \"x\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
-            );
-            f.write("src/main.rs", "fn main() {}\n");
+            f.cargo_package("");
             // The user's own link, there at launch: untouched.
             f.write("shared/.config/nextest.toml", "[profile.default]\n");
             std::os::unix::fs::symlink("shared/.config", f.ws().join(".config")).unwrap();
@@ -586,16 +608,8 @@ fn links_and_unreadable_configs_planted_by_the_run() {
         |user, ns, ctx| {
             let f = Fixture::new(user);
             f.repo("");
-            f.write(
-                "Cargo.toml",
-                "[package]\nname = \"x\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
-            );
-            f.write("src/main.rs", "fn main() {}\n");
-            f.write(
-                "sub/Cargo.toml",
-                "[package]\nname = \"y\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
-            );
-            f.write("sub/src/main.rs", "fn main() {}\n");
+            f.cargo_package("");
+            f.cargo_package("sub");
             f.write("cfg/config.toml", "[build]\n");
             std::os::unix::fs::symlink("cfg", f.ws().join(".cargo")).unwrap();
             let git = "git -c user.name=u -c user.email=u@example.com";
@@ -615,13 +629,7 @@ fn links_and_unreadable_configs_planted_by_the_run() {
              && rm .cargo && ln -s own .cargo && ln -s ../own sub/.cargo && echo planted",
                 hit = f.hit()
             );
-            let (out, r) = f.run(ns, "", &script);
-            assert_code(&out, 0, ctx);
-            assert!(
-                text(&out.stdout).contains("planted"),
-                "{ctx}: {}",
-                text(&out.stderr)
-            );
+            let r = f.plant(ns, ctx, &script);
             let ws = f.ws();
             assert_found(&r, &ws.join("linked/.git/config"), "create", ctx);
             assert_found(&r, &ws.join("linked/.git/hooks"), "create", ctx);
@@ -678,13 +686,7 @@ fn a_submodule_made_under_a_skipped_tree() {
              {git} add node_modules/evil target/debug/evil && echo planted",
             hit = f.hit()
         );
-        let (out, r) = f.run(ns, "", &script);
-        assert_code(&out, 0, ctx);
-        assert!(
-            text(&out.stdout).contains("planted"),
-            "{ctx}: {}",
-            text(&out.stderr)
-        );
+        let r = f.plant(ns, ctx, &script);
         for d in ["node_modules/evil", "target/debug/evil"] {
             assert_found(&r, &f.ws().join(d).join(".git/config"), "modify", ctx);
         }
