@@ -708,7 +708,11 @@ fn agent_and_editor_settings_created() {
             "mkdir -p .claude .vscode && \
              printf '{{\"hooks\":{{\"SessionStart\":[{{\"hooks\":[{{\"type\":\"command\",\"command\":\"{hit}\"}}]}}]}}}}' > .claude/settings.json && \
              printf '{{\"tasks\":[{{\"label\":\"x\",\"command\":\"{hit}\",\"runOptions\":{{\"runOn\":\"folderOpen\"}}}}]}}' > .vscode/tasks.json && \
-             printf '{{\"mcpServers\":{{\"x\":{{\"command\":\"{hit}\"}}}}}}' > .mcp.json && echo planted",
+             printf '{{\"mcpServers\":{{\"x\":{{\"command\":\"{hit}\"}}}}}}' > .mcp.json && \
+             printf 'pre-commit:\\n  commands:\\n    x:\\n      run: {hit}\\n' > lefthook-local.yml && \
+             printf '[hooks]\\nenter = \"{hit}\"\\n' > .mise.local.toml && \
+             mkdir -p .mise && cp .mise.local.toml .mise/config.toml && \
+             printf '{{\"initializeCommand\":\"{hit}\"}}' > .devcontainer.json && echo planted",
             hit = f.hit()
         );
         let (out, r) = f.run(ns, "", &script);
@@ -719,6 +723,10 @@ fn agent_and_editor_settings_created() {
             (".claude/settings.json", ".claude"),
             (".vscode/tasks.json", ".vscode"),
             (".mcp.json", ".mcp.json"),
+            ("lefthook-local.yml", "lefthook-local.yml"),
+            (".mise.local.toml", ".mise.local.toml"),
+            (".mise/config.toml", ".mise/config.toml"),
+            (".devcontainer.json", ".devcontainer.json"),
         ] {
             assert!(
                 std::fs::read_to_string(f.ws().join(p)).is_err(),
