@@ -54,9 +54,14 @@ fn check(p: &Path, program: &OsString) -> Result<PathBuf> {
             path: p.to_path_buf(),
             source: std::io::Error::from_raw_os_error(libc::EISDIR),
         }),
+        // The real reason, not EACCES's "Permission denied", which reads as a
+        // sandbox refusal (that one names `[filesystem] exec`).
         Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(Error::NotExecutable {
             path: p.to_path_buf(),
-            source: std::io::Error::from_raw_os_error(libc::EACCES),
+            source: std::io::Error::other(format!(
+                "it has no execute bit (mode {:o})",
+                m.permissions().mode() & 0o7777
+            )),
         }),
         Ok(_) => Ok(p.to_path_buf()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Error::NotExecutable {

@@ -89,11 +89,20 @@ fn not_executable_is_126() {
         chown_r(&dir, user);
         for ns in Ns::ALL {
             let p = ns_profile("workspace-write", ns);
-            for cmd in [plain.to_str().unwrap(), dir.to_str().unwrap(), "./plain.sh"] {
+            for (cmd, why) in [
+                (plain.to_str().unwrap(), "no execute bit (mode 644)"),
+                (dir.to_str().unwrap(), "Is a directory"),
+                ("./plain.sh", "no execute bit"),
+            ] {
                 let out = run(user, &p, ws.path(), &[cmd]);
                 let ctx = format!("{cmd} as {user}, {ns}");
                 assert_code(&out, 126, &ctx);
-                assert_one_error_line(&out, &ctx);
+                let msg = assert_one_error_line(&out, &ctx);
+                // The real reason, not a sandbox refusal.
+                assert!(
+                    msg.contains(why) && !msg.contains("[filesystem] exec"),
+                    "{ctx}: {msg}"
+                );
             }
             // The control: with the x bit the same file runs.
             let exe = ws.path().join("exe.sh");
