@@ -122,6 +122,8 @@ pub struct ReplayArgs {
 pub enum NetFlag {
     Off,
     On,
+    /// Only the names of `[network] allow_domains` and `--allow-domain`, through cordon's proxy.
+    Proxy,
 }
 
 /// Options shared by every command that resolves a profile.
@@ -155,6 +157,10 @@ pub struct RunArgs {
     /// Override the profile's network mode.
     #[arg(long, value_name = "MODE")]
     pub net: Option<NetFlag>,
+    /// Also allow reaching NAME through the proxy (network mode "proxy";
+    /// `*.example.com` for the names below it, or an address).
+    #[arg(long, value_name = "NAME")]
+    pub allow_domain: Vec<String>,
     /// Say which layers are enforced before running.
     #[arg(short, long)]
     pub verbose: bool,

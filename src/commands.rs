@@ -73,6 +73,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
         allow_write,
         allow_exec,
         net,
+        allow_domain,
         verbose,
         quiet,
         dry_run,
@@ -91,7 +92,9 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
         net: net.map(|n| match n {
             NetFlag::Off => NetMode::Off,
             NetFlag::On => NetMode::On,
+            NetFlag::Proxy => NetMode::Proxy,
         }),
+        domains: allow_domain,
     };
     crate::timing::mark("arguments");
     let (profile, ctx) = load(&profile, &overrides, workspace)?;
@@ -215,6 +218,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     crate::timing::mark("prepare-rest");
     prep.attach_capture(end);
     let mut retried = false;
+    let mut proxy = None;
     // Warnings printed so far: of the preparation, of the guard.
     let (mut shown, mut guard_shown) = (0, 0);
     let spawned = loop {
@@ -265,8 +269,23 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             Ok(())
         };
         match sandbox::spawn(&mut prep, &signals, &mut monitor, &mut record) {
-            Ok(s) => {
+            Ok(mut s) => {
                 monitor.adopt(s.pid.as_raw() as u32);
+                // Mode "proxy": serve the sockets init made in the tree's network
+                // namespace. Without them the tree reaches nothing (fail closed),
+                // but it would wait on connections nobody accepts: said at once.
+                if let (Some(chan), crate::policy::Network::Proxy(rules)) =
+                    (s.proxy.take(), &prep.policy.net)
+                {
+                    match crate::proxy::take_over(&chan).and_then(|(tcp, udp)| {
+                        crate::proxy::Proxy::start(tcp, Some(udp), rules.clone(), started)
+                    }) {
+                        Ok(p) => proxy = Some(p),
+                        Err(e) => warn(&format!(
+                            "the proxy could not start: {e}; the command reaches no network"
+                        )),
+                    }
+                }
                 // Made while the child was held (a partial memory limit, a
                 // guard walk stopped at its bounds).
                 if !l.quiet {
@@ -346,6 +365,17 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         }
     }
     monitor.finish(&prep.policy, &prep.plan);
+    // The tree is gone, so are the proxy's clients: what it refused joins the
+    // denials, what it served the report.
+    let network = proxy.take().map(|p: crate::proxy::Proxy| {
+        let rec = p.finish();
+        let refused = rec.denials.len() as u64 + rec.dropped;
+        monitor.denials.extend(rec.denials);
+        report::NetworkRecord {
+            domains: rec.domains,
+            refused,
+        }
+    });
     crate::timing::mark("monitor-finish");
     // Nothing of the run is left: put back what it changed, first in the report.
     if let Some(g) = &guard {
@@ -374,6 +404,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             not_executed.as_ref(),
         );
         rep.changes = changes.clone();
+        rep.network = network.clone();
         if l.report.is_some() {
             let key = match l.sign_report.then(crate::trust::ensure_key) {
                 None => None,
@@ -606,6 +637,7 @@ fn build_report(
         integrity: None,
         changes: None,
         not_executed: not_executed.map(|e| e.to_string()),
+        network: None,
     }
 }
 
@@ -705,6 +737,20 @@ fn net_name(p: &Policy) -> String {
         crate::policy::Network::On => "on".into(),
         crate::policy::Network::Filtered { connect, bind } => {
             format!("filtered (connect {connect:?}, bind {bind:?})")
+        }
+        crate::policy::Network::Proxy(r) => {
+            let list = |v: &[crate::netname::Pattern]| {
+                v.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "proxy (allow [{}], deny [{}], ports {:?})",
+                list(&r.allow),
+                list(&r.deny),
+                r.ports
+            )
         }
     }
 }

@@ -108,7 +108,10 @@ fn why(w: &Why) -> String {
 pub fn decide(policy: &Policy, plan: &Plan, query: &Query) -> Verdict {
     match query {
         Query::Fs(op, path) => decide_fs(policy, plan, *op, path),
-        Query::Connect(_, port) => decide_net(policy, plan, *port, true),
+        Query::Connect(host, port) => match &policy.net {
+            Network::Proxy(rules) => decide_proxy(policy, rules, host, *port),
+            _ => decide_net(policy, plan, *port, true),
+        },
         Query::Bind(port) => decide_net(policy, plan, *port, false),
         Query::ConnectUnix(path) => policy.unix.explain(&canonical(path).0),
         Query::Syscall(name) => decide_syscall(policy, name),
@@ -378,6 +381,37 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
     )
 }
 
+/// Mode "proxy": a name (or address) is reached through the proxy when the
+/// rules allow it; names still have to resolve to a usable address when the
+/// run asks, which `explain` does not try.
+fn decide_proxy(policy: &Policy, rules: &crate::netname::Rules, host: &str, port: u16) -> Verdict {
+    let origin_of = |text: &str| {
+        policy
+            .resolved
+            .network
+            .allow_domains
+            .iter()
+            .find(|i| crate::netname::Pattern::parse(&i.value).is_ok_and(|p| p.to_string() == text))
+            .map(|i| i.origin.to_string())
+            .unwrap_or_default()
+    };
+    let target = match crate::netname::Target::parse(host) {
+        Ok(t) => t,
+        Err(why) => return Verdict::deny(format!("not a host name: {why}"), "EACCES", None),
+    };
+    match rules.check(&target, port) {
+        Ok(rule) => Verdict::allow(format!(
+            "through the proxy: allow_domains \"{rule}\" ({}), port {port} in allow_ports (the name must still resolve to a public address, or to one allow_domains lists)",
+            origin_of(&rule)
+        )),
+        Err(r) => Verdict::deny(
+            format!("network mode \"proxy\": {}", r.rule),
+            "the proxy answers 403",
+            Some(r.suggestion),
+        ),
+    }
+}
+
 fn decide_net(policy: &Policy, plan: &Plan, port: u16, connect: bool) -> Verdict {
     let (key, what) = if connect {
         ("connect_tcp", "connect to")
@@ -393,6 +427,14 @@ fn decide_net(policy: &Policy, plan: &Plan, port: u16, connect: bool) -> Verdict
         .unwrap_or_else(|| "default".into());
     match &policy.net {
         Network::On => Verdict::allow(format!("network mode \"on\" ({mode})")),
+        Network::Proxy(_) if connect => Verdict::deny(
+            format!("network mode \"proxy\" ({mode}): only the proxy is reached, by name"),
+            "ECONNREFUSED",
+            Some("name the host (cordon explain --connect NAME:PORT)".into()),
+        ),
+        Network::Proxy(_) => Verdict::allow(format!(
+            "network mode \"proxy\" ({mode}): a loopback server inside the sandbox (its own network namespace)"
+        )),
         Network::Off => Verdict::deny(
             format!("network mode \"off\" ({mode}): only unix sockets"),
             "EAFNOSUPPORT",

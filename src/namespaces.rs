@@ -32,6 +32,8 @@ pub struct Prepared {
     /// The private /tmp, ${TMPDIR} and /dev (see `scratch`).
     private: crate::scratch::Prepared,
     pub net: bool,
+    /// Mode "proxy" (see `plan::Mounts::proxy`).
+    pub proxy: bool,
 }
 
 /// Namespaces the child is cloned into (init adds the network namespace itself).
@@ -63,6 +65,7 @@ impl Prepared {
                 .collect::<Result<_>>()?,
             private: crate::scratch::Prepared::new(m)?,
             net: m.net,
+            proxy: m.proxy,
         })
     }
 }
@@ -171,7 +174,7 @@ pub fn setup(p: &Prepared) -> std::result::Result<(), SetupError> {
             format!("making {} read-only", show(r))
         })?;
     }
-    if !p.masks.is_empty() {
+    if !p.masks.is_empty() || p.proxy {
         // Stage an empty directory and an empty file, both mode 000, on a tmpfs over
         // /proc and bind them over the denied paths. The fresh proc mounted below
         // covers the stage (no umount: detaching a mount waits for an RCU grace period).
@@ -198,6 +201,19 @@ pub fn setup(p: &Prepared) -> std::result::Result<(), SetupError> {
             ),
             || "creating the mask file".into(),
         )?;
+        if p.proxy {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            step(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o444)
+                    .open("/proc/r")
+                    .and_then(|mut f| f.write_all(crate::proxy::RESOLV_CONF.as_bytes())),
+                || "writing the resolver's resolv.conf".into(),
+            )?;
+        }
         // A bind mount takes its source mount's flags: with the stage read-only
         // (it is already nosuid, nodev, noexec), every mask is born with all four,
         // one call for the stage instead of one per mask.
@@ -216,6 +232,20 @@ pub fn setup(p: &Prepared) -> std::result::Result<(), SetupError> {
                     None::<&str>,
                 ),
                 || format!("masking {}", show(m)),
+            )?;
+        }
+        // Names resolve through the launcher (mode "proxy"). Without the file,
+        // glibc asks 127.0.0.1 anyway.
+        if p.proxy && std::path::Path::new("/etc/resolv.conf").exists() {
+            step(
+                mount(
+                    Some("/proc/r"),
+                    "/etc/resolv.conf",
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                ),
+                || "binding /etc/resolv.conf".into(),
             )?;
         }
     }

@@ -104,8 +104,11 @@ pub struct Mounts {
     pub read_only: Vec<PathBuf>,
     /// deny paths hidden behind an empty mode-000 directory or file; true = directory.
     pub masks: Vec<(PathBuf, bool)>,
-    /// A network namespace with only loopback (network off).
+    /// A network namespace with only loopback (network off, or proxy).
     pub net: bool,
+    /// Mode "proxy": loopback up, the proxy's and the resolver's sockets made
+    /// in the namespace by init, and /etc/resolv.conf naming that resolver.
+    pub proxy: bool,
     /// Private tmpfs mounts over the shared temporary directories.
     pub scratch: Vec<scratch::Scratch>,
     /// The fresh /dev.
@@ -234,10 +237,12 @@ impl Plan {
             gaps: Vec::new(),
         };
         let net_off = policy.net == Network::Off;
+        let proxy = matches!(policy.net, Network::Proxy(_));
         if use_ns {
             let mut m = mounts(&policy.fs);
-            m.net = net_off;
-            if net_off {
+            m.net = net_off || proxy;
+            m.proxy = proxy;
+            if net_off || proxy {
                 // Said as enforced: network off makes a network namespace too.
                 plan.ns_reason = "user, mount, PID, IPC and network namespaces".into();
             }
@@ -273,6 +278,17 @@ impl Plan {
         match &policy.net {
             Network::Off if abi >= abi::TCP => plan.tcp = Some((vec![], vec![])),
             Network::Off | Network::On => {}
+            // Its own network namespace holds only loopback and the proxy.
+            Network::Proxy(_) if use_ns => {}
+            Network::Proxy(_) => {
+                plan.missing.push(Piece {
+                    what: "network mode \"proxy\" without namespaces (the proxy is reached from a network namespace of the run's own)".into(),
+                    needs: "user namespaces (with --best-effort the network is off)".into(),
+                });
+                if abi >= abi::TCP {
+                    plan.tcp = Some((vec![], vec![]));
+                }
+            }
             Network::Filtered { connect, bind } => {
                 if abi >= abi::TCP {
                     plan.tcp = Some((connect.clone(), bind.clone()));

@@ -134,6 +134,8 @@ pub enum Network {
     On,
     /// TCP connect to / bind on the listed ports only.
     Filtered { connect: Vec<u16>, bind: Vec<u16> },
+    /// Only the names and ports of `rules`, through the launcher's proxy.
+    Proxy(crate::netname::Rules),
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +211,36 @@ pub enum Missing {
     Error,
 }
 
+/// The typed rules of mode "proxy"; an entry that is not a name, a
+/// `*.` pattern or an address is an error at its line.
+fn proxy_rules(n: &crate::profile::Network) -> Result<crate::netname::Rules> {
+    use crate::netname::{DEFAULT_PORTS, Pattern, Rules};
+    let patterns = |list: &[Item<String>]| -> Result<Vec<Pattern>> {
+        list.iter()
+            .map(|i| Pattern::parse(&i.value).map_err(|m| Error::invalid(i.origin.located(), m)))
+            .collect()
+    };
+    let mut ports: Vec<u16> = Vec::new();
+    for p in &n.allow_ports {
+        if p.value == 0 {
+            return Err(Error::invalid(p.origin.located(), "port 0 is no port"));
+        }
+        if !ports.contains(&p.value) {
+            ports.push(p.value);
+        }
+    }
+    if ports.is_empty() {
+        ports = DEFAULT_PORTS.to_vec();
+    }
+    let mut allow = patterns(&n.allow_domains)?;
+    allow.dedup();
+    Ok(Rules {
+        allow,
+        deny: patterns(&n.deny_domains)?,
+        ports,
+    })
+}
+
 impl Policy {
     /// Expand and validate `profile` for the run described by `ctx`.
     pub fn new(profile: &Profile, ctx: &Context, missing: Missing) -> Result<Policy> {
@@ -221,7 +253,23 @@ impl Policy {
                 connect: ports(&resolved.network.connect_tcp),
                 bind: ports(&resolved.network.bind_tcp),
             },
+            NetMode::Proxy => Network::Proxy(proxy_rules(&resolved.network)?),
         };
+        if !matches!(net, Network::Proxy(_)) {
+            let n = &resolved.network;
+            let first = n
+                .allow_domains
+                .first()
+                .or(n.deny_domains.first())
+                .map(|i| &i.origin)
+                .or(n.allow_ports.first().map(|i| &i.origin));
+            if let Some(o) = first {
+                return Err(Error::invalid(
+                    o.located(),
+                    "allow_domains, deny_domains and allow_ports need mode = \"proxy\" (or --net proxy)",
+                ));
+            }
+        }
         if !matches!(net, Network::Filtered { .. }) {
             if let Some(p) = resolved
                 .network

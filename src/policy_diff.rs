@@ -76,8 +76,9 @@ fn strings(l: &[Item<String>]) -> Vec<String> {
 fn net_rank(m: NetMode) -> u8 {
     match m {
         NetMode::Off => 0,
-        NetMode::Filtered => 1,
-        NetMode::On => 2,
+        NetMode::Proxy => 1,
+        NetMode::Filtered => 2,
+        NetMode::On => 3,
     }
 }
 
@@ -185,6 +186,63 @@ pub fn compare(rec: &Profile, local: &Profile) -> Vec<Change> {
             for p in l.difference(&r) {
                 push(Effect::Narrower, format!("network {what} {p} removed"));
             }
+        }
+    } else if rn == NetMode::Proxy {
+        // More allowed names or ports is wider; more denied names is narrower.
+        let set = |l: &[Item<String>]| -> BTreeSet<String> {
+            l.iter()
+                .map(|i| i.value.trim().to_ascii_lowercase())
+                .collect()
+        };
+        let ports = |l: &[Item<u16>]| -> BTreeSet<u16> {
+            let s: BTreeSet<u16> = l.iter().map(|i| i.value).collect();
+            if s.is_empty() {
+                crate::netname::DEFAULT_PORTS.into_iter().collect()
+            } else {
+                s
+            }
+        };
+        let (ra, la) = (
+            set(&rec.network.allow_domains),
+            set(&local.network.allow_domains),
+        );
+        for d in ra.difference(&la) {
+            push(
+                Effect::Wider,
+                format!("network allow_domains \"{d}\" added"),
+            );
+        }
+        for d in la.difference(&ra) {
+            push(
+                Effect::Narrower,
+                format!("network allow_domains \"{d}\" removed"),
+            );
+        }
+        let (rd, ld) = (
+            set(&rec.network.deny_domains),
+            set(&local.network.deny_domains),
+        );
+        for d in ld.difference(&rd) {
+            push(
+                Effect::Wider,
+                format!("network deny_domains \"{d}\" removed"),
+            );
+        }
+        for d in rd.difference(&ld) {
+            push(
+                Effect::Narrower,
+                format!("network deny_domains \"{d}\" added"),
+            );
+        }
+        let (rp, lp) = (
+            ports(&rec.network.allow_ports),
+            ports(&local.network.allow_ports),
+        );
+        for p in rp.difference(&lp) {
+            push(Effect::Wider, format!("network allow_ports {p} added"));
+        }
+        for p in lp.difference(&rp) {
+            push(Effect::Narrower, format!("network allow_ports {p} removed"));
         }
     }
     for (what, r, l) in [

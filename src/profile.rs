@@ -122,6 +122,9 @@ pub enum NetMode {
     On,
     /// TCP to `connect_tcp` ports and bind to `bind_tcp` ports only (Landlock ABI 4).
     Filtered,
+    /// Only names in `allow_domains` (on `allow_ports`), through a proxy the
+    /// launcher runs; names resolve through the launcher (see `netname`, `proxy`).
+    Proxy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -285,6 +288,9 @@ struct RawNetwork {
     bind_tcp: List<u16>,
     abstract_unix: Option<Spanned<Permit>>,
     unix_connect: List<PathEntry>,
+    allow_domains: List<String>,
+    deny_domains: List<String>,
+    allow_ports: List<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -391,6 +397,15 @@ pub struct Network {
     /// (paths, or a glob in the last component).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unix_connect: Vec<Item<PathEntry>>,
+    /// Mode "proxy": the names (`*.example.com` for the names below it) and
+    /// addresses the proxy connects to; `deny_domains` wins.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_domains: Vec<Item<String>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deny_domains: Vec<Item<String>>,
+    /// Mode "proxy": the ports the proxy connects to (default 443 and 80).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_ports: Vec<Item<u16>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -480,6 +495,8 @@ pub struct Overrides {
     pub write: Vec<PathBuf>,
     pub exec: Vec<PathBuf>,
     pub net: Option<NetMode>,
+    /// `--allow-domain`: names (or patterns) added to `allow_domains`.
+    pub domains: Vec<String>,
 }
 
 impl Profile {
@@ -551,6 +568,17 @@ impl Profile {
                 self.network.connect_tcp.clear();
                 self.network.bind_tcp.clear();
             }
+            if mode != NetMode::Proxy {
+                self.network.allow_domains.clear();
+                self.network.deny_domains.clear();
+                self.network.allow_ports.clear();
+            }
+        }
+        for d in &o.domains {
+            self.network.allow_domains.push(Item {
+                value: d.clone(),
+                origin: Origin::command_line("--allow-domain"),
+            });
         }
     }
 
@@ -594,6 +622,9 @@ impl Profile {
         list("network.bind_tcp", &mut self.network.bind_tcp, f);
         one("network.abstract_unix", &mut self.network.abstract_unix, f);
         list("network.unix_connect", &mut self.network.unix_connect, f);
+        list("network.allow_domains", &mut self.network.allow_domains, f);
+        list("network.deny_domains", &mut self.network.deny_domains, f);
+        list("network.allow_ports", &mut self.network.allow_ports, f);
         list("env.keep", &mut self.env.keep, f);
         list("env.remove", &mut self.env.remove, f);
         for (k, item) in self.env.set.iter_mut() {
@@ -913,6 +944,24 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>, &'static st
             &mut p.network.unix_connect,
             n.unix_connect,
             "network.unix_connect",
+            at,
+        );
+        list(
+            &mut p.network.allow_domains,
+            n.allow_domains,
+            "network.allow_domains",
+            at,
+        );
+        list(
+            &mut p.network.deny_domains,
+            n.deny_domains,
+            "network.deny_domains",
+            at,
+        );
+        list(
+            &mut p.network.allow_ports,
+            n.allow_ports,
+            "network.allow_ports",
             at,
         );
     }

@@ -48,6 +48,18 @@ pub struct Report {
     /// executable, or its execve refused. Absent when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_executed: Option<String>,
+    /// Network mode "proxy": what went through the proxy. Absent in other modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkRecord>,
+}
+
+/// What the proxy of mode "proxy" served (its refusals are in `denials`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkRecord {
+    /// Allowed connections per name (or address) as the client asked for it.
+    pub domains: std::collections::BTreeMap<String, u64>,
+    /// Requests the proxy refused (each a denial, up to the report's cap).
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -110,7 +122,8 @@ pub struct Denial {
     pub errno: String,
     pub rule: String,
     pub suggestion: String,
-    /// "audit", "seccomp-notify", "predicted" or "guard" (found and put back when the run ended).
+    /// "audit", "seccomp-notify", "predicted", "guard" (found and put back when the
+    /// run ended) or "proxy" (refused by the proxy of network mode "proxy").
     pub observed_by: String,
     pub at_ms: u64,
 }

@@ -131,6 +131,13 @@ impl Prepared {
         }
         warnings.extend(plan.warnings.iter().cloned());
 
+        // Mode "proxy" without a network namespace (--best-effort, said above):
+        // nothing would keep the tree to the proxy, so the network is off.
+        if plan.mounts.is_none() && matches!(policy.net, crate::policy::Network::Proxy(_)) {
+            policy.net = crate::policy::Network::Off;
+            policy.syscalls =
+                crate::seccomp::SyscallPolicy::new(&policy.resolved.syscalls, &policy.net)?;
+        }
         // The filter follows the isolation the plan chose (auto may fall back to none).
         policy.syscalls.set_isolation(plan.isolation());
         // Built-in default limits apply where they hold; the notes say where not.
@@ -190,6 +197,13 @@ impl Prepared {
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
         let mut env = env::build(&policy.env, &host_env, &mut read_secret)?;
+        // Mode "proxy": every tool that honours the proxy variables is pointed
+        // at the proxy (one that does not reaches nothing).
+        if matches!(policy.net, crate::policy::Network::Proxy(_)) {
+            let vars = crate::proxy::environment();
+            env.retain(|(k, _)| !vars.iter().any(|(n, _)| n == k));
+            env.extend(vars);
+        }
         // Without namespaces the run's temporary directory is its own (scratch::RunTmp).
         if let (Some(t), None) = (&policy.run_tmp, &plan.mounts) {
             if !policy.env.set.iter().any(|(k, _)| k == "TMPDIR") {
@@ -357,6 +371,8 @@ pub struct Spawned {
     pub ns: bool,
     /// init writes the payload's raw wait status here before exiting.
     pub status: Option<OwnedFd>,
+    /// Mode "proxy": where init hands over the proxy's sockets (proxy::take_over).
+    pub proxy: Option<OwnedFd>,
 }
 
 /// Why a spawn failed.
@@ -455,14 +471,24 @@ pub fn spawn(
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
         let (status_r, status_w) =
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
+        let proxy = match prep.ns.as_ref().is_some_and(|n| n.proxy) {
+            true => Some(
+                crate::proxy::channel().map_err(|e| launch("creating the proxy's channel", e))?,
+            ),
+            false => None,
+        };
+        let (proxy_ours, proxy_init) = match proxy {
+            Some((a, b)) => (Some(a), Some(b)),
+            None => (None, None),
+        };
         match sys::clone_fork(namespaces::CLONE_FLAGS) {
             Err(e) => return Err(SpawnError::NsUnavailable(format!("clone: {e}"))),
             Ok(None) => {
-                drop((err_r, sync_w, status_r));
-                init(prep, signals, err_w, sync_r, status_w)
+                drop((err_r, sync_w, status_r, proxy_ours));
+                init(prep, signals, err_w, sync_r, status_w, proxy_init)
             }
             Ok(Some(pid)) => {
-                drop((sync_r, status_w));
+                drop((sync_r, status_w, proxy_init));
                 let pid = Pid::from_raw(pid);
                 let maps = namespaces::write_maps(
                     pid.as_raw(),
@@ -512,6 +538,7 @@ pub fn spawn(
                     pid,
                     ns: true,
                     status: Some(status_r),
+                    proxy: proxy_ours,
                 }
             }
         }
@@ -535,6 +562,7 @@ pub fn spawn(
                     pid,
                     ns: false,
                     status: None,
+                    proxy: None,
                 }
             }
         }
@@ -623,6 +651,7 @@ fn init(
     err_w: OwnedFd,
     sync_r: OwnedFd,
     status_w: OwnedFd,
+    proxy: Option<OwnedFd>,
 ) -> ! {
     // If the launcher dies, so does init, and with it the whole PID namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -636,6 +665,19 @@ fn init(
                 exit::LAUNCHER,
                 true,
                 &format!("creating the network namespace: {e}"),
+            );
+        }
+    }
+    // Mode "proxy": the proxy's and the resolver's sockets, made in the new
+    // network namespace (loopback up first) and handed to the launcher, which
+    // serves them from the host's side.
+    if let Some(chan) = proxy {
+        if let Err(e) = crate::proxy::hand_over(&chan) {
+            fail(
+                &err_w,
+                exit::LAUNCHER,
+                false,
+                &format!("making the proxy's sockets in the network namespace: {e}"),
             );
         }
     }

@@ -855,7 +855,9 @@ fn socket_rules(net: &Network) -> Vec<(&'static str, Vec<Check>)> {
     let mut rules = vec![("socketpair", vec![Check::Ne(0, unix)])];
     match net {
         Network::Off => rules.push(("socket", vec![Check::Ne(0, unix)])),
-        Network::On | Network::Filtered { .. } => {
+        // Proxy: the tree's own network namespace (the plan refuses it without
+        // one), where loopback and the proxy are all there is.
+        Network::On | Network::Filtered { .. } | Network::Proxy(_) => {
             rules.push((
                 "socket",
                 vec![

@@ -907,3 +907,30 @@ pub fn removexattr(path: &std::ffi::CStr, name: &std::ffi::CStr) -> io::Result<(
     let rc = unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) };
     check(rc as libc::c_long).map(drop)
 }
+
+/// Bring the loopback interface of the caller's network namespace up
+/// (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP): mode "proxy" serves the
+/// proxy and the resolver on 127.0.0.1 there.
+pub fn loopback_up() -> io::Result<()> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    let s = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain data; zeroed it is a valid request whose name we
+    // fill with "lo" and a NUL (within IFNAMSIZ).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and writes ifru_flags inside `req`,
+    // which lives across the call.
+    check(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } as libc::c_long)?;
+    // SAFETY: the union's flags member was just written by the kernel.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+    check(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } as libc::c_long)?;
+    Ok(())
+}

@@ -639,7 +639,10 @@ impl Mediator {
                 let kind = sys::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE)?;
                 // Landlock's port rules cover TCP only; the filter leaves other inet
                 // sockets to the network mode.
-                if kind == libc::SOCK_STREAM && policy.net != Network::On {
+                // Mode "proxy": the tree's network namespace holds loopback and
+                // the proxy only; names are decided by the proxy itself.
+                let own_netns = matches!(policy.net, Network::Proxy(_));
+                if kind == libc::SOCK_STREAM && policy.net != Network::On && !own_netns {
                     let v = explain::decide(policy, plan, &Query::Connect(host.clone(), port));
                     if !v.allowed {
                         let v = Verdict {

@@ -769,7 +769,7 @@ pub fn check_report_schema(r: &serde_json::Value, ctx: &str) {
         uint(&d, "/pid");
         let by = string(&d, "/observed_by");
         assert!(
-            ["audit", "seccomp-notify", "predicted", "guard"].contains(&by.as_str()),
+            ["audit", "seccomp-notify", "predicted", "guard", "proxy"].contains(&by.as_str()),
             "{ctx}: observed_by {by:?}"
         );
         uint(&d, "/at_ms");

@@ -1,0 +1,479 @@
+//! Network mode "proxy": the proxy and the resolver the launcher serves to the
+//! sandboxed tree. Init makes their sockets inside the tree's own network
+//! namespace (127.0.0.1:3128 for HTTP and SOCKS5, 127.0.0.1:53 for DNS) and
+//! hands them over; the launcher accepts there and connects from the host's
+//! namespace, so no bridge process and no veth are needed, and the tree
+//! reaches nothing else.
+//!
+//! Owns the serving threads and what they record (refusals as report
+//! denials, allowed connections per name). Decides nothing itself: every
+//! request goes through `netname::Rules`. Never terminates TLS: a CONNECT or
+//! SOCKS5 stream is relayed as bytes.
+
+mod dns;
+mod http;
+mod socks;
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::netname::{Refusal, Rules, Target};
+use crate::report::Denial;
+
+/// Where the proxy listens inside the tree's network namespace.
+pub const PROXY_ADDR: &str = "127.0.0.1:3128";
+/// Where the resolver answers inside it (/etc/resolv.conf names it).
+pub const DNS_ADDR: &str = "127.0.0.1:53";
+/// The tree's /etc/resolv.conf in mode "proxy".
+pub const RESOLV_CONF: &str = "# cordon: names resolve through the launcher (network mode \"proxy\")\nnameserver 127.0.0.1\noptions edns0 trust-ad\n";
+
+/// Connections served at once; one more is refused (and recorded once).
+const MAX_CONNECTIONS: usize = 512;
+/// Lookups answered at once (each may wait on the host's resolver).
+const MAX_LOOKUPS: usize = 64;
+/// Refusals kept for the report; more are counted.
+const MAX_DENIALS: usize = 1000;
+/// Names counted in `domains`; more are counted in one entry.
+const MAX_NAMES: usize = 1000;
+/// How long a client may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection to an allowed host may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The variables that point the tree's tools at the proxy.
+pub fn environment() -> Vec<(String, String)> {
+    let http = format!("http://{PROXY_ADDR}");
+    let socks = format!("socks5h://{PROXY_ADDR}");
+    let mut v = Vec::new();
+    for (k, val) in [
+        ("HTTP_PROXY", &http),
+        ("HTTPS_PROXY", &http),
+        ("ALL_PROXY", &socks),
+    ] {
+        v.push((k.to_string(), val.clone()));
+        v.push((k.to_ascii_lowercase(), val.clone()));
+    }
+    // Loopback inside the tree is the tree's own (a test server, a dev server).
+    for k in ["NO_PROXY", "no_proxy"] {
+        v.push((k.to_string(), "localhost,127.0.0.1,::1".to_string()));
+    }
+    v
+}
+
+/// Make the proxy's and the resolver's sockets, in init, inside the new
+/// network namespace: loopback up, then bound. Returns them to be handed to
+/// the launcher.
+pub fn make_sockets() -> io::Result<(TcpListener, UdpSocket)> {
+    crate::sys::loopback_up()?;
+    let tcp = TcpListener::bind(PROXY_ADDR)?;
+    let udp = UdpSocket::bind(DNS_ADDR)?;
+    Ok((tcp, udp))
+}
+
+/// What the proxy did during the run.
+#[derive(Debug, Default)]
+pub struct Record {
+    pub denials: Vec<Denial>,
+    /// Refusals beyond `denials`.
+    pub dropped: u64,
+    /// Allowed connections per name (or address) as the client asked for it.
+    pub domains: BTreeMap<String, u64>,
+    /// Names (`resolve` denials) already recorded: a lookup asks twice (A, AAAA).
+    resolved_refusals: std::collections::BTreeSet<String>,
+}
+
+struct Shared {
+    rules: Rules,
+    started: Instant,
+    record: Mutex<Record>,
+    connections: AtomicUsize,
+    lookups: AtomicUsize,
+}
+
+impl Shared {
+    fn deny(&self, operation: &str, target: String, answer: &str, r: Refusal) {
+        let mut rec = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        if operation == "resolve" && !rec.resolved_refusals.insert(target.clone()) {
+            return;
+        }
+        if rec.denials.len() >= MAX_DENIALS {
+            rec.dropped += 1;
+            return;
+        }
+        rec.denials.push(Denial {
+            kind: "net".into(),
+            operation: operation.into(),
+            target,
+            pid: 0,
+            exe: String::new(),
+            errno: answer.into(),
+            rule: format!("network mode \"proxy\": {}", r.rule),
+            suggestion: r.suggestion,
+            observed_by: "proxy".into(),
+            at_ms: self.started.elapsed().as_millis() as u64,
+        });
+    }
+
+    fn allowed(&self, t: &Target) {
+        let mut rec = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        let key = t.to_string();
+        if rec.domains.len() >= MAX_NAMES && !rec.domains.contains_key(&key) {
+            *rec.domains.entry("(other names)".into()).or_default() += 1;
+        } else {
+            *rec.domains.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Resolve and connect to an allowed target, or say why not: a refusal
+    /// of the rules (`Refused::Rule`: the name leads to an address it must
+    /// not) or a host that cannot be reached.
+    fn open(&self, t: &Target, port: u16) -> Result<TcpStream, Failed> {
+        let addrs: Vec<IpAddr> = match t {
+            Target::Ip(a) => vec![*a],
+            Target::Name(n) => match (n.as_str(), port).to_socket_addrs() {
+                Ok(it) => it.map(|s| s.ip()).collect(),
+                Err(e) => {
+                    return Err(Failed::Unreachable(Refusal {
+                        rule: format!("{n} does not resolve on the host: {e}"),
+                        suggestion: "check the name".into(),
+                    }));
+                }
+            },
+        };
+        let usable = self.rules.usable(t, &addrs).map_err(Failed::Rule)?;
+        let mut last = None;
+        for a in usable {
+            match TcpStream::connect_timeout(&SocketAddr::new(a, port), CONNECT_TIMEOUT) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(format!("{a}: {e}")),
+            }
+        }
+        Err(Failed::Unreachable(Refusal {
+            rule: format!("no connection to {t}:{port} ({})", last.unwrap_or_default()),
+            suggestion: "none: the host is unreachable from here".into(),
+        }))
+    }
+}
+
+/// Why an allowed request got no connection.
+enum Failed {
+    /// The rules refuse where the name leads (a special address): a denial.
+    Rule(Refusal),
+    /// Not resolvable, or no answer: recorded too, as the run's evidence.
+    Unreachable(Refusal),
+}
+
+/// The running proxy.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    stop: Option<OwnedFd>,
+    main: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Serve `listener` (and `dns`) under `rules` until [`Proxy::finish`].
+    pub fn start(
+        listener: TcpListener,
+        dns: Option<UdpSocket>,
+        rules: Rules,
+        started: Instant,
+    ) -> io::Result<Proxy> {
+        let shared = Arc::new(Shared {
+            rules,
+            started,
+            record: Mutex::new(Record::default()),
+            connections: AtomicUsize::new(0),
+            lookups: AtomicUsize::new(0),
+        });
+        let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        listener.set_nonblocking(true)?;
+        if let Some(d) = &dns {
+            d.set_nonblocking(true)?;
+        }
+        let sh = shared.clone();
+        let main = std::thread::Builder::new()
+            .name("cordon-proxy".into())
+            .spawn(move || serve(sh, listener, dns, stop_r))?;
+        Ok(Proxy {
+            shared,
+            stop: Some(stop_w),
+            main: Some(main),
+        })
+    }
+
+    /// Stop accepting, let the connections that remain end (the tree is gone,
+    /// so they do at once), and return the record.
+    pub fn finish(mut self) -> Record {
+        drop(self.stop.take());
+        if let Some(m) = self.main.take() {
+            let _ = m.join();
+        }
+        let until = Instant::now() + Duration::from_millis(200);
+        while (self.shared.connections.load(Ordering::Acquire) > 0
+            || self.shared.lookups.load(Ordering::Acquire) > 0)
+            && Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut rec = self.shared.record.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *rec)
+    }
+}
+
+fn serve(sh: Arc<Shared>, listener: TcpListener, dns: Option<UdpSocket>, stop: OwnedFd) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut refused_cap = false;
+    loop {
+        let mut fds = vec![
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+        ];
+        if let Some(d) = &dns {
+            fds.push(PollFd::new(d.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+            Ok(_) => {}
+        }
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        if ready(0) {
+            return;
+        }
+        let (conn, query) = (ready(1), ready(2));
+        drop(fds);
+        if conn {
+            while let Ok((stream, _)) = listener.accept() {
+                if sh.connections.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+                    if !refused_cap {
+                        refused_cap = true;
+                        sh.deny(
+                            "connect",
+                            "(any)".into(),
+                            "closed",
+                            Refusal {
+                                rule: format!(
+                                    "{MAX_CONNECTIONS} connections at once through the proxy is the cap"
+                                ),
+                                suggestion: "none: fewer connections at once".into(),
+                            },
+                        );
+                    }
+                    continue;
+                }
+                sh.connections.fetch_add(1, Ordering::AcqRel);
+                let sh2 = sh.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("cordon-proxy-conn".into())
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        let _ = connection(&sh2, stream);
+                        sh2.connections.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    sh.connections.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        }
+        if let (true, Some(d)) = (query, &dns) {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = d.recv_from(&mut buf) {
+                let q = buf[..n].to_vec();
+                let Ok(sock) = d.try_clone() else { continue };
+                if sh.lookups.load(Ordering::Acquire) >= MAX_LOOKUPS {
+                    if let Some(r) = dns::failure(&q) {
+                        let _ = sock.send_to(&r, from);
+                    }
+                    continue;
+                }
+                sh.lookups.fetch_add(1, Ordering::AcqRel);
+                let sh2 = sh.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("cordon-proxy-dns".into())
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        if let Some(r) = dns::answer(&sh2, &q) {
+                            let _ = sock.send_to(&r, from);
+                        }
+                        sh2.lookups.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    sh.lookups.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        }
+    }
+}
+
+/// One client connection: SOCKS5 if its first byte says so, else HTTP.
+fn connection(sh: &Shared, client: TcpStream) -> io::Result<()> {
+    client.set_nonblocking(false)?;
+    client.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    let _ = client.set_nodelay(true);
+    let mut first = [0u8; 1];
+    if client.peek(&mut first)? == 0 {
+        return Ok(());
+    }
+    match first[0] {
+        5 => socks::serve(sh, client),
+        _ => http::serve(sh, client),
+    }
+}
+
+/// Copy both ways until each side has ended; the request timeout is lifted.
+fn relay(client: TcpStream, upstream: TcpStream, early: &[u8]) -> io::Result<()> {
+    client.set_read_timeout(None)?;
+    let _ = upstream.set_nodelay(true);
+    let (mut c_read, mut c_write) = (client.try_clone()?, client);
+    let (mut u_read, mut u_write) = (upstream.try_clone()?, upstream);
+    if !early.is_empty() {
+        u_write.write_all(early)?;
+    }
+    let back = std::thread::Builder::new()
+        .name("cordon-proxy-relay".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _ = copy(&mut u_read, &mut c_write);
+            let _ = c_write.shutdown(Shutdown::Write);
+        })?;
+    let _ = copy(&mut c_read, &mut u_write);
+    let _ = u_write.shutdown(Shutdown::Write);
+    let _ = back.join();
+    Ok(())
+}
+
+fn copy(from: &mut TcpStream, to: &mut TcpStream) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// `host:port` as a client wrote it (`[v6]:port` for an IPv6 address).
+fn split_host_port(s: &str, default_port: Option<u16>) -> Option<(String, u16)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port?,
+            None => return None,
+        };
+        return Some((h.to_string(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h.to_string(), p.parse().ok()?)),
+        Some(_) => None,
+        None => Some((s.to_string(), default_port?)),
+    }
+}
+
+/// The channel over which init hands the sockets to the launcher: (launcher's end, init's end).
+pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// In init: make the sockets and send them over `chan`.
+pub fn hand_over(chan: &OwnedFd) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let (tcp, udp) = make_sockets()?;
+    let fds = [tcp.as_raw_fd(), udp.as_raw_fd()];
+    let iov = [io::IoSlice::new(b"p")];
+    sendmsg::<()>(
+        chan.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )?;
+    Ok(())
+}
+
+/// In the launcher: take the sockets init made.
+pub fn take_over(chan: &OwnedFd) -> io::Result<(TcpListener, UdpSocket)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut buf = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+    let msg = recvmsg::<()>(
+        chan.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut got = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            got.extend(fds.into_iter().map(crate::sys::own_fd));
+        }
+    }
+    let mut it = got.into_iter();
+    match (it.next(), it.next()) {
+        (Some(t), Some(u)) => Ok((TcpListener::from(t), UdpSocket::from(u))),
+        _ => Err(io::Error::other("init sent no proxy sockets")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_as_clients_write_them() {
+        assert_eq!(
+            split_host_port("example.com:443", None),
+            Some(("example.com".into(), 443))
+        );
+        assert_eq!(
+            split_host_port("example.com", Some(80)),
+            Some(("example.com".into(), 80))
+        );
+        assert_eq!(
+            split_host_port("[::1]:8080", None),
+            Some(("::1".into(), 8080))
+        );
+        assert_eq!(split_host_port("[::1]", Some(80)), Some(("::1".into(), 80)));
+        assert_eq!(split_host_port("example.com", None), None);
+        assert_eq!(split_host_port("::1:80", None), None);
+        assert_eq!(split_host_port("example.com:http", None), None);
+    }
+
+    #[test]
+    fn the_tree_is_pointed_at_the_proxy() {
+        let env = environment();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("HTTPS_PROXY"), Some("http://127.0.0.1:3128"));
+        assert_eq!(get("https_proxy"), Some("http://127.0.0.1:3128"));
+        assert_eq!(get("ALL_PROXY"), Some("socks5h://127.0.0.1:3128"));
+        assert!(get("NO_PROXY").is_some_and(|v| v.contains("127.0.0.1")));
+    }
+}

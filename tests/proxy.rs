@@ -1,0 +1,533 @@
+//! Network mode "proxy", against the real kernel, as root and as uid 65534.
+//!
+//! Each case runs cordon inside a network and mount namespace the test makes
+//! (`unshare -mn`): loopback up with 198.18.0.10 on it (a benchmarking address,
+//! neither private nor loopback, so names may lead to it), an HTTP server there
+//! on ports 80 and 8080, and names in a private /etc/hosts. The proxy resolves
+//! and connects from that namespace; nothing here talks to any other address.
+
+mod support;
+use std::path::Path;
+use std::process::Output;
+
+use support::*;
+
+const ADDR: &str = "198.18.0.10";
+
+/// Run `body` (bash, with `$CORDON` the launcher as `user`) in a fresh network
+/// and mount namespace with the servers and names above.
+fn in_netns(user: User, body: &str) -> Output {
+    let dir = tempdir(User::Root);
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hello-from-api\n").unwrap();
+    let hosts = dir.path().join("hosts");
+    let mut h = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    h.push_str(&format!(
+        "\n{ADDR} api.test www.api.test gist.api.test other.test\n169.254.169.254 meta.test\n127.0.0.2 loop.test\n"
+    ));
+    std::fs::write(&hosts, h).unwrap();
+    std::fs::set_permissions(&hosts, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let launcher = match user {
+        User::Root => format!("{}", bin().display()),
+        User::Nobody => format!(
+            "setpriv --reuid=65534 --regid=65534 --clear-groups {}",
+            bin().display()
+        ),
+    };
+    let script = format!(
+        r#"
+set -u
+ip link set lo up && ip addr add {ADDR}/32 dev lo || exit 90
+mount --bind {hosts} /etc/hosts || exit 91
+cd {www}
+{py} -m http.server 80 --bind {ADDR} >/dev/null 2>&1 &
+a=$!
+{py} -m http.server 8080 --bind {ADDR} >/dev/null 2>&1 &
+b=$!
+trap 'kill $a $b 2>/dev/null; wait 2>/dev/null' EXIT
+for i in $(seq 100); do
+  (exec 3<>/dev/tcp/{ADDR}/80 && exec 4<>/dev/tcp/{ADDR}/8080) 2>/dev/null && break
+  sleep 0.05
+done
+cd {ws}
+CORDON="{launcher}"
+{body}
+"#,
+        hosts = hosts.display(),
+        www = www.display(),
+        py = PYTHON,
+        ws = dir.path().display(),
+    );
+    let mut c = std::process::Command::new("unshare");
+    c.args(["-m", "-n", "--", "bash", "-c", &script])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", home(user))
+        .env("LANG", "C.UTF-8")
+        .stdin(std::process::Stdio::null());
+    let out = c.output().unwrap();
+    drop(dir);
+    out
+}
+
+fn proxy_profile(extra: &str, ns: Ns) -> String {
+    profile_ns(
+        "proxy",
+        &format!("extends = \"workspace-write\"\n[network]\nmode = \"proxy\"\n{extra}\n"),
+        ns,
+    )
+}
+
+fn report_dir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("cordon-test-proxy-report-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    d
+}
+
+fn denials(r: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    r["denials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["observed_by"] == "proxy")
+        .map(|d| {
+            (
+                d["operation"].as_str().unwrap().to_string(),
+                d["target"].as_str().unwrap().to_string(),
+                d["rule"].as_str().unwrap().to_string(),
+                d["suggestion"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn need_tools(test: &str) -> bool {
+    for t in ["unshare", "ip", "curl", "setpriv"] {
+        if !["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(t).exists())
+        {
+            skip(test, &format!("{t} is not installed"));
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn allowed_names_are_reached_over_http_connect_and_socks5() {
+    let test = "allowed_names_are_reached_over_http_connect_and_socks5";
+    if !need_tools(test) {
+        return;
+    }
+    for user in users(test) {
+        let p = proxy_profile("allow_domains = [\"api.test\"]", Ns::Auto);
+        let reports = report_dir();
+        let rep = reports.path().join("r.json");
+        let out = in_netns(
+            user,
+            &format!(
+                r#"$CORDON run -q -p {p} --report {rep} -- bash -c '
+echo "env $HTTPS_PROXY $ALL_PROXY"
+curl -sS --max-time 20 http://api.test/
+curl -sS --max-time 20 --proxytunnel http://api.test/
+curl -sS --max-time 20 --proxy socks5h://127.0.0.1:3128 http://API.test./
+'; echo "rc=$?""#,
+                rep = rep.display()
+            ),
+        );
+        let o = text(&out.stdout);
+        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        assert!(o.contains("rc=0"), "{ctx}");
+        assert_eq!(o.matches("hello-from-api").count(), 3, "{ctx}");
+        assert!(
+            o.contains("env http://127.0.0.1:3128 socks5h://127.0.0.1:3128"),
+            "{ctx}"
+        );
+        let r = read_report(&rep);
+        check_report_schema(&r, &ctx);
+        assert_eq!(r["network"]["domains"]["api.test"], 3, "{ctx}\n{r:#}");
+        assert_eq!(r["network"]["refused"], 0, "{ctx}");
+        assert!(denials(&r).is_empty(), "{ctx}");
+    }
+}
+
+#[test]
+fn names_the_profile_does_not_allow_are_refused_and_reported() {
+    let test = "names_the_profile_does_not_allow_are_refused_and_reported";
+    if !need_tools(test) {
+        return;
+    }
+    for user in users(test) {
+        let p = proxy_profile(
+            "allow_domains = [\"*.api.test\", \"meta.test\", \"loop.test\"]\ndeny_domains = [\"gist.api.test\"]",
+            Ns::Auto,
+        );
+        let reports = report_dir();
+        let rep = reports.path().join("r.json");
+        // Each line: the HTTP code the proxy answered (000: no answer at all).
+        let out = in_netns(
+            user,
+            &format!(
+                r#"$CORDON run -q -p {p} --report {rep} -- bash -c '
+for u in http://www.api.test/ http://api.test/ http://gist.api.test/ http://other.test/ http://{ADDR}/ http://meta.test/ http://loop.test/ http://www.api.test:8080/; do
+  echo "$u $(curl -s -o /dev/null -w "%{{http_code}}" --max-time 20 $u)"
+done
+echo "socks $(curl -s -o /dev/null -w "%{{http_code}}" --max-time 20 --proxy socks5h://127.0.0.1:3128 http://other.test/; echo " $?")"
+'; echo "rc=$?""#,
+                rep = rep.display()
+            ),
+        );
+        let o = text(&out.stdout);
+        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        for (url, code) in [
+            ("http://www.api.test/", "200"),
+            ("http://api.test/", "403"),
+            ("http://gist.api.test/", "403"),
+            ("http://other.test/", "403"),
+            (&format!("http://{ADDR}/"), "403"),
+            ("http://meta.test/", "403"),
+            ("http://loop.test/", "403"),
+            ("http://www.api.test:8080/", "403"),
+        ] {
+            assert!(o.contains(&format!("{url} {code}")), "{url}: {ctx}");
+        }
+        // curl's exit 97: the SOCKS5 proxy refused the connection.
+        assert!(o.contains("socks 000 97"), "{ctx}");
+        let r = read_report(&rep);
+        check_report_schema(&r, &ctx);
+        let d = denials(&r);
+        let find = |target: &str| {
+            d.iter()
+                .find(|x| x.1 == target)
+                .unwrap_or_else(|| panic!("no denial for {target}: {d:#?}\n{ctx}"))
+                .clone()
+        };
+        assert_eq!(
+            find("api.test:80").3,
+            "add \"api.test\" to [network] allow_domains"
+        );
+        assert!(
+            find("gist.api.test:80")
+                .2
+                .contains("deny_domains \"gist.api.test\"")
+        );
+        assert_eq!(
+            find(&format!("{ADDR}:80")).3,
+            format!("add \"{ADDR}\" to [network] allow_domains")
+        );
+        assert!(
+            find("meta.test:80")
+                .2
+                .contains("169.254.169.254, a cloud metadata address")
+        );
+        assert!(
+            find("loop.test:80")
+                .2
+                .contains("127.0.0.2, a loopback address")
+        );
+        assert_eq!(
+            find("www.api.test:8080").3,
+            "add 8080 to [network] allow_ports"
+        );
+        assert_eq!(r["network"]["domains"]["www.api.test"], 1, "{ctx}");
+        // Each refusal is in the exit summary too.
+        let err = text(&out.stderr);
+        assert!(err.is_empty(), "-q prints nothing but the errors: {err}");
+    }
+}
+
+#[test]
+fn nothing_but_the_proxy_is_reachable() {
+    let test = "nothing_but_the_proxy_is_reachable";
+    if !need_tools(test) {
+        return;
+    }
+    let py = r#"
+import socket
+def tcp(host, port):
+    s = socket.socket(); s.settimeout(5)
+    try: s.connect((host, port)); return "OK"
+    except OSError as e: return e.__class__.__name__ + " " + str(e.errno)
+def udp(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try: s.sendto(b"x", (host, port)); return "OK"
+    except OSError as e: return e.__class__.__name__ + " " + str(e.errno)
+print("tcp-direct", tcp("198.18.0.10", 80))
+print("udp-direct", udp("198.18.0.10", 53))
+print("tcp-proxy", tcp("127.0.0.1", 3128))
+# A server the tree starts on loopback is reachable from the tree.
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+print("tcp-own", tcp("127.0.0.1", l.getsockname()[1]))
+"#;
+    for user in users(test) {
+        let p = proxy_profile("allow_domains = [\"api.test\"]", Ns::Auto);
+        let out = in_netns(
+            user,
+            &format!(
+                "$CORDON run -q -p {p} -- {PYTHON} -c '{py}'; echo \"rc=$?\"\n\
+                 $CORDON run -q -p {p} -- curl -sS --max-time 5 --noproxy '*' http://api.test/; echo \"curl=$?\""
+            ),
+        );
+        let o = text(&out.stdout);
+        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        assert!(o.contains("rc=0"), "{ctx}");
+        // The tree's network namespace has loopback alone: no route out.
+        assert!(o.contains("tcp-direct OSError 101"), "ENETUNREACH: {ctx}");
+        assert!(o.contains("udp-direct OSError 101"), "ENETUNREACH: {ctx}");
+        assert!(o.contains("tcp-proxy OK"), "{ctx}");
+        assert!(o.contains("tcp-own OK"), "{ctx}");
+        // A client that ignores the proxy variables reaches nothing (curl 7: no connection).
+        assert!(o.contains("curl=7"), "{ctx}");
+    }
+}
+
+#[test]
+fn names_resolve_through_the_launcher_only_when_allowed() {
+    let test = "names_resolve_through_the_launcher_only_when_allowed";
+    if !need_tools(test) {
+        return;
+    }
+    // Raw queries to the resolver /etc/resolv.conf names: rcode and answers.
+    let py = r#"
+import socket, struct
+def q(name, t=1):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+    pkt = struct.pack(">HHHHHH", 7, 0x100, 1, 0, 0, 0)
+    pkt += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0" + struct.pack(">HH", t, 1)
+    s.sendto(pkt, ("127.0.0.1", 53)); r = s.recv(512)
+    n = struct.unpack(">H", r[6:8])[0]
+    return "rcode=%d answers=%d last=%s" % (r[3] & 15, n, ".".join(map(str, r[-4:])) if n else "-")
+print("allowed", q("api.test"))
+print("txt", q("api.test", 16))
+print("other", q("other.test"))
+print("meta", q("meta.test"))
+try:
+    socket.getaddrinfo("nowhere.test", 80); print("gai resolved")
+except socket.gaierror as e:
+    print("gai", e.args[0])
+print(open("/etc/resolv.conf").read().split("\n")[1] if __import__("os").path.exists("/etc/resolv.conf") else "nameserver 127.0.0.1")
+"#;
+    for user in users(test) {
+        let p = proxy_profile("allow_domains = [\"api.test\", \"meta.test\"]", Ns::Auto);
+        let reports = report_dir();
+        let rep = reports.path().join("r.json");
+        let out = in_netns(
+            user,
+            &format!(
+                "$CORDON run -q -p {p} --report {rep} -- {PYTHON} -c '{py}'; echo \"rc=$?\"",
+                rep = rep.display()
+            ),
+        );
+        let o = text(&out.stdout);
+        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        assert!(o.contains("rc=0"), "{ctx}");
+        assert!(
+            o.contains(&format!("allowed rcode=0 answers=1 last={ADDR}")),
+            "{ctx}"
+        );
+        // No other record types: nothing to tunnel through.
+        assert!(o.contains("txt rcode=0 answers=0"), "{ctx}");
+        assert!(o.contains("other rcode=3 answers=0"), "NXDOMAIN: {ctx}");
+        // An allowed name that leads to the metadata address gets no address.
+        assert!(o.contains("meta rcode=0 answers=0"), "{ctx}");
+        assert!(o.contains("gai -2"), "EAI_NONAME: {ctx}");
+        assert!(o.contains("nameserver 127.0.0.1"), "{ctx}");
+        let r = read_report(&rep);
+        let d = denials(&r);
+        assert!(
+            d.iter().any(|x| x.0 == "resolve" && x.1 == "other.test"),
+            "{d:#?}\n{ctx}"
+        );
+        assert!(
+            d.iter().any(|x| x.0 == "resolve" && x.1 == "nowhere.test"),
+            "{d:#?}\n{ctx}"
+        );
+        // A lookup asks twice (A, AAAA): one denial per name.
+        assert_eq!(
+            d.iter().filter(|x| x.1 == "nowhere.test").count(),
+            1,
+            "{d:#?}"
+        );
+    }
+}
+
+#[test]
+fn many_connections_at_once_and_a_stalled_client() {
+    let test = "many_connections_at_once_and_a_stalled_client";
+    if !need_tools(test) {
+        return;
+    }
+    // 200 concurrent requests through the proxy while one client holds a
+    // connection open without a word and another holds a tunnel open; both
+    // are still open when the command ends, and the run ends anyway.
+    let py = r#"
+import socket, threading, urllib.request
+stalled = socket.create_connection(("127.0.0.1", 3128))
+tunnel = socket.create_connection(("127.0.0.1", 3128))
+tunnel.sendall(b"CONNECT api.test:80 HTTP/1.1\r\nHost: api.test:80\r\n\r\n")
+print("tunnel", tunnel.recv(100).split(b"\r\n")[0].decode())
+ok = []
+def get():
+    try:
+        ok.append(urllib.request.urlopen("http://api.test/", timeout=60).read() == b"hello-from-api\n")
+    except Exception as e:
+        ok.append(repr(e))
+ts = [threading.Thread(target=get) for _ in range(200)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print("ok", sum(1 for x in ok if x is True), [x for x in ok if x is not True][:3])
+"#;
+    for user in users(test) {
+        let p = proxy_profile("allow_domains = [\"api.test\"]", Ns::Auto);
+        let reports = report_dir();
+        let rep = reports.path().join("r.json");
+        let out = in_netns(
+            user,
+            &format!(
+                "timeout 120 $CORDON run -q -p {p} --report {rep} -- {PYTHON} -c '{py}'; echo \"rc=$?\"",
+                rep = rep.display()
+            ),
+        );
+        let o = text(&out.stdout);
+        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        assert!(o.contains("rc=0"), "{ctx}");
+        assert!(
+            o.contains("tunnel HTTP/1.1 200 Connection established"),
+            "{ctx}"
+        );
+        assert!(o.contains("ok 200 []"), "{ctx}");
+        let r = read_report(&rep);
+        assert_eq!(r["network"]["domains"]["api.test"], 201, "{ctx}");
+    }
+}
+
+#[test]
+fn proxy_mode_without_namespaces_is_refused_or_off() {
+    let test = "proxy_mode_without_namespaces_is_refused_or_off";
+    for user in users(test) {
+        let ws = tempdir(user);
+        let p = proxy_profile("allow_domains = [\"api.test\"]", Ns::Off);
+        let out = cordon(user)
+            .args(["run", "-p", &p, "-w"])
+            .arg(ws.path())
+            .args(["--", "/bin/true"])
+            .output()
+            .unwrap();
+        assert_code(&out, 125, format!("{user}"));
+        let line = assert_one_error_line(&out, format!("{user}"));
+        assert!(
+            line.contains("network mode \"proxy\" without namespaces"),
+            "{line}"
+        );
+        // --best-effort: the network is off (an IP socket is refused), said once.
+        let out = cordon(user)
+            .args(["run", "--best-effort", "-p", &p, "-w"])
+            .arg(ws.path())
+            .arg("--")
+            .arg(PYTHON)
+            .args(["-c", "import socket\ntry:\n  socket.socket()\n  print('socket')\nexcept OSError as e:\n  print(e.errno)"])
+            .output()
+            .unwrap();
+        let o = text(&out.stdout);
+        assert_eq!(
+            o.trim(),
+            "97",
+            "EAFNOSUPPORT: {user}: {o}\n{}",
+            text(&out.stderr)
+        );
+        assert_eq!(
+            text(&out.stderr)
+                .matches("network mode \"proxy\" without namespaces")
+                .count(),
+            1,
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn domain_rules_are_checked_where_they_are_written() {
+    let user = if is_root() { User::Root } else { return };
+    let ws = tempdir(user);
+    for (text_, want) in [
+        (
+            "[network]\nmode = \"on\"\nallow_domains = [\"a.test\"]\n",
+            "line 3",
+        ),
+        (
+            "[network]\nmode = \"proxy\"\nallow_domains = [\"ok.test\", \"api.*.test\"]\n",
+            "wildcard",
+        ),
+        ("[network]\nmode = \"proxy\"\nallow_ports = [0]\n", "port 0"),
+        (
+            "[network]\nmode = \"proxy\"\ndeny_domains = [\"a b\"]\n",
+            "line 3",
+        ),
+    ] {
+        let p = profile(
+            shared_dir(),
+            &format!("{}.toml", unique("proxy-bad")),
+            text_,
+        );
+        let out = cordon(user)
+            .args(["run", "-p", &p, "-w"])
+            .arg(ws.path())
+            .args(["--", "/bin/true"])
+            .output()
+            .unwrap();
+        assert_code(&out, 125, text_);
+        let line = assert_one_error_line(&out, text_);
+        assert!(line.contains(want) && line.contains(&p), "{text_}: {line}");
+    }
+    // --allow-domain needs mode "proxy", and names the flag.
+    let out = cordon(user)
+        .args([
+            "run",
+            "-p",
+            "workspace-write",
+            "--allow-domain",
+            "a.test",
+            "-w",
+        ])
+        .arg(ws.path())
+        .args(["--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_code(&out, 125, "--allow-domain");
+    assert!(
+        text(&out.stderr).contains("--allow-domain"),
+        "{}",
+        text(&out.stderr)
+    );
+    // explain answers for names.
+    let p = proxy_profile("allow_domains = [\"*.api.test\"]", Ns::Auto);
+    let ask = |hp: &str| {
+        cordon(user)
+            .args(["explain", "-p", &p, "--connect", hp])
+            .output()
+            .unwrap()
+    };
+    let out = ask("www.api.test:443");
+    assert_code(&out, 0, text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("*.api.test"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = ask("api.test:443");
+    assert_code(&out, 1, text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("add \"api.test\" to [network] allow_domains"),
+        "{}",
+        text(&out.stdout)
+    );
+}
