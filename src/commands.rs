@@ -274,11 +274,19 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 // Mode "proxy": serve the sockets init made in the tree's network
                 // namespace. Without them the tree reaches nothing (fail closed),
                 // but it would wait on connections nobody accepts: said at once.
-                if let (Some(chan), crate::policy::Network::Proxy(rules)) =
-                    (s.proxy.take(), &prep.policy.net)
+                let sockets = match (s.proxy.take(), prep.host_proxy.take()) {
+                    (Some(chan), _) => {
+                        Some(crate::proxy::take_over(&chan).map(|(t, u)| (t, Some(u))))
+                    }
+                    // Without namespaces: on the host's loopback, and no resolver.
+                    (None, Some(l)) => Some(Ok((l, None))),
+                    (None, None) => None,
+                };
+                if let (Some(sockets), crate::policy::Network::Proxy(rules)) =
+                    (sockets, &prep.policy.net)
                 {
-                    match crate::proxy::take_over(&chan).and_then(|(tcp, udp)| {
-                        crate::proxy::Proxy::start(tcp, Some(udp), rules.clone(), started)
+                    match sockets.and_then(|(tcp, udp)| {
+                        crate::proxy::Proxy::start(tcp, udp, rules.clone(), started)
                     }) {
                         Ok(p) => proxy = Some(p),
                         Err(e) => warn(&format!(
@@ -435,6 +443,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 exit_code: rep.exit_code,
                 duration_ms: rep.duration_ms,
                 denials: rep.denials.len() as u64 + rep.capture.dropped,
+                domains: network.as_ref().map(|n| n.domains.clone()),
                 report: l.report.as_ref().map(|p| {
                     std::path::absolute(p)
                         .unwrap_or_else(|_| p.clone())
@@ -735,7 +744,7 @@ fn net_name(p: &Policy) -> String {
     match &p.net {
         crate::policy::Network::Off => "off".into(),
         crate::policy::Network::On => "on".into(),
-        crate::policy::Network::Filtered { connect, bind } => {
+        crate::policy::Network::Filtered { connect, bind, .. } => {
             format!("filtered (connect {connect:?}, bind {bind:?})")
         }
         crate::policy::Network::Proxy(r) => {

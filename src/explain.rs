@@ -381,6 +381,63 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
     )
 }
 
+/// The supervisor's answer for an inet address a socket of type `kind`
+/// connects or sends to, where a mode decides more than Landlock's port
+/// rules: datagrams in mode "filtered" go to the resolvers of
+/// /etc/resolv.conf on port 53 alone; without a network namespace, mode
+/// "proxy" reaches the proxy's port on loopback alone. None: the usual rules.
+pub(crate) fn decide_inet(
+    policy: &Policy,
+    plan: &Plan,
+    host: &str,
+    port: u16,
+    kind: i32,
+) -> Option<Verdict> {
+    let addr: std::net::IpAddr = host.parse().ok()?;
+    match &policy.net {
+        Network::Filtered { dns: true, .. } if kind == libc::SOCK_DGRAM => {
+            let ok = port == 53
+                && plan
+                    .resolvers
+                    .iter()
+                    .any(|r| crate::netname::same_ip(*r, addr));
+            Some(if ok {
+                Verdict::allow(format!(
+                    "network mode \"filtered\": the resolver {addr} of /etc/resolv.conf"
+                ))
+            } else {
+                Verdict::deny(
+                    "network mode \"filtered\": datagrams go to the resolvers of /etc/resolv.conf on port 53 alone".into(),
+                    "EACCES",
+                    Some("none: UDP is not filtered by port; use mode \"on\" for it".into()),
+                )
+            })
+        }
+        Network::Proxy(_) if plan.mounts.is_none() => {
+            let proxy = plan.tcp.as_ref().and_then(|(c, _)| c.first().copied());
+            let ok = kind == libc::SOCK_STREAM
+                && Some(port) == proxy
+                && crate::netname::same_ip(addr, std::net::Ipv4Addr::LOCALHOST.into());
+            Some(if ok {
+                Verdict::allow("network mode \"proxy\": the proxy".into())
+            } else {
+                Verdict::deny(
+                    format!(
+                        "network mode \"proxy\": only the proxy (127.0.0.1:{}) is reached, by name",
+                        proxy.unwrap_or(0)
+                    ),
+                    "EACCES",
+                    Some(
+                        "use the proxy (HTTPS_PROXY) and add the name to [network] allow_domains"
+                            .into(),
+                    ),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Mode "proxy": a name (or address) is reached through the proxy when the
 /// rules allow it; names still have to resolve to a usable address when the
 /// run asks, which `explain` does not try.
@@ -393,6 +450,15 @@ fn decide_proxy(policy: &Policy, rules: &crate::netname::Rules, host: &str, port
             .iter()
             .find(|i| crate::netname::Pattern::parse(&i.value).is_ok_and(|p| p.to_string() == text))
             .map(|i| i.origin.to_string())
+            .or_else(|| {
+                policy
+                    .resolved
+                    .network
+                    .presets
+                    .iter()
+                    .find(|p| p.value.domains().contains(&text))
+                    .map(|p| format!("preset \"{}\", {}", p.value.name(), p.origin))
+            })
             .unwrap_or_default()
     };
     let target = match crate::netname::Target::parse(host) {
@@ -445,6 +511,7 @@ fn decide_net(policy: &Policy, plan: &Plan, port: u16, connect: bool) -> Verdict
         Network::Filtered {
             connect: c,
             bind: b,
+            ..
         } => {
             let list = if connect { c } else { b };
             let origin = if connect {

@@ -11,6 +11,71 @@
 
 use std::net::IpAddr;
 
+/// A named set of domains for `[network] presets` (mode "proxy"): what a
+/// package manager or a code host needs, reviewed in one place. Each opens
+/// exactly the names listed by [`Preset::domains`], and what those hosts
+/// accept (an upload to a registry, a push to any repository of the code
+/// host) is then reachable too.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// npm and yarn registries.
+    Npm,
+    /// PyPI (pip, uv, poetry).
+    Pypi,
+    /// crates.io (cargo).
+    Crates,
+    /// The Go module proxy and checksum database.
+    Go,
+    /// github.com: git over HTTPS, the API, archives and release assets.
+    Github,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 5] = [
+        Preset::Npm,
+        Preset::Pypi,
+        Preset::Crates,
+        Preset::Go,
+        Preset::Github,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Npm => "npm",
+            Preset::Pypi => "pypi",
+            Preset::Crates => "crates",
+            Preset::Go => "go",
+            Preset::Github => "github",
+        }
+    }
+
+    /// The names it allows (exact names: no wildcard, so that a paste or
+    /// user-content host of the same company stays out unless listed).
+    pub fn domains(self) -> &'static [&'static str] {
+        match self {
+            Preset::Npm => &[
+                "registry.npmjs.org",
+                "registry.yarnpkg.com",
+                "repo.yarnpkg.com",
+            ],
+            Preset::Pypi => &["pypi.org", "files.pythonhosted.org"],
+            Preset::Crates => &["crates.io", "index.crates.io", "static.crates.io"],
+            Preset::Go => &["proxy.golang.org", "sum.golang.org"],
+            Preset::Github => &[
+                "github.com",
+                "api.github.com",
+                "codeload.github.com",
+                "objects.githubusercontent.com",
+                "raw.githubusercontent.com",
+                "release-assets.githubusercontent.com",
+            ],
+        }
+    }
+}
+
 /// One entry of `allow_domains` or `deny_domains`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pattern {
@@ -277,7 +342,8 @@ pub fn special(a: IpAddr) -> Option<Special> {
     }
 }
 
-fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+/// The same address, an IPv4-mapped IPv6 address taken for its IPv4 one.
+pub fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     let canon = |x: IpAddr| match x {
         IpAddr::V6(v) => v.to_ipv4_mapped().map_or(x, IpAddr::V4),
         v => v,
@@ -338,6 +404,24 @@ pub fn normalize(name: &str) -> Result<String, String> {
         return Err(format!("\"{name}\" is longer than 253 bytes"));
     }
     Ok(out)
+}
+
+/// The nameservers of a resolv.conf text, in order; glibc's default
+/// (127.0.0.1) where it names none.
+pub fn resolvers(conf: &str) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = conf
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("nameserver")).then(|| w.next())?
+        })
+        // A scope (fe80::1%eth0) is the interface's business, not the address's.
+        .filter_map(|a| a.split('%').next()?.parse().ok())
+        .collect();
+    if out.is_empty() {
+        out.push(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    }
+    out
 }
 
 /// RFC 3492's encoding of one label (without the `xn--` prefix).
@@ -421,6 +505,41 @@ mod tests {
 
     fn name(n: &str) -> Target {
         Target::parse(n).unwrap()
+    }
+
+    #[test]
+    fn presets_hold_exact_valid_names() {
+        for p in Preset::ALL {
+            assert!(!p.domains().is_empty());
+            for d in p.domains() {
+                assert_eq!(
+                    Pattern::parse(d),
+                    Ok(Pattern::Exact(d.to_string())),
+                    "{}",
+                    p.name()
+                );
+            }
+        }
+        assert!(
+            !Preset::Github
+                .domains()
+                .contains(&"gist.githubusercontent.com")
+        );
+    }
+
+    #[test]
+    fn resolvers_of_resolv_conf() {
+        let r = resolvers(
+            "# x\nsearch a.b\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nnameserver bad\noptions edns0\n",
+        );
+        assert_eq!(
+            r,
+            vec![
+                "127.0.0.53".parse::<IpAddr>().unwrap(),
+                "fe80::1".parse().unwrap()
+            ]
+        );
+        assert_eq!(resolvers(""), vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
     }
 
     #[test]

@@ -146,6 +146,8 @@ pub struct Plan {
     pub dropped: Vec<(Grant, PathBuf)>,
     /// Landlock TCP rules (connect ports, bind ports), when TCP is handled.
     pub tcp: Option<(Vec<u16>, Vec<u16>)>,
+    /// Mode "filtered": the resolvers datagrams may go to (/etc/resolv.conf).
+    pub resolvers: Vec<std::net::IpAddr>,
     pub scope_abstract_unix: bool,
     pub scope_signal: bool,
     /// Unenforceable here: refused unless --best-effort (then one warning each).
@@ -184,6 +186,7 @@ impl Plan {
             expansions: vec![],
             dropped: vec![],
             tcp: None,
+            resolvers: Vec::new(),
             scope_abstract_unix: false,
             scope_signal: false,
             missing: vec![],
@@ -229,6 +232,7 @@ impl Plan {
             expansions: Vec::new(),
             dropped: Vec::new(),
             tcp: None,
+            resolvers: Vec::new(),
             scope_abstract_unix: false,
             scope_signal: false,
             missing: Vec::new(),
@@ -280,16 +284,17 @@ impl Plan {
             Network::Off | Network::On => {}
             // Its own network namespace holds only loopback and the proxy.
             Network::Proxy(_) if use_ns => {}
-            Network::Proxy(_) => {
-                plan.missing.push(Piece {
-                    what: "network mode \"proxy\" without namespaces (the proxy is reached from a network namespace of the run's own)".into(),
-                    needs: "user namespaces (with --best-effort the network is off)".into(),
-                });
-                if abi >= abi::TCP {
-                    plan.tcp = Some((vec![], vec![]));
-                }
-            }
-            Network::Filtered { connect, bind } => {
+            // Without: the proxy listens on the host's loopback, Landlock allows
+            // TCP to its port alone (set when it is bound, sandbox::Prepared),
+            // and the supervisor, which performs every connect, to 127.0.0.1 alone.
+            Network::Proxy(_) if abi >= abi::TCP => plan.tcp = Some((vec![], vec![])),
+            Network::Proxy(_) => plan.missing.push(Piece {
+                what: "network mode \"proxy\" without namespaces (TCP to the proxy's port alone)"
+                    .into(),
+                needs: "Landlock ABI 4, or namespaces (with --best-effort the network is off)"
+                    .into(),
+            }),
+            Network::Filtered { connect, bind, .. } => {
                 if abi >= abi::TCP {
                     plan.tcp = Some((connect.clone(), bind.clone()));
                 } else {
@@ -298,6 +303,18 @@ impl Plan {
                         needs: "Landlock ABI 4".into(),
                     });
                 }
+            }
+        }
+        // Mode "filtered" resolves names: datagrams to the resolvers alone,
+        // which only a supervisor performing every send can hold to.
+        if let Network::Filtered { dns: true, .. } = &policy.net {
+            if host.seccomp && host.user_notif {
+                let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+                plan.resolvers = crate::netname::resolvers(&conf);
+            } else {
+                plan.gaps.push(
+                    "names in mode \"filtered\": UDP stays refused without seccomp user notification (no supervisor to hold datagrams to the resolver), so only numeric addresses and /etc/hosts work".into(),
+                );
             }
         }
         // Pathname unix sockets: only the seccomp supervisor confines them (no

@@ -132,8 +132,14 @@ pub enum Network {
     Off,
     /// Left alone.
     On,
-    /// TCP connect to / bind on the listed ports only.
-    Filtered { connect: Vec<u16>, bind: Vec<u16> },
+    /// TCP connect to / bind on the listed ports only; with `dns`, UDP too,
+    /// to the resolvers of /etc/resolv.conf on port 53 alone (the supervisor
+    /// performs every send: `unix_mediate`).
+    Filtered {
+        connect: Vec<u16>,
+        bind: Vec<u16>,
+        dns: bool,
+    },
     /// Only the names and ports of `rules`, through the launcher's proxy.
     Proxy(crate::netname::Rules),
 }
@@ -233,7 +239,13 @@ fn proxy_rules(n: &crate::profile::Network) -> Result<crate::netname::Rules> {
         ports = DEFAULT_PORTS.to_vec();
     }
     let mut allow = patterns(&n.allow_domains)?;
-    allow.dedup();
+    for p in &n.presets {
+        for d in p.value.domains() {
+            allow.push(Pattern::Exact(d.to_string()));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    allow.retain(|p| seen.insert(p.to_string()));
     Ok(Rules {
         allow,
         deny: patterns(&n.deny_domains)?,
@@ -252,6 +264,9 @@ impl Policy {
             NetMode::Filtered => Network::Filtered {
                 connect: ports(&resolved.network.connect_tcp),
                 bind: ports(&resolved.network.bind_tcp),
+                // Until the host is known (sandbox::Prepared::new): with a
+                // supervisor for every send, names resolve.
+                dns: true,
             },
             NetMode::Proxy => Network::Proxy(proxy_rules(&resolved.network)?),
         };
@@ -262,11 +277,12 @@ impl Policy {
                 .first()
                 .or(n.deny_domains.first())
                 .map(|i| &i.origin)
-                .or(n.allow_ports.first().map(|i| &i.origin));
+                .or(n.allow_ports.first().map(|i| &i.origin))
+                .or(n.presets.first().map(|i| &i.origin));
             if let Some(o) = first {
                 return Err(Error::invalid(
                     o.located(),
-                    "allow_domains, deny_domains and allow_ports need mode = \"proxy\" (or --net proxy)",
+                    "allow_domains, deny_domains, allow_ports and presets need mode = \"proxy\" (or --net proxy)",
                 ));
             }
         }

@@ -38,7 +38,11 @@ const COMPARED: &[&str] = &[
     "network.connect_tcp",
     "network.bind_tcp",
     "network.abstract_unix",
-    "env.keep",
+    // Item by item when both are mode "proxy"; otherwise the mode decides.
+    "network.allow_domains",
+    "network.deny_domains",
+    "network.allow_ports",
+    "network.presets",
     "env.remove",
     "env.set",
     // Never read from a report: replay takes secrets from the command line.
@@ -202,10 +206,14 @@ pub fn compare(rec: &Profile, local: &Profile) -> Vec<Change> {
                 s
             }
         };
-        let (ra, la) = (
-            set(&rec.network.allow_domains),
-            set(&local.network.allow_domains),
-        );
+        let allowed = |n: &crate::profile::Network| -> BTreeSet<String> {
+            let mut s = set(&n.allow_domains);
+            for p in &n.presets {
+                s.extend(p.value.domains().iter().map(|d| d.to_string()));
+            }
+            s
+        };
+        let (ra, la) = (allowed(&rec.network), allowed(&local.network));
         for d in ra.difference(&la) {
             push(
                 Effect::Wider,
@@ -530,6 +538,48 @@ mode = "auto"
             "mode = \"off\"\nabstract_unix = \"allow\"",
         ));
         assert_eq!(w, ["network abstract_unix allow (local deny)"]);
+    }
+
+    #[test]
+    fn proxy_rules_that_widen_are_named() {
+        let local = LOCAL.replace(
+            "mode = \"off\"",
+            "mode = \"proxy\"\nallow_domains = [\"api.test\"]\ndeny_domains = [\"gist.test\"]",
+        );
+        let wider_than = |rec: &str| -> Vec<String> {
+            compare(&p(rec), &p(&local))
+                .into_iter()
+                .filter(|c| c.effect == Effect::Wider)
+                .map(|c| c.what)
+                .collect()
+        };
+        assert_eq!(wider_than(&local), Vec::<String>::new());
+        let rec = local.replace("[\"api.test\"]", "[\"api.test\", \"*.evil.test\"]");
+        assert_eq!(
+            wider_than(&rec),
+            ["network allow_domains \"*.evil.test\" added"]
+        );
+        let rec = local.replace("deny_domains = [\"gist.test\"]", "deny_domains = []");
+        assert_eq!(
+            wider_than(&rec),
+            ["network deny_domains \"gist.test\" removed"]
+        );
+        let rec =
+            format!("{local}\n").replace("[\"gist.test\"]", "[\"gist.test\"]\npresets = [\"go\"]");
+        let w = wider_than(&rec);
+        assert!(
+            w.contains(&"network allow_domains \"proxy.golang.org\" added".to_string()),
+            "{w:?}"
+        );
+        let rec = local.replace(
+            "[\"gist.test\"]",
+            "[\"gist.test\"]\nallow_ports = [443, 80, 22]",
+        );
+        assert_eq!(wider_than(&rec), ["network allow_ports 22 added"]);
+        // "on" and "filtered" are wider than "proxy"; "off" is narrower.
+        let rec = LOCAL.replace("mode = \"off\"", "mode = \"filtered\"");
+        assert_eq!(wider_than(&rec), ["network mode filtered (local proxy)"]);
+        assert!(wider_than(LOCAL).is_empty());
     }
 
     #[test]

@@ -291,6 +291,7 @@ struct RawNetwork {
     allow_domains: List<String>,
     deny_domains: List<String>,
     allow_ports: List<u16>,
+    presets: List<crate::netname::Preset>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -406,6 +407,9 @@ pub struct Network {
     /// Mode "proxy": the ports the proxy connects to (default 443 and 80).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allow_ports: Vec<Item<u16>>,
+    /// Mode "proxy": named sets of domains added to `allow_domains`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub presets: Vec<Item<crate::netname::Preset>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -572,6 +576,7 @@ impl Profile {
                 self.network.allow_domains.clear();
                 self.network.deny_domains.clear();
                 self.network.allow_ports.clear();
+                self.network.presets.clear();
             }
         }
         for d in &o.domains {
@@ -625,6 +630,7 @@ impl Profile {
         list("network.allow_domains", &mut self.network.allow_domains, f);
         list("network.deny_domains", &mut self.network.deny_domains, f);
         list("network.allow_ports", &mut self.network.allow_ports, f);
+        list("network.presets", &mut self.network.presets, f);
         list("env.keep", &mut self.env.keep, f);
         list("env.remove", &mut self.env.remove, f);
         for (k, item) in self.env.set.iter_mut() {
@@ -964,6 +970,7 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>, &'static st
             "network.allow_ports",
             at,
         );
+        list(&mut p.network.presets, n.presets, "network.presets", at);
     }
     if let Some(e) = raw.env {
         list(&mut p.env.keep, e.keep, "env.keep", at);

@@ -282,6 +282,9 @@ pub struct AuditLine {
     pub duration_ms: u64,
     pub denials: u64,
     pub report: Option<String>,
+    /// Network mode "proxy": allowed connections per name (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// The audit log, opened (and so checked) before the run: a governed run that
@@ -376,6 +379,7 @@ mod tests {
             duration_ms: 1,
             denials: 0,
             report: None,
+            domains: None,
         };
         let out = |p: &Path| OwnFile::at(p, Own::AuditLog).and_then(|f| AuditLog::open(&f));
         let mut log = out(&p).unwrap();

@@ -99,6 +99,9 @@ pub struct Prepared {
     /// The command is not found or not executable: the run ends with this
     /// (126 or 127) and its report, and nothing is started.
     pub unresolved: Option<Error>,
+    /// Mode "proxy" without namespaces: the proxy's listener on the host's
+    /// loopback (taken by the launcher once the tree runs).
+    pub host_proxy: Option<std::net::TcpListener>,
 }
 
 impl Prepared {
@@ -112,7 +115,7 @@ impl Prepared {
         inherited: &[RawFd],
         ns_failed: Option<&str>,
     ) -> Result<Prepared> {
-        let plan = Plan::new(&policy, host, ns_failed, &DiskLister);
+        let mut plan = Plan::new(&policy, host, ns_failed, &DiskLister);
         crate::timing::mark("prepare-plan");
         if let Some(why) = &plan.refuse {
             return Err(Error::Unenforceable {
@@ -131,12 +134,44 @@ impl Prepared {
         }
         warnings.extend(plan.warnings.iter().cloned());
 
-        // Mode "proxy" without a network namespace (--best-effort, said above):
-        // nothing would keep the tree to the proxy, so the network is off.
-        if plan.mounts.is_none() && matches!(policy.net, crate::policy::Network::Proxy(_)) {
-            policy.net = crate::policy::Network::Off;
+        use crate::policy::Network;
+        // Mode "proxy" without a network namespace: the proxy listens on the
+        // host's loopback (bound now, so the tree's variables and Landlock's
+        // one port can name it), the filter refuses every inet socket but TCP,
+        // and the supervisor lets connections go to 127.0.0.1 alone
+        // (explain::decide_inet). Without Landlock's TCP rules (--best-effort,
+        // said above) nothing would keep the tree to the proxy: network off.
+        let mut host_proxy = None;
+        if plan.mounts.is_none() && matches!(policy.net, Network::Proxy(_)) {
+            let seccomp_net = if plan.tcp.is_some() {
+                let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                    .and_then(|l| Ok((l.local_addr()?.port(), l)))
+                    .map_err(|e| Error::Launch {
+                        step: "binding the proxy on the host's loopback",
+                        source: e,
+                    })?;
+                let port = l.0;
+                plan.tcp = Some((vec![port], vec![]));
+                host_proxy = Some(l);
+                Network::Filtered {
+                    connect: vec![port],
+                    bind: vec![],
+                    dns: false,
+                }
+            } else {
+                policy.net = Network::Off;
+                Network::Off
+            };
             policy.syscalls =
-                crate::seccomp::SyscallPolicy::new(&policy.resolved.syscalls, &policy.net)?;
+                crate::seccomp::SyscallPolicy::new(&policy.resolved.syscalls, &seccomp_net)?;
+        }
+        // Mode "filtered" without a supervisor: UDP stays refused (plan.gaps).
+        if let Network::Filtered { dns, .. } = &mut policy.net {
+            if *dns && plan.resolvers.is_empty() {
+                *dns = false;
+                policy.syscalls =
+                    crate::seccomp::SyscallPolicy::new(&policy.resolved.syscalls, &policy.net)?;
+            }
         }
         // The filter follows the isolation the plan chose (auto may fall back to none).
         policy.syscalls.set_isolation(plan.isolation());
@@ -200,7 +235,11 @@ impl Prepared {
         // Mode "proxy": every tool that honours the proxy variables is pointed
         // at the proxy (one that does not reaches nothing).
         if matches!(policy.net, crate::policy::Network::Proxy(_)) {
-            let vars = crate::proxy::environment();
+            let addr = match &host_proxy {
+                Some((port, _)) => format!("127.0.0.1:{port}"),
+                None => crate::proxy::PROXY_ADDR.to_string(),
+            };
+            let vars = crate::proxy::environment(&addr);
             env.retain(|(k, _)| !vars.iter().any(|(n, _)| n == k));
             env.extend(vars);
         }
@@ -272,6 +311,7 @@ impl Prepared {
             ns,
             inherited: inherited.to_vec(),
             unresolved,
+            host_proxy: host_proxy.map(|(_, l)| l),
         })
     }
 

@@ -873,11 +873,28 @@ fn socket_rules(net: &Network) -> Vec<(&'static str, Vec<Check>)> {
             ));
         }
     }
-    if let Network::Filtered { .. } = net {
-        // Landlock filters TCP only: every other inet socket (UDP, raw, SCTP, MPTCP) is refused.
-        // The type's low nibble is the kind (SOCK_NONBLOCK and SOCK_CLOEXEC live above it),
-        // and SOCK_STREAM is 1: any of the bits 2, 4 or 8 set means another kind.
+    if let Network::Filtered { dns, .. } = net {
+        // Landlock filters TCP only: every other inet socket (raw, SCTP, MPTCP;
+        // UDP unless `dns`, when the supervisor lets datagrams go to the
+        // resolver alone) is refused. The type's low nibble is the kind
+        // (SOCK_NONBLOCK and SOCK_CLOEXEC live above it): SOCK_STREAM is 1,
+        // SOCK_DGRAM 2; bit 4 or 8, or bits 1 and 2 together, mean another kind.
         for fam in [inet, inet6] {
+            if *dns {
+                for mask in [3, 4, 8] {
+                    rules.push(("socket", vec![Check::Eq(0, fam), Check::HasFlag(1, mask)]));
+                }
+                rules.push((
+                    "socket",
+                    vec![
+                        Check::Eq(0, fam),
+                        Check::Ne(2, 0),
+                        Check::Ne(2, libc::IPPROTO_TCP as u32),
+                        Check::Ne(2, libc::IPPROTO_UDP as u32),
+                    ],
+                ));
+                continue;
+            }
             for bit in [2, 4, 8] {
                 rules.push(("socket", vec![Check::Eq(0, fam), Check::HasFlag(1, bit)]));
             }
@@ -1480,6 +1497,7 @@ mod tests {
         let filtered = Network::Filtered {
             connect: vec![443],
             bind: vec![],
+            dns: false,
         };
         assert!(sock(&Network::Off, libc::AF_UNIX, libc::SOCK_STREAM, 0));
         assert!(!sock(&Network::Off, libc::AF_INET, libc::SOCK_STREAM, 0));
@@ -1856,6 +1874,7 @@ mod tests {
             Network::Filtered {
                 connect: vec![443],
                 bind: vec![],
+                dns: false,
             },
         ];
         let tweaks = [
@@ -2267,6 +2286,7 @@ mod tests {
             Network::Filtered {
                 connect: vec![1],
                 bind: vec![],
+                dns: false,
             },
         ] {
             let p = SyscallPolicy::new(&Syscalls::default(), &net).unwrap();
@@ -2425,6 +2445,7 @@ mod tests {
             _ => Network::Filtered {
                 connect: vec![443],
                 bind: vec![],
+                dns: false,
             },
         };
         let mut p = SyscallPolicy::new(&Syscalls { deny, allow }, &net).unwrap();
@@ -2947,6 +2968,7 @@ mod tests {
             Network::Filtered {
                 connect: vec![443],
                 bind: vec![],
+                dns: false,
             },
         ] {
             for iso in [Isolation::Namespaces, Isolation::Host] {

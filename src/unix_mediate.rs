@@ -639,6 +639,14 @@ impl Mediator {
                 let kind = sys::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE)?;
                 // Landlock's port rules cover TCP only; the filter leaves other inet
                 // sockets to the network mode.
+                // Datagrams (mode "filtered": to the resolver only) and mode
+                // "proxy" without a network namespace (the proxy only).
+                if let Some(v) = explain::decide_inet(policy, plan, &host, port, kind) {
+                    if !v.allowed {
+                        return Err(Refused::Denied(v, format!("{host}:{port}")));
+                    }
+                    return Ok((addr.to_vec(), None));
+                }
                 // Mode "proxy": the tree's network namespace holds loopback and
                 // the proxy only; names are decided by the proxy itself.
                 let own_netns = matches!(policy.net, Network::Proxy(_));

@@ -28,6 +28,13 @@ fn in_netns(user: User, body: &str) -> Output {
     ));
     std::fs::write(&hosts, h).unwrap();
     std::fs::set_permissions(&hosts, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    // The namespace's resolver: names below dns.test are 198.18.0.10, the
+    // rest NXDOMAIN.
+    let dns = dir.path().join("dns.py");
+    std::fs::write(&dns, DNS_SERVER).unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {ADDR}\n")).unwrap();
+    std::fs::set_permissions(&resolv, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let launcher = match user {
         User::Root => format!("{}", bin().display()),
         User::Nobody => format!(
@@ -40,12 +47,15 @@ fn in_netns(user: User, body: &str) -> Output {
 set -u
 ip link set lo up && ip addr add {ADDR}/32 dev lo || exit 90
 mount --bind {hosts} /etc/hosts || exit 91
+mount --bind {resolv} /etc/resolv.conf || exit 92
+{py} {dns} &
+d=$!
 cd {www}
 {py} -m http.server 80 --bind {ADDR} >/dev/null 2>&1 &
 a=$!
 {py} -m http.server 8080 --bind {ADDR} >/dev/null 2>&1 &
 b=$!
-trap 'kill $a $b 2>/dev/null; wait 2>/dev/null' EXIT
+trap 'kill $a $b $d 2>/dev/null; wait 2>/dev/null' EXIT
 for i in $(seq 100); do
   (exec 3<>/dev/tcp/{ADDR}/80 && exec 4<>/dev/tcp/{ADDR}/8080) 2>/dev/null && break
   sleep 0.05
@@ -55,6 +65,8 @@ CORDON="{launcher}"
 {body}
 "#,
         hosts = hosts.display(),
+        resolv = resolv.display(),
+        dns = dns.display(),
         www = www.display(),
         py = PYTHON,
         ws = dir.path().display(),
@@ -70,6 +82,41 @@ CORDON="{launcher}"
     drop(dir);
     out
 }
+
+/// Every user, in both namespace modes.
+fn cases(test: &str) -> Vec<(User, Ns)> {
+    users(test)
+        .into_iter()
+        .flat_map(|u| Ns::ALL.map(|n| (u, n)))
+        .collect()
+}
+
+/// A resolver for the test's namespace: A records for the names below
+/// dns.test (198.18.0.10), NXDOMAIN for the rest.
+const DNS_SERVER: &str = r#"
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.18.0.10", 53))
+def answer(q):
+    i, labels = 12, []
+    while q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode().lower()); i += 1 + q[i]
+    qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+    end = i + 5
+    name = ".".join(labels)
+    ok = name.endswith(".dns.test")
+    an = qtype == 1 and ok
+    r = q[:2] + struct.pack(">HHHHH", 0x8180 if ok else 0x8183, 1, 1 if an else 0, 0, 0) + q[12:end]
+    if an:
+        r += struct.pack(">HHHIH", 0xc00c, 1, 1, 30, 4) + socket.inet_aton("198.18.0.10")
+    return r
+while True:
+    q, peer = s.recvfrom(512)
+    try:
+        s.sendto(answer(q), peer)
+    except Exception:
+        pass
+"#;
 
 fn proxy_profile(extra: &str, ns: Ns) -> String {
     profile_ns(
@@ -128,33 +175,52 @@ fn allowed_names_are_reached_over_http_connect_and_socks5() {
     if !need_tools(test) {
         return;
     }
-    for user in users(test) {
-        let p = proxy_profile("allow_domains = [\"api.test\"]", Ns::Auto);
+    for (user, ns) in cases(test) {
+        let p = proxy_profile("allow_domains = [\"api.test\", \"web.dns.test\"]", ns);
         let reports = report_dir();
         let rep = reports.path().join("r.json");
         let out = in_netns(
             user,
             &format!(
-                r#"$CORDON run -q -p {p} --report {rep} -- bash -c '
+                r#"$CORDON run -q -p {p} --report {rep} --audit-log {log} -- bash -c '
 echo "env $HTTPS_PROXY $ALL_PROXY"
+curl -sS --max-time 20 https://web.dns.test:80/ 2>/dev/null; curl -sS --max-time 20 http://web.dns.test/
 curl -sS --max-time 20 http://api.test/
 curl -sS --max-time 20 --proxytunnel http://api.test/
-curl -sS --max-time 20 --proxy socks5h://127.0.0.1:3128 http://API.test./
+curl -sS --max-time 20 --proxy "$ALL_PROXY" http://API.test./
 '; echo "rc=$?""#,
-                rep = rep.display()
+                rep = rep.display(),
+                log = reports.path().join("audit.log").display()
             ),
         );
         let o = text(&out.stdout);
-        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        let ctx = format!("{user}, {ns}: {o}\n{}", text(&out.stderr));
         assert!(o.contains("rc=0"), "{ctx}");
-        assert_eq!(o.matches("hello-from-api").count(), 3, "{ctx}");
-        assert!(
-            o.contains("env http://127.0.0.1:3128 socks5h://127.0.0.1:3128"),
-            "{ctx}"
-        );
+        assert_eq!(o.matches("hello-from-api").count(), 4, "{ctx}");
+        let env = match ns {
+            // The tree's own namespace: a fixed address.
+            Ns::Auto => "env http://127.0.0.1:3128 socks5h://127.0.0.1:3128".to_string(),
+            // The host's loopback: a port of the run's own.
+            Ns::Off => {
+                let port = o
+                    .split("http://127.0.0.1:")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .unwrap_or_else(|| panic!("no proxy variable: {ctx}"));
+                format!("env http://127.0.0.1:{port} socks5h://127.0.0.1:{port}")
+            }
+        };
+        assert!(o.contains(&env), "{env}: {ctx}");
         let r = read_report(&rep);
         check_report_schema(&r, &ctx);
         assert_eq!(r["network"]["domains"]["api.test"], 3, "{ctx}\n{r:#}");
+        // Resolved by the launcher through the namespace's DNS server; the
+        // https:// attempt tunnels (CONNECT) and fails only at TLS.
+        assert_eq!(r["network"]["domains"]["web.dns.test"], 2, "{ctx}\n{r:#}");
+        // The audit log counts them too.
+        let log = std::fs::read_to_string(reports.path().join("audit.log")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
+        assert_eq!(line["domains"]["api.test"], 3, "{log}");
         assert_eq!(r["network"]["refused"], 0, "{ctx}");
         assert!(denials(&r).is_empty(), "{ctx}");
     }
@@ -166,10 +232,10 @@ fn names_the_profile_does_not_allow_are_refused_and_reported() {
     if !need_tools(test) {
         return;
     }
-    for user in users(test) {
+    for (user, ns) in cases(test) {
         let p = proxy_profile(
             "allow_domains = [\"*.api.test\", \"meta.test\", \"loop.test\"]\ndeny_domains = [\"gist.api.test\"]",
-            Ns::Auto,
+            ns,
         );
         let reports = report_dir();
         let rep = reports.path().join("r.json");
@@ -181,13 +247,13 @@ fn names_the_profile_does_not_allow_are_refused_and_reported() {
 for u in http://www.api.test/ http://api.test/ http://gist.api.test/ http://other.test/ http://{ADDR}/ http://meta.test/ http://loop.test/ http://www.api.test:8080/; do
   echo "$u $(curl -s -o /dev/null -w "%{{http_code}}" --max-time 20 $u)"
 done
-echo "socks $(curl -s -o /dev/null -w "%{{http_code}}" --max-time 20 --proxy socks5h://127.0.0.1:3128 http://other.test/; echo " $?")"
+echo "socks $(curl -s -o /dev/null -w "%{{http_code}}" --max-time 20 --proxy "$ALL_PROXY" http://other.test/; echo " $?")"
 '; echo "rc=$?""#,
                 rep = rep.display()
             ),
         );
         let o = text(&out.stdout);
-        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        let ctx = format!("{user}, {ns}: {o}\n{}", text(&out.stderr));
         for (url, code) in [
             ("http://www.api.test/", "200"),
             ("http://api.test/", "403"),
@@ -252,24 +318,32 @@ fn nothing_but_the_proxy_is_reachable() {
         return;
     }
     let py = r#"
-import socket
+import os, socket
+port = int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])
 def tcp(host, port):
     s = socket.socket(); s.settimeout(5)
     try: s.connect((host, port)); return "OK"
     except OSError as e: return e.__class__.__name__ + " " + str(e.errno)
 def udp(host, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try: s.sendto(b"x", (host, port)); return "OK"
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"x", (host, port)); return "OK"
     except OSError as e: return e.__class__.__name__ + " " + str(e.errno)
 print("tcp-direct", tcp("198.18.0.10", 80))
+# The port of the proxy, on another host: a port is not the proxy.
+print("tcp-same-port", tcp("198.18.0.10", port))
 print("udp-direct", udp("198.18.0.10", 53))
-print("tcp-proxy", tcp("127.0.0.1", 3128))
-# A server the tree starts on loopback is reachable from the tree.
-l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
-print("tcp-own", tcp("127.0.0.1", l.getsockname()[1]))
+print("tcp-proxy", tcp("127.0.0.1", port))
+# A server the tree starts on loopback is reachable from the tree (with its
+# own network namespace; without, TCP goes to the proxy alone).
+try:
+    l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+    print("tcp-own", tcp("127.0.0.1", l.getsockname()[1]))
+except OSError as e:
+    print("tcp-own bind", e.errno)
 "#;
-    for user in users(test) {
-        let p = proxy_profile("allow_domains = [\"api.test\"]", Ns::Auto);
+    for (user, ns) in cases(test) {
+        let p = proxy_profile("allow_domains = [\"api.test\"]", ns);
         let out = in_netns(
             user,
             &format!(
@@ -278,15 +352,36 @@ print("tcp-own", tcp("127.0.0.1", l.getsockname()[1]))
             ),
         );
         let o = text(&out.stdout);
-        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        let ctx = format!("{user}, {ns}: {o}\n{}", text(&out.stderr));
         assert!(o.contains("rc=0"), "{ctx}");
-        // The tree's network namespace has loopback alone: no route out.
-        assert!(o.contains("tcp-direct OSError 101"), "ENETUNREACH: {ctx}");
-        assert!(o.contains("udp-direct OSError 101"), "ENETUNREACH: {ctx}");
         assert!(o.contains("tcp-proxy OK"), "{ctx}");
-        assert!(o.contains("tcp-own OK"), "{ctx}");
-        // A client that ignores the proxy variables reaches nothing (curl 7: no connection).
-        assert!(o.contains("curl=7"), "{ctx}");
+        match ns {
+            Ns::Auto => {
+                // The tree's network namespace has loopback alone: no route out.
+                assert!(o.contains("tcp-direct OSError 101"), "ENETUNREACH: {ctx}");
+                assert!(
+                    o.contains("tcp-same-port OSError 101"),
+                    "ENETUNREACH: {ctx}"
+                );
+                assert!(o.contains("udp-direct OSError 101"), "ENETUNREACH: {ctx}");
+                assert!(o.contains("tcp-own OK"), "{ctx}");
+                // A client that ignores the proxy variables reaches nothing (curl 7).
+                assert!(o.contains("curl=7"), "{ctx}");
+            }
+            Ns::Off => {
+                // Landlock allows the proxy's port alone; the supervisor, which
+                // performs the connect, 127.0.0.1 alone; no UDP socket at all.
+                assert!(o.contains("tcp-direct PermissionError 13"), "EACCES: {ctx}");
+                assert!(
+                    o.contains("tcp-same-port PermissionError 13"),
+                    "EACCES: {ctx}"
+                );
+                assert!(o.contains("udp-direct OSError 97"), "EAFNOSUPPORT: {ctx}");
+                assert!(o.contains("tcp-own bind 13"), "EACCES: {ctx}");
+                // curl 7: no connection (EACCES on connect).
+                assert!(o.contains("curl=7"), "{ctx}");
+            }
+        }
     }
 }
 
@@ -410,51 +505,6 @@ print("ok", sum(1 for x in ok if x is True), [x for x in ok if x is not True][:3
 }
 
 #[test]
-fn proxy_mode_without_namespaces_is_refused_or_off() {
-    let test = "proxy_mode_without_namespaces_is_refused_or_off";
-    for user in users(test) {
-        let ws = tempdir(user);
-        let p = proxy_profile("allow_domains = [\"api.test\"]", Ns::Off);
-        let out = cordon(user)
-            .args(["run", "-p", &p, "-w"])
-            .arg(ws.path())
-            .args(["--", "/bin/true"])
-            .output()
-            .unwrap();
-        assert_code(&out, 125, format!("{user}"));
-        let line = assert_one_error_line(&out, format!("{user}"));
-        assert!(
-            line.contains("network mode \"proxy\" without namespaces"),
-            "{line}"
-        );
-        // --best-effort: the network is off (an IP socket is refused), said once.
-        let out = cordon(user)
-            .args(["run", "--best-effort", "-p", &p, "-w"])
-            .arg(ws.path())
-            .arg("--")
-            .arg(PYTHON)
-            .args(["-c", "import socket\ntry:\n  socket.socket()\n  print('socket')\nexcept OSError as e:\n  print(e.errno)"])
-            .output()
-            .unwrap();
-        let o = text(&out.stdout);
-        assert_eq!(
-            o.trim(),
-            "97",
-            "EAFNOSUPPORT: {user}: {o}\n{}",
-            text(&out.stderr)
-        );
-        assert_eq!(
-            text(&out.stderr)
-                .matches("network mode \"proxy\" without namespaces")
-                .count(),
-            1,
-            "{}",
-            text(&out.stderr)
-        );
-    }
-}
-
-#[test]
 fn domain_rules_are_checked_where_they_are_written() {
     let user = if is_root() { User::Root } else { return };
     let ws = tempdir(user);
@@ -470,6 +520,14 @@ fn domain_rules_are_checked_where_they_are_written() {
         ("[network]\nmode = \"proxy\"\nallow_ports = [0]\n", "port 0"),
         (
             "[network]\nmode = \"proxy\"\ndeny_domains = [\"a b\"]\n",
+            "line 3",
+        ),
+        (
+            "[network]\nmode = \"proxy\"\npresets = [\"npm\", \"everything\"]\n",
+            "line 3",
+        ),
+        (
+            "[network]\nmode = \"filtered\"\npresets = [\"npm\"]\n",
             "line 3",
         ),
     ] {
@@ -510,12 +568,21 @@ fn domain_rules_are_checked_where_they_are_written() {
     );
     // explain answers for names.
     let p = proxy_profile("allow_domains = [\"*.api.test\"]", Ns::Auto);
-    let ask = |hp: &str| {
+    let ask_with = |p: &str, hp: &str| {
         cordon(user)
-            .args(["explain", "-p", &p, "--connect", hp])
+            .args(["explain", "-p", p, "--connect", hp])
             .output()
             .unwrap()
     };
+    let ask = |hp: &str| ask_with(&p, hp);
+    let crates = proxy_profile("presets = [\"crates\"]", Ns::Auto);
+    let out = ask_with(&crates, "static.crates.io:443");
+    assert_code(&out, 0, text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("preset \"crates\""),
+        "{}",
+        text(&out.stdout)
+    );
     let out = ask("www.api.test:443");
     assert_code(&out, 0, text(&out.stdout));
     assert!(
@@ -530,4 +597,64 @@ fn domain_rules_are_checked_where_they_are_written() {
         "{}",
         text(&out.stdout)
     );
+}
+
+#[test]
+fn filtered_mode_resolves_names_and_sends_datagrams_to_the_resolver_alone() {
+    let test = "filtered_mode_resolves_names_and_sends_datagrams_to_the_resolver_alone";
+    if !need_tools(test) {
+        return;
+    }
+    let py = r#"
+import socket
+print("gai", socket.getaddrinfo("web.dns.test", 80, socket.AF_INET)[0][4][0])
+def udp(host, port):
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"x", (host, port)); return "OK"
+    except OSError as e: return str(e.errno)
+print("udp-resolver", udp("198.18.0.10", 53))
+print("udp-elsewhere", udp("198.18.0.11", 53))
+print("udp-port", udp("198.18.0.10", 54))
+for name, args in [("raw", (socket.AF_INET, socket.SOCK_RAW, 1)), ("icmp", (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP))]:
+    try: socket.socket(*args); print(name, "OK")
+    except OSError as e: print(name, e.errno)
+"#;
+    for (user, ns) in cases(test) {
+        let p = profile_ns(
+            "filtered-dns",
+            "extends = \"workspace-write\"\n[network]\nmode = \"filtered\"\nconnect_tcp = [80]\n",
+            ns,
+        );
+        let reports = report_dir();
+        let rep = reports.path().join("r.json");
+        let out = in_netns(
+            user,
+            &format!(
+                "$CORDON run -q -p {p} --report {rep} -- {PYTHON} -c '{py}'; echo \"rc=$?\"\n\
+                 $CORDON run -q -p {p} -- curl -sS --max-time 10 http://web.dns.test/; echo \"curl=$?\"",
+                rep = rep.display()
+            ),
+        );
+        let o = text(&out.stdout);
+        let ctx = format!("{user}, {ns}: {o}\n{}", text(&out.stderr));
+        assert!(o.contains("rc=0"), "{ctx}");
+        assert!(o.contains(&format!("gai {ADDR}")), "{ctx}");
+        assert!(o.contains("hello-from-api\ncurl=0"), "{ctx}");
+        assert!(o.contains("udp-resolver OK"), "{ctx}");
+        assert!(o.contains("udp-elsewhere 13"), "EACCES: {ctx}");
+        assert!(o.contains("udp-port 13"), "EACCES: {ctx}");
+        assert!(o.contains("raw 97"), "EAFNOSUPPORT: {ctx}");
+        assert!(o.contains("icmp 97"), "EAFNOSUPPORT: {ctx}");
+        let r = read_report(&rep);
+        let sends: Vec<&str> = r["denials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["operation"] == "send")
+            .map(|d| d["target"].as_str().unwrap())
+            .collect();
+        assert!(sends.contains(&"198.18.0.11:53"), "{sends:?}\n{ctx}");
+        assert!(sends.contains(&"198.18.0.10:54"), "{sends:?}\n{ctx}");
+    }
 }

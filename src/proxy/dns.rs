@@ -4,7 +4,7 @@
 //! Every other name is NXDOMAIN (and a denial), every other type an empty
 //! answer: no TXT, no CNAME chains, nothing to tunnel through.
 
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::IpAddr;
 
 use super::Shared;
 use crate::netname::Target;
@@ -124,8 +124,8 @@ pub(super) fn answer(sh: &Shared, q: &[u8]) -> Option<Vec<u8>> {
     if qn.qtype != A && qn.qtype != AAAA {
         return Some(response(q, qn.end, NOERROR, &[], qn.qtype));
     }
-    let addrs: Vec<IpAddr> = match (name.as_str(), 0).to_socket_addrs() {
-        Ok(it) => it.map(|s| s.ip()).collect(),
+    let addrs: Vec<IpAddr> = match sh.resolve(&name) {
+        Ok(a) => a,
         Err(_) => return Some(response(q, qn.end, NXDOMAIN, &[], qn.qtype)),
     };
     let usable = sh

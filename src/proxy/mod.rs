@@ -15,7 +15,7 @@ mod http;
 mod socks;
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,15 +41,20 @@ const MAX_LOOKUPS: usize = 64;
 const MAX_DENIALS: usize = 1000;
 /// Names counted in `domains`; more are counted in one entry.
 const MAX_NAMES: usize = 1000;
+/// The most of a payload-chosen name kept in a denial's fields.
+const MAX_TEXT: usize = 512;
+/// The most one splice moves (a pipe's default capacity): per direction of
+/// a connection, so at most 64 MiB of pipe pages in flight at the connection cap.
+const RELAY_BUFFER: usize = 64 * 1024;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a connection to an allowed host may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The variables that point the tree's tools at the proxy.
-pub fn environment() -> Vec<(String, String)> {
-    let http = format!("http://{PROXY_ADDR}");
-    let socks = format!("socks5h://{PROXY_ADDR}");
+/// The variables that point the tree's tools at the proxy at `addr`.
+pub fn environment(addr: &str) -> Vec<(String, String)> {
+    let http = format!("http://{addr}");
+    let socks = format!("socks5h://{addr}");
     let mut v = Vec::new();
     for (k, val) in [
         ("HTTP_PROXY", &http),
@@ -94,7 +99,15 @@ struct Shared {
     record: Mutex<Record>,
     connections: AtomicUsize,
     lookups: AtomicUsize,
+    /// The host resolver's answers, kept `NAME_TTL`: a client that opens many
+    /// connections to one name (a package install) asks the resolver once.
+    names: Mutex<std::collections::HashMap<String, (Instant, Vec<IpAddr>)>>,
 }
+
+/// How long a resolved name is reused within a run.
+const NAME_TTL: Duration = Duration::from_secs(30);
+/// Names kept at once (the cache is emptied when full).
+const MAX_CACHED: usize = 1024;
 
 impl Shared {
     fn deny(&self, operation: &str, target: String, answer: &str, r: Refusal) {
@@ -106,15 +119,16 @@ impl Shared {
             rec.dropped += 1;
             return;
         }
+        // The payload chose the name: what is kept of it is bounded.
         rec.denials.push(Denial {
             kind: "net".into(),
             operation: operation.into(),
-            target,
+            target: cut(target, MAX_TEXT),
             pid: 0,
             exe: String::new(),
             errno: answer.into(),
-            rule: format!("network mode \"proxy\": {}", r.rule),
-            suggestion: r.suggestion,
+            rule: cut(format!("network mode \"proxy\": {}", r.rule), MAX_TEXT),
+            suggestion: cut(r.suggestion, MAX_TEXT),
             observed_by: "proxy".into(),
             at_ms: self.started.elapsed().as_millis() as u64,
         });
@@ -130,21 +144,43 @@ impl Shared {
         }
     }
 
+    /// The host resolver's addresses for `name` (cached for `NAME_TTL`).
+    fn resolve(&self, name: &str) -> io::Result<Vec<IpAddr>> {
+        let now = Instant::now();
+        {
+            let cache = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, addrs)) = cache.get(name) {
+                if now.duration_since(*at) < NAME_TTL {
+                    return Ok(addrs.clone());
+                }
+            }
+        }
+        let mut addrs: Vec<IpAddr> = Vec::new();
+        for a in (name, 0).to_socket_addrs()? {
+            if !addrs.contains(&a.ip()) {
+                addrs.push(a.ip());
+            }
+        }
+        let mut cache = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(name.to_string(), (now, addrs.clone()));
+        Ok(addrs)
+    }
+
     /// Resolve and connect to an allowed target, or say why not: a refusal
     /// of the rules (`Refused::Rule`: the name leads to an address it must
     /// not) or a host that cannot be reached.
     fn open(&self, t: &Target, port: u16) -> Result<TcpStream, Failed> {
         let addrs: Vec<IpAddr> = match t {
             Target::Ip(a) => vec![*a],
-            Target::Name(n) => match (n.as_str(), port).to_socket_addrs() {
-                Ok(it) => it.map(|s| s.ip()).collect(),
-                Err(e) => {
-                    return Err(Failed::Unreachable(Refusal {
-                        rule: format!("{n} does not resolve on the host: {e}"),
-                        suggestion: "check the name".into(),
-                    }));
-                }
-            },
+            Target::Name(n) => self.resolve(n).map_err(|e| {
+                Failed::Unreachable(Refusal {
+                    rule: format!("{n} does not resolve on the host: {e}"),
+                    suggestion: "check the name".into(),
+                })
+            })?,
         };
         let usable = self.rules.usable(t, &addrs).map_err(Failed::Rule)?;
         let mut last = None;
@@ -196,6 +232,7 @@ impl Proxy {
             record: Mutex::new(Record::default()),
             connections: AtomicUsize::new(0),
             lookups: AtomicUsize::new(0),
+            names: Mutex::new(std::collections::HashMap::new()),
         });
         let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         listener.set_nonblocking(true)?;
@@ -336,41 +373,131 @@ fn connection(sh: &Shared, client: TcpStream) -> io::Result<()> {
     }
 }
 
-/// Copy both ways until each side has ended; the request timeout is lifted.
+/// Relay both ways until each side has ended, in this thread: the pages go
+/// socket to pipe to socket (splice), never through the launcher's memory,
+/// and no second thread is started per connection. The request timeout is lifted.
 fn relay(client: TcpStream, upstream: TcpStream, early: &[u8]) -> io::Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     client.set_read_timeout(None)?;
     let _ = upstream.set_nodelay(true);
-    let (mut c_read, mut c_write) = (client.try_clone()?, client);
-    let (mut u_read, mut u_write) = (upstream.try_clone()?, upstream);
     if !early.is_empty() {
-        u_write.write_all(early)?;
+        (&upstream).write_all(early)?;
     }
-    let back = std::thread::Builder::new()
-        .name("cordon-proxy-relay".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _ = copy(&mut u_read, &mut c_write);
-            let _ = c_write.shutdown(Shutdown::Write);
-        })?;
-    let _ = copy(&mut c_read, &mut u_write);
-    let _ = u_write.shutdown(Shutdown::Write);
-    let _ = back.join();
-    Ok(())
+    client.set_nonblocking(true)?;
+    upstream.set_nonblocking(true)?;
+    let mut flows = [
+        Flow::new(&client, &upstream)?,
+        Flow::new(&upstream, &client)?,
+    ];
+    loop {
+        if flows.iter().all(|f| f.done) {
+            return Ok(());
+        }
+        let mut fds = Vec::with_capacity(2);
+        let mut owner = Vec::with_capacity(2);
+        for (i, f) in flows.iter().enumerate() {
+            if f.done {
+                continue;
+            }
+            if f.queued > 0 {
+                fds.push(PollFd::new(f.to.as_fd(), PollFlags::POLLOUT));
+            } else {
+                fds.push(PollFd::new(f.from.as_fd(), PollFlags::POLLIN));
+            }
+            owner.push(i);
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        let ready: Vec<usize> = fds
+            .iter()
+            .zip(&owner)
+            .filter(|(f, _)| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, i)| *i)
+            .collect();
+        drop(fds);
+        for i in ready {
+            if flows[i].step().is_err() {
+                // A side is gone for good: so is the relay.
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = upstream.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+        }
+    }
 }
 
-fn copy(from: &mut TcpStream, to: &mut TcpStream) -> io::Result<u64> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.write_all(&buf[..n])?;
-        total += n as u64;
+/// One direction of a relay: `from`, a pipe, `to`.
+struct Flow<'a> {
+    from: &'a TcpStream,
+    to: &'a TcpStream,
+    pr: OwnedFd,
+    pw: OwnedFd,
+    /// Bytes in the pipe, not yet written to `to`.
+    queued: usize,
+    done: bool,
+}
+
+impl<'a> Flow<'a> {
+    fn new(from: &'a TcpStream, to: &'a TcpStream) -> io::Result<Flow<'a>> {
+        let (pr, pw) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+        Ok(Flow {
+            from,
+            to,
+            pr,
+            pw,
+            queued: 0,
+            done: false,
+        })
     }
+
+    /// Move what can be moved now. Err: the relay cannot go on.
+    fn step(&mut self) -> io::Result<()> {
+        use nix::errno::Errno;
+        use nix::fcntl::{SpliceFFlags, splice};
+        // Not SPLICE_F_MORE: it corks the socket, and a short answer then waits ~200 ms.
+        let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+        loop {
+            if self.queued > 0 {
+                match splice(&self.pr, None, self.to, None, self.queued, flags) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(m) => self.queued -= m,
+                    Err(Errno::EAGAIN) => return Ok(()),
+                    Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                continue;
+            }
+            match splice(self.from, None, &self.pw, None, RELAY_BUFFER, flags) {
+                Ok(0) => {
+                    // The end of this direction: pass it on, the other goes on.
+                    let _ = self.to.shutdown(Shutdown::Write);
+                    self.done = true;
+                    return Ok(());
+                }
+                Ok(n) => self.queued = n,
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes (at a character boundary), marked when cut.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("[cordon: cut]");
+    }
+    s
 }
 
 /// `host:port` as a client wrote it (`[v6]:port` for an IPv6 address).
@@ -468,8 +595,15 @@ mod tests {
     }
 
     #[test]
+    fn payload_chosen_text_is_bounded() {
+        assert_eq!(cut("abc".into(), 5), "abc");
+        assert_eq!(cut("abcdef".into(), 3), "abc[cordon: cut]");
+        assert_eq!(cut("aé".into(), 2), "a[cordon: cut]");
+    }
+
+    #[test]
     fn the_tree_is_pointed_at_the_proxy() {
-        let env = environment();
+        let env = environment(PROXY_ADDR);
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("HTTPS_PROXY"), Some("http://127.0.0.1:3128"));
         assert_eq!(get("https_proxy"), Some("http://127.0.0.1:3128"));
