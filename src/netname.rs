@@ -239,9 +239,15 @@ impl Rules {
             }
             Target::Ip(_) => false,
         };
+        let denied = |a: IpAddr| {
+            self.deny
+                .iter()
+                .find(|p| matches!(p, Pattern::Ip(b) if same_ip(*b, a)))
+        };
         let ok: Vec<IpAddr> = addrs
             .iter()
             .copied()
+            .filter(|a| denied(*a).is_none())
             .filter(|a| match special(*a) {
                 None => true,
                 Some(Special::Loopback) if local_name => true,
@@ -250,6 +256,13 @@ impl Rules {
             .collect();
         if !ok.is_empty() {
             return Ok(ok);
+        }
+        // An address on the deny list, whichever name leads to it.
+        if let Some(d) = addrs.iter().find_map(|a| denied(*a)) {
+            return Err(Refusal {
+                rule: format!("{t} resolves to {d}, which [network] deny_domains lists"),
+                suggestion: format!("remove \"{d}\" from [network] deny_domains"),
+            });
         }
         let first = addrs.first().copied();
         Err(match first {
@@ -649,5 +662,17 @@ mod tests {
                 .is_err()
         );
         assert!(special(pubaddr).is_none());
+    }
+
+    #[test]
+    fn a_denied_address_is_denied_whatever_name_leads_to_it() {
+        let r = rules(&["*.test"], &["198.18.0.10"]);
+        let a: IpAddr = "198.18.0.10".parse().unwrap();
+        let b: IpAddr = "198.18.0.11".parse().unwrap();
+        let e = r.usable(&name("api.test"), &[a]).unwrap_err();
+        assert!(e.rule.contains("deny_domains"), "{e:?}");
+        assert_eq!(r.usable(&name("api.test"), &[a, b]).unwrap(), vec![b]);
+        let m: IpAddr = "::ffff:198.18.0.10".parse().unwrap();
+        assert!(r.usable(&name("api.test"), &[m]).is_err());
     }
 }

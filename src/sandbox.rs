@@ -144,7 +144,7 @@ impl Prepared {
         let mut host_proxy = None;
         if plan.mounts.is_none() && matches!(policy.net, Network::Proxy(_)) {
             let seccomp_net = if plan.tcp.is_some() {
-                let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                let l = crate::proxy::listener("127.0.0.1:0")
                     .and_then(|l| Ok((l.local_addr()?.port(), l)))
                     .map_err(|e| Error::Launch {
                         step: "binding the proxy on the host's loopback",

@@ -1535,6 +1535,26 @@ mod tests {
             !sock(&filtered, libc::AF_INET, libc::SOCK_STREAM, 132),
             "SCTP escapes Landlock TCP rules"
         );
+        // Names resolve: UDP (0 or IPPROTO_UDP) too, and nothing else more.
+        let dns = Network::Filtered {
+            connect: vec![443],
+            bind: vec![],
+            dns: true,
+        };
+        for fam in [libc::AF_INET, libc::AF_INET6] {
+            assert!(sock(&dns, fam, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0));
+            assert!(sock(&dns, fam, libc::SOCK_DGRAM, libc::IPPROTO_UDP));
+            assert!(sock(&dns, fam, libc::SOCK_STREAM, libc::IPPROTO_TCP));
+            assert!(
+                !sock(&dns, fam, libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+                "ping sockets"
+            );
+            assert!(!sock(&dns, fam, libc::SOCK_DGRAM, 136), "UDP-Lite");
+            for ty in [libc::SOCK_RAW, libc::SOCK_RDM, libc::SOCK_SEQPACKET, 6, 10] {
+                assert!(!sock(&dns, fam, ty, 0), "type {ty}");
+            }
+            assert!(!sock(&dns, fam, libc::SOCK_STREAM, 132), "SCTP");
+        }
         let p = SyscallPolicy::new(&Syscalls::default(), &Network::On).unwrap();
         assert!(
             p.decide(nr("socketpair"), &[libc::AF_INET as u64, 1, 0, 0, 0, 0])
@@ -1875,6 +1895,11 @@ mod tests {
                 connect: vec![443],
                 bind: vec![],
                 dns: false,
+            },
+            Network::Filtered {
+                connect: vec![443],
+                bind: vec![],
+                dns: true,
             },
         ];
         let tweaks = [

@@ -367,9 +367,9 @@ impl Mediator {
 
     /// The caller's socket `fd`, and its memory; None when the call is gone.
     fn take(&self, call: &Call, fd: u64) -> Result<(OwnedFd, File), Refused> {
-        let pidfd = sys::pidfd_open_thread(call.tid).map_err(|_| Refused::Gone)?;
+        let pidfd = sys::pidfd_open_thread(call.tid).map_err(gone_or)?;
         let sock = sys::pidfd_getfd(&pidfd, fd as i32)?;
-        let mem = File::open(format!("/proc/{}/mem", call.tid)).map_err(|_| Refused::Gone)?;
+        let mem = File::open(format!("/proc/{}/mem", call.tid)).map_err(gone_or)?;
         // The tid could have been reused before pidfd_open: the notification
         // still pending means the thread it names is the one that called.
         if !sys::notif_id_valid(&self.listener, call.id) {
@@ -445,8 +445,8 @@ impl Mediator {
             .read(true)
             .write(name == "sendmmsg")
             .open(format!("/proc/{}/mem", call.tid))
-            .map_err(|_| Refused::Gone)?;
-        let pidfd = sys::pidfd_open_thread(call.tid).map_err(|_| Refused::Gone)?;
+            .map_err(gone_or)?;
+        let pidfd = sys::pidfd_open_thread(call.tid).map_err(gone_or)?;
         let (headers, flags): (Vec<u64>, i32) = if name == "sendmsg" {
             (vec![a[1]], a[2] as i32)
         } else {
@@ -668,6 +668,16 @@ impl Mediator {
     }
 }
 
+/// A failure to reach the caller: gone (the thread exited: no answer is
+/// owed), or the launcher's own trouble (out of descriptors, EMFILE), which
+/// is answered with that errno so the call never waits for ever.
+fn gone_or(e: io::Error) -> Refused {
+    match e.raw_os_error() {
+        Some(libc::ESRCH | libc::ENOENT) | None => Refused::Gone,
+        Some(code) => Refused::Errno(code),
+    }
+}
+
 fn is_inet(sock: &OwnedFd) -> bool {
     matches!(
         sys::getsockopt_int(sock.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN),
@@ -785,13 +795,13 @@ fn resolve(tid: u32, path: &[u8]) -> Result<(OwnedFd, PathBuf), Refused> {
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
         .open(format!("{proc}/root"))
-        .map_err(|_| Refused::Gone)?;
+        .map_err(gone_or)?;
     let full = if path.first() == Some(&b'/') {
         PathBuf::from(std::ffi::OsStr::from_bytes(path))
     } else {
         // Resolved in the root from the cwd's path: a directory renamed meanwhile
         // makes us open another file, which is then the one checked and connected.
-        let cwd = std::fs::read_link(format!("{proc}/cwd")).map_err(|_| Refused::Gone)?;
+        let cwd = std::fs::read_link(format!("{proc}/cwd")).map_err(gone_or)?;
         cwd.join(std::ffi::OsStr::from_bytes(path))
     };
     let c = CString::new(full.as_os_str().as_bytes()).map_err(|_| Refused::Errno(libc::EINVAL))?;

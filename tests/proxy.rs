@@ -658,3 +658,76 @@ for name, args in [("raw", (socket.AF_INET, socket.SOCK_RAW, 1)), ("icmp", (sock
         assert!(sends.contains(&"198.18.0.10:54"), "{sends:?}\n{ctx}");
     }
 }
+
+#[test]
+fn an_address_on_the_deny_list_is_refused_whichever_name_leads_to_it() {
+    let test = "an_address_on_the_deny_list_is_refused_whichever_name_leads_to_it";
+    if !need_tools(test) {
+        return;
+    }
+    for user in users(test) {
+        let p = proxy_profile(
+            &format!("allow_domains = [\"*.test\"]\ndeny_domains = [\"{ADDR}\"]"),
+            Ns::Auto,
+        );
+        let out = in_netns(
+            user,
+            &format!(
+                "$CORDON run -q -p {p} -- curl -s -o /dev/null -w '%{{http_code}}' --max-time 20 http://api.test/; echo \" rc=$?\""
+            ),
+        );
+        let o = text(&out.stdout);
+        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        assert!(o.contains("403 rc=0"), "{ctx}");
+    }
+}
+
+#[test]
+fn the_connection_cap_follows_the_launchers_descriptors() {
+    let test = "the_connection_cap_follows_the_launchers_descriptors";
+    if !need_tools(test) {
+        return;
+    }
+    // 200 tunnels held open by the payload, with the launcher limited to 512
+    // descriptors (its cap is then (512 - 256) / 6 = 42 connections): the
+    // connections beyond the cap wait in the listen queue, every connect(2)
+    // the supervisor performs still returns, and the run ends.
+    let py = r#"
+import os, socket
+port = int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])
+held, fails = [], 0
+for i in range(200):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"CONNECT api.test:80 HTTP/1.1\r\n\r\n")
+        held.append(s)
+    except OSError:
+        fails += 1
+print("connected", len(held), "failed", fails)
+"#;
+    for user in users(test) {
+        let p = proxy_profile("allow_domains = [\"api.test\"]", Ns::Auto);
+        let reports = report_dir();
+        let rep = reports.path().join("r.json");
+        let out = in_netns(
+            user,
+            &format!(
+                "ulimit -n 512; timeout 120 $CORDON run -q -p {p} --report {rep} -- {PYTHON} -c '{py}'; echo \"rc=$?\"",
+                rep = rep.display()
+            ),
+        );
+        let o = text(&out.stdout);
+        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        // rc 124 would be the hang this guards against.
+        assert!(o.contains("rc=0"), "{ctx}");
+        assert!(o.contains("connected 200 failed 0"), "{ctx}");
+        let r = read_report(&rep);
+        let d = denials(&r);
+        assert!(
+            d.iter().any(|x| x
+                .2
+                .contains("42 connections at once through the proxy is the cap")),
+            "{d:#?}\n{ctx}"
+        );
+    }
+}

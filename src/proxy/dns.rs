@@ -103,6 +103,10 @@ pub(super) fn failure(q: &[u8]) -> Option<Vec<u8>> {
 
 /// The answer to one query; None for what is no query at all.
 pub(super) fn answer(sh: &Shared, q: &[u8]) -> Option<Vec<u8>> {
+    // A response is never answered (two resolvers must not answer each other).
+    if q.get(2).is_some_and(|b| b & 0x80 != 0) {
+        return None;
+    }
     let Some(qn) = question(q) else {
         if q.len() >= 12 {
             let mut r = q[..12].to_vec();

@@ -3,10 +3,10 @@
 //! in origin form with `Connection: close`, so that every request of a
 //! keep-alive client is decided on its own connection.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::TcpStream;
 
-use super::{Failed, Shared, relay, split_host_port};
+use super::{Deadline, Failed, Shared, relay, split_host_port};
 use crate::netname::{Refusal, Target};
 
 /// The most a request head may take.
@@ -15,6 +15,7 @@ const MAX_HEADERS: usize = 100;
 
 pub(super) fn serve(sh: &Shared, mut client: TcpStream) -> io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
+    let deadline = Deadline::new();
     let head_len = loop {
         if let Some(i) = find_end(&buf) {
             break i;
@@ -23,7 +24,14 @@ pub(super) fn serve(sh: &Shared, mut client: TcpStream) -> io::Result<()> {
             return answer(&mut client, 431, "request head too large");
         }
         let mut chunk = [0u8; 4096];
-        let n = client.read(&mut chunk)?;
+        let n = match deadline.read(&client, &mut chunk) {
+            Err(e)
+                if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock =>
+            {
+                return answer(&mut client, 408, "the request head did not arrive in time");
+            }
+            r => r?,
+        };
         if n == 0 {
             return Ok(());
         }
@@ -155,6 +163,7 @@ fn answer(client: &mut TcpStream, code: u16, body: &str) -> io::Result<()> {
     let reason = match code {
         400 => "Bad Request",
         403 => "Forbidden",
+        408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
         _ => "Bad Gateway",
     };

@@ -33,7 +33,7 @@ pub const DNS_ADDR: &str = "127.0.0.1:53";
 /// The tree's /etc/resolv.conf in mode "proxy".
 pub const RESOLV_CONF: &str = "# cordon: names resolve through the launcher (network mode \"proxy\")\nnameserver 127.0.0.1\noptions edns0 trust-ad\n";
 
-/// Connections served at once; one more is refused (and recorded once).
+/// Connections served at once; more wait in the listen queue (recorded once).
 const MAX_CONNECTIONS: usize = 512;
 /// Lookups answered at once (each may wait on the host's resolver).
 const MAX_LOOKUPS: usize = 64;
@@ -76,10 +76,21 @@ pub fn environment(addr: &str) -> Vec<(String, String)> {
 /// the launcher.
 pub fn make_sockets() -> io::Result<(TcpListener, UdpSocket)> {
     crate::sys::loopback_up()?;
-    let tcp = TcpListener::bind(PROXY_ADDR)?;
+    let tcp = listener(PROXY_ADDR)?;
     let udp = UdpSocket::bind(DNS_ADDR)?;
     Ok((tcp, udp))
 }
+
+/// A listener for the proxy with a long queue: the connections beyond the
+/// cap wait there instead of having their SYNs dropped.
+pub fn listener(addr: &str) -> io::Result<TcpListener> {
+    let l = TcpListener::bind(addr)?;
+    nix::sys::socket::listen(&l, nix::sys::socket::Backlog::new(LISTEN_QUEUE)?)?;
+    Ok(l)
+}
+
+/// The listen queue's length (the kernel caps it at net.core.somaxconn).
+const LISTEN_QUEUE: i32 = 1024;
 
 /// What the proxy did during the run.
 #[derive(Debug, Default)]
@@ -102,6 +113,35 @@ struct Shared {
     /// The host resolver's answers, kept `NAME_TTL`: a client that opens many
     /// connections to one name (a package install) asks the resolver once.
     names: Mutex<std::collections::HashMap<String, (Instant, Vec<IpAddr>)>>,
+    /// Connections served at once: `MAX_CONNECTIONS`, or fewer where the
+    /// launcher's descriptors would not hold them (`FDS_PER_CONNECTION`).
+    cap: usize,
+    /// Accepting workers: waiting in accept(2), and in all.
+    idle: AtomicUsize,
+    workers: AtomicUsize,
+    stopping: std::sync::atomic::AtomicBool,
+    cap_said: std::sync::atomic::AtomicBool,
+}
+
+/// Descriptors one relayed connection holds: two sockets and two pipes.
+const FDS_PER_CONNECTION: u64 = 6;
+/// Descriptors kept for everything else the launcher opens meanwhile.
+const FDS_RESERVED: u64 = 256;
+
+/// How many connections the launcher's descriptors allow: its soft limit is
+/// raised to the hard one first (the tree's own limits were set before).
+fn connection_cap() -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(_) => soft,
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    };
+    let room = soft.saturating_sub(FDS_RESERVED) / FDS_PER_CONNECTION;
+    (room as usize).clamp(1, MAX_CONNECTIONS)
 }
 
 /// How long a resolved name is reused within a run.
@@ -208,6 +248,7 @@ enum Failed {
 /// The running proxy.
 pub struct Proxy {
     shared: Arc<Shared>,
+    listener: Arc<TcpListener>,
     stop: Option<OwnedFd>,
     main: Option<JoinHandle<()>>,
 }
@@ -233,30 +274,49 @@ impl Proxy {
             connections: AtomicUsize::new(0),
             lookups: AtomicUsize::new(0),
             names: Mutex::new(std::collections::HashMap::new()),
+            cap: connection_cap(),
+            idle: AtomicUsize::new(0),
+            workers: AtomicUsize::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            cap_said: std::sync::atomic::AtomicBool::new(false),
         });
         let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        listener.set_nonblocking(true)?;
+        // Workers wait in accept(2) themselves: the kernel wakes one per
+        // connection, as it wakes a server, instead of an accepting thread
+        // starting another (a thread's first run costs up to ~0.4 ms here).
+        // Until the first connection one thread waits for everything (a run
+        // that opens none starts one thread, not two).
+        listener.set_nonblocking(false)?;
+        let listener = Arc::new(listener);
         if let Some(d) = &dns {
             d.set_nonblocking(true)?;
         }
-        let sh = shared.clone();
-        let main = std::thread::Builder::new()
-            .name("cordon-proxy".into())
-            .spawn(move || serve(sh, listener, dns, stop_r))?;
+        let (sh, l) = (shared.clone(), listener.clone());
+        let main = Some(
+            std::thread::Builder::new()
+                .name("cordon-proxy".into())
+                .spawn(move || serve(sh, l, dns, stop_r))?,
+        );
         Ok(Proxy {
             shared,
+            listener,
             stop: Some(stop_w),
-            main: Some(main),
+            main,
         })
     }
 
     /// Stop accepting, let the connections that remain end (the tree is gone,
     /// so they do at once), and return the record.
     pub fn finish(mut self) -> Record {
+        self.shared.stopping.store(true, Ordering::Release);
+        // Wakes every worker in accept(2) (EINVAL on a listener shut down).
+        let _ =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        // The resolver's thread is told to stop, not waited for: waking it
+        // on the other CPU would be on the user's time, and it ends with the
+        // process anyway. What it recorded is taken under the lock below.
         drop(self.stop.take());
-        if let Some(m) = self.main.take() {
-            let _ = m.join();
-        }
+        drop(self.main.take());
         let until = Instant::now() + Duration::from_millis(200);
         while (self.shared.connections.load(Ordering::Acquire) > 0
             || self.shared.lookups.load(Ordering::Acquire) > 0)
@@ -269,92 +329,161 @@ impl Proxy {
     }
 }
 
-fn serve(sh: Arc<Shared>, listener: TcpListener, dns: Option<UdpSocket>, stop: OwnedFd) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let mut refused_cap = false;
+/// Start one more accepting worker, unless the cap is reached (then the
+/// connections beyond it wait in the listen queue, and a denial says so once).
+fn spawn_worker(sh: &Arc<Shared>, listener: &Arc<TcpListener>) -> io::Result<()> {
+    let taken = sh
+        .workers
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < sh.cap).then_some(n + 1)
+        });
+    if taken.is_err() {
+        if !sh.cap_said.swap(true, Ordering::AcqRel) {
+            sh.deny(
+                "connect",
+                "(any)".into(),
+                "queued",
+                Refusal {
+                    rule: format!(
+                        "{} connections at once through the proxy is the cap; more wait until one ends",
+                        sh.cap
+                    ),
+                    suggestion: "none: fewer connections at once".into(),
+                },
+            );
+        }
+        return Ok(());
+    }
+    let (sh2, l2) = (sh.clone(), listener.clone());
+    let spawned = std::thread::Builder::new()
+        .name("cordon-proxy-conn".into())
+        .stack_size(64 * 1024)
+        .spawn(move || worker(&sh2, &l2));
+    if let Err(e) = spawned {
+        sh.workers.fetch_sub(1, Ordering::AcqRel);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Accept and serve connections until the proxy stops, keeping one worker
+/// waiting in accept(2) while there is room.
+fn worker(sh: &Arc<Shared>, listener: &Arc<TcpListener>) {
     loop {
-        let mut fds = vec![
-            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-        ];
+        sh.idle.fetch_add(1, Ordering::AcqRel);
+        let r = listener.accept();
+        sh.idle.fetch_sub(1, Ordering::AcqRel);
+        if sh.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        match r {
+            Ok((stream, _)) => {
+                sh.connections.fetch_add(1, Ordering::AcqRel);
+                if sh.idle.load(Ordering::Acquire) == 0 {
+                    let _ = spawn_worker(sh, listener);
+                }
+                let _ = connection(sh, stream);
+                sh.connections.fetch_sub(1, Ordering::AcqRel);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Out of descriptors or memory for a moment: the queue keeps the client.
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    sh.workers.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Wait for the first connection (then start the accepting workers) and
+/// answer the resolver: one short thread per query (each may wait on the
+/// host's resolver), at most `MAX_LOOKUPS` at once.
+fn serve(sh: Arc<Shared>, listener: Arc<TcpListener>, dns: Option<UdpSocket>, stop: OwnedFd) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut workers = false;
+    loop {
+        let mut fds = vec![PollFd::new(stop.as_fd(), PollFlags::POLLIN)];
         if let Some(d) = &dns {
             fds.push(PollFd::new(d.as_fd(), PollFlags::POLLIN));
+        }
+        if !workers {
+            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return,
             Ok(_) => {}
         }
-        let ready = |i: usize| {
-            fds.get(i)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| !r.is_empty())
-        };
-        if ready(0) {
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if ready[0] {
             return;
         }
-        let (conn, query) = (ready(1), ready(2));
-        drop(fds);
-        if conn {
-            while let Ok((stream, _)) = listener.accept() {
-                if sh.connections.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-                    if !refused_cap {
-                        refused_cap = true;
-                        sh.deny(
-                            "connect",
-                            "(any)".into(),
-                            "closed",
-                            Refusal {
-                                rule: format!(
-                                    "{MAX_CONNECTIONS} connections at once through the proxy is the cap"
-                                ),
-                                suggestion: "none: fewer connections at once".into(),
-                            },
-                        );
-                    }
-                    continue;
-                }
-                sh.connections.fetch_add(1, Ordering::AcqRel);
-                let sh2 = sh.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("cordon-proxy-conn".into())
-                    .stack_size(64 * 1024)
-                    .spawn(move || {
-                        let _ = connection(&sh2, stream);
-                        sh2.connections.fetch_sub(1, Ordering::AcqRel);
-                    });
-                if spawned.is_err() {
-                    sh.connections.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
+        if !workers && ready.last() == Some(&true) {
+            workers = true;
+            // Two: one takes the waiting connection, one waits for the next.
+            let _ = spawn_worker(&sh, &listener);
+            let _ = spawn_worker(&sh, &listener);
         }
-        if let (true, Some(d)) = (query, &dns) {
-            let mut buf = [0u8; 1500];
-            while let Ok((n, from)) = d.recv_from(&mut buf) {
-                let q = buf[..n].to_vec();
-                let Ok(sock) = d.try_clone() else { continue };
-                if sh.lookups.load(Ordering::Acquire) >= MAX_LOOKUPS {
-                    if let Some(r) = dns::failure(&q) {
+        let Some(dns) = dns.as_ref().filter(|_| ready.get(1) == Some(&true)) else {
+            continue;
+        };
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = dns.recv_from(&mut buf) {
+            let q = buf[..n].to_vec();
+            let Ok(sock) = dns.try_clone() else { continue };
+            if sh.lookups.load(Ordering::Acquire) >= MAX_LOOKUPS {
+                if let Some(r) = dns::failure(&q) {
+                    let _ = sock.send_to(&r, from);
+                }
+                continue;
+            }
+            sh.lookups.fetch_add(1, Ordering::AcqRel);
+            let sh2 = sh.clone();
+            let spawned = std::thread::Builder::new()
+                .name("cordon-proxy-dns".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    if let Some(r) = dns::answer(&sh2, &q) {
                         let _ = sock.send_to(&r, from);
                     }
-                    continue;
-                }
-                sh.lookups.fetch_add(1, Ordering::AcqRel);
-                let sh2 = sh.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("cordon-proxy-dns".into())
-                    .stack_size(64 * 1024)
-                    .spawn(move || {
-                        if let Some(r) = dns::answer(&sh2, &q) {
-                            let _ = sock.send_to(&r, from);
-                        }
-                        sh2.lookups.fetch_sub(1, Ordering::AcqRel);
-                    });
-                if spawned.is_err() {
-                    sh.lookups.fetch_sub(1, Ordering::AcqRel);
-                }
+                    sh2.lookups.fetch_sub(1, Ordering::AcqRel);
+                });
+            if spawned.is_err() {
+                sh.lookups.fetch_sub(1, Ordering::AcqRel);
             }
         }
+    }
+}
+
+/// The time a client has for its whole request (head, or SOCKS handshake):
+/// a client that sends one byte now and then does not hold a worker for ever.
+struct Deadline(Instant);
+
+impl Deadline {
+    fn new() -> Deadline {
+        Deadline(Instant::now() + REQUEST_TIMEOUT)
+    }
+
+    /// One read, given what is left of the time.
+    fn read(&self, mut s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.0.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        s.set_read_timeout(Some(left))?;
+        std::io::Read::read(&mut s, buf)
+    }
+
+    fn read_exact(&self, s: &TcpStream, mut buf: &mut [u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read(s, buf)? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => buf = &mut buf[n..],
+            }
+        }
+        Ok(())
     }
 }
 
@@ -500,19 +629,27 @@ fn cut(mut s: String, max: usize) -> String {
     s
 }
 
+/// A port as written: digits only (Rust's parser also takes "+80").
+fn port(p: &str) -> Option<u16> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    p.parse().ok()
+}
+
 /// `host:port` as a client wrote it (`[v6]:port` for an IPv6 address).
 fn split_host_port(s: &str, default_port: Option<u16>) -> Option<(String, u16)> {
     if let Some(rest) = s.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
         let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
+            Some(p) => port(p)?,
             None if after.is_empty() => default_port?,
             None => return None,
         };
         return Some((h.to_string(), port));
     }
     match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => Some((h.to_string(), p.parse().ok()?)),
+        Some((h, p)) if !h.contains(':') => Some((h.to_string(), port(p)?)),
         Some(_) => None,
         None => Some((s.to_string(), default_port?)),
     }
@@ -592,6 +729,8 @@ mod tests {
         assert_eq!(split_host_port("example.com", None), None);
         assert_eq!(split_host_port("::1:80", None), None);
         assert_eq!(split_host_port("example.com:http", None), None);
+        assert_eq!(split_host_port("example.com:+80", None), None);
+        assert_eq!(split_host_port("[::1]:+80", None), None);
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! names resolved by the proxy (`socks5h://`), so that the rules see the name
 //! the client asked for. BIND and UDP ASSOCIATE are refused.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, TcpStream};
 
-use super::{Failed, Shared, relay};
+use super::{Deadline, Failed, Shared, relay};
 use crate::netname::{Refusal, Target};
 
 const SUCCEEDED: u8 = 0;
@@ -15,41 +15,42 @@ const COMMAND_NOT_SUPPORTED: u8 = 7;
 const ADDRESS_NOT_SUPPORTED: u8 = 8;
 
 pub(super) fn serve(sh: &Shared, mut c: TcpStream) -> io::Result<()> {
+    let deadline = Deadline::new();
     let mut hdr = [0u8; 2];
-    c.read_exact(&mut hdr)?;
+    deadline.read_exact(&c, &mut hdr)?;
     let mut methods = vec![0u8; hdr[1] as usize];
-    c.read_exact(&mut methods)?;
+    deadline.read_exact(&c, &mut methods)?;
     if !methods.contains(&0) {
         return c.write_all(&[5, 0xff]);
     }
     c.write_all(&[5, 0])?;
     let mut req = [0u8; 4];
-    c.read_exact(&mut req)?;
+    deadline.read_exact(&c, &mut req)?;
     if req[0] != 5 {
         return Ok(());
     }
     let host = match req[3] {
         1 => {
             let mut a = [0u8; 4];
-            c.read_exact(&mut a)?;
+            deadline.read_exact(&c, &mut a)?;
             Ipv4Addr::from(a).to_string()
         }
         3 => {
             let mut len = [0u8; 1];
-            c.read_exact(&mut len)?;
+            deadline.read_exact(&c, &mut len)?;
             let mut name = vec![0u8; len[0] as usize];
-            c.read_exact(&mut name)?;
+            deadline.read_exact(&c, &mut name)?;
             String::from_utf8_lossy(&name).into_owned()
         }
         4 => {
             let mut a = [0u8; 16];
-            c.read_exact(&mut a)?;
+            deadline.read_exact(&c, &mut a)?;
             Ipv6Addr::from(a).to_string()
         }
         _ => return reply(&mut c, ADDRESS_NOT_SUPPORTED),
     };
     let mut port = [0u8; 2];
-    c.read_exact(&mut port)?;
+    deadline.read_exact(&c, &mut port)?;
     let port = u16::from_be_bytes(port);
     let shown = format!("{host}:{port}");
     if req[1] != 1 {
