@@ -413,6 +413,26 @@ pub(crate) fn decide_inet(
                 )
             })
         }
+        // With its own network namespace: loopback is all there is, so an
+        // address elsewhere is a tool that ignores the proxy. The kernel would
+        // answer ENETUNREACH; the supervisor answers the same, as a denial.
+        Network::Proxy(_) if plan.mounts.is_some() => {
+            let local = match addr {
+                std::net::IpAddr::V4(v) => v.is_loopback() || v.is_unspecified(),
+                std::net::IpAddr::V6(v) => {
+                    v.is_loopback()
+                        || v.is_unspecified()
+                        || v.to_ipv4_mapped().is_some_and(|m| m.is_loopback())
+                }
+            };
+            (!local).then(|| {
+                Verdict::deny(
+                    "network mode \"proxy\": the sandbox's network namespace has loopback alone; names are reached through the proxy".into(),
+                    "ENETUNREACH",
+                    Some("use the proxy (HTTPS_PROXY, ALL_PROXY) and add the name to [network] allow_domains".into()),
+                )
+            })
+        }
         Network::Proxy(_) if plan.mounts.is_none() => {
             let proxy = plan.tcp.as_ref().and_then(|(c, _)| c.first().copied());
             let ok = kind == libc::SOCK_STREAM

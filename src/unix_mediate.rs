@@ -690,6 +690,7 @@ fn errno_number(name: &str) -> i32 {
         "EPERM" => libc::EPERM,
         "EAFNOSUPPORT" => libc::EAFNOSUPPORT,
         "ECONNREFUSED" => libc::ECONNREFUSED,
+        "ENETUNREACH" => libc::ENETUNREACH,
         _ => libc::EACCES,
     }
 }

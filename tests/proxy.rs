@@ -344,17 +344,54 @@ except OSError as e:
 "#;
     for (user, ns) in cases(test) {
         let p = proxy_profile("allow_domains = [\"api.test\"]", ns);
+        let reports = report_dir();
+        let rep = reports.path().join("r.json");
+        // After the run, the proxy's port (on the host's loopback without
+        // namespaces) takes no connection: nothing of the proxy outlives it.
         let out = in_netns(
             user,
             &format!(
-                "$CORDON run -q -p {p} -- {PYTHON} -c '{py}'; echo \"rc=$?\"\n\
-                 $CORDON run -q -p {p} -- curl -sS --max-time 5 --noproxy '*' http://api.test/; echo \"curl=$?\""
+                "$CORDON run -q -p {p} --report {rep} -- {PYTHON} -c '{py}'; echo \"rc=$?\"\n\
+                 $CORDON run -q -p {p} -- curl -sS --max-time 5 --noproxy '*' http://api.test/; echo \"curl=$?\"\n\
+                 port=$($CORDON run -q -p {p} -- printenv HTTP_PROXY | sed 's/.*://')\n\
+                 (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && echo \"after: open $port\" || echo \"after: closed $port\"",
+                rep = rep.display()
             ),
         );
         let o = text(&out.stdout);
         let ctx = format!("{user}, {ns}: {o}\n{}", text(&out.stderr));
         assert!(o.contains("rc=0"), "{ctx}");
         assert!(o.contains("tcp-proxy OK"), "{ctx}");
+        assert!(o.contains("after: closed"), "{ctx}");
+        // A tool that ignores the proxy fails closed, and the report says so.
+        let r = read_report(&rep);
+        let refused: Vec<(String, String, String)> = r["denials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"] == "net")
+            .map(|d| {
+                (
+                    d["operation"].as_str().unwrap().to_string(),
+                    d["target"].as_str().unwrap().to_string(),
+                    d["errno"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let want_errno = match ns {
+            Ns::Auto => "ENETUNREACH",
+            Ns::Off => "EACCES",
+        };
+        assert!(
+            refused.contains(&("connect".into(), "198.18.0.10:80".into(), want_errno.into())),
+            "{refused:?}\n{ctx}"
+        );
+        if ns == Ns::Auto {
+            assert!(
+                refused.contains(&("send".into(), "198.18.0.10:53".into(), want_errno.into())),
+                "{refused:?}\n{ctx}"
+            );
+        }
         match ns {
             Ns::Auto => {
                 // The tree's network namespace has loopback alone: no route out.

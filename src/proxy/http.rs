@@ -56,7 +56,7 @@ pub(super) fn serve(sh: &Shared, mut client: TcpStream) -> io::Result<()> {
             return Ok(());
         };
         client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
-        return relay(client, up, &rest);
+        return relay(sh, client, up, &rest);
     }
     // Absolute form only: a proxy is never asked for a path of its own.
     let Some(after) = strip_scheme(&path) else {
@@ -96,7 +96,7 @@ pub(super) fn serve(sh: &Shared, mut client: TcpStream) -> io::Result<()> {
     }
     out.extend_from_slice(b"Connection: close\r\n\r\n");
     out.extend_from_slice(&rest);
-    relay(client, up, &out)
+    relay(sh, client, up, &out)
 }
 
 /// The name rules, then resolution and the connection; a refusal is answered

@@ -46,6 +46,13 @@ const MAX_TEXT: usize = 512;
 /// The most one splice moves (a pipe's default capacity): per direction of
 /// a connection, so at most 64 MiB of pipe pages in flight at the connection cap.
 const RELAY_BUFFER: usize = 64 * 1024;
+/// A flow that has moved `BULK` bytes gets a pipe of `BIG_PIPE` (fewer
+/// wake-ups per byte: a 1 GiB transfer 0.6x → 0.7x direct here), at most
+/// `MAX_BIG_PIPES` at once, so the pipes' pages stay bounded (64 MiB of big
+/// pipes beside the small ones).
+const BULK: u64 = 1 << 20;
+const BIG_PIPE: usize = 1 << 20;
+const MAX_BIG_PIPES: usize = 64;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a connection to an allowed host may take to open.
@@ -116,6 +123,8 @@ struct Shared {
     /// Connections served at once: `MAX_CONNECTIONS`, or fewer where the
     /// launcher's descriptors would not hold them (`FDS_PER_CONNECTION`).
     cap: usize,
+    /// Flows with a big pipe now (`MAX_BIG_PIPES`).
+    big_pipes: AtomicUsize,
     /// Accepting workers: waiting in accept(2), and in all.
     idle: AtomicUsize,
     workers: AtomicUsize,
@@ -275,6 +284,7 @@ impl Proxy {
             lookups: AtomicUsize::new(0),
             names: Mutex::new(std::collections::HashMap::new()),
             cap: connection_cap(),
+            big_pipes: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             workers: AtomicUsize::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -505,7 +515,7 @@ fn connection(sh: &Shared, client: TcpStream) -> io::Result<()> {
 /// Relay both ways until each side has ended, in this thread: the pages go
 /// socket to pipe to socket (splice), never through the launcher's memory,
 /// and no second thread is started per connection. The request timeout is lifted.
-fn relay(client: TcpStream, upstream: TcpStream, early: &[u8]) -> io::Result<()> {
+fn relay(sh: &Shared, client: TcpStream, upstream: TcpStream, early: &[u8]) -> io::Result<()> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     client.set_read_timeout(None)?;
     let _ = upstream.set_nodelay(true);
@@ -515,8 +525,8 @@ fn relay(client: TcpStream, upstream: TcpStream, early: &[u8]) -> io::Result<()>
     client.set_nonblocking(true)?;
     upstream.set_nonblocking(true)?;
     let mut flows = [
-        Flow::new(&client, &upstream)?,
-        Flow::new(&upstream, &client)?,
+        Flow::new(sh, &client, &upstream)?,
+        Flow::new(sh, &upstream, &client)?,
     ];
     loop {
         if flows.iter().all(|f| f.done) {
@@ -560,6 +570,11 @@ fn relay(client: TcpStream, upstream: TcpStream, early: &[u8]) -> io::Result<()>
 
 /// One direction of a relay: `from`, a pipe, `to`.
 struct Flow<'a> {
+    sh: &'a Shared,
+    /// Bytes moved so far (u64::MAX once the pipe is big), and whether
+    /// growing it was tried.
+    moved: u64,
+    big: bool,
     from: &'a TcpStream,
     to: &'a TcpStream,
     pr: OwnedFd,
@@ -569,11 +584,22 @@ struct Flow<'a> {
     done: bool,
 }
 
+impl Drop for Flow<'_> {
+    fn drop(&mut self) {
+        if self.moved == u64::MAX {
+            self.sh.big_pipes.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 impl<'a> Flow<'a> {
-    fn new(from: &'a TcpStream, to: &'a TcpStream) -> io::Result<Flow<'a>> {
+    fn new(sh: &'a Shared, from: &'a TcpStream, to: &'a TcpStream) -> io::Result<Flow<'a>> {
         let (pr, pw) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
         Ok(Flow {
+            sh,
+            moved: 0,
+            big: false,
             from,
             to,
             pr,
@@ -581,6 +607,39 @@ impl<'a> Flow<'a> {
             queued: 0,
             done: false,
         })
+    }
+
+    /// How much one splice asks for: the pipe's capacity, grown once the flow
+    /// is a bulk transfer and a big pipe is free.
+    fn chunk(&mut self) -> usize {
+        if !self.big && self.moved >= BULK {
+            // Asked once: refused (the cap, a user's pipe quota), it stays small.
+            self.big = true;
+            let took = self
+                .sh
+                .big_pipes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < MAX_BIG_PIPES).then_some(n + 1)
+                })
+                .is_ok();
+            let grown = took
+                && nix::fcntl::fcntl(
+                    &self.pw,
+                    nix::fcntl::FcntlArg::F_SETPIPE_SZ(BIG_PIPE as i32),
+                )
+                .is_ok();
+            if took && !grown {
+                self.sh.big_pipes.fetch_sub(1, Ordering::AcqRel);
+            }
+            if grown {
+                self.moved = u64::MAX;
+            }
+        }
+        if self.moved == u64::MAX {
+            BIG_PIPE
+        } else {
+            RELAY_BUFFER
+        }
     }
 
     /// Move what can be moved now. Err: the relay cannot go on.
@@ -600,14 +659,20 @@ impl<'a> Flow<'a> {
                 }
                 continue;
             }
-            match splice(self.from, None, &self.pw, None, RELAY_BUFFER, flags) {
+            let chunk = self.chunk();
+            match splice(self.from, None, &self.pw, None, chunk, flags) {
                 Ok(0) => {
                     // The end of this direction: pass it on, the other goes on.
                     let _ = self.to.shutdown(Shutdown::Write);
                     self.done = true;
                     return Ok(());
                 }
-                Ok(n) => self.queued = n,
+                Ok(n) => {
+                    self.queued = n;
+                    if self.moved != u64::MAX {
+                        self.moved += n as u64;
+                    }
+                }
                 Err(Errno::EAGAIN) => return Ok(()),
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),

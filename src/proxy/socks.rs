@@ -91,7 +91,7 @@ pub(super) fn serve(sh: &Shared, mut c: TcpStream) -> io::Result<()> {
         Ok(up) => {
             sh.allowed(&target);
             reply(&mut c, SUCCEEDED)?;
-            relay(c, up, &[])
+            relay(sh, c, up, &[])
         }
         Err(Failed::Rule(r)) => {
             sh.deny("connect", format!("{target}:{port}"), "SOCKS 2", r);
