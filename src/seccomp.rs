@@ -879,33 +879,20 @@ fn socket_rules(net: &Network) -> Vec<(&'static str, Vec<Check>)> {
         // resolver alone) is refused. The type's low nibble is the kind
         // (SOCK_NONBLOCK and SOCK_CLOEXEC live above it): SOCK_STREAM is 1,
         // SOCK_DGRAM 2; bit 4 or 8, or bits 1 and 2 together, mean another kind.
+        let tcp = libc::IPPROTO_TCP as u32;
+        let udp = libc::IPPROTO_UDP as u32;
+        let (other_kinds, protocols): (&[u32], &[u32]) = if *dns {
+            (&[3, 4, 8], &[tcp, udp])
+        } else {
+            (&[2, 4, 8], &[tcp])
+        };
         for fam in [inet, inet6] {
-            if *dns {
-                for mask in [3, 4, 8] {
-                    rules.push(("socket", vec![Check::Eq(0, fam), Check::HasFlag(1, mask)]));
-                }
-                rules.push((
-                    "socket",
-                    vec![
-                        Check::Eq(0, fam),
-                        Check::Ne(2, 0),
-                        Check::Ne(2, libc::IPPROTO_TCP as u32),
-                        Check::Ne(2, libc::IPPROTO_UDP as u32),
-                    ],
-                ));
-                continue;
+            for &mask in other_kinds {
+                rules.push(("socket", vec![Check::Eq(0, fam), Check::HasFlag(1, mask)]));
             }
-            for bit in [2, 4, 8] {
-                rules.push(("socket", vec![Check::Eq(0, fam), Check::HasFlag(1, bit)]));
-            }
-            rules.push((
-                "socket",
-                vec![
-                    Check::Eq(0, fam),
-                    Check::Ne(2, 0),
-                    Check::Ne(2, libc::IPPROTO_TCP as u32),
-                ],
-            ));
+            let mut not_ours = vec![Check::Eq(0, fam), Check::Ne(2, 0)];
+            not_ours.extend(protocols.iter().map(|&p| Check::Ne(2, p)));
+            rules.push(("socket", not_ours));
         }
     }
     rules

@@ -126,6 +126,43 @@ fn proxy_profile(extra: &str, ns: Ns) -> String {
     )
 }
 
+/// What `py` printed when run under a mode "proxy" profile (`extra` added to
+/// its [network]) in the test's namespace with a report, `prefix` before the
+/// launcher (a `timeout`, a `ulimit`); `ctx` for the assertions.
+struct Ran {
+    o: String,
+    ctx: String,
+    rep: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Ran {
+    fn report(&self) -> serde_json::Value {
+        read_report(&self.rep)
+    }
+}
+
+fn run_py(user: User, ns: Ns, extra: &str, py: &str, prefix: &str) -> Ran {
+    let p = proxy_profile(extra, ns);
+    let dir = report_dir();
+    let rep = dir.path().join("r.json");
+    let out = in_netns(
+        user,
+        &format!(
+            "{prefix}$CORDON run -q -p {p} --report {rep} -- {PYTHON} -c '{py}'; echo \"rc=$?\"",
+            rep = rep.display()
+        ),
+    );
+    let o = text(&out.stdout);
+    let ctx = format!("{user}, {ns}: {o}\n{}", text(&out.stderr));
+    Ran {
+        o,
+        ctx,
+        rep,
+        _dir: dir,
+    }
+}
+
 fn report_dir() -> tempfile::TempDir {
     let d = tempfile::Builder::new()
         .prefix("cordon-test-proxy-report-")
@@ -449,18 +486,14 @@ except socket.gaierror as e:
 print(open("/etc/resolv.conf").read().split("\n")[1] if __import__("os").path.exists("/etc/resolv.conf") else "nameserver 127.0.0.1")
 "#;
     for user in users(test) {
-        let p = proxy_profile("allow_domains = [\"api.test\", \"meta.test\"]", Ns::Auto);
-        let reports = report_dir();
-        let rep = reports.path().join("r.json");
-        let out = in_netns(
+        let run = run_py(
             user,
-            &format!(
-                "$CORDON run -q -p {p} --report {rep} -- {PYTHON} -c '{py}'; echo \"rc=$?\"",
-                rep = rep.display()
-            ),
+            Ns::Auto,
+            "allow_domains = [\"api.test\", \"meta.test\"]",
+            py,
+            "",
         );
-        let o = text(&out.stdout);
-        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        let (o, ctx) = (&run.o, &run.ctx);
         assert!(o.contains("rc=0"), "{ctx}");
         assert!(
             o.contains(&format!("allowed rcode=0 answers=1 last={ADDR}")),
@@ -473,7 +506,7 @@ print(open("/etc/resolv.conf").read().split("\n")[1] if __import__("os").path.ex
         assert!(o.contains("meta rcode=0 answers=0"), "{ctx}");
         assert!(o.contains("gai -2"), "EAI_NONAME: {ctx}");
         assert!(o.contains("nameserver 127.0.0.1"), "{ctx}");
-        let r = read_report(&rep);
+        let r = run.report();
         let d = denials(&r);
         assert!(
             d.iter().any(|x| x.0 == "resolve" && x.1 == "other.test"),
@@ -518,25 +551,21 @@ ts = [threading.Thread(target=get) for _ in range(200)]
 print("ok", sum(1 for x in ok if x is True), [x for x in ok if x is not True][:3])
 "#;
     for user in users(test) {
-        let p = proxy_profile("allow_domains = [\"api.test\"]", Ns::Auto);
-        let reports = report_dir();
-        let rep = reports.path().join("r.json");
-        let out = in_netns(
+        let run = run_py(
             user,
-            &format!(
-                "timeout 120 $CORDON run -q -p {p} --report {rep} -- {PYTHON} -c '{py}'; echo \"rc=$?\"",
-                rep = rep.display()
-            ),
+            Ns::Auto,
+            "allow_domains = [\"api.test\"]",
+            py,
+            "timeout 120 ",
         );
-        let o = text(&out.stdout);
-        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        let (o, ctx) = (&run.o, &run.ctx);
         assert!(o.contains("rc=0"), "{ctx}");
         assert!(
             o.contains("tunnel HTTP/1.1 200 Connection established"),
             "{ctx}"
         );
         assert!(o.contains("ok 200 []"), "{ctx}");
-        let r = read_report(&rep);
+        let r = run.report();
         assert_eq!(r["network"]["domains"]["api.test"], 201, "{ctx}");
     }
 }
@@ -743,22 +772,18 @@ for i in range(200):
 print("connected", len(held), "failed", fails)
 "#;
     for user in users(test) {
-        let p = proxy_profile("allow_domains = [\"api.test\"]", Ns::Auto);
-        let reports = report_dir();
-        let rep = reports.path().join("r.json");
-        let out = in_netns(
+        let run = run_py(
             user,
-            &format!(
-                "ulimit -n 512; timeout 120 $CORDON run -q -p {p} --report {rep} -- {PYTHON} -c '{py}'; echo \"rc=$?\"",
-                rep = rep.display()
-            ),
+            Ns::Auto,
+            "allow_domains = [\"api.test\"]",
+            py,
+            "ulimit -n 512; timeout 120 ",
         );
-        let o = text(&out.stdout);
-        let ctx = format!("{user}: {o}\n{}", text(&out.stderr));
+        let (o, ctx) = (&run.o, &run.ctx);
         // rc 124 would be the hang this guards against.
         assert!(o.contains("rc=0"), "{ctx}");
         assert!(o.contains("connected 200 failed 0"), "{ctx}");
-        let r = read_report(&rep);
+        let r = run.report();
         let d = denials(&r);
         assert!(
             d.iter().any(|x| x
