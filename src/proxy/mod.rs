@@ -3,7 +3,9 @@
 //! namespace (127.0.0.1:3128 for HTTP and SOCKS5, 127.0.0.1:53 for DNS) and
 //! hands them over; the launcher accepts there and connects from the host's
 //! namespace, so no bridge process and no veth are needed, and the tree
-//! reaches nothing else.
+//! reaches nothing else. Without namespaces the listener is on the host's
+//! loopback (Landlock's one port and the supervisor keep the tree to it), and
+//! there is no resolver.
 //!
 //! Owns the serving threads and what they record (refusals as report
 //! denials, allowed connections per name). Decides nothing itself: every
@@ -219,7 +221,7 @@ impl Shared {
     }
 
     /// Resolve and connect to an allowed target, or say why not: a refusal
-    /// of the rules (`Refused::Rule`: the name leads to an address it must
+    /// of the rules (`Failed::Rule`: the name leads to an address it must
     /// not) or a host that cannot be reached.
     fn open(&self, t: &Target, port: u16) -> Result<TcpStream, Failed> {
         let addrs: Vec<IpAddr> = match t {
