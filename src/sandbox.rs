@@ -511,15 +511,12 @@ pub fn spawn(
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
         let (status_r, status_w) =
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
-        let proxy = match prep.ns.as_ref().is_some_and(|n| n.proxy) {
-            true => Some(
-                crate::proxy::channel().map_err(|e| launch("creating the proxy's channel", e))?,
-            ),
-            false => None,
-        };
-        let (proxy_ours, proxy_init) = match proxy {
-            Some((a, b)) => (Some(a), Some(b)),
-            None => (None, None),
+        let (proxy_ours, proxy_init) = if prep.ns.as_ref().is_some_and(|n| n.proxy) {
+            let (ours, theirs) =
+                crate::proxy::channel().map_err(|e| launch("creating the proxy's channel", e))?;
+            (Some(ours), Some(theirs))
+        } else {
+            (None, None)
         };
         match sys::clone_fork(namespaces::CLONE_FLAGS) {
             Err(e) => return Err(SpawnError::NsUnavailable(format!("clone: {e}"))),
