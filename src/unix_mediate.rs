@@ -640,7 +640,8 @@ impl Mediator {
                 // Landlock's port rules cover TCP only; the filter leaves other inet
                 // sockets to the network mode.
                 // Datagrams (mode "filtered": to the resolver only) and mode
-                // "proxy" without a network namespace (the proxy only).
+                // "proxy" (loopback alone in its own network namespace; the
+                // proxy's port on 127.0.0.1 alone without one).
                 if let Some(v) = explain::decide_inet(policy, plan, &host, port, kind) {
                     if !v.allowed {
                         return Err(Refused::Denied(v, format!("{host}:{port}")));
