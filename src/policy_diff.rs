@@ -77,6 +77,28 @@ fn strings(l: &[Item<String>]) -> Vec<String> {
     l.iter().map(|i| i.value.clone()).collect()
 }
 
+/// The items only one side lists: more of a grant (`grants`) is wider,
+/// more of a refusal narrower.
+fn items<T: Ord + std::fmt::Display>(
+    push: &mut impl FnMut(Effect, String),
+    what: &str,
+    rec: &BTreeSet<T>,
+    local: &BTreeSet<T>,
+    grants: bool,
+) {
+    let (more, fewer) = if grants {
+        (Effect::Wider, Effect::Narrower)
+    } else {
+        (Effect::Narrower, Effect::Wider)
+    };
+    for x in rec.difference(local) {
+        push(more, format!("{what} {x} added"));
+    }
+    for x in local.difference(rec) {
+        push(fewer, format!("{what} {x} removed"));
+    }
+}
+
 fn net_rank(m: NetMode) -> u8 {
     match m {
         NetMode::Off => 0,
@@ -184,18 +206,13 @@ pub fn compare(rec: &Profile, local: &Profile) -> Vec<Change> {
         ] {
             let l: BTreeSet<u16> = l.iter().map(|i| i.value).collect();
             let r: BTreeSet<u16> = r.iter().map(|i| i.value).collect();
-            for p in r.difference(&l) {
-                push(Effect::Wider, format!("network {what} {p} added"));
-            }
-            for p in l.difference(&r) {
-                push(Effect::Narrower, format!("network {what} {p} removed"));
-            }
+            items(&mut push, &format!("network {what}"), &r, &l, true);
         }
     } else if rn == NetMode::Proxy {
         // More allowed names or ports is wider; more denied names is narrower.
         let set = |l: &[Item<String>]| -> BTreeSet<String> {
             l.iter()
-                .map(|i| i.value.trim().to_ascii_lowercase())
+                .map(|i| format!("\"{}\"", i.value.trim().to_ascii_lowercase()))
                 .collect()
         };
         let ports = |l: &[Item<u16>]| -> BTreeSet<u16> {
@@ -209,49 +226,29 @@ pub fn compare(rec: &Profile, local: &Profile) -> Vec<Change> {
         let allowed = |n: &crate::profile::Network| -> BTreeSet<String> {
             let mut s = set(&n.allow_domains);
             for p in &n.presets {
-                s.extend(p.value.domains().iter().map(|d| d.to_string()));
+                s.extend(p.value.domains().iter().map(|d| format!("\"{d}\"")));
             }
             s
         };
-        let (ra, la) = (allowed(&rec.network), allowed(&local.network));
-        for d in ra.difference(&la) {
-            push(
-                Effect::Wider,
-                format!("network allow_domains \"{d}\" added"),
-            );
-        }
-        for d in la.difference(&ra) {
-            push(
-                Effect::Narrower,
-                format!("network allow_domains \"{d}\" removed"),
-            );
-        }
-        let (rd, ld) = (
-            set(&rec.network.deny_domains),
-            set(&local.network.deny_domains),
+        let (rn, ln) = (&rec.network, &local.network);
+        let what = "network allow_domains";
+        items(&mut push, what, &allowed(rn), &allowed(ln), true);
+        let what = "network deny_domains";
+        items(
+            &mut push,
+            what,
+            &set(&rn.deny_domains),
+            &set(&ln.deny_domains),
+            false,
         );
-        for d in ld.difference(&rd) {
-            push(
-                Effect::Wider,
-                format!("network deny_domains \"{d}\" removed"),
-            );
-        }
-        for d in rd.difference(&ld) {
-            push(
-                Effect::Narrower,
-                format!("network deny_domains \"{d}\" added"),
-            );
-        }
-        let (rp, lp) = (
-            ports(&rec.network.allow_ports),
-            ports(&local.network.allow_ports),
+        let what = "network allow_ports";
+        items(
+            &mut push,
+            what,
+            &ports(&rn.allow_ports),
+            &ports(&ln.allow_ports),
+            true,
         );
-        for p in rp.difference(&lp) {
-            push(Effect::Wider, format!("network allow_ports {p} added"));
-        }
-        for p in lp.difference(&rp) {
-            push(Effect::Narrower, format!("network allow_ports {p} removed"));
-        }
     }
     for (what, r, l) in [
         (
