@@ -462,17 +462,14 @@ fn join_file(dir: &Path, v2: bool) -> PathBuf {
     dir.join(if v2 { "cgroup.procs" } else { "tasks" })
 }
 
-/// Move the calling process, single-threaded, into the cgroup (in the child,
-/// before it forks).
-pub fn join(procs: &std::ffi::CStr) -> Result<(), String> {
+/// Move the calling process, single-threaded, into the cgroup whose
+/// cgroup.procs (v1: tasks) file `procs` the launcher opened (in the child,
+/// before it forks; the kernel checks the opener's credentials).
+pub fn join_fd(procs: std::os::fd::OwnedFd, path: &str) -> Result<(), String> {
     use std::io::Write;
-    use std::os::unix::ffi::OsStrExt;
-    let path = Path::new(std::ffi::OsStr::from_bytes(procs.to_bytes()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(b"0"))
-        .map_err(|e| format!("joining the cgroup {}: {e}", path.display()))
+    std::fs::File::from(procs)
+        .write_all(b"0")
+        .map_err(|e| format!("joining the cgroup {path}: {e}"))
 }
 
 /// Remove the cgroup after the run. Every process of the payload has exited by

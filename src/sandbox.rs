@@ -269,6 +269,9 @@ impl Prepared {
             .map(namespaces::Prepared::new)
             .transpose()?;
         // With namespaces, `spawn` adds the file-system rules after the clone.
+        // Without them here: a forked child that added them itself, while the
+        // launcher makes the cgroups, was no faster (its first run waits for
+        // the other vCPU to wake).
         if ns.is_none() {
             landlock.add_rules(&plan)?;
         }
@@ -351,18 +354,54 @@ impl Prepared {
     }
 
     /// The cgroup.procs files of the run's cgroups.
-    fn cgroup_procs(&self) -> Vec<CString> {
+    fn cgroup_procs(&self) -> Vec<&CString> {
         let mut v = Vec::new();
         if let Processes::Cgroup { procs, .. } = &self.processes {
-            v.push(procs.clone());
+            v.push(procs);
         }
         if let Memory::Cgroup { procs, .. } = &self.memory {
             // On cgroup v2 one cgroup holds both limits (limits::make).
-            if !v.contains(procs) {
-                v.push(procs.clone());
+            if !v.contains(&procs) {
+                v.push(procs);
             }
         }
         v
+    }
+
+    /// Tell the child to go on (see [`await_go`]): the file-system rules are
+    /// in, and here are the run's cgroups to join, as descriptors opened here
+    /// (the child may no longer see the host's cgroup files; the kernel checks
+    /// the opener's credentials) with their paths for its messages.
+    fn send_go(&self, sync: &OwnedFd) -> Result<()> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        use std::os::unix::ffi::OsStrExt;
+        let mut text = vec![GO];
+        let mut files = Vec::new();
+        for procs in self.cgroup_procs() {
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(procs.to_bytes()));
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| launch("opening the run's cgroup", e))?;
+            files.push(OwnedFd::from(f));
+            text.extend_from_slice(procs.as_bytes_with_nul());
+        }
+        if text.len() > GO_MAX {
+            return Err(Error::Unenforceable {
+                missing: "the run's cgroup paths are too long to hand to the child".into(),
+            });
+        }
+        let fds: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        // A child that failed meanwhile cannot take it: its report follows.
+        let _ = sendmsg::<()>(
+            sync.as_raw_fd(),
+            &[std::io::IoSlice::new(&text)],
+            if fds.is_empty() { &[] } else { &cmsg },
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        );
+        Ok(())
     }
 
     /// Remove the run's cgroups: after the run, or when it does not start.
@@ -494,9 +533,6 @@ pub fn spawn(
     if !gated {
         held()?;
     }
-    if prep.ns.is_none() {
-        prep.make_cgroups()?;
-    }
     let (err_r, err_w) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
     monitor.expect_exec(
@@ -507,8 +543,7 @@ pub fn spawn(
     );
     let launcher = nix::unistd::getpid();
     let spawned = if prep.ns.is_some() {
-        let (sync_r, sync_w) =
-            pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
+        let (sync_w, sync_r) = go_channel()?;
         let (status_r, status_w) =
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
         let (proxy_ours, proxy_init) = if prep.ns.as_ref().is_some_and(|n| n.proxy) {
@@ -538,8 +573,11 @@ pub fn spawn(
                         "writing the uid/gid maps: {e}"
                     )));
                 }
-                // Work the child needs only once it is told to go, done while it
-                // builds its network namespace.
+                // Init waits for its uid map, then builds its mount view; the
+                // rules and the cgroups are made meanwhile, and it joins those
+                // just before it forks the payload. Should it have failed, the
+                // sends fail and its report follows below.
+                let _ = nix::unistd::write(&sync_w, &[MAPPED]);
                 let ready = prep
                     .landlock
                     .as_ref()
@@ -550,20 +588,10 @@ pub fn spawn(
                     return Err(SpawnError::Failed(e));
                 }
                 monitor.start_audit();
-                // The child waits for this message: its uid is unmapped until now.
-                // Should it have failed meanwhile, the write fails and its report
-                // follows below. One write, under PIPE_BUF: init reads it whole.
-                let mut msg = vec![b'1'];
-                for p in prep.cgroup_procs() {
-                    msg.extend_from_slice(p.as_bytes_with_nul());
-                }
-                if msg.len() > libc::PIPE_BUF {
+                if let Err(e) = prep.send_go(&sync_w) {
                     abandon(pid);
-                    return Err(SpawnError::Failed(Error::Unenforceable {
-                        missing: "the run's cgroup paths are too long to hand to init".into(),
-                    }));
+                    return Err(SpawnError::Failed(e));
                 }
-                let _ = nix::unistd::write(&sync_w, &msg);
                 drop(sync_w);
                 if gated {
                     if let Err(e) = held() {
@@ -582,13 +610,25 @@ pub fn spawn(
     } else {
         // The payload runs as soon as it is forked: audit records must be flowing by then.
         monitor.start_audit();
+        let (sync_w, sync_r) = go_channel()?;
         match sys::fork().map_err(|e| launch("fork", e))? {
             None => {
-                drop(err_r);
-                payload(prep, signals, err_w, Some(launcher))
+                drop((err_r, sync_w));
+                payload(prep, signals, err_w, Some((launcher, sync_r)))
             }
             Some(pid) => {
+                drop(sync_r);
                 let pid = Pid::from_raw(pid);
+                // The cgroups are made while the child starts.
+                if let Err(e) = prep.make_cgroups() {
+                    abandon(pid);
+                    return Err(SpawnError::Failed(e));
+                }
+                if let Err(e) = prep.send_go(&sync_w) {
+                    abandon(pid);
+                    return Err(SpawnError::Failed(e));
+                }
+                drop(sync_w);
                 if gated {
                     if let Err(e) = held() {
                         abandon(pid);
@@ -669,6 +709,68 @@ fn wait_exec(err_r: OwnedFd, monitor: &mut Monitor, policy: &Policy, plan: &Plan
 }
 
 /// Report a failed step to the launcher and leave.
+/// The launcher's word to init that its uid map is written.
+const MAPPED: u8 = b'1';
+/// The launcher's word to the child that the rules are in; the cgroups follow.
+const GO: u8 = b'2';
+/// The go message's bound: its text (the cgroup paths) and descriptors.
+const GO_MAX: usize = 4096;
+const GO_FDS: usize = 4;
+
+/// The channel of the launcher's words to the child (launcher's end first).
+fn go_channel() -> Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| launch("creating the launcher's channel to the child", e))
+}
+
+/// In the child: wait for the launcher's go (see [`Prepared::send_go`]) and
+/// join the cgroups it names. EOF means the launcher is gone.
+fn await_go(sync: &OwnedFd) -> std::result::Result<(), String> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut text = [0u8; GO_MAX];
+    let mut space = nix::cmsg_space!([RawFd; GO_FDS]);
+    let (n, fds) = {
+        let mut iov = [std::io::IoSliceMut::new(&mut text)];
+        let msg = match recvmsg::<()>(
+            sync.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) if m.bytes > 0 => m,
+            _ => sys::exit_now(exit::LAUNCHER as i32),
+        };
+        let mut fds = Vec::new();
+        for c in msg
+            .cmsgs()
+            .map_err(|e| format!("reading the launcher's word: {e}"))?
+        {
+            if let ControlMessageOwned::ScmRights(got) = c {
+                fds.extend(got.into_iter().map(sys::own_fd));
+            }
+        }
+        (msg.bytes, fds)
+    };
+    if text[0] != GO {
+        sys::exit_now(exit::LAUNCHER as i32);
+    }
+    let mut paths = text[1..n].split_inclusive(|&b| b == 0);
+    for fd in fds {
+        let path = paths
+            .next()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        limits::join_fd(fd, path.trim_end_matches('\0'))?;
+    }
+    Ok(())
+}
+
 fn fail(err_w: &OwnedFd, code: u8, unavailable: bool, msg: &str) -> ! {
     let mut buf = vec![code, unavailable as u8];
     buf.extend_from_slice(msg.as_bytes());
@@ -718,23 +820,10 @@ fn init(
             );
         }
     }
-    // Wait for the uid/gid maps and the run's cgroups (the files to join, each
-    // ending in NUL); EOF means the launcher is gone.
-    let mut msg = [0u8; libc::PIPE_BUF];
-    let n = match nix::unistd::read(&sync_r, &mut msg) {
-        Ok(n) if n >= 1 && msg[0] == b'1' => n,
-        _ => sys::exit_now(exit::LAUNCHER as i32),
-    };
-    drop(sync_r);
-    // Before the mount view changes (the host's cgroup files are in sight) and
-    // before the payload is forked (it inherits them).
-    for file in msg[1..n].split_inclusive(|&b| b == 0) {
-        let joined = std::ffi::CStr::from_bytes_with_nul(file)
-            .map_err(|e| e.to_string())
-            .and_then(limits::join);
-        if let Err(m) = joined {
-            fail(&err_w, exit::LAUNCHER, false, &m);
-        }
+    // Wait for the uid/gid maps; EOF means the launcher is gone.
+    let mut mapped = [0u8; 1];
+    if !matches!(nix::unistd::read(&sync_r, &mut mapped), Ok(1) if mapped[0] == MAPPED) {
+        sys::exit_now(exit::LAUNCHER as i32);
     }
     if let Err(e) = namespaces::setup(prep.ns.as_ref().expect("init runs with namespaces")) {
         fail(
@@ -744,6 +833,12 @@ fn init(
             &format!("setting up namespaces: {}", e.message),
         );
     }
+    // The rules are in and the cgroups made: joined before the payload is
+    // forked (it inherits them).
+    if let Err(m) = await_go(&sync_r) {
+        fail(&err_w, exit::LAUNCHER, false, &m);
+    }
+    drop(sync_r);
     // init also hears SIGUSR1: the launcher's "terminate the whole tree" (timeout).
     let mut set = SigSet::empty();
     for s in FORWARDED {
@@ -856,23 +951,25 @@ pub fn raw_status(st: WaitStatus) -> i32 {
 }
 
 /// The payload: limits, capabilities, no_new_privs, Landlock, seccomp, execve.
-fn payload(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, launcher: Option<Pid>) -> ! {
+/// Without namespaces, `launcher` is the launcher's pid and the channel its
+/// word comes on (see [`await_go`]).
+fn payload(
+    prep: &mut Prepared,
+    signals: &Signals,
+    err_w: OwnedFd,
+    launcher: Option<(Pid, OwnedFd)>,
+) -> ! {
     let die = |msg: String| -> ! { fail(&err_w, exit::LAUNCHER, false, &msg) };
     // The payload starts with the caller's signal state, not the launcher's.
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.old), None);
     let _ = sys::default_signal(libc::SIGPIPE);
-    if let Some(parent) = launcher {
+    if let Some((parent, sync)) = launcher {
         // The launcher may have died before prctl: then nobody would kill us.
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
         if getppid() != parent {
             sys::exit_now(exit::LAUNCHER as i32);
         }
-        if let Processes::Cgroup { procs, .. } = &prep.processes {
-            limits::join(procs).unwrap_or_else(|m| die(m));
-        }
-        if let Memory::Cgroup { procs, .. } = &prep.memory {
-            limits::join(procs).unwrap_or_else(|m| die(m));
-        }
+        await_go(&sync).unwrap_or_else(|m| die(m));
     }
     // Limits first: they need no privilege and cover everything below.
     limits::apply(&prep.rlimits).unwrap_or_else(|m| die(m));
