@@ -70,6 +70,30 @@ pub fn decide(policy: &EnvPolicy, name: &str) -> Result<(), Dropped> {
     }
 }
 
+/// The host variables a `remove` pattern took away (those that look like
+/// credentials), each with the first pattern that matched, sorted by name:
+/// what a failed run's summary names (an agent that lost its key says only
+/// "Not logged in"). Names only, never values.
+pub fn removed<'a>(
+    policy: &'a EnvPolicy,
+    host: impl Iterator<Item = &'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut out: Vec<(&str, &str)> = host
+        .filter(|name| decide(policy, name) == Err(Dropped::Removed))
+        .filter(|name| {
+            !policy.set.iter().any(|(k, _)| k == name)
+                && !policy.secrets.iter().any(|(k, _)| k == name)
+        })
+        .filter_map(|name| {
+            let by = policy.remove.iter().find(|g| glob_match(g, name))?;
+            Some((name, by.as_str()))
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The environment of the child: kept host variables, then `set`, then secrets.
 /// `secret` resolves a secret source to its value (file read or host variable).
 pub fn build<E>(
@@ -102,6 +126,28 @@ mod tests {
             set: vec![("CI".into(), "1".into())],
             secrets: vec![],
         }
+    }
+
+    #[test]
+    fn removed_names_what_a_remove_pattern_took() {
+        let mut p = policy(&["PATH"], &["*_KEY", "*_TOKEN"]);
+        p.secrets = vec![(
+            "OTHER_TOKEN".into(),
+            SecretSource::From("OTHER_TOKEN".into()),
+        )];
+        let host = [
+            "PATH",
+            "GITHUB_TOKEN",
+            "ANTHROPIC_API_KEY",
+            "OTHER_TOKEN",
+            "X",
+        ];
+        assert_eq!(
+            removed(&p, host.into_iter()),
+            vec![("ANTHROPIC_API_KEY", "*_KEY"), ("GITHUB_TOKEN", "*_TOKEN")],
+            "X was only not kept, OTHER_TOKEN is passed as a secret: neither is named"
+        );
+        assert!(removed(&policy(&["*"], &[]), host.into_iter()).is_empty());
     }
 
     #[test]

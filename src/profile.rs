@@ -415,9 +415,40 @@ pub struct Network {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Env {
     pub keep: Vec<Item<String>>,
+    /// Whether a profile of the chain wrote `env.keep` (even `keep = []`);
+    /// without one the command gets [`MINIMAL_ENV`].
+    #[serde(skip)]
+    pub keep_said: bool,
     pub remove: Vec<Item<String>>,
     pub set: BTreeMap<String, Item<String>>,
     pub secrets: BTreeMap<String, Item<SecretSource>>,
+}
+
+/// The variables a command keeps when no profile of its chain says `env.keep`
+/// (a profile that wants none writes `keep = []`): without them most programs
+/// cannot even be found.
+pub const MINIMAL_ENV: &[&str] = &["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR"];
+
+impl Env {
+    /// [`MINIMAL_ENV`] as the kept variables, unless a profile said `keep`.
+    fn minimal_base(&mut self) {
+        if std::mem::replace(&mut self.keep_said, true) {
+            return;
+        }
+        let origin = Origin {
+            source: "cordon's minimal environment (no profile says env.keep)".into(),
+            line: None,
+            column: None,
+            key: Some("env.keep"),
+        };
+        self.keep = MINIMAL_ENV
+            .iter()
+            .map(|v| Item {
+                value: v.to_string(),
+                origin: origin.clone(),
+            })
+            .collect();
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -512,6 +543,7 @@ impl Profile {
     fn load_in(r: &ProfileRef, mut chain: Chain) -> Result<Profile> {
         let mut p = Profile::default();
         load_into(&mut p, r, None, &mut chain)?;
+        p.env.minimal_base();
         p.name = r.to_string();
         p.source = match r {
             ProfileRef::Builtin(_) => "builtin".into(),
@@ -532,6 +564,7 @@ impl Profile {
             ..Chain::default()
         };
         apply_text(&mut p, name, text.into(), dir, &mut chain)?;
+        p.env.minimal_base();
         p.name = name.to_string();
         p.source = name.to_string();
         Ok(p)
@@ -973,6 +1006,7 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>, &'static st
         list(&mut p.network.presets, n.presets, "network.presets", at);
     }
     if let Some(e) = raw.env {
+        p.env.keep_said |= e.keep.is_some();
         list(&mut p.env.keep, e.keep, "env.keep", at);
         list(&mut p.env.remove, e.remove, "env.remove", at);
         for (k, v) in e.set.into_iter().flatten() {

@@ -242,3 +242,101 @@ fn env_secrets_are_injected() {
         );
     }
 }
+
+#[test]
+fn a_profile_without_env_keep_gets_the_minimal_base() {
+    // No `extends`, no `[env]`: the command still finds its programs and its
+    // home; anything else stays outside. `keep = []` said explicitly keeps none.
+    let fs = "[filesystem]\nread = [\"/\"]\nexec = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\"]\nwrite = [\"${WORKSPACE}\"]\n";
+    for user in users("a_profile_without_env_keep_gets_the_minimal_base") {
+        for ns in Ns::ALL {
+            let ctx = format!("{user}, {ns}");
+            let ws = tempdir(user);
+            let bare = profile_ns("no-env", fs, ns);
+            let vars = [
+                ("TERM", "xterm-test"),
+                ("CORDON_TEST_UNKEPT", "x"),
+                ("GITHUB_TOKEN", "ghp_x"),
+            ];
+            let env = env_inside(user, &bare, ws.path(), &vars);
+            assert_eq!(
+                env.get("PATH").map(String::as_str),
+                Some("/usr/local/bin:/usr/bin:/bin"),
+                "{ctx}: {env:?}"
+            );
+            assert_eq!(
+                env.get("HOME"),
+                Some(&home(user).display().to_string()),
+                "{ctx}"
+            );
+            assert_eq!(
+                env.get("LANG").map(String::as_str),
+                Some("C.UTF-8"),
+                "{ctx}"
+            );
+            assert_eq!(
+                env.get("TERM").map(String::as_str),
+                Some("xterm-test"),
+                "{ctx}"
+            );
+            for k in ["CORDON_TEST_UNKEPT", "GITHUB_TOKEN"] {
+                assert!(
+                    !env.contains_key(k),
+                    "{ctx}: {k} reached the sandbox: {env:?}"
+                );
+            }
+
+            let none = profile_ns("keep-none", &format!("{fs}[env]\nkeep = []\n"), ns);
+            let out = cordon(user)
+                .args(["run", "-q", "-p", &none, "-w"])
+                .arg(ws.path())
+                .current_dir(ws.path())
+                .args(["--", "/usr/bin/env"])
+                .output()
+                .unwrap();
+            assert_code(&out, 0, format!("{ctx}: env under keep = []"));
+            let printed = text(&out.stdout);
+            for k in ["PATH=", "HOME=", "LANG="] {
+                assert!(
+                    !printed.lines().any(|l| l.starts_with(k)),
+                    "{ctx}: keep = [] kept {k}: {printed}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failed_run_names_the_variables_the_profile_removed() {
+    for user in users("a_failed_run_names_the_variables_the_profile_removed") {
+        let ws = tempdir(user);
+        let run = |script: &str| {
+            cordon(user)
+                .args(["run", "-w"])
+                .arg(ws.path())
+                .current_dir(ws.path())
+                .env("ANTHROPIC_API_KEY", "sk-ant-value-never-shown")
+                .args(["--", "/bin/sh", "-c", script])
+                .output()
+                .unwrap()
+        };
+        let failed = run("exit 3");
+        assert_code(&failed, 3, format!("{user}: a failing command"));
+        let err = text(&failed.stderr);
+        assert!(
+            err.contains("ANTHROPIC_API_KEY (matched *_KEY)"),
+            "{user}: the summary does not name the removed key: {err}"
+        );
+        assert!(
+            !err.contains("sk-ant-value"),
+            "{user}: a value was printed: {err}"
+        );
+        let ok = run("exit 0");
+        assert_code(&ok, 0, format!("{user}: a command that succeeds"));
+        assert!(
+            !text(&ok.stderr).contains("ANTHROPIC_API_KEY"),
+            "{user}: named after a run that succeeded: {}",
+            text(&ok.stderr)
+        );
+    }
+}
