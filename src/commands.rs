@@ -289,9 +289,17 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                         crate::proxy::Proxy::start(tcp, udp, rules.clone(), started)
                     }) {
                         Ok(p) => proxy = Some(p),
-                        Err(e) => warn(&format!(
-                            "the proxy could not start: {e}; the command reaches no network"
-                        )),
+                        // The profile asked for names through the proxy, which this
+                        // run cannot give: it ends (fail closed, 125), as it would
+                        // have refused to start.
+                        Err(e) => {
+                            supervise::abort(s);
+                            prep.release_cgroups();
+                            return Err(Error::Launch {
+                                step: "starting the proxy",
+                                source: e,
+                            });
+                        }
                     }
                 }
                 // Made while the child was held (a partial memory limit, a
@@ -470,6 +478,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         if let Some(c) = &changes {
             crate::term::eprint(&c.summary(l.report.as_deref()));
         }
+        if outcome.code() != 0 {
+            crate::term::eprint(&removed_summary(&prep.policy.env));
+        }
     }
     // The launcher exits as soon as this returns, and none of these has a Drop
     // with an effect beyond memory and descriptors, which the exit releases at
@@ -485,6 +496,38 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         crate::term::eprintln_line(&format!("cordon: {}", crate::error::chain(e)));
     }
     Ok(crate::error::exit::LAUNCHER)
+}
+
+/// After a failed run: the variables the profile removed although `keep`
+/// passed them (a tool that lost its API key often says only "Not logged
+/// in"). Names and patterns, never values; nothing when none was removed.
+fn removed_summary(env: &crate::policy::EnvPolicy) -> String {
+    let host: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    let removed = crate::env::removed(env, host.iter().map(String::as_str));
+    if removed.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = removed
+        .iter()
+        .take(5)
+        .map(|(name, by)| {
+            format!(
+                "{} (matched {})",
+                crate::term::field(name),
+                crate::term::field(by)
+            )
+        })
+        .collect();
+    let more = match removed.len() {
+        n if n > 5 => format!(" and {} more", n - 5),
+        _ => String::new(),
+    };
+    format!(
+        "cordon: the profile removed {}{more} from the environment; to pass one, name it in [env.secrets] (NAME = {{ from = \"NAME\" }})\n",
+        shown.join(", ")
+    )
 }
 
 /// Open the directories of the audit log and the report before the run, refuse
