@@ -373,3 +373,35 @@ fn deny_carve_out_keeps_ancestors_listable() {
         }
     }
 }
+
+#[test]
+fn strict_reads_what_runtimes_size_themselves_by() {
+    // CPU count, cgroup limits and huge pages: read by Node, Python, Go and
+    // the JVM at start; in strict they were denials in every summary. The rest
+    // of /sys stays out of reach, and none of it is writable.
+    require_landlock("strict_reads_what_runtimes_size_themselves_by", 1);
+    let cpu = "/sys/devices/system/cpu/online";
+    let thp = "/sys/kernel/mm/transparent_hugepage/enabled";
+    let cgroup = ["/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("a cgroup file to read");
+    let other = "/sys/kernel/notes";
+    for user in users("strict_reads_what_runtimes_size_themselves_by") {
+        for ns in Ns::ALL {
+            let ws = tempdir(user);
+            let p = ns_profile("strict", ns);
+            let base = ["--allow-read", s(shared_dir())];
+            let ops = [("read", cpu), ("read", thp), ("read", cgroup), ("read", other), ("write", cpu)];
+            let got = probe(user, &p, ws.path(), &base, &[], &ops);
+            // The kernel's answer in every case here (the file's mode, Landlock,
+            // sysfs's own check on a read-only mount).
+            let write = "EACCES";
+            assert_eq!(
+                got,
+                ["OK", "OK", "OK", "EACCES", write],
+                "{user}, {ns}: {cpu}, {thp}, {cgroup}, {other}, write {cpu}"
+            );
+        }
+    }
+}
