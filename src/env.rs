@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::policy::EnvPolicy;
-use crate::profile::SecretSource;
+use crate::profile::Secret;
 use crate::units::glob_match;
 
 /// Variables that make a loader or interpreter run code chosen by whoever set
@@ -94,12 +94,15 @@ pub fn removed<'a>(
     out
 }
 
+/// A secret's value, or None for an optional one whose source is missing.
+pub type SecretValue<E> = Result<Option<String>, E>;
+
 /// The environment of the child: kept host variables, then `set`, then secrets.
 /// `secret` resolves a secret source to its value (file read or host variable).
 pub fn build<E>(
     policy: &EnvPolicy,
     host: &BTreeMap<String, String>,
-    secret: &mut dyn FnMut(&str, &SecretSource) -> Result<String, E>,
+    secret: &mut dyn FnMut(&str, &Secret) -> SecretValue<E>,
 ) -> Result<Vec<(String, String)>, E> {
     let mut out: BTreeMap<String, String> = host
         .iter()
@@ -110,7 +113,10 @@ pub fn build<E>(
         out.insert(k.clone(), v.clone());
     }
     for (k, src) in &policy.secrets {
-        out.insert(k.clone(), secret(k, src)?);
+        // An optional secret whose source is missing is left out.
+        if let Some(v) = secret(k, src)? {
+            out.insert(k.clone(), v);
+        }
     }
     Ok(out.into_iter().collect())
 }
@@ -118,6 +124,7 @@ pub fn build<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::SecretSource;
 
     fn policy(keep: &[&str], remove: &[&str]) -> EnvPolicy {
         EnvPolicy {
@@ -133,7 +140,7 @@ mod tests {
         let mut p = policy(&["PATH"], &["*_KEY", "*_TOKEN"]);
         p.secrets = vec![(
             "OTHER_TOKEN".into(),
-            SecretSource::From("OTHER_TOKEN".into()),
+            Secret::required(SecretSource::From("OTHER_TOKEN".into())),
         )];
         let host = [
             "PATH",
@@ -175,7 +182,19 @@ mod tests {
     #[test]
     fn build_sets_and_injects() {
         let p = EnvPolicy {
-            secrets: vec![("API".into(), SecretSource::From("HOST_API".into()))],
+            secrets: vec![
+                (
+                    "API".into(),
+                    Secret::required(SecretSource::From("HOST_API".into())),
+                ),
+                (
+                    "MAYBE".into(),
+                    Secret {
+                        source: SecretSource::From("HOST_MAYBE".into()),
+                        optional: true,
+                    },
+                ),
+            ],
             ..policy(&["PATH"], &[])
         };
         let host: BTreeMap<String, String> =
@@ -183,11 +202,12 @@ mod tests {
                 .into_iter()
                 .map(|(a, b)| (a.into(), b.into()))
                 .collect();
-        let env = build(&p, &host, &mut |_, src| match src {
-            SecretSource::From(v) => host
-                .get(v)
-                .cloned()
-                .ok_or_else(|| format!("{v} is not set")),
+        let env = build(&p, &host, &mut |_, s| match &s.source {
+            SecretSource::From(v) => match host.get(v) {
+                Some(v) => Ok(Some(v.clone())),
+                None if s.optional => Ok(None),
+                None => Err(format!("{v} is not set")),
+            },
             SecretSource::File(_) => unreachable!(),
         })
         .unwrap();

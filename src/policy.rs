@@ -149,7 +149,7 @@ pub struct EnvPolicy {
     pub keep: Vec<String>,
     pub remove: Vec<String>,
     pub set: Vec<(String, String)>,
-    pub secrets: Vec<(String, SecretSource)>,
+    pub secrets: Vec<(String, crate::profile::Secret)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -318,11 +318,11 @@ impl Policy {
                 .secrets
                 .iter()
                 .map(|(k, v)| {
-                    let src = match &v.value {
-                        SecretSource::File(f) => SecretSource::File(unescape(f)),
-                        other => other.clone(),
-                    };
-                    (k.clone(), src)
+                    let mut secret = v.value.clone();
+                    if let SecretSource::File(f) = &secret.source {
+                        secret.source = SecretSource::File(unescape(f));
+                    }
+                    (k.clone(), secret)
                 })
                 .collect(),
         };

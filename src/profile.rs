@@ -208,14 +208,73 @@ impl<'de> Deserialize<'de> for PathEntry {
     }
 }
 
-/// A secret injected by name: from a file, or from one named host variable.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// Where a secret's value comes from: a file, or one named host variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     /// Read the value from this file (trailing newline removed).
     File(String),
     /// Copy the value of this variable from cordon's own environment.
     From(String),
+}
+
+/// A secret injected by name: `{ file = "PATH" }` or `{ from = "HOST_VAR" }`,
+/// with `optional = true` when a missing file or unset variable leaves the
+/// variable out instead of refusing the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    pub source: SecretSource,
+    pub optional: bool,
+}
+
+impl Secret {
+    pub fn required(source: SecretSource) -> Secret {
+        Secret {
+            source,
+            optional: false,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            file: Option<String>,
+            from: Option<String>,
+            #[serde(default)]
+            optional: bool,
+        }
+        let r = Raw::deserialize(d)?;
+        let source = match (r.file, r.from) {
+            (Some(f), None) => SecretSource::File(f),
+            (None, Some(v)) => SecretSource::From(v),
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "a secret names one source: { file = \"PATH\" } or { from = \"HOST_VAR\" }",
+                ));
+            }
+        };
+        Ok(Secret {
+            source,
+            optional: r.optional,
+        })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match &self.source {
+            SecretSource::File(f) => m.serialize_entry("file", f)?,
+            SecretSource::From(v) => m.serialize_entry("from", v)?,
+        }
+        if self.optional {
+            m.serialize_entry("optional", &true)?;
+        }
+        m.end()
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -300,7 +359,7 @@ struct RawEnv {
     keep: List<String>,
     remove: List<String>,
     set: Option<BTreeMap<String, Spanned<String>>>,
-    secrets: Option<BTreeMap<String, Spanned<SecretSource>>>,
+    secrets: Option<BTreeMap<String, Spanned<Secret>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -421,7 +480,7 @@ pub struct Env {
     pub keep_said: bool,
     pub remove: Vec<Item<String>>,
     pub set: BTreeMap<String, Item<String>>,
-    pub secrets: BTreeMap<String, Item<SecretSource>>,
+    pub secrets: BTreeMap<String, Item<Secret>>,
 }
 
 /// The variables a command keeps when no profile of its chain says `env.keep`

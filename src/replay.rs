@@ -23,7 +23,7 @@ use crate::plan::{DiskLister, Plan};
 use crate::policy::{Missing, Policy};
 use crate::policy_diff::{Change, Effect, compare};
 use crate::probe::Host;
-use crate::profile::{Item, Origin, Profile, ProfileRef, SecretSource};
+use crate::profile::{Item, Origin, Profile, ProfileRef, Secret, SecretSource};
 use crate::report::{ProfileInfo, Report};
 use crate::trust::{self, Verdict, escape_controls as esc};
 use crate::vars::Context;
@@ -268,7 +268,9 @@ fn replay(args: ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
                 profile.env.secrets.insert(
                     name.clone(),
                     Item {
-                        value: SecretSource::File(crate::vars::escape(&f.to_string_lossy())),
+                        value: Secret::required(SecretSource::File(crate::vars::escape(
+                            &f.to_string_lossy(),
+                        ))),
                         origin: Origin::command_line("--secret"),
                     },
                 );

@@ -33,7 +33,7 @@ use crate::namespaces;
 use crate::plan::{DiskLister, Plan};
 use crate::policy::Policy;
 use crate::probe::Host;
-use crate::profile::SecretSource;
+use crate::profile::{Secret, SecretSource};
 use crate::seccomp::Refusals;
 use crate::sys;
 
@@ -411,20 +411,26 @@ impl Prepared {
     }
 }
 
-fn read_secret(name: &str, src: &SecretSource) -> Result<String> {
+/// A secret's value; None when it is optional and its file or variable does
+/// not exist (any other failure, such as a file it may not read, refuses).
+fn read_secret(name: &str, s: &Secret) -> Result<Option<String>> {
     let secret = |source| Error::Secret {
         name: name.to_string(),
         source,
     };
-    match src {
-        SecretSource::File(f) => std::fs::read_to_string(f)
-            .map(|s| s.strip_suffix('\n').map(str::to_string).unwrap_or(s))
-            .map_err(|e| secret(std::io::Error::new(e.kind(), format!("{f}: {e}")))),
-        SecretSource::From(var) => std::env::var(var).map_err(|_| {
-            secret(std::io::Error::other(format!(
+    match &s.source {
+        SecretSource::File(f) => match std::fs::read_to_string(f) {
+            Ok(v) => Ok(Some(v.strip_suffix('\n').map(str::to_string).unwrap_or(v))),
+            Err(e) if s.optional && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(secret(std::io::Error::new(e.kind(), format!("{f}: {e}")))),
+        },
+        SecretSource::From(var) => match std::env::var(var) {
+            Ok(v) => Ok(Some(v)),
+            Err(std::env::VarError::NotPresent) if s.optional => Ok(None),
+            Err(_) => Err(secret(std::io::Error::other(format!(
                 "host variable {var} is not set"
-            )))
-        }),
+            )))),
+        },
     }
 }
 

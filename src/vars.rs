@@ -164,7 +164,7 @@ impl Profile {
             item.value = escape(&ctx.expand(&item.value, &Located(&item.origin))?);
         }
         for item in p.env.secrets.values_mut() {
-            if let SecretSource::File(f) = &mut item.value {
+            if let SecretSource::File(f) = &mut item.value.source {
                 *f = escape(&ctx.expand(f, &Located(&item.origin))?);
             }
         }

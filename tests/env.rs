@@ -340,3 +340,62 @@ fn a_failed_run_names_the_variables_the_profile_removed() {
         );
     }
 }
+
+#[test]
+fn optional_secrets_are_left_out_when_their_source_is_missing() {
+    for user in users("optional_secrets_are_left_out_when_their_source_is_missing") {
+        let ws = tempdir(user);
+        let store = tempdir(user);
+        let present = store.path().join("present");
+        std::fs::write(&present, "from-file\n").unwrap();
+        chown_r(&present, user);
+        let unreadable = store.path().join("unreadable");
+        std::fs::write(&unreadable, "x\n").unwrap();
+        std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let absent = store.path().join("absent");
+        let secrets = format!(
+            "extends = \"workspace-write\"\n[env.secrets]\n\
+             FROM_SET = {{ from = \"HOST_SET\", optional = true }}\n\
+             FROM_UNSET = {{ from = \"HOST_UNSET\", optional = true }}\n\
+             FILE_PRESENT = {{ file = \"{}\", optional = true }}\n\
+             FILE_ABSENT = {{ file = \"{}\", optional = true }}\n",
+            present.display(),
+            absent.display()
+        );
+        let p = profile_ns("optional-secrets", &secrets, Ns::Auto);
+        let env = env_inside(user, &p, ws.path(), &[("HOST_SET", "from-env")]);
+        assert_eq!(
+            env.get("FROM_SET").map(String::as_str),
+            Some("from-env"),
+            "{user}"
+        );
+        assert_eq!(
+            env.get("FILE_PRESENT").map(String::as_str),
+            Some("from-file"),
+            "{user}"
+        );
+        for k in ["FROM_UNSET", "FILE_ABSENT", "HOST_SET"] {
+            assert!(!env.contains_key(k), "{user}: {k} in {env:?}");
+        }
+        // Optional means "may not exist", not "may fail": a file cordon may not
+        // read still refuses the run (as uid 65534; root reads any mode).
+        if user == User::Nobody {
+            let p = profile_ns(
+                "optional-unreadable",
+                &format!(
+                    "extends = \"workspace-write\"\n[env.secrets]\nX = {{ file = \"{}\", optional = true }}\n",
+                    unreadable.display()
+                ),
+                Ns::Auto,
+            );
+            let out = cordon(user)
+                .args(["run", "-q", "-p", &p, "-w"])
+                .arg(ws.path())
+                .current_dir(ws.path())
+                .args(["--", "/usr/bin/true"])
+                .output()
+                .unwrap();
+            assert_code(&out, 125, format!("{user}: an unreadable optional secret"));
+        }
+    }
+}

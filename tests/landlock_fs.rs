@@ -382,17 +382,26 @@ fn strict_reads_what_runtimes_size_themselves_by() {
     require_landlock("strict_reads_what_runtimes_size_themselves_by", 1);
     let cpu = "/sys/devices/system/cpu/online";
     let thp = "/sys/kernel/mm/transparent_hugepage/enabled";
-    let cgroup = ["/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("a cgroup file to read");
+    let cgroup = [
+        "/sys/fs/cgroup/cgroup.controllers",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("a cgroup file to read");
     let other = "/sys/kernel/notes";
     for user in users("strict_reads_what_runtimes_size_themselves_by") {
         for ns in Ns::ALL {
             let ws = tempdir(user);
             let p = ns_profile("strict", ns);
             let base = ["--allow-read", s(shared_dir())];
-            let ops = [("read", cpu), ("read", thp), ("read", cgroup), ("read", other), ("write", cpu)];
+            let ops = [
+                ("read", cpu),
+                ("read", thp),
+                ("read", cgroup),
+                ("read", other),
+                ("write", cpu),
+            ];
             let got = probe(user, &p, ws.path(), &base, &[], &ops);
             // The kernel's answer in every case here (the file's mode, Landlock,
             // sysfs's own check on a read-only mount).

@@ -131,6 +131,7 @@ bad_fixtures! {
     extends_cycle => ("extends_cycle_back.toml", "extends"),
     // Regular files only: /dev/zero would be read forever, a FIFO would block.
     extends_special => ("extends_special.toml", "extends"),
+    secret_two_sources => ("secret_two_sources.toml", "env.secrets.API_TOKEN"),
 }
 
 #[test]
