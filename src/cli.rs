@@ -25,6 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Run COMMAND inside the sandbox described by PROFILE.
     Run(RunArgs),
+    /// An interactive shell inside the sandbox ($SHELL, else bash, else sh),
+    /// its prompt starting with "(cordon:PROFILE)". Takes `run`'s options.
+    Shell(ShellArgs),
     /// List, show and check profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -42,6 +45,14 @@ pub enum Command {
     /// Read run reports.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Print a completion script for SHELL (e.g. `cordon completions bash >
+    /// ~/.local/share/bash-completion/completions/cordon`).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; `cordon man | man -l -`).
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +151,25 @@ pub struct ProfileArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
+    pub options: RunOptions,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub options: RunOptions,
+    /// The shell to run [default: $SHELL when it names a shell, else bash, else sh].
+    #[arg(long, value_name = "PATH")]
+    pub shell: Option<PathBuf>,
+}
+
+/// The options of `run` (and `shell`).
+#[derive(Debug, Args)]
+pub struct RunOptions {
+    #[command(flatten)]
     pub profile: ProfileArgs,
     /// Run with what this kernel can enforce, warning once per missing piece,
     /// instead of refusing.
@@ -192,9 +222,6 @@ pub struct RunArgs {
     /// directory itself (refused otherwise: the workspace is writable and executable).
     #[arg(long)]
     pub allow_unsafe_workspace: bool,
-    /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
-    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,9 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use crate::cli::{NetFlag, ProfileArgs, ProfileCommand, ReportCommand, RunArgs};
+use crate::cli::{
+    NetFlag, ProfileArgs, ProfileCommand, ReportCommand, RunArgs, RunOptions, ShellArgs,
+};
 use crate::error::{Error, Result};
 use crate::monitor::{CaptureOptions, Monitor};
 use crate::outfile::{Own, OwnFile};
@@ -66,23 +68,139 @@ pub struct Launch {
 
 /// `cordon run`.
 pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
+    launch(args, Vec::new(), inherited)
+}
+
+/// `cordon shell`: `run` of an interactive shell whose prompt starts with
+/// "(cordon:PROFILE)": PS1 for every shell, and PROMPT_COMMAND, which puts
+/// the marker back when bash's startup files set a PS1 of their own.
+pub fn shell(args: ShellArgs, inherited: &[RawFd]) -> Result<u8> {
+    let program = args.shell.unwrap_or_else(|| {
+        pick_shell(std::env::var_os("SHELL").as_deref(), &|p: &Path| {
+            p.is_file()
+        })
+    });
+    let marker = format!("(cordon:{})", shell_label(&args.options.profile.profile));
+    let set = vec![
+        (
+            "CORDON_SHELL".to_string(),
+            args.options.profile.profile.clone(),
+        ),
+        ("PS1".to_string(), format!("{marker} \\w \\$ ")),
+        (
+            "PROMPT_COMMAND".to_string(),
+            format!("case \"$PS1\" in \"{marker}\"*) ;; *) PS1=\"{marker} $PS1\" ;; esac"),
+        ),
+    ];
+    let run = RunArgs {
+        options: args.options,
+        command: vec![program.into_os_string(), "-i".into()],
+    };
+    launch(run, set, inherited)
+}
+
+/// The shell `cordon shell` runs: `$SHELL` when it names a shell that exists
+/// (not nologin or false), else bash, else sh.
+fn pick_shell(env: Option<&std::ffi::OsStr>, exists: &dyn Fn(&Path) -> bool) -> PathBuf {
+    const SHELLS: &[&str] = &[
+        "bash", "zsh", "fish", "sh", "dash", "ksh", "mksh", "tcsh", "csh",
+    ];
+    if let Some(s) = env.map(Path::new) {
+        let named = s
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| SHELLS.contains(&n));
+        if s.is_absolute() && named && exists(s) {
+            return s.to_path_buf();
+        }
+    }
+    ["/bin/bash", "/usr/bin/bash"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| exists(p))
+        .unwrap_or(Path::new("/bin/sh"))
+        .to_path_buf()
+}
+
+/// A profile as the prompt shows it: a built-in's name, a file's stem.
+fn shell_label(profile: &str) -> String {
+    let shown = if profile.contains('/') || profile.ends_with(".toml") {
+        Path::new(profile)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| profile.to_string())
+    } else {
+        profile.to_string()
+    };
+    // Printed by the shell in every prompt: nothing a terminal would act on.
+    shown
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '"' || c == '$' || c == '`' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// `cordon completions SHELL`.
+pub fn completions(shell: clap_complete::Shell) -> Result<u8> {
+    use clap::CommandFactory;
+    let mut cmd = crate::cli::Cli::command();
+    // Into memory first: the generator panics on a write error (a closed pipe).
+    let mut text = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "cordon", &mut text);
+    print_out(&text, "writing the completion script")
+}
+
+/// `text` to stdout; a reader that went away early is not an error.
+fn print_out(text: &[u8], step: &'static str) -> Result<u8> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Launch { step, source: e })
+        }
+        _ => Ok(0),
+    }
+}
+
+/// `cordon man`.
+pub fn man() -> Result<u8> {
+    use clap::CommandFactory;
+    let mut text = Vec::new();
+    clap_mangen::Man::new(crate::cli::Cli::command())
+        .render(&mut text)
+        .map_err(|e| Error::Launch {
+            step: "writing the manual page",
+            source: e,
+        })?;
+    print_out(&text, "writing the manual page")
+}
+
+/// `run`, with `set` added to the profile's `[env] set` (cordon shell's prompt).
+fn launch(args: RunArgs, set: Vec<(String, String)>, inherited: &[RawFd]) -> Result<u8> {
     let RunArgs {
-        profile: ProfileArgs { profile, workspace },
-        best_effort,
-        allow_read,
-        allow_write,
-        allow_exec,
-        net,
-        allow_domain,
-        verbose,
-        quiet,
-        dry_run,
-        report,
-        audit_log,
-        trace,
-        no_capture,
-        no_changes,
-        allow_unsafe_workspace,
+        options:
+            RunOptions {
+                profile: ProfileArgs { profile, workspace },
+                best_effort,
+                allow_read,
+                allow_write,
+                allow_exec,
+                net,
+                allow_domain,
+                verbose,
+                quiet,
+                dry_run,
+                report,
+                audit_log,
+                trace,
+                no_capture,
+                no_changes,
+                allow_unsafe_workspace,
+            },
         command,
     } = args;
     let overrides = Overrides {
@@ -95,6 +213,7 @@ pub fn run(args: RunArgs, inherited: &[RawFd]) -> Result<u8> {
             NetFlag::Proxy => NetMode::Proxy,
         }),
         domains: allow_domain,
+        set,
     };
     crate::timing::mark("arguments");
     let (profile, ctx) = load(&profile, &overrides, workspace)?;
@@ -1324,5 +1443,44 @@ pub fn report(cmd: ReportCommand) -> Result<u8> {
             }
             Ok(0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shell_is_one_that_exists_and_is_a_shell() {
+        let all = |_: &Path| true;
+        let none = |_: &Path| false;
+        let env = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            pick_shell(env("/usr/bin/zsh").as_deref(), &all),
+            Path::new("/usr/bin/zsh")
+        );
+        // nologin, false, a relative name or a missing file: bash.
+        for s in ["/usr/sbin/nologin", "/bin/false", "zsh"] {
+            assert_eq!(
+                pick_shell(env(s).as_deref(), &all),
+                Path::new("/bin/bash"),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            pick_shell(None, &|p: &Path| p == Path::new("/usr/bin/bash")),
+            Path::new("/usr/bin/bash")
+        );
+        assert_eq!(
+            pick_shell(env("/bin/zsh").as_deref(), &none),
+            Path::new("/bin/sh")
+        );
+    }
+
+    #[test]
+    fn the_prompt_names_the_profile_and_nothing_a_terminal_acts_on() {
+        assert_eq!(shell_label("workspace-write"), "workspace-write");
+        assert_eq!(shell_label("./ci/agent.toml"), "agent");
+        assert_eq!(shell_label("/x/a\u{1b}]52;c;$(id)`.toml"), "a_]52;c;_(id)_");
     }
 }

@@ -29,6 +29,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => cordon::commands::run(args, &inherited),
+        Command::Shell(args) => cordon::commands::shell(args, &inherited),
+        Command::Completions { shell } => cordon::commands::completions(shell),
+        Command::Man => cordon::commands::man(),
         Command::Profile(cmd) => cordon::commands::profile(cmd),
         Command::Doctor => cordon::commands::doctor(),
         Command::Explain(args) => cordon::explain::command(args),

@@ -591,6 +591,8 @@ pub struct Overrides {
     pub net: Option<NetMode>,
     /// `--allow-domain`: names (or patterns) added to `allow_domains`.
     pub domains: Vec<String>,
+    /// Variables added to `[env] set` (`cordon shell`'s prompt).
+    pub set: Vec<(String, String)>,
 }
 
 impl Profile {
@@ -670,6 +672,16 @@ impl Profile {
                 self.network.allow_ports.clear();
                 self.network.presets.clear();
             }
+        }
+        for (k, v) in &o.set {
+            self.env.set.insert(
+                k.clone(),
+                Item {
+                    // Literal: a "$" in the prompt is not a profile variable.
+                    value: v.replace('$', "$$"),
+                    origin: Origin::command_line("cordon shell"),
+                },
+            );
         }
         for d in &o.domains {
             self.network.allow_domains.push(Item {

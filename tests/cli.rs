@@ -452,3 +452,115 @@ fn doctor_and_verbose_name_what_no_namespaces_leaves_open() {
         );
     }
 }
+
+#[test]
+fn shell_runs_an_interactive_shell_in_the_sandbox_with_a_marked_prompt() {
+    // The shell reads its commands from a pipe here (-i keeps it interactive:
+    // prompts on stderr); a terminal is not needed for what is checked.
+    use std::io::Write;
+    for user in users("shell_runs_an_interactive_shell_in_the_sandbox_with_a_marked_prompt") {
+        for ns in Ns::ALL {
+            let ctx = format!("{user}, {ns}");
+            let ws = tempdir(user);
+            let p = ns_profile("workspace-write", ns);
+            let label = std::path::Path::new(&p)
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let outside = harness_dir().join(format!(
+                "cordon-shell-{}-{}",
+                user.uid(),
+                std::process::id()
+            ));
+            let mut child = cordon(user)
+                .args(["shell", "-q", "-p", &p, "-w"])
+                .arg(ws.path())
+                .current_dir(ws.path())
+                .env("SHELL", "/usr/sbin/nologin")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let script = format!(
+                "echo inside=$CORDON_SHELL\necho made > made.txt\necho x > {}\nexit 7\n",
+                outside.display()
+            );
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert_code(&out, 7, format!("{ctx}: the shell's exit status"));
+            let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+            assert!(stdout.contains(&format!("inside={p}")), "{ctx}: {stdout}");
+            assert!(
+                stderr.contains(&format!("(cordon:{label})")),
+                "{ctx}: no marked prompt in:\n{stderr}"
+            );
+            assert!(
+                ws.path().join("made.txt").exists(),
+                "{ctx}: the workspace is writable"
+            );
+            assert!(
+                !outside.exists(),
+                "{ctx}: the shell wrote outside its workspace"
+            );
+        }
+    }
+}
+
+#[test]
+fn completions_and_man_page() {
+    let bin = bin();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = std::process::Command::new(bin)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_code(&out, 0, format!("completions {shell}"));
+        let script = text(&out.stdout);
+        for word in ["shell", "explain", "--allow-domain"] {
+            assert!(script.contains(word), "completions {shell}: no {word}");
+        }
+    }
+    // The bash script is bash.
+    let out = std::process::Command::new(bin)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let check = std::process::Command::new("bash")
+        .args(["-n", "-c", &text(&out.stdout)])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "bash -n: {}", text(&check.stderr));
+    let man = std::process::Command::new(bin).arg("man").output().unwrap();
+    assert_code(&man, 0, "man");
+    let page = text(&man.stdout);
+    assert!(page.contains(".TH cordon 1"), "{page}");
+    assert!(page.contains("shell"), "the page lists the subcommands");
+    // A reader that closes early: no panic, no error.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' completions bash | head -c 10 >/dev/null; '{}' man | head -c 10",
+            bin.display(),
+            bin.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+    let bad = std::process::Command::new(bin)
+        .args(["completions", "nope"])
+        .output()
+        .unwrap();
+    assert_code(&bad, 125, "completions for an unknown shell");
+}
