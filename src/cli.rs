@@ -241,6 +241,13 @@ pub enum ProfileCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a commented starter profile (or write it to FILE, never over an
+    /// existing file): every table with its most used keys, commented out.
+    Init {
+        /// Write to FILE instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Validate a profile and exit 0, or print the error and exit 125.
     Check {
         /// Built-in profile name or path to a .toml file.

@@ -939,6 +939,24 @@ pub fn profile(cmd: ProfileCommand) -> Result<u8> {
             }
             Ok(0)
         }
+        ProfileCommand::Init { output } => match output {
+            None => print_out(profile::STARTER.as_bytes(), "writing the starter profile"),
+            Some(path) => {
+                use std::io::Write;
+                // Never over an existing file (or through a link planted there).
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .and_then(|mut f| f.write_all(profile::STARTER.as_bytes()))
+                    .map_err(|e| Error::Output {
+                        what: "writing the starter profile",
+                        path: path.clone(),
+                        source: e,
+                    })?;
+                Ok(0)
+            }
+        },
         ProfileCommand::Check {
             profile,
             strict,

@@ -90,6 +90,67 @@ fn q(p: &Path) -> String {
     format!("\"{}\"", p.display())
 }
 
+/// The suggestion to add `at` to `[filesystem] KEY`, unless that would be a
+/// bad change to copy: a grant of `/` or of the whole home directory (or one
+/// above it), a path that names one process or one machine's cgroup (it will
+/// not be there next run), the kernel's debugging interfaces, or a path the
+/// built-in credentials list denies on purpose. Pure.
+pub(crate) fn grant_suggestion(policy: &Policy, key: &str, at: &Path) -> Option<String> {
+    let home = policy.home.as_deref().filter(|h| *h != Path::new("/"));
+    if at == Path::new("/") || home.is_some_and(|h| beneath(h, at)) {
+        return Some(format!(
+            "none: granting {} whole is not suggested; grant a directory below it",
+            q(at)
+        ));
+    }
+    let mut parts = at
+        .components()
+        .skip(1)
+        .map(|c| c.as_os_str().to_string_lossy());
+    let (first, second, third) = (parts.next(), parts.next(), parts.next());
+    match (first.as_deref(), second.as_deref(), third.as_deref()) {
+        (Some("proc"), Some(n), _) if n.bytes().all(|b| b.is_ascii_digit()) => {
+            return Some(
+                "none: the path names one process (/proc/self is the caller's own)".into(),
+            );
+        }
+        (Some("sys"), Some("fs"), Some("cgroup")) if at.components().count() > 4 => {
+            return (key == "read").then(|| "add \"/sys/fs/cgroup\" to [filesystem] read".into());
+        }
+        (Some("sys"), Some("kernel"), Some("debug" | "tracing" | "security")) => {
+            return Some(
+                "none: the kernel's debugging and security interfaces are not suggested".into(),
+            );
+        }
+        _ => {}
+    }
+    if builtin_denial(policy, at).is_some() {
+        return Some(ON_PURPOSE.into());
+    }
+    Some(format!("add {} to [filesystem] {key}", q(at)))
+}
+
+const ON_PURPOSE: &str = "none: denied on purpose (a built-in denial: credentials, host secrets)";
+
+/// The suggestion for a path a deny entry covers: take the entry out, unless
+/// it is a built-in one.
+fn undo_deny(policy: &Policy, entry: &Path) -> Option<String> {
+    Some(match builtin_denial(policy, entry) {
+        Some(_) => ON_PURPOSE.into(),
+        None => format!("remove {} from [filesystem] deny", q(entry)),
+    })
+}
+
+/// The built-in deny entry (the credentials list, host secrets) that covers
+/// `p`, if any: denied on purpose, never a suggestion to undo.
+fn builtin_denial<'a>(policy: &'a Policy, p: &Path) -> Option<&'a crate::policy::Carve> {
+    policy
+        .fs
+        .deny
+        .iter()
+        .find(|d| beneath(p, &d.path) && d.origin.source.starts_with("builtin/"))
+}
+
 fn why(w: &Why) -> String {
     match w {
         Why::Grant(o) => o.to_string(),
@@ -218,7 +279,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
                         s.path.display()
                     ),
                     "ENOENT",
-                    Some(format!("add {} to [filesystem] read", q(p))),
+                    grant_suggestion(policy, "read", p),
                 );
             }
         }
@@ -228,6 +289,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
     if let Some(m) = &plan.mounts {
         let path = walked.clone().unwrap_or_default();
         if let Err(mask) = &walked {
+            let undo = undo_deny(policy, mask);
             return Verdict::deny(
                 format!(
                     "deny {} ({}): masked",
@@ -235,7 +297,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
                     origin_of(&policy.fs.deny, mask)
                 ),
                 "EACCES",
-                Some(format!("remove {} from [filesystem] deny", q(mask))),
+                undo,
             );
         }
         // Device nodes stay writable on a read-only mount (/dev/null, terminals).
@@ -278,7 +340,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
                         path.display()
                     ),
                     "EROFS",
-                    Some(format!("add {} to [filesystem] write", q(&at))),
+                    grant_suggestion(policy, "write", &at),
                 );
             }
         }
@@ -294,7 +356,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
                         w.display()
                     ),
                     "EACCES",
-                    Some(format!("add {} to [filesystem] exec", q(&path))),
+                    grant_suggestion(policy, "exec", &path),
                 );
             }
         }
@@ -361,7 +423,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         return Verdict::deny(
             format!("deny {} ({})", d.path.display(), d.origin),
             "EACCES",
-            Some(format!("remove {} from [filesystem] deny", q(&d.path))),
+            undo_deny(policy, &d.path),
         );
     }
     let closest = rules.iter().max_by_key(|r| r.path.components().count());
@@ -374,11 +436,7 @@ fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {
         ),
         None => format!("no [filesystem] rule covers {}", at.display()),
     };
-    Verdict::deny(
-        rule,
-        "EACCES",
-        Some(format!("add {} to [filesystem] {key}", q(&at))),
-    )
+    Verdict::deny(rule, "EACCES", grant_suggestion(policy, key, &at))
 }
 
 /// The supervisor's answer for an inet address a socket of type `kind`
@@ -753,6 +811,71 @@ mod tests {
             let v = decide(&policy, &plan, &Query::Fs(Op::Read, "/dev/null".into()));
             assert!(v.allowed, "{v:?}");
         }
+    }
+
+    #[test]
+    fn suggestions_never_grant_the_home_a_process_or_a_built_in_denial() {
+        let (d, policy, _) = setup(PROFILE, true);
+        let home = policy.home.clone().unwrap();
+        let s =
+            |key: &str, p: &str| grant_suggestion(&policy, key, Path::new(p)).unwrap_or_default();
+        assert!(s("write", "/").starts_with("none: granting \"/\" whole"));
+        let h = home.display().to_string();
+        assert!(s("write", &h).starts_with("none: granting"), "{h}");
+        let above = home.parent().unwrap().display().to_string();
+        assert!(s("write", &above).starts_with("none: granting"), "{above}");
+        assert_eq!(
+            s("write", &format!("{h}/src")),
+            format!("add \"{h}/src\" to [filesystem] write"),
+            "below the home is fine"
+        );
+        assert!(s("read", "/proc/4242/environ").starts_with("none: the path names one process"));
+        assert_eq!(
+            s(
+                "read",
+                "/sys/fs/cgroup/memory/user.slice/cordon-9/memory.max"
+            ),
+            "add \"/sys/fs/cgroup\" to [filesystem] read"
+        );
+        assert_eq!(
+            grant_suggestion(&policy, "write", Path::new("/sys/fs/cgroup/x/y")),
+            None
+        );
+        assert!(s("read", "/sys/kernel/debug/tracing/trace").starts_with("none: the kernel's"));
+        assert_eq!(
+            s("read", "/opt/tool"),
+            "add \"/opt/tool\" to [filesystem] read"
+        );
+        drop(d);
+
+        // A built-in credentials entry: never a suggestion to undo it.
+        let (d, policy, plan) = {
+            let d = tempfile::tempdir().unwrap();
+            let ws = std::fs::canonicalize(d.path()).unwrap();
+            std::fs::create_dir_all(ws.join(".ssh")).unwrap();
+            std::fs::write(ws.join(".ssh/id_rsa"), "k").unwrap();
+            let ctx = Context {
+                workspace: ws.join("proj"),
+                cwd: ws.clone(),
+                home: Some(ws.clone()),
+                tmpdir: "/tmp".into(),
+                env: BTreeMap::new(),
+            };
+            std::fs::create_dir_all(ws.join("proj")).unwrap();
+            let p = Profile::from_text("t.toml", "extends = \"workspace-write\"\n", None).unwrap();
+            let policy = Policy::new(&p, &ctx, Missing::Skip).unwrap();
+            let plan = Plan::new(&policy, &host(true), None, &DiskLister);
+            (d, policy, plan)
+        };
+        let key = policy.home.as_ref().unwrap().join(".ssh/id_rsa");
+        let v = decide(&policy, &plan, &Query::Fs(Op::Read, key.clone()));
+        assert!(!v.allowed);
+        assert_eq!(v.suggestion.as_deref(), Some(ON_PURPOSE), "{v:?}");
+        assert_eq!(
+            grant_suggestion(&policy, "read", &key).as_deref(),
+            Some(ON_PURPOSE)
+        );
+        drop(d);
     }
 
     #[test]

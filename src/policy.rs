@@ -203,6 +203,9 @@ pub struct Policy {
     pub cwd: PathBuf,
     /// What `${TMPDIR}` expanded to (canonical).
     pub tmpdir: PathBuf,
+    /// The home directory (canonical), where one is known: suggestions never
+    /// grant all of it.
+    pub home: Option<PathBuf>,
     /// The run's own temporary directory (namespaces off), exported as TMPDIR;
     /// set by the launcher that made it.
     pub run_tmp: Option<PathBuf>,
@@ -400,6 +403,7 @@ impl Policy {
             workspace: ctx.workspace.clone(),
             cwd: ctx.cwd.clone(),
             tmpdir: canonical(&ctx.tmpdir).0,
+            home: ctx.home.as_deref().map(|h| canonical(h).0),
             run_tmp: None,
             resolved,
         })

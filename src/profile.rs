@@ -483,6 +483,9 @@ pub struct Env {
     pub secrets: BTreeMap<String, Item<Secret>>,
 }
 
+/// The commented starter profile `cordon profile init` writes.
+pub const STARTER: &str = include_str!("profile/starter.toml");
+
 /// The variables a command keeps when no profile of its chain says `env.keep`
 /// (a profile that wants none writes `keep = []`): without them most programs
 /// cannot even be found.

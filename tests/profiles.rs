@@ -379,3 +379,74 @@ fn profile_check_strict_refuses_a_missing_path() {
         );
     }
 }
+
+#[test]
+fn profile_init_writes_a_starter_whose_every_example_is_valid() {
+    let dir = tempdir(User::Root);
+    let file = dir.path().join("starter.toml");
+    let out = cordon(User::Root)
+        .args(["profile", "init", "-o"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_code(&out, 0, "profile init -o");
+    let text_ = std::fs::read_to_string(&file).unwrap();
+    let stdout = cordon(User::Root)
+        .args(["profile", "init"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&stdout.stdout), text_, "stdout and -o write the same");
+    // Never over an existing file.
+    std::fs::write(&file, "mine\n").unwrap();
+    let again = cordon(User::Root)
+        .args(["profile", "init", "-o"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_code(&again, 125, "profile init over an existing file");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine\n");
+
+    // As written, and with every commented example taken in: both check.
+    let examples: String = text_
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                }) =>
+            {
+                rest.to_string()
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(examples.contains("\nmode = \"proxy\""), "{examples}");
+    for (name, body) in [
+        ("as-written.toml", text_.as_str()),
+        ("examples.toml", examples.as_str()),
+    ] {
+        let p = profile(shared_dir(), &unique(name), body);
+        for user in users("profile_init_writes_a_starter_whose_every_example_is_valid") {
+            let ws = tempdir(user);
+            // The example's secret file, in the test's home for `user`.
+            let secret = home(user).join(".config/my-tool/db-password");
+            std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+            std::fs::write(&secret, "pw\n").unwrap();
+            chown_r(&home(user).join(".config/my-tool"), user);
+            let check = cordon(user)
+                .args(["profile", "check", &p, "-w"])
+                .arg(ws.path())
+                .output()
+                .unwrap();
+            assert_code(
+                &check,
+                0,
+                format!("{user}: profile check {name}: {}", text(&check.stderr)),
+            );
+            let (out, touched) = run_touch(user, &p);
+            assert_code(&out, 0, format!("{user}: run under {name}"));
+            assert!(touched, "{user}: {name}: the workspace is writable");
+        }
+    }
+}
