@@ -36,6 +36,9 @@ pub(crate) fn load(
 ) -> Result<(Profile, Context)> {
     let ctx = Context::from_process(workspace)?;
     let mut p = Profile::load(&ProfileRef::parse(r))?;
+    // The repository's own policy tightens the profile; the command line's
+    // flags are the user's and come last.
+    p.apply_repo_local(&ctx.workspace)?;
     p.apply_overrides(overrides, &ctx.cwd);
     Ok((p, ctx))
 }
@@ -781,6 +784,7 @@ fn build_report(
             sha256: report::profile_sha256(&l.profile.texts),
             resolved: serde_json::to_value(&resolved).unwrap_or_default(),
             origins: resolved.origins(),
+            repo_local: l.profile.repo_local.clone(),
         },
         host: report::HostInfo {
             kernel: host.kernel.clone(),
@@ -992,8 +996,15 @@ pub fn profile(cmd: ProfileCommand) -> Result<u8> {
             if json {
                 let mut v = show_json(&policy, &plan);
                 v["guard"] = guard_json(guard.as_ref());
+                v["repo_local"] = serde_json::json!(p.repo_local);
                 println!("{}", crate::term::json_pretty(&v).unwrap_or_default());
             } else {
+                if let Some(r) = &p.repo_local {
+                    crate::term::print(&format!(
+                        "# repo-local policy applied (it may only tighten): {}\n",
+                        crate::term::field(r)
+                    ));
+                }
                 crate::term::print(&show_text(&policy, &plan));
                 crate::term::print(&guard_text(guard.as_ref(), plan.namespaces()));
             }

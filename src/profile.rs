@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 use crate::units::{Count, HumanDuration, HumanSize};
 
 mod precompiled;
+mod repo_local;
+pub use repo_local::FILE as REPO_LOCAL;
 
 /// The built-in profiles, embedded in the binary: (name, TOML text).
 pub const BUILTINS: &[(&str, &str)] = &[
@@ -421,6 +423,9 @@ pub struct Profile {
     /// Text of every profile file that took part, for the report's sha256.
     #[serde(skip)]
     pub texts: Vec<Arc<str>>,
+    /// The repo-local policy applied on top (`.cordon.toml`), its path.
+    #[serde(skip)]
+    pub repo_local: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub filesystem: Filesystem,

@@ -74,6 +74,10 @@ pub struct ProfileInfo {
     /// Where each value of `resolved` came from ("file:line"), key by key, in order.
     #[serde(default)]
     pub origins: std::collections::BTreeMap<String, Vec<String>>,
+    /// The repo-local policy (`.cordon.toml` at the workspace root) applied on
+    /// top of the profile, when there was one: its path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_local: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

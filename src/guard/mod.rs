@@ -132,6 +132,7 @@ pub const ENTRIES: &[Entry] = &[
     e(".aider.conf.yml", false, Top, "aider", "lint-cmd and test-cmd run after every edit"),
     e(".continue", true, Top, "Continue", "config names MCP servers and commands"),
     e(".cordon", true, Top, "cordon", "profiles a later run may load"),
+    e(".cordon.toml", false, Top, "cordon", "the repo-local policy every later run in the workspace applies"),
 ];
 
 /// What git reads from each of its directories.
