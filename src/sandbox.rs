@@ -458,6 +458,11 @@ pub struct Spawned {
     pub status: Option<OwnedFd>,
     /// Mode "proxy": where init hands over the proxy's sockets (proxy::take_over).
     pub proxy: Option<OwnedFd>,
+    /// The launcher's end of its channel to init, open while the launcher
+    /// lives: init, which cannot ask for its parent's pid across the PID
+    /// namespace, sees it hang up if the launcher died before its death
+    /// signal was set.
+    pub launcher_end: Option<OwnedFd>,
 }
 
 /// Why a spawn failed.
@@ -598,7 +603,6 @@ pub fn spawn(
                     abandon(pid);
                     return Err(SpawnError::Failed(e));
                 }
-                drop(sync_w);
                 if gated {
                     if let Err(e) = held() {
                         abandon(pid);
@@ -610,6 +614,7 @@ pub fn spawn(
                     ns: true,
                     status: Some(status_r),
                     proxy: proxy_ours,
+                    launcher_end: Some(sync_w),
                 }
             }
         }
@@ -646,6 +651,7 @@ pub fn spawn(
                     ns: false,
                     status: None,
                     proxy: None,
+                    launcher_end: None,
                 }
             }
         }
@@ -800,6 +806,17 @@ fn init(
 ) -> ! {
     // If the launcher dies, so does init, and with it the whole PID namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // Unless it died before that line: then its end of our channel is closed
+    // (it keeps it open for the whole run), and messages it queued before
+    // dying must not start a payload nobody supervises.
+    let mut hup = [PollFd::new(sync_r.as_fd(), PollFlags::empty())];
+    if poll(&mut hup, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+        && hup[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+    {
+        sys::exit_now(exit::LAUNCHER as i32);
+    }
     // The network namespace is made here rather than by the launcher's clone: it is
     // the costliest namespace (~0.5 ms), and here it is built while the launcher
     // writes our uid map and finishes its own preparation, instead of before.

@@ -583,3 +583,69 @@ fn the_runs_pids_cgroup_is_removed() {
         }
     }
 }
+
+/// Processes whose command line holds `arg` as one of its arguments (init and
+/// the payload before its execve carry the launcher's command line).
+fn with_arg(arg: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if cmd.split(|&b| b == 0).any(|a| a == arg.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_launcher_killed_before_init_could_set_its_death_signal_leaves_nothing() {
+    // init's death signal is set by init itself: a launcher killed before
+    // that line would leave init to read the words already queued and fork
+    // a payload nobody supervises (it hung for ever, holding the run's
+    // cgroups and the workspace's guard lock). Made deterministic with the
+    // scheduler: a real-time spinner holds CPU 1, and the launcher, pinned
+    // there at a higher real-time priority (not inherited), runs to its end
+    // while init, at normal priority, cannot run; then it is killed.
+    let test = "a_launcher_killed_before_init_could_set_its_death_signal_leaves_nothing";
+    if !is_root() {
+        return skip(test, "needs root (real-time scheduling)");
+    }
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return skip(test, "needs two CPUs");
+    }
+    let ws = tempdir(User::Root);
+    let marker = sleep_marker();
+    let mut spinner = std::process::Command::new("timeout")
+        .args(["0.6", "chrt", "-f", "10", "taskset", "-c", "1"])
+        .args(["sh", "-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut launcher = std::process::Command::new("chrt")
+        .args(["--reset-on-fork", "-f", "50", "taskset", "-c", "1"])
+        .arg(bin())
+        .args(["run", "-q", "-w"])
+        .arg(ws.path())
+        .args(["--", "sleep", &marker])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = launcher.kill();
+    let _ = launcher.wait();
+    let _ = spinner.wait();
+    // init, if it ran on, has had time to fork the payload.
+    std::thread::sleep(Duration::from_millis(500));
+    let left = with_arg(&marker);
+    for &p in &left {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+    assert!(
+        left.is_empty(),
+        "processes of a run whose launcher was killed are still there: {left:?}"
+    );
+}
