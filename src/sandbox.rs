@@ -11,6 +11,7 @@
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{OwnedFd, RawFd};
+use std::path::Path;
 use std::time::Duration;
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -231,7 +232,19 @@ impl Prepared {
         let host_env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
-        let mut env = env::build(&policy.env, &host_env, &mut read_secret)?;
+        // The roots the run can write (and the temporary directory), where no
+        // secret file may be taken from.
+        let writable: Vec<&Path> = policy
+            .fs
+            .grants
+            .iter()
+            .filter(|g| g.access.can_write())
+            .map(|g| g.path.as_path())
+            .chain([policy.tmpdir.as_path(), policy.workspace.as_path()])
+            .collect();
+        let mut env = env::build(&policy.env, &host_env, &mut |n, s| {
+            read_secret(n, s, &writable)
+        })?;
         // Mode "proxy": every tool that honours the proxy variables is pointed
         // at the proxy (one that does not reaches nothing).
         if matches!(policy.net, crate::policy::Network::Proxy(_)) {
@@ -411,19 +424,74 @@ impl Prepared {
     }
 }
 
+/// The largest secret file read (execve's limit for one environment string).
+const SECRET_MAX: u64 = 128 * 1024;
+
 /// A secret's value; None when it is optional and its file or variable does
 /// not exist (any other failure, such as a file it may not read, refuses).
-fn read_secret(name: &str, s: &Secret) -> Result<Option<String>> {
+/// A file must be a regular file of at most 128 KiB (a FIFO would block the
+/// launcher, a device would fill its memory), and neither it nor what it
+/// resolves to may lie in a root the run can write: a payload would replace it
+/// with a link to a file it may not read, and the next run would hand it over.
+fn read_secret(name: &str, s: &Secret, writable: &[&Path]) -> Result<Option<String>> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let secret = |source| Error::Secret {
         name: name.to_string(),
         source,
     };
+    let refuse = |f: &str, why: String| secret(std::io::Error::other(format!("{f}: {why}")));
     match &s.source {
-        SecretSource::File(f) => match std::fs::read_to_string(f) {
-            Ok(v) => Ok(Some(v.strip_suffix('\n').map(str::to_string).unwrap_or(v))),
-            Err(e) if s.optional && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(secret(std::io::Error::new(e.kind(), format!("{f}: {e}")))),
-        },
+        SecretSource::File(f) => {
+            let path = Path::new(f);
+            let inside = |p: &Path| {
+                writable
+                    .iter()
+                    .find(|w| p.starts_with(w))
+                    .map(|w| w.display().to_string())
+            };
+            let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            let resolved = match std::fs::canonicalize(path) {
+                Ok(r) => r,
+                Err(e) if s.optional && e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(secret(std::io::Error::new(e.kind(), format!("{f}: {e}")))),
+            };
+            if let Some(w) = inside(&abs).or_else(|| inside(&resolved)) {
+                return Err(refuse(
+                    f,
+                    format!(
+                        "in {w}, which the run can write: a secret there is the payload's to replace"
+                    ),
+                ));
+            }
+            // Not blocking on a FIFO; the type checked on what was opened.
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open(&resolved)
+                .map_err(|e| secret(std::io::Error::new(e.kind(), format!("{f}: {e}"))))?;
+            let meta = file
+                .metadata()
+                .map_err(|e| secret(std::io::Error::new(e.kind(), format!("{f}: {e}"))))?;
+            let kind = meta.file_type();
+            if !kind.is_file() || kind.is_fifo() {
+                return Err(refuse(f, "not a regular file".into()));
+            }
+            if meta.len() > SECRET_MAX {
+                return Err(refuse(f, format!("larger than {} KiB", SECRET_MAX / 1024)));
+            }
+            let mut v = String::new();
+            (&mut file)
+                .take(SECRET_MAX + 1)
+                .read_to_string(&mut v)
+                .map_err(|e| secret(std::io::Error::new(e.kind(), format!("{f}: {e}"))))?;
+            if v.len() as u64 > SECRET_MAX {
+                return Err(refuse(f, format!("larger than {} KiB", SECRET_MAX / 1024)));
+            }
+            Ok(Some(v.strip_suffix('\n').map(str::to_string).unwrap_or(v)))
+        }
         SecretSource::From(var) => match std::env::var(var) {
             Ok(v) => Ok(Some(v)),
             Err(std::env::VarError::NotPresent) if s.optional => Ok(None),

@@ -399,3 +399,55 @@ fn optional_secrets_are_left_out_when_their_source_is_missing() {
         }
     }
 }
+
+#[test]
+fn secret_files_the_run_could_replace_or_that_are_not_files_are_refused() {
+    // A secret file in a root the run can write would be the payload's to
+    // replace with a link to a key it may not read, handed over by the next
+    // run; a FIFO would block the launcher, a device fill its memory.
+    for user in users("secret_files_the_run_could_replace_or_that_are_not_files_are_refused") {
+        let ws = tempdir(user);
+        let store = tempdir(user);
+        std::fs::write(ws.path().join("token"), "t\n").unwrap();
+        std::os::unix::fs::symlink(ws.path().join("token"), store.path().join("link")).unwrap();
+        nix::unistd::mkfifo(
+            &store.path().join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        std::fs::write(store.path().join("big"), vec![b'a'; 200 * 1024]).unwrap();
+        chown_r(ws.path(), user);
+        chown_r(store.path(), user);
+        let cases = [
+            (ws.path().join("token"), "which the run can write"),
+            (store.path().join("link"), "which the run can write"),
+            (store.path().join("fifo"), "not a regular file"),
+            (store.path().join("big"), "larger than 128 KiB"),
+            (std::path::PathBuf::from("/dev/zero"), "/dev/zero"),
+        ];
+        for (file, why) in cases {
+            let ctx = format!("{user}: {}", file.display());
+            let p = profile_ns(
+                "secret-file",
+                &format!(
+                    "extends = \"workspace-write\"\n[env.secrets]\nTOK = {{ file = \"{}\", optional = true }}\n",
+                    file.display()
+                ),
+                Ns::Auto,
+            );
+            let out = cordon(user)
+                .args(["run", "-q", "-p", &p, "-w"])
+                .arg(ws.path())
+                .current_dir(ws.path())
+                .args(["--", "/usr/bin/true"])
+                .output()
+                .unwrap();
+            assert_code(&out, 125, &ctx);
+            let err = text(&out.stderr);
+            assert!(
+                err.contains("reading secret TOK") && err.contains(why),
+                "{ctx}: {err}"
+            );
+        }
+    }
+}
