@@ -337,6 +337,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     crate::changes::attach(&mut monitor, &policy, opts.changes);
     crate::timing::mark("monitor");
     let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
+    prep.started = started;
     crate::timing::mark("prepare-rest");
     prep.attach_capture(end);
     let mut retried = false;
@@ -393,37 +394,8 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
         match sandbox::spawn(&mut prep, &signals, &mut monitor, &mut record) {
             Ok(mut s) => {
                 monitor.adopt(s.pid.as_raw() as u32);
-                // Mode "proxy": serve the sockets init made in the tree's network
-                // namespace. Without them the tree reaches nothing (fail closed),
-                // but it would wait on connections nobody accepts: said at once.
-                let sockets = match (s.proxy.take(), prep.host_proxy.take()) {
-                    (Some(chan), _) => {
-                        Some(crate::proxy::take_over(&chan).map(|(t, u)| (t, Some(u))))
-                    }
-                    // Without namespaces: on the host's loopback, and no resolver.
-                    (None, Some(l)) => Some(Ok((l, None))),
-                    (None, None) => None,
-                };
-                if let (Some(sockets), crate::policy::Network::Proxy(rules)) =
-                    (sockets, &prep.policy.net)
-                {
-                    match sockets.and_then(|(tcp, udp)| {
-                        crate::proxy::Proxy::start(tcp, udp, rules.clone(), started)
-                    }) {
-                        Ok(p) => proxy = Some(p),
-                        // The profile asked for names through the proxy, which this
-                        // run cannot give: it ends (fail closed, 125), as it would
-                        // have refused to start.
-                        Err(e) => {
-                            supervise::abort(s);
-                            prep.release_cgroups();
-                            return Err(Error::Launch {
-                                step: "starting the proxy",
-                                source: e,
-                            });
-                        }
-                    }
-                }
+                // Mode "proxy": serving since before the payload could run.
+                proxy = s.proxy.take();
                 // Made while the child was held (a partial memory limit, a
                 // guard walk stopped at its bounds).
                 if !l.quiet {
@@ -455,6 +427,7 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 run_tmp = Some(tmp);
                 crate::changes::attach(&mut monitor, &policy, opts.changes);
                 prep = Prepared::new(policy, &host, &l.command, opts, inherited, Some(&why))?;
+                prep.started = started;
                 prep.attach_capture(end);
                 shown = 0;
             }

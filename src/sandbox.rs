@@ -103,6 +103,8 @@ pub struct Prepared {
     /// Mode "proxy" without namespaces: the proxy's listener on the host's
     /// loopback (taken by the launcher once the tree runs).
     pub host_proxy: Option<std::net::TcpListener>,
+    /// When the run started (the proxy's denials are timed from it).
+    pub started: std::time::Instant,
 }
 
 impl Prepared {
@@ -328,6 +330,7 @@ impl Prepared {
             inherited: inherited.to_vec(),
             unresolved,
             host_proxy: host_proxy.map(|(_, l)| l),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -364,6 +367,21 @@ impl Prepared {
             self.warnings.push(w);
         }
         Ok(())
+    }
+
+    /// Mode "proxy": the proxy on `tcp` (and the resolver on `udp`); None in
+    /// other modes.
+    fn start_proxy(
+        &self,
+        tcp: std::net::TcpListener,
+        udp: Option<std::net::UdpSocket>,
+    ) -> std::io::Result<Option<crate::proxy::Proxy>> {
+        match &self.policy.net {
+            crate::policy::Network::Proxy(rules) => {
+                crate::proxy::Proxy::start(tcp, udp, rules.clone(), self.started).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The cgroup.procs files of the run's cgroups.
@@ -524,8 +542,8 @@ pub struct Spawned {
     pub ns: bool,
     /// init writes the payload's raw wait status here before exiting.
     pub status: Option<OwnedFd>,
-    /// Mode "proxy": where init hands over the proxy's sockets (proxy::take_over).
-    pub proxy: Option<OwnedFd>,
+    /// Mode "proxy": the proxy, serving before the payload could run.
+    pub proxy: Option<crate::proxy::Proxy>,
     /// The launcher's end of its channel to init, open while the launcher
     /// lives: init, which cannot ask for its parent's pid across the PID
     /// namespace, sees it hang up if the launcher died before its death
@@ -667,6 +685,20 @@ pub fn spawn(
                     return Err(SpawnError::Failed(e));
                 }
                 monitor.start_audit();
+                // Mode "proxy": init made the sockets in its network namespace
+                // (before it waited for the map); served before the payload
+                // exists, or the run ends here.
+                let proxy = match proxy_ours.as_ref().map(|chan| {
+                    crate::proxy::take_over(chan)
+                        .and_then(|(tcp, udp)| prep.start_proxy(tcp, Some(udp)))
+                }) {
+                    Some(Err(e)) => {
+                        abandon(pid);
+                        return Err(SpawnError::Failed(launch("starting the proxy", e)));
+                    }
+                    Some(Ok(p)) => p,
+                    None => None,
+                };
                 if let Err(e) = prep.send_go(&sync_w) {
                     abandon(pid);
                     return Err(SpawnError::Failed(e));
@@ -681,12 +713,20 @@ pub fn spawn(
                     pid,
                     ns: true,
                     status: Some(status_r),
-                    proxy: proxy_ours,
+                    proxy,
                     launcher_end: Some(sync_w),
                 }
             }
         }
     } else {
+        // Mode "proxy": the proxy on the host's loopback, serving before the
+        // payload exists.
+        let proxy = match prep.host_proxy.take() {
+            Some(l) => prep
+                .start_proxy(l, None)
+                .map_err(|e| SpawnError::Failed(launch("starting the proxy", e)))?,
+            None => None,
+        };
         // The payload runs as soon as it is forked: audit records must be flowing by then.
         monitor.start_audit();
         let (sync_w, sync_r) = go_channel()?;
@@ -718,7 +758,7 @@ pub fn spawn(
                     pid,
                     ns: false,
                     status: None,
-                    proxy: None,
+                    proxy,
                     launcher_end: None,
                 }
             }

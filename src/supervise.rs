@@ -252,18 +252,6 @@ fn reap(main_pid: Pid, main: &mut Option<WaitStatus>) {
     }
 }
 
-/// End a run that must not go on (a launcher step after the execve failed):
-/// SIGKILL to the whole tree, and every process of it reaped.
-pub fn abort(child: Spawned) {
-    let mut main = None;
-    kill_tree(&child, &mut main);
-    if child.ns {
-        while let Err(nix::errno::Errno::EINTR) = waitpid(child.pid, None) {}
-    } else if main.is_none() {
-        let _ = waitpid(child.pid, None);
-    }
-}
-
 /// SIGTERM to the whole tree.
 fn terminate(child: &Spawned) {
     if child.ns {

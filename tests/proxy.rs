@@ -793,3 +793,44 @@ print("connected", len(held), "failed", fails)
         );
     }
 }
+
+#[test]
+fn a_proxy_that_cannot_start_ends_the_run_before_the_command_runs() {
+    // The proxy's thread refused (uid 65534 at its process limit: threads
+    // count): exit 125, and the command never ran. Root is exempt from that
+    // limit, so this is uid 65534's alone.
+    let test = "a_proxy_that_cannot_start_ends_the_run_before_the_command_runs";
+    if !is_root() {
+        return skip(test, "needs root to run as uid 65534 under a process limit");
+    }
+    for ns in Ns::ALL {
+        let ws = tempdir(User::Nobody);
+        let p = profile_ns(
+            "proxy-nproc",
+            "extends = \"workspace-write\"\n[network]\nmode = \"proxy\"\nallow_domains = [\"api.test\"]\n[limits]\nprocesses = \"unlimited\"\n",
+            ns,
+        );
+        let marker = ws.path().join("marker");
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["prlimit", "--nproc=1:1"])
+            .arg(bin())
+            .args(["run", "-q", "-p", &p, "-w"])
+            .arg(ws.path())
+            .current_dir(ws.path())
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", home(User::Nobody))
+            .args(["--", "/usr/bin/touch"])
+            .arg(&marker)
+            .output()
+            .unwrap();
+        assert_code(&out, 125, format!("{ns}: the proxy could not start"));
+        assert!(
+            text(&out.stderr).contains("starting the proxy"),
+            "{ns}: {}",
+            text(&out.stderr)
+        );
+        assert!(!marker.exists(), "{ns}: the command ran without its proxy");
+    }
+}

@@ -341,6 +341,17 @@ impl Proxy {
     }
 }
 
+/// A proxy dropped without `finish` (a launch that failed after it started)
+/// stops serving all the same: its workers wake from accept(2) and end.
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        let _ =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        drop(self.stop.take());
+    }
+}
+
 /// Start one more accepting worker, unless the cap is reached (then the
 /// connections beyond it wait in the listen queue, and a denial says so once).
 fn spawn_worker(sh: &Arc<Shared>, listener: &Arc<TcpListener>) -> io::Result<()> {
