@@ -135,11 +135,14 @@ fn shell_label(profile: &str) -> String {
     } else {
         profile.to_string()
     };
-    // Printed by the shell in every prompt: nothing a terminal would act on.
+    // Printed by the shell in every prompt: nothing a terminal or a shell
+    // would act on, and no bidirectional or invisible formatting characters
+    // (they would reorder or hide what the prompt shows).
+    let format = |c: char| matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
     shown
         .chars()
         .map(|c| {
-            if c.is_control() || c == '"' || c == '$' || c == '`' || c == '\\' {
+            if c.is_control() || format(c) || c == '"' || c == '$' || c == '`' || c == '\\' {
                 '_'
             } else {
                 c
@@ -593,9 +596,9 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     Ok(crate::error::exit::LAUNCHER)
 }
 
-/// After a failed run: the variables the profile removed although `keep`
-/// passed them (a tool that lost its API key often says only "Not logged
-/// in"). Names and patterns, never values; nothing when none was removed.
+/// After a failed run: the host variables a `remove` pattern of the profile
+/// took away (a tool that lost its API key often says only "Not logged in").
+/// Names and patterns, never values; nothing when none was removed.
 fn removed_summary(env: &crate::policy::EnvPolicy) -> String {
     let host: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
@@ -1484,5 +1487,6 @@ mod tests {
         assert_eq!(shell_label("workspace-write"), "workspace-write");
         assert_eq!(shell_label("./ci/agent.toml"), "agent");
         assert_eq!(shell_label("/x/a\u{1b}]52;c;$(id)`.toml"), "a_]52;c;_(id)_");
+        assert_eq!(shell_label("/x/safe\u{202E}lmot.toml"), "safe_lmot");
     }
 }

@@ -108,6 +108,24 @@ pub(crate) fn grant_suggestion(policy: &Policy, key: &str, at: &Path) -> Option<
         .skip(1)
         .map(|c| c.as_os_str().to_string_lossy());
     let (first, second, third) = (parts.next(), parts.next(), parts.next());
+    // The kernel's own trees: never a write or exec grant, and never a read
+    // grant of a directory that holds every process or the debugging
+    // interfaces (/proc, /sys, /sys/kernel).
+    let kernel = matches!(first.as_deref(), Some("proc" | "sys"));
+    if kernel && key != "read" {
+        return Some(
+            "none: /proc and /sys are the kernel's; granting writes there is not suggested".into(),
+        );
+    }
+    if matches!(
+        (first.as_deref(), second.as_deref(), third.as_deref()),
+        (Some("proc"), None, _) | (Some("sys"), None, _) | (Some("sys"), Some("kernel"), None)
+    ) {
+        return Some(format!(
+            "none: {} holds every process or the kernel's debugging interfaces; grant the file itself",
+            q(at)
+        ));
+    }
     match (first.as_deref(), second.as_deref(), third.as_deref()) {
         (Some("proc"), Some(n), _) if n.bytes().all(|b| b.is_ascii_digit()) => {
             return Some(
@@ -837,9 +855,23 @@ mod tests {
             ),
             "add \"/sys/fs/cgroup\" to [filesystem] read"
         );
+        // The kernel's trees: no write grant anywhere in them, no read grant
+        // of a directory holding every process or the debugging interfaces.
+        for (key, p) in [
+            ("write", "/sys/fs/cgroup/x/y"),
+            ("write", "/sys/kernel"),
+            ("write", "/proc"),
+            ("write", "/proc/sys/kernel/core_pattern"),
+            ("exec", "/sys/fs/cgroup"),
+            ("read", "/proc"),
+            ("read", "/sys"),
+            ("read", "/sys/kernel"),
+        ] {
+            assert!(s(key, p).starts_with("none: "), "{key} {p}: {}", s(key, p));
+        }
         assert_eq!(
-            grant_suggestion(&policy, "write", Path::new("/sys/fs/cgroup/x/y")),
-            None
+            s("read", "/sys/devices/system/cpu/online"),
+            "add \"/sys/devices/system/cpu/online\" to [filesystem] read"
         );
         assert!(s("read", "/sys/kernel/debug/tracing/trace").starts_with("none: the kernel's"));
         assert_eq!(

@@ -453,7 +453,7 @@ const SECRET_MAX: u64 = 128 * 1024;
 /// with a link to a file it may not read, and the next run would hand it over.
 fn read_secret(name: &str, s: &Secret, writable: &[&Path]) -> Result<Option<String>> {
     use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::FileTypeExt;
     let secret = |source| Error::Secret {
         name: name.to_string(),
         source,
@@ -461,35 +461,38 @@ fn read_secret(name: &str, s: &Secret, writable: &[&Path]) -> Result<Option<Stri
     let refuse = |f: &str, why: String| secret(std::io::Error::other(format!("{f}: {why}")));
     match &s.source {
         SecretSource::File(f) => {
-            let path = Path::new(f);
-            let inside = |p: &Path| {
-                writable
-                    .iter()
-                    .find(|w| p.starts_with(w))
-                    .map(|w| w.display().to_string())
-            };
-            let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-            let resolved = match std::fs::canonicalize(path) {
-                Ok(r) => r,
+            let resolved = match secret_path(Path::new(f), writable) {
+                Ok(Ok(r)) => r,
+                Ok(Err(w)) => {
+                    return Err(refuse(
+                        f,
+                        format!(
+                            "reached through {}, which the run can write: a secret there is the payload's to replace",
+                            w.display()
+                        ),
+                    ));
+                }
                 Err(e) if s.optional && e.kind() == std::io::ErrorKind::NotFound => {
                     return Ok(None);
                 }
                 Err(e) => return Err(secret(std::io::Error::new(e.kind(), format!("{f}: {e}")))),
             };
-            if let Some(w) = inside(&abs).or_else(|| inside(&resolved)) {
-                return Err(refuse(
-                    f,
-                    format!(
-                        "in {w}, which the run can write: a secret there is the payload's to replace"
-                    ),
-                ));
-            }
-            // Not blocking on a FIFO; the type checked on what was opened.
-            let mut file = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-                .open(&resolved)
+            // Not blocking on a FIFO; the type checked on what was opened; no
+            // link followed (every directory on the way was checked above and
+            // lies outside what any run may write).
+            let c = std::ffi::CString::new(resolved.as_os_str().as_encoded_bytes())
+                .map_err(|e| secret(std::io::Error::other(format!("{f}: {e}"))))?;
+            let root = std::fs::File::open("/")
                 .map_err(|e| secret(std::io::Error::new(e.kind(), format!("{f}: {e}"))))?;
+            let mut file = std::fs::File::from(
+                sys::openat2(
+                    root.as_fd(),
+                    &c,
+                    libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
+                    libc::RESOLVE_NO_SYMLINKS,
+                )
+                .map_err(|e| secret(std::io::Error::new(e.kind(), format!("{f}: {e}"))))?,
+            );
             let meta = file
                 .metadata()
                 .map_err(|e| secret(std::io::Error::new(e.kind(), format!("{f}: {e}"))))?;
@@ -518,6 +521,71 @@ fn read_secret(name: &str, s: &Secret, writable: &[&Path]) -> Result<Option<Stri
             )))),
         },
     }
+}
+
+/// Resolve a secret file's path one component at a time, as the kernel
+/// would: Ok(Ok(resolved)), or Ok(Err(root)) when the resolution passes
+/// through a writable root of the run (by path or, for a bind mount's alias,
+/// by device and inode): a link the payload may re-point, or a directory it
+/// may swap. Err: a component does not exist (NotFound) or cannot be read.
+fn secret_path(
+    path: &Path,
+    writable: &[&Path],
+) -> std::io::Result<std::result::Result<std::path::PathBuf, std::path::PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Component, PathBuf};
+    let roots: Vec<(u64, u64, &Path)> = writable
+        .iter()
+        .filter_map(|w| std::fs::metadata(w).ok().map(|m| (m.dev(), m.ino(), *w)))
+        .collect();
+    let abs = std::path::absolute(path)?;
+    let mut rest: std::collections::VecDeque<std::ffi::OsString> = abs
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut cur = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(c) = rest.pop_front() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&c);
+        if let Some(w) = writable.iter().find(|w| next.starts_with(w)) {
+            return Ok(Err(w.to_path_buf()));
+        }
+        let m = std::fs::symlink_metadata(&next)?;
+        if let Some((_, _, w)) = roots
+            .iter()
+            .find(|(d, i, _)| (m.dev(), m.ino()) == (*d, *i))
+        {
+            return Ok(Err(w.to_path_buf()));
+        }
+        if m.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            let target = std::fs::read_link(&next)?;
+            if target.is_absolute() {
+                cur = PathBuf::from("/");
+            }
+            for t in target.components().rev() {
+                match t {
+                    Component::Normal(n) => rest.push_front(n.to_os_string()),
+                    Component::ParentDir => rest.push_front("..".into()),
+                    _ => {}
+                }
+            }
+        } else {
+            cur = next;
+        }
+    }
+    Ok(Ok(cur))
 }
 
 /// Descriptors the caller passed in without close-on-exec: they reach the
@@ -828,7 +896,6 @@ fn wait_exec(err_r: OwnedFd, monitor: &mut Monitor, policy: &Policy, plan: &Plan
     }
 }
 
-/// Report a failed step to the launcher and leave.
 /// The launcher's word to init that its uid map is written.
 const MAPPED: u8 = b'1';
 /// The launcher's word to the child that the rules are in; the cgroups follow.
@@ -891,6 +958,7 @@ fn await_go(sync: &OwnedFd) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Report a failed step to the launcher and leave.
 fn fail(err_w: &OwnedFd, code: u8, unavailable: bool, msg: &str) -> ! {
     let mut buf = vec![code, unavailable as u8];
     buf.extend_from_slice(msg.as_bytes());

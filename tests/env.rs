@@ -410,6 +410,11 @@ fn secret_files_the_run_could_replace_or_that_are_not_files_are_refused() {
         let store = tempdir(user);
         std::fs::write(ws.path().join("token"), "t\n").unwrap();
         std::os::unix::fs::symlink(ws.path().join("token"), store.path().join("link")).unwrap();
+        // A directory link in the workspace on the way (the payload re-points
+        // it between runs), reached from outside through another link.
+        std::fs::write(store.path().join("key"), "k\n").unwrap();
+        std::os::unix::fs::symlink(store.path(), ws.path().join("dlink")).unwrap();
+        std::os::unix::fs::symlink(ws.path().join("dlink"), store.path().join("chain")).unwrap();
         nix::unistd::mkfifo(
             &store.path().join("fifo"),
             nix::sys::stat::Mode::from_bits_truncate(0o600),
@@ -421,6 +426,7 @@ fn secret_files_the_run_could_replace_or_that_are_not_files_are_refused() {
         let cases = [
             (ws.path().join("token"), "which the run can write"),
             (store.path().join("link"), "which the run can write"),
+            (store.path().join("chain/key"), "which the run can write"),
             (store.path().join("fifo"), "not a regular file"),
             (store.path().join("big"), "larger than 128 KiB"),
             (std::path::PathBuf::from("/dev/zero"), "/dev/zero"),

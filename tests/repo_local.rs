@@ -150,6 +150,29 @@ fn a_repo_local_policy_that_would_widen_is_refused() {
 }
 
 #[test]
+fn a_symlinked_repo_local_policy_is_refused() {
+    // The guard keeps `.cordon.toml` itself, not what a link leads to (a file
+    // elsewhere in the workspace, the payload's to rewrite).
+    for user in users("a_symlinked_repo_local_policy_is_refused") {
+        let ws = tempdir(user);
+        write(
+            ws.path(),
+            user,
+            "sub/policy.toml",
+            "[syscalls]\ndeny = [\"uname\"]\n",
+        );
+        std::os::unix::fs::symlink("sub/policy.toml", ws.path().join(".cordon.toml")).unwrap();
+        let out = run_sh(user, "workspace-write", ws.path(), "true");
+        assert_code(&out, 125, format!("{user}: a symlinked .cordon.toml"));
+        assert!(
+            text(&out.stderr).contains("symbolic link"),
+            "{user}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn the_payload_cannot_write_the_repo_local_policy() {
     for user in users("the_payload_cannot_write_the_repo_local_policy") {
         for ns in Ns::ALL {

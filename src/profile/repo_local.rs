@@ -25,6 +25,15 @@ impl Profile {
         let path = workspace.join(FILE);
         match std::fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            // The guard keeps the file itself as it was, not what a link
+            // leads to (a file elsewhere in the workspace, the payload's to
+            // rewrite): the policy is the file at the root, or nothing.
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::InvalidValue {
+                    origin: path.display().to_string(),
+                    message: "a symbolic link; the repo-local policy must be a regular file at the workspace root".into(),
+                });
+            }
             _ => {}
         }
         let bytes = read_profile_file(&path)?;
