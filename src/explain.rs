@@ -216,47 +216,12 @@ fn need(op: Op, path: &Path) -> (Access, PathBuf) {
 /// symlinks; stop at a masked path (a mode-000 directory cannot be searched, a
 /// masked file cannot be opened), wherever the walk meets it.
 fn walk(path: &Path, masks: &[(PathBuf, bool)]) -> Result<PathBuf, PathBuf> {
-    use std::path::Component;
-    let mut rest: std::collections::VecDeque<std::ffi::OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    let mut cur = PathBuf::from("/");
-    let mut hops = 0;
-    while let Some(c) = rest.pop_front() {
-        if c == ".." {
-            cur.pop();
-            continue;
-        }
-        let next = cur.join(&c);
-        if let Some((m, _)) = masks.iter().find(|(m, _)| *m == next) {
-            return Err(m.clone());
-        }
-        match std::fs::read_link(&next) {
-            Ok(target) if hops < 40 => {
-                hops += 1;
-                let mut comps: Vec<std::ffi::OsString> = target
-                    .components()
-                    .filter_map(|t| match t {
-                        Component::Normal(n) => Some(n.to_os_string()),
-                        Component::ParentDir => Some("..".into()),
-                        _ => None,
-                    })
-                    .collect();
-                if target.is_absolute() {
-                    cur = PathBuf::from("/");
-                }
-                comps.extend(rest.drain(..));
-                rest = comps.into();
-            }
-            _ => cur = next,
-        }
-    }
-    Ok(cur)
+    crate::policy::walk(path, &mut |next, _| {
+        masks
+            .iter()
+            .find(|(m, _)| m == next)
+            .map(|(m, _)| m.clone())
+    })
 }
 
 fn decide_fs(policy: &Policy, plan: &Plan, op: Op, path: &Path) -> Verdict {

@@ -502,6 +502,54 @@ pub fn clean(path: &Path) -> PathBuf {
     out
 }
 
+/// Resolve the absolute `path` as the kernel walks it, component by component,
+/// following symlinks (40 at most, then a link is taken as a plain name), and
+/// show `visit` every path met on the way with its `lstat`, before it is
+/// followed: `visit` may stop the walk with a value of its own (Err).
+pub fn walk<T>(
+    path: &Path,
+    visit: &mut dyn FnMut(&Path, &std::io::Result<std::fs::Metadata>) -> Option<T>,
+) -> std::result::Result<PathBuf, T> {
+    use std::path::Component;
+    let parts = |p: &Path| -> Vec<std::ffi::OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut rest: std::collections::VecDeque<std::ffi::OsString> = parts(path).into();
+    let mut cur = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(c) = rest.pop_front() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&c);
+        let meta = std::fs::symlink_metadata(&next);
+        if let Some(stop) = visit(&next, &meta) {
+            return Err(stop);
+        }
+        let link = meta.as_ref().is_ok_and(|m| m.file_type().is_symlink());
+        match link.then(|| std::fs::read_link(&next)) {
+            Some(Ok(target)) if hops < 40 => {
+                hops += 1;
+                if target.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                let mut comps = parts(&target);
+                comps.extend(rest.drain(..));
+                rest = comps.into();
+            }
+            _ => cur = next,
+        }
+    }
+    Ok(cur)
+}
+
 /// The canonical form of `path`: symlinks resolved for the longest prefix that
 /// exists, the rest cleaned lexically. Returns whether the whole path exists.
 pub fn canonical(path: &Path) -> (PathBuf, bool) {

@@ -533,59 +533,28 @@ fn secret_path(
     writable: &[&Path],
 ) -> std::io::Result<std::result::Result<std::path::PathBuf, std::path::PathBuf>> {
     use std::os::unix::fs::MetadataExt;
-    use std::path::{Component, PathBuf};
     let roots: Vec<(u64, u64, &Path)> = writable
         .iter()
         .filter_map(|w| std::fs::metadata(w).ok().map(|m| (m.dev(), m.ino(), *w)))
         .collect();
     let abs = std::path::absolute(path)?;
-    let mut rest: std::collections::VecDeque<std::ffi::OsString> = abs
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    let mut cur = PathBuf::from("/");
-    let mut hops = 0;
-    while let Some(c) = rest.pop_front() {
-        if c == ".." {
-            cur.pop();
-            continue;
-        }
-        let next = cur.join(&c);
+    let stop = crate::policy::walk(&abs, &mut |next, meta| {
         if let Some(w) = writable.iter().find(|w| next.starts_with(w)) {
-            return Ok(Err(w.to_path_buf()));
+            return Some(Ok(w.to_path_buf()));
         }
-        let m = std::fs::symlink_metadata(&next)?;
-        if let Some((_, _, w)) = roots
-            .iter()
-            .find(|(d, i, _)| (m.dev(), m.ino()) == (*d, *i))
-        {
-            return Ok(Err(w.to_path_buf()));
+        match meta {
+            Err(e) => Some(Err(std::io::Error::new(e.kind(), e.to_string()))),
+            Ok(m) => roots
+                .iter()
+                .find(|(d, i, _)| (m.dev(), m.ino()) == (*d, *i))
+                .map(|(_, _, w)| Ok(w.to_path_buf())),
         }
-        if m.file_type().is_symlink() {
-            hops += 1;
-            if hops > 40 {
-                return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
-            }
-            let target = std::fs::read_link(&next)?;
-            if target.is_absolute() {
-                cur = PathBuf::from("/");
-            }
-            for t in target.components().rev() {
-                match t {
-                    Component::Normal(n) => rest.push_front(n.to_os_string()),
-                    Component::ParentDir => rest.push_front("..".into()),
-                    _ => {}
-                }
-            }
-        } else {
-            cur = next;
-        }
+    });
+    match stop {
+        Ok(resolved) => Ok(Ok(resolved)),
+        Err(Ok(root)) => Ok(Err(root)),
+        Err(Err(e)) => Err(e),
     }
-    Ok(Ok(cur))
 }
 
 /// Descriptors the caller passed in without close-on-exec: they reach the
