@@ -340,7 +340,6 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     crate::changes::attach(&mut monitor, &policy, opts.changes);
     crate::timing::mark("monitor");
     let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
-    prep.started = started;
     crate::timing::mark("prepare-rest");
     prep.attach_capture(end);
     let mut retried = false;
@@ -430,7 +429,6 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 run_tmp = Some(tmp);
                 crate::changes::attach(&mut monitor, &policy, opts.changes);
                 prep = Prepared::new(policy, &host, &l.command, opts, inherited, Some(&why))?;
-                prep.started = started;
                 prep.attach_capture(end);
                 shown = 0;
             }

@@ -92,9 +92,10 @@ fn q(p: &Path) -> String {
 
 /// The suggestion to add `at` to `[filesystem] KEY`, unless that would be a
 /// bad change to copy: a grant of `/` or of the whole home directory (or one
-/// above it), a path that names one process or one machine's cgroup (it will
-/// not be there next run), the kernel's debugging interfaces, or a path the
-/// built-in credentials list denies on purpose. Pure.
+/// above it), a write or exec grant in /proc or /sys, a read grant of /proc,
+/// /sys or /sys/kernel whole, a path that names one process or one machine's
+/// cgroup (it will not be there next run), the kernel's debugging interfaces,
+/// or a path the built-in credentials list denies on purpose. Pure.
 pub(crate) fn grant_suggestion(policy: &Policy, key: &str, at: &Path) -> Option<String> {
     let home = policy.home.as_deref().filter(|h| *h != Path::new("/"));
     if at == Path::new("/") || home.is_some_and(|h| beneath(h, at)) {

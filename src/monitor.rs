@@ -386,6 +386,11 @@ impl Monitor {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// When the run started: every denial, the proxy's too, is timed from it.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     fn record(&mut self, d: Denial) {
         // --no-capture: the supervisor still mediates, and records nothing of its
         // own (Landlock's audit records stay).

@@ -103,8 +103,6 @@ pub struct Prepared {
     /// Mode "proxy" without namespaces: the proxy's listener on the host's
     /// loopback (taken by the launcher once the tree runs).
     pub host_proxy: Option<std::net::TcpListener>,
-    /// When the run started (the proxy's denials are timed from it).
-    pub started: std::time::Instant,
 }
 
 impl Prepared {
@@ -330,7 +328,6 @@ impl Prepared {
             inherited: inherited.to_vec(),
             unresolved,
             host_proxy: host_proxy.map(|(_, l)| l),
-            started: std::time::Instant::now(),
         })
     }
 
@@ -369,16 +366,18 @@ impl Prepared {
         Ok(())
     }
 
-    /// Mode "proxy": the proxy on `tcp` (and the resolver on `udp`); None in
-    /// other modes.
+    /// Mode "proxy": the proxy on `tcp` (and the resolver on `udp`), its
+    /// denials timed from `started` (the run's start, as the monitor's); None
+    /// in other modes.
     fn start_proxy(
         &self,
         tcp: std::net::TcpListener,
         udp: Option<std::net::UdpSocket>,
+        started: std::time::Instant,
     ) -> std::io::Result<Option<crate::proxy::Proxy>> {
         match &self.policy.net {
             crate::policy::Network::Proxy(rules) => {
-                crate::proxy::Proxy::start(tcp, udp, rules.clone(), self.started).map(Some)
+                crate::proxy::Proxy::start(tcp, udp, rules.clone(), started).map(Some)
             }
             _ => Ok(None),
         }
@@ -727,7 +726,7 @@ pub fn spawn(
                 // exists, or the run ends here.
                 let proxy = match proxy_ours.as_ref().map(|chan| {
                     crate::proxy::take_over(chan)
-                        .and_then(|(tcp, udp)| prep.start_proxy(tcp, Some(udp)))
+                        .and_then(|(tcp, udp)| prep.start_proxy(tcp, Some(udp), monitor.started()))
                 }) {
                     Some(Err(e)) => {
                         abandon(pid);
@@ -760,7 +759,7 @@ pub fn spawn(
         // payload exists.
         let proxy = match prep.host_proxy.take() {
             Some(l) => prep
-                .start_proxy(l, None)
+                .start_proxy(l, None, monitor.started())
                 .map_err(|e| SpawnError::Failed(launch("starting the proxy", e)))?,
             None => None,
         };

@@ -37,6 +37,17 @@ fn env_inside(
         .collect()
 }
 
+/// `cordon run -q -p PROFILE -w WS -- /usr/bin/true` as `user`.
+fn true_under(user: User, profile: &str, ws: &Path) -> std::process::Output {
+    cordon(user)
+        .args(["run", "-q", "-p", profile, "-w"])
+        .arg(ws)
+        .current_dir(ws)
+        .args(["--", "/usr/bin/true"])
+        .output()
+        .unwrap()
+}
+
 const SECRETS: &[(&str, &str)] = &[
     ("GITHUB_TOKEN", "ghp_secret"),
     ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
@@ -388,13 +399,7 @@ fn optional_secrets_are_left_out_when_their_source_is_missing() {
                 ),
                 Ns::Auto,
             );
-            let out = cordon(user)
-                .args(["run", "-q", "-p", &p, "-w"])
-                .arg(ws.path())
-                .current_dir(ws.path())
-                .args(["--", "/usr/bin/true"])
-                .output()
-                .unwrap();
+            let out = true_under(user, &p, ws.path());
             assert_code(&out, 125, format!("{user}: an unreadable optional secret"));
         }
     }
@@ -441,13 +446,7 @@ fn secret_files_the_run_could_replace_or_that_are_not_files_are_refused() {
                 ),
                 Ns::Auto,
             );
-            let out = cordon(user)
-                .args(["run", "-q", "-p", &p, "-w"])
-                .arg(ws.path())
-                .current_dir(ws.path())
-                .args(["--", "/usr/bin/true"])
-                .output()
-                .unwrap();
+            let out = true_under(user, &p, ws.path());
             assert_code(&out, 125, &ctx);
             let err = text(&out.stderr);
             assert!(
