@@ -45,6 +45,11 @@ pub enum Command {
     /// Read run reports.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Sessions: a sandbox prepared once that runs many commands, each under
+    /// the session's profile with its own Landlock domain, seccomp filter,
+    /// limits and report.
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// Print a completion script for SHELL (e.g. `cordon completions bash >
     /// ~/.local/share/bash-completion/completions/cordon`).
     Completions {
@@ -53,6 +58,65 @@ pub enum Command {
     },
     /// Print the manual page (roff; `cordon man | man -l -`).
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Start a session in the background and print its name. It ends with
+    /// `cordon session stop`, when --timeout passes, or when the process that
+    /// started it (its parent) exits. With --report, the session's report (every
+    /// command, every denial) is written to FILE when it ends.
+    Start(SessionStartArgs),
+    /// Run COMMAND in session NAME; exits with its status as `cordon run` does.
+    /// The command gets this client's environment (through the profile's
+    /// filters), current directory and standard streams.
+    Run(SessionRunArgs),
+    /// This user's sessions: name, server pid, profile, workspace, commands.
+    List {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End every command of session NAME, write its report, and end it.
+    Stop {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// The library's server: the control socket is standard input.
+    #[command(hide = true)]
+    Serve(SessionStartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SessionStartArgs {
+    #[command(flatten)]
+    pub options: RunOptions,
+    /// The session's name [default: s- and eight random hex digits].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// End the session after DURATION (e.g. 30m, 8h).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionRunArgs {
+    /// The session (`cordon session start` printed it).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Write this command's run report (JSON) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Refuse to run when the profile file changed since the session started
+    /// (without it: a warning, and the session's policy).
+    #[arg(long)]
+    pub fresh: bool,
+    /// Print no warnings of cordon's own (errors are still printed).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -67,6 +67,20 @@ pub struct Launch {
     /// Sign the report with this user's key (not for the replay of a foreign
     /// report: one confirmation must not make its command trusted for good).
     pub sign_report: bool,
+    /// Build the report even when no file keeps it, for a caller that reads
+    /// it (a session's command, the library's `Outcome`).
+    pub keep_report: bool,
+    /// Print why the command did not run (126, 127) on stderr, as every
+    /// other error is; the library's commands get it in their `Outcome`.
+    pub print_errors: bool,
+}
+
+/// How a launch ended: the contract's exit code and, when one was built,
+/// the run's report.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: u8,
+    pub report: Option<Report>,
 }
 
 /// `cordon run`.
@@ -210,16 +224,8 @@ fn launch(args: RunArgs, set: Vec<(String, String)>, inherited: &[RawFd]) -> Res
         command,
     } = args;
     let overrides = Overrides {
-        read: allow_read,
-        write: allow_write,
-        exec: allow_exec,
-        net: net.map(|n| match n {
-            NetFlag::Off => NetMode::Off,
-            NetFlag::On => NetMode::On,
-            NetFlag::Proxy => NetMode::Proxy,
-        }),
-        domains: allow_domain,
         set,
+        ..overrides(allow_read, allow_write, allow_exec, net, allow_domain)
     };
     crate::timing::mark("arguments");
     let (profile, ctx) = load(&profile, &overrides, workspace)?;
@@ -240,9 +246,33 @@ fn launch(args: RunArgs, set: Vec<(String, String)>, inherited: &[RawFd]) -> Res
             changes: !no_capture && !no_changes,
             allow_unsafe_workspace,
             sign_report: true,
+            keep_report: false,
+            print_errors: true,
         },
         inherited,
     )
+}
+
+/// The profile's last layer from `run`'s `--allow-*` and `--net` flags.
+pub(crate) fn overrides(
+    read: Vec<PathBuf>,
+    write: Vec<PathBuf>,
+    exec: Vec<PathBuf>,
+    net: Option<NetFlag>,
+    domains: Vec<String>,
+) -> Overrides {
+    Overrides {
+        read,
+        write,
+        exec,
+        net: net.map(|n| match n {
+            NetFlag::Off => NetMode::Off,
+            NetFlag::On => NetMode::On,
+            NetFlag::Proxy => NetMode::Proxy,
+        }),
+        domains,
+        set: Vec::new(),
+    }
 }
 
 /// Print the preparation's warnings `prep` and the guard's from `guard_shown`
@@ -258,6 +288,14 @@ fn warn_new(prep: &[String], guard: Option<&crate::guard::Guard>, guard_shown: u
 
 /// Launch, supervise, report. Returns the contract's exit code.
 pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
+    execute_kept(l, inherited).map(|f| f.code)
+}
+
+/// [`execute`], returning the report too when `l.keep_report` asked for it
+/// (or a file keeps it). It changes this process's signal mask and makes it
+/// a child subreaper: its caller is a launcher process of its own (the CLI, a
+/// session's worker), never an embedding program.
+pub fn execute_kept(l: Launch, inherited: &[RawFd]) -> Result<Finished> {
     let started = Instant::now();
     let started_at = SystemTime::now();
     if !l.allow_unsafe_workspace {
@@ -380,7 +418,10 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
             prep.release_cgroups();
             return match prep.unresolved.take() {
                 Some(e) => Err(e),
-                None => Ok(0),
+                None => Ok(Finished {
+                    code: 0,
+                    report: None,
+                }),
             };
         }
         // Not found or not executable: nothing runs, and the report says why.
@@ -503,9 +544,10 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     crate::timing::mark("cgroup-release");
 
     let mut failed = Vec::new();
+    let mut kept = None;
     // The full report only when something keeps it: building it (the resolved
     // profile as JSON, its hash) is a measurable share of a short run.
-    if l.report.is_some() || audit_log.is_some() {
+    if l.report.is_some() || audit_log.is_some() || l.keep_report {
         let mut rep = build_report(
             &l,
             &prep,
@@ -559,10 +601,13 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
                 failed.push(e);
             }
         }
+        if l.keep_report {
+            kept = Some(rep);
+        }
     }
     // What main prints for any other error, printed here because the run
     // still ends with its report and summary.
-    if let Some(e) = &not_executed {
+    if let Some(e) = not_executed.as_ref().filter(|_| l.print_errors) {
         crate::term::eprintln_line(&format!("cordon: {}", crate::error::chain(e)));
     }
     if !l.quiet {
@@ -583,7 +628,10 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     // once; dropping them piece by piece cost ~70 µs of every run.
     std::mem::forget((l, prep, monitor, host));
     if failed.is_empty() {
-        return Ok(outcome.code());
+        return Ok(Finished {
+            code: outcome.code(),
+            report: kept,
+        });
     }
     // A record that was asked for and could not be written fails the run, so
     // that a payload cannot decide whether CI keeps it; the command's status
@@ -591,7 +639,10 @@ pub fn execute(l: Launch, inherited: &[RawFd]) -> Result<u8> {
     for e in &failed {
         crate::term::eprintln_line(&format!("cordon: {}", crate::error::chain(e)));
     }
-    Ok(crate::error::exit::LAUNCHER)
+    Ok(Finished {
+        code: crate::error::exit::LAUNCHER,
+        report: kept,
+    })
 }
 
 /// After a failed run: the host variables a `remove` pattern of the profile

@@ -156,6 +156,19 @@ pub enum Error {
     /// A replay refused before anything ran: tampered, or not confirmed.
     #[error("replay {}: {reason}", report.display())]
     ReplayRefused { report: PathBuf, reason: String },
+    // ---- sessions: the server and its clients ----
+    /// A step of a session's server or of a client talking to it.
+    #[error("session {name}: {step}")]
+    Session {
+        name: String,
+        step: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// A session request refused before anything ran: an unknown or dead
+    /// session, a socket of another user, a changed profile with `--fresh`.
+    #[error("session {name}: {reason}")]
+    SessionRefused { name: String, reason: String },
     /// An error whose text carried report data, with its control characters
     /// escaped (`message` is the whole chain) and its exit code kept.
     #[error("{message}")]

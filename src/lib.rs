@@ -46,6 +46,7 @@ pub mod report;
 pub mod sandbox;
 pub mod scratch;
 pub mod seccomp;
+pub mod session;
 pub mod supervise;
 pub mod sys;
 pub mod syscalls;
@@ -62,6 +63,7 @@ pub use plan::Plan;
 pub use policy::Policy;
 pub use profile::Profile;
 pub use sandbox::Prepared;
+pub use session::{Outcome, Sandbox};
 
 /// What unit tests share: kernel tests skip only loudly, and never under
 /// CORDON_TEST_STRICT=1 (CI), as the integration tests' support module does.

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => cordon::explain::command(args),
         Command::Replay(args) => cordon::replay::command(args, &inherited),
         Command::Report(cmd) => cordon::commands::report(cmd),
+        Command::Session(cmd) => cordon::session::command::run(cmd),
     };
     match result {
         Ok(code) => {

@@ -360,6 +360,8 @@ fn replay(args: ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
             capture: true,
             allow_unsafe_workspace: args.allow_unsafe_workspace,
             sign_report: verdict == Verdict::Signed,
+            keep_report: false,
+            print_errors: true,
             changes: true,
         },
         inherited,

@@ -311,6 +311,17 @@ pub fn default_signal(sig: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// Ignore `sig` (a session's server: a terminal's ^C is for its clients).
+pub fn ignore_signal(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: installing SIG_IGN runs no handler code of ours.
+    let prev = unsafe { libc::signal(sig, libc::SIG_IGN) };
+    if prev == libc::SIG_ERR {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// One seccomp user notification (SECCOMP_IOCTL_NOTIF_RECV).
 pub fn notif_recv(listener: &OwnedFd) -> io::Result<libc::seccomp_notif> {
     // SAFETY: seccomp_notif is plain old data; the kernel requires it zeroed.

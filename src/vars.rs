@@ -29,6 +29,16 @@ impl Context {
             path: ".".into(),
             source,
         })?;
+        Context::from_parts(workspace, cwd, env)
+    }
+
+    /// The context of a command another process asked for (a session's
+    /// client): its environment and cwd, and the chosen workspace.
+    pub fn from_parts(
+        workspace: Option<PathBuf>,
+        cwd: PathBuf,
+        env: BTreeMap<String, String>,
+    ) -> Result<Context> {
         let ws = workspace.unwrap_or_else(|| cwd.clone());
         let ws = std::fs::canonicalize(&ws).map_err(|source| Error::Workspace {
             path: ws.clone(),
