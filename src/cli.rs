@@ -63,9 +63,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
     /// Start a session in the background and print its name. It ends with
-    /// `cordon session stop`, when --timeout passes, or when the process that
-    /// started it (its parent) exits. With --report, the session's report (every
-    /// command, every denial) is written to FILE when it ends.
+    /// `cordon session stop`, when --timeout passes, or when its owner exits
+    /// (--owner). With --report, the session's report (every command, every
+    /// denial) is written to FILE when it ends.
     Start(SessionStartArgs),
     /// Run COMMAND in session NAME; exits with its status as `cordon run` does.
     /// The command gets this client's environment (through the profile's
@@ -97,6 +97,11 @@ pub struct SessionStartArgs {
     /// End the session after DURATION (e.g. 30m, 8h).
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    /// End the session when process PID exits [default: the leader of the
+    /// calling process's session: the terminal's shell, the CI step, the agent
+    /// started with setsid].
+    #[arg(long, value_name = "PID")]
+    pub owner: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -73,6 +73,8 @@ pub struct Launch {
     /// Print why the command did not run (126, 127) on stderr, as every
     /// other error is; the library's commands get it in their `Outcome`.
     pub print_errors: bool,
+    /// A session's namespaces to run in (see `sandbox::SessionNs`).
+    pub session: Option<std::sync::Arc<crate::sandbox::SessionNs>>,
 }
 
 /// How a launch ended: the contract's exit code and, when one was built,
@@ -248,6 +250,7 @@ fn launch(args: RunArgs, set: Vec<(String, String)>, inherited: &[RawFd]) -> Res
             sign_report: true,
             keep_report: false,
             print_errors: true,
+            session: None,
         },
         inherited,
     )
@@ -378,6 +381,17 @@ pub fn execute_kept(l: Launch, inherited: &[RawFd]) -> Result<Finished> {
     crate::changes::attach(&mut monitor, &policy, opts.changes);
     crate::timing::mark("monitor");
     let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
+    if let Some(s) = &l.session {
+        match prep.join_session(s) {
+            Ok(()) => monitor.sandbox_since(s.started),
+            Err(why) if !l.quiet => {
+                warn(&format!(
+                    "this command runs in a sandbox of its own, apart from the session's loopback, processes and /tmp: {why}"
+                ));
+            }
+            Err(_) => {}
+        }
+    }
     crate::timing::mark("prepare-rest");
     prep.attach_capture(end);
     let mut retried = false;
@@ -643,6 +657,35 @@ pub fn execute_kept(l: Launch, inherited: &[RawFd]) -> Result<Finished> {
         code: crate::error::exit::LAUNCHER,
         report: kept,
     })
+}
+
+/// A session's namespaces, prepared as a command of `l` would prepare its own
+/// (the same policy, guard carves and audit-log mask), so that a command whose
+/// view is still this one can run in them. None when `l` runs without
+/// namespaces here.
+pub fn prepare_session(l: &Launch) -> Result<Option<crate::sandbox::SessionNs>> {
+    let host = Host::probe();
+    let ns_likely = l.profile.ns_mode() != NsMode::Off && host.userns == Userns::Available;
+    if !ns_likely {
+        return Ok(None);
+    }
+    let mut policy = policy_in(l, None)?;
+    if let Some(g) = crate::guard::Guard::launch(&policy, crate::guard::Share::Look) {
+        policy.fs.guarded = g.carves();
+    }
+    let audit_path = l.audit_log.clone().or_else(|| policy.audit_log.clone());
+    let _ = own_files(&mut policy, audit_path.as_deref(), None)?;
+    let opts = Options {
+        best_effort: l.best_effort,
+        capture: l.capture || l.trace,
+        trace: l.trace,
+        changes: false,
+    };
+    let prep = Prepared::new(policy, &host, &l.command, opts, &[], None)?;
+    if !prep.namespaces() {
+        return Ok(None);
+    }
+    crate::sandbox::start_session(prep).map(Some)
 }
 
 /// After a failed run: the host variables a `remove` pattern of the profile

@@ -101,6 +101,12 @@ pub struct Monitor {
 pub struct ChildEnd(pub OwnedFd);
 
 impl Monitor {
+    /// Pathname sockets born since `t` count as the sandbox's own: a
+    /// session's commands reach the sockets the session's earlier commands made.
+    pub fn sandbox_since(&mut self, t: (i64, u32)) {
+        self.started_coarse = t;
+    }
+
     /// Set up capture before the fork. Returns the child's end of the channel
     /// when seccomp notification is used.
     pub fn new(
@@ -1108,7 +1114,7 @@ fn parse_fields(body: &str) -> BTreeMap<String, String> {
 /// Audit writes values with unusual bytes as bare hex.
 fn unhex(s: &str) -> String {
     if s.len() >= 2
-        && s.len() % 2 == 0
+        && s.len().is_multiple_of(2)
         && s.bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
     {

@@ -23,7 +23,7 @@ const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 
 /// The mount view with every path as a C string.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Prepared {
     writable: Vec<(CString, bool)>,
     pins: Vec<CString>,

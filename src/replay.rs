@@ -362,6 +362,7 @@ fn replay(args: ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
             sign_report: verdict == Verdict::Signed,
             keep_report: false,
             print_errors: true,
+            session: None,
             changes: true,
         },
         inherited,

@@ -96,6 +96,8 @@ pub struct Prepared {
     cwd: CString,
     rlimits: Vec<(Resource, u64, u64)>,
     ns: Option<namespaces::Prepared>,
+    /// A session's namespaces to run in (its init's pidfd) instead of new ones.
+    session: Option<OwnedFd>,
     inherited: Vec<RawFd>,
     /// The command is not found or not executable: the run ends with this
     /// (126 or 127) and its report, and nothing is started.
@@ -325,6 +327,7 @@ impl Prepared {
             bpf_lazy,
             rlimits,
             ns,
+            session: None,
             inherited: inherited.to_vec(),
             unresolved,
             host_proxy: host_proxy.map(|(_, l)| l),
@@ -332,6 +335,28 @@ impl Prepared {
     }
 
     /// Hand the payload its end of the capture channel (see monitor::Monitor::new).
+    /// Run in the namespaces of `session` (prepared once for a session)
+    /// instead of new ones: only when this command's mount view is the one
+    /// the session built. Otherwise (a deny path or a protected git
+    /// directory that appeared since, a different network mode) the command
+    /// gets a sandbox of its own, and the reason is returned.
+    pub fn join_session(&mut self, session: &SessionNs) -> std::result::Result<(), &'static str> {
+        match &self.ns {
+            None => Err("this command runs without namespaces"),
+            Some(v) if *v != session.view => Err(
+                "its mount view differs from the session's (a path to deny or protect appeared since the session started)",
+            ),
+            Some(v) if v.proxy => Err("network mode proxy gives each command a proxy of its own"),
+            Some(_) => match session.pidfd.try_clone() {
+                Ok(fd) => {
+                    self.session = Some(fd);
+                    Ok(())
+                }
+                Err(_) => Err("its pidfd could not be duplicated"),
+            },
+        }
+    }
+
     pub fn attach_capture(&mut self, end: Option<ChildEnd>) {
         self.capture = end;
     }
@@ -675,7 +700,73 @@ pub fn spawn(
             .collect(),
     );
     let launcher = nix::unistd::getpid();
-    let spawned = if prep.ns.is_some() {
+    let spawned = if let Some(session) = prep.session.take() {
+        // A session's namespaces: the cgroups are made here, in the host's
+        // user namespace; then this launcher joins the session's user
+        // namespace (it owns it) and its PID namespace for its children, and
+        // the payload joins the mount, network and IPC namespaces itself, so
+        // that the launcher keeps the host's /proc and file system.
+        let ready = prep
+            .landlock
+            .as_ref()
+            .map_or(Ok(()), |l| l.add_rules(&prep.plan))
+            .and_then(|()| prep.make_cgroups());
+        if let Err(e) = ready {
+            return Err(SpawnError::Failed(e));
+        }
+        monitor.start_audit();
+        let pidfd = session.as_fd();
+        nix::sched::setns(
+            pidfd,
+            nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWPID,
+        )
+        .map_err(|e| SpawnError::Failed(launch("joining the session's namespaces", e)))?;
+        // The network namespace is the session's own only where the mode
+        // makes one (else the command keeps the host's, as `run` would).
+        let mut join = nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_NEWIPC;
+        if prep.ns.as_ref().is_some_and(|n| n.net) {
+            join |= nix::sched::CloneFlags::CLONE_NEWNET;
+        }
+        let (sync_w, sync_r) = go_channel()?;
+        match sys::fork().map_err(|e| launch("fork", e))? {
+            None => {
+                drop((err_r, sync_w));
+                let joined = nix::sched::setns(pidfd, join);
+                if let Err(e) = joined {
+                    fail(
+                        &err_w,
+                        exit::LAUNCHER,
+                        false,
+                        &format!("joining the session's mount view: {e}"),
+                    );
+                }
+                // Our parent is outside the PID namespace: getppid() says 0.
+                payload(prep, signals, err_w, Some((Pid::from_raw(0), sync_r)))
+            }
+            Some(pid) => {
+                drop(sync_r);
+                let pid = Pid::from_raw(pid);
+                if let Err(e) = prep.send_go(&sync_w) {
+                    abandon(pid);
+                    return Err(SpawnError::Failed(e));
+                }
+                drop(sync_w);
+                if gated {
+                    if let Err(e) = held() {
+                        abandon(pid);
+                        return Err(SpawnError::Failed(e));
+                    }
+                }
+                Spawned {
+                    pid,
+                    ns: false,
+                    status: None,
+                    proxy: None,
+                    launcher_end: None,
+                }
+            }
+        }
+    } else if prep.ns.is_some() {
         let (sync_w, sync_r) = go_channel()?;
         let (status_r, status_w) =
             pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
@@ -1083,6 +1174,144 @@ fn init(
             _ => {
                 let _ = kill(child, sig);
             }
+        }
+    }
+}
+
+/// The namespaces of a session, built once: user, mount (the policy's view,
+/// with its private `/tmp`, `/dev` and `/dev/shm`), PID, IPC and network
+/// (loopback up), held by a session init that reaps what the commands leave
+/// behind and ends with the server (its death signal) or [`SessionNs::end`].
+#[derive(Debug)]
+pub struct SessionNs {
+    pub pid: Pid,
+    pub pidfd: OwnedFd,
+    /// The mount view it holds; a command whose own differs runs apart.
+    view: namespaces::Prepared,
+    /// When it was made (coarse realtime): sockets born since are its own.
+    pub started: (i64, u32),
+    /// The server's end of init's channel: closed, init ends the namespaces.
+    _alive: OwnedFd,
+}
+
+impl SessionNs {
+    /// End every process of the session's namespaces, and them.
+    pub fn end(self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+    }
+}
+
+/// Build a session's namespaces from `prep` (a launch prepared with them).
+pub fn start_session(mut prep: Prepared) -> Result<SessionNs> {
+    let Some(view) = prep.ns.take() else {
+        return Err(Error::Unsupported(
+            "a session without namespaces shares nothing between its commands".into(),
+        ));
+    };
+    let started = sys::realtime_coarse();
+    let (err_r, err_w) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
+    let (sync_w, sync_r) = go_channel()?;
+    match sys::clone_fork(namespaces::CLONE_FLAGS).map_err(|e| launch("clone", e))? {
+        None => {
+            drop((err_r, sync_w));
+            session_init(&view, err_w, sync_r)
+        }
+        Some(pid) => {
+            drop((sync_r, err_w));
+            let pid = Pid::from_raw(pid);
+            let ready = namespaces::write_maps(
+                pid.as_raw(),
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            )
+            .map_err(|e| launch("writing the session's uid/gid maps", e))
+            .and_then(|()| {
+                nix::unistd::write(&sync_w, &[MAPPED])
+                    .map_err(|e| launch("telling the session's init", e))
+            });
+            if let Err(e) = ready {
+                abandon(pid);
+                return Err(e);
+            }
+            let mut msg = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(err_r), &mut msg);
+            if !msg.is_empty() {
+                let _ = waitpid(pid, None);
+                return Err(Error::Child {
+                    message: String::from_utf8_lossy(msg.get(2..).unwrap_or_default()).into_owned(),
+                    code: exit::LAUNCHER,
+                });
+            }
+            let pidfd = sys::pidfd_open(pid.as_raw(), 0).map_err(|e| launch("pidfd_open", e))?;
+            Ok(SessionNs {
+                pid,
+                pidfd,
+                view,
+                started,
+                _alive: sync_w,
+            })
+        }
+    }
+}
+
+/// PID 1 of a session's namespaces: builds them, then reaps until the
+/// server's end of `sync_r` closes.
+fn session_init(view: &namespaces::Prepared, err_w: OwnedFd, sync_r: OwnedFd) -> ! {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if view.net {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+            fail(
+                &err_w,
+                exit::LAUNCHER,
+                true,
+                &format!("creating the network namespace: {e}"),
+            );
+        }
+        // The session's commands reach each other on loopback (and nothing else).
+        if let Err(e) = sys::loopback_up() {
+            fail(
+                &err_w,
+                exit::LAUNCHER,
+                false,
+                &format!("bringing loopback up: {e}"),
+            );
+        }
+    }
+    let mut mapped = [0u8; 1];
+    if !matches!(nix::unistd::read(&sync_r, &mut mapped), Ok(1) if mapped[0] == MAPPED) {
+        sys::exit_now(exit::LAUNCHER as i32);
+    }
+    if let Err(e) = namespaces::setup(view) {
+        fail(
+            &err_w,
+            exit::LAUNCHER,
+            e.unavailable,
+            &format!("setting up namespaces: {}", e.message),
+        );
+    }
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .unwrap_or_else(|e| fail(&err_w, exit::LAUNCHER, false, &format!("signalfd: {e}")));
+    drop(err_w);
+    loop {
+        let mut fds = [
+            PollFd::new(sync_r.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
+        let _ = poll(&mut fds, PollTimeout::NONE);
+        let gone = fds[0].revents().is_some_and(|r| !r.is_empty());
+        while sfd.read_signal().is_ok_and(|s| s.is_some()) {}
+        while matches!(
+            waitpid(None, Some(WaitPidFlag::WNOHANG)),
+            Ok(st) if st != WaitStatus::StillAlive
+        ) {}
+        if gone {
+            end_namespace();
+            sys::exit_now(0);
         }
     }
 }

@@ -397,7 +397,7 @@ fn remove_entry(dir: std::os::fd::BorrowedFd, name: &Path, shown: &Path) -> io::
 }
 
 /// A [`Scratch`] with its paths as C strings.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct ScratchC {
     root: CString,
     writable: bool,
@@ -407,7 +407,7 @@ struct ScratchC {
 }
 
 /// The private view's paths as C strings, made during preparation.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Prepared {
     scratch: Vec<ScratchC>,
     shm_writable: bool,

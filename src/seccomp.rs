@@ -1757,7 +1757,7 @@ mod tests {
                 4 => arch,
                 16..=63 => {
                     let a = args[(off as usize - 16) / 8];
-                    if off % 8 == 0 {
+                    if off.is_multiple_of(8) {
                         a as u32
                     } else {
                         (a >> 32) as u32

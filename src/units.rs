@@ -74,7 +74,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let mut s = d.as_secs();
@@ -144,7 +144,7 @@ pub fn format_size(n: u64) -> String {
         ("MiB", 1 << 20),
         ("KiB", 1 << 10),
     ] {
-        if n >= len && n % len == 0 {
+        if n >= len && n.is_multiple_of(len) {
             return format!("{}{unit}", n / len);
         }
     }

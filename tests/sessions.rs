@@ -317,6 +317,82 @@ print("ANSWERED" if a.recv(65536) else "REFUSED")
 }
 
 #[test]
+fn commands_of_a_session_share_loopback_processes_and_tmp() {
+    // The agent's flow: a dev server started by one command is tested by the
+    // next. Another session shares none of it, and the server ends with its
+    // session.
+    const FETCH: &str = r#"
+import sys, urllib.request
+try:
+    print(urllib.request.urlopen("http://127.0.0.1:%s/" % sys.argv[1], timeout=5).status)
+except Exception as e:
+    print(type(e).__name__)
+"#;
+    for user in users("commands_of_a_session_share_loopback_processes_and_tmp") {
+        let ctx = format!("{user}");
+        let ws = tempdir(user);
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let profile = profile_ns(
+            "dev-server",
+            &format!(
+                "extends = \"workspace-write\"\n[network]\nmode = \"filtered\"\nconnect_tcp = [{port}]\nbind_tcp = [{port}]\n"
+            ),
+            Ns::Auto,
+        );
+        let s = Session::start(user, &profile, ws.path(), &[]);
+        let serve = format!(
+            "{PYTHON} -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 & echo $! > /tmp/server.pid; \
+             for i in $(seq 100); do {PYTHON} -c 'import socket,sys; socket.create_connection((\"127.0.0.1\", {port}))' 2>/dev/null && exit 0; sleep 0.05; done; exit 1"
+        );
+        let out = s.run(&["-q", "--", "/bin/sh", "-c", &serve]);
+        assert_code(&out, 0, format!("{ctx}: the server started"));
+        let out = s.run(&["-q", "--", PYTHON, "-c", FETCH, &port.to_string()]);
+        assert_code(&out, 0, &ctx);
+        assert_eq!(
+            text(&out.stdout).trim(),
+            "200",
+            "{ctx}: the next command reached it"
+        );
+        // The same PID namespace and /tmp: the server's pid, recorded in the
+        // session's /tmp, is a live process there (seen, not signalled: each
+        // command's Landlock domain scopes its signals to itself).
+        let out = s.run(&["-q", "--", "/bin/sh", "-c", "test -d /proc/$(cat /tmp/server.pid) && echo alive; kill -0 $(cat /tmp/server.pid) 2>/dev/null || echo unsignalled"]);
+        assert_code(&out, 0, &ctx);
+        assert_eq!(
+            text(&out.stdout).split_whitespace().collect::<Vec<_>>(),
+            ["alive", "unsignalled"],
+            "{ctx}"
+        );
+        // Another session: not its /tmp, not its processes.
+        let other = Session::start(user, &profile, ws.path(), &[]);
+        let out = other.run(&[
+            "-q",
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /tmp/server.pid 2>&1; ls /proc | grep -c '^[0-9]'",
+        ]);
+        assert_code(&out, 0, &ctx);
+        assert!(
+            text(&out.stdout).contains("No such file"),
+            "{ctx}: {}",
+            text(&out.stdout)
+        );
+        drop(other);
+        // The session's end ends the server.
+        let stop = s.cmd().args(["session", "stop", &s.name]).output().unwrap();
+        assert_code(&stop, 0, &ctx);
+        let gone = poll_until(Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        });
+        assert!(gone, "{ctx}: the dev server outlived its session");
+    }
+}
+
+#[test]
 fn a_deny_path_that_appears_after_the_start_is_denied_to_later_commands() {
     for user in users("a_deny_path_that_appears_after_the_start") {
         for ns in Ns::ALL {
@@ -474,11 +550,12 @@ fn a_session_ends_with_its_owner_or_its_timeout() {
             poll_until(Duration::from_secs(10), || !s.socket().exists()),
             "{ctx}: the session outlived its timeout"
         );
-        // Its owner: the shell that started it exits at once.
+        // Its owner: by default the leader of the caller's session (here a
+        // shell made a session leader by setsid), which exits at once.
         let runtime = tempdir(user);
         let name = unique("owned").replace('-', "_");
         let script = format!(
-            "{} session start -q --name {name} -w {}",
+            "exec setsid -w /bin/sh -c '{} session start -q --name {name} -w {}'",
             bin().display(),
             ws.path().display()
         );
@@ -492,6 +569,22 @@ fn a_session_ends_with_its_owner_or_its_timeout() {
         assert!(
             poll_until(Duration::from_secs(10), || !sock.exists()),
             "{ctx}: the session outlived the process that started it"
+        );
+        // --owner names it: alive while that process is.
+        let mut owner = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let s2 = Session::start(
+            user,
+            "workspace-write",
+            ws.path(),
+            &["--owner", &owner.id().to_string()],
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(s2.socket().exists(), "{ctx}: ended while its owner lives");
+        owner.kill().unwrap();
+        owner.wait().unwrap();
+        assert!(
+            poll_until(Duration::from_secs(10), || !s2.socket().exists()),
+            "{ctx}: the session outlived its --owner"
         );
     }
 }

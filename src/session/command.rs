@@ -75,6 +75,9 @@ fn start(a: SessionStartArgs) -> Result<u8> {
     };
     let (settings, report) = settings(a.options)?;
     let base = dir::ensure()?;
+    if a.owner == Some(0) {
+        return Err(Error::Usage("--owner 0 names no process".into()));
+    }
     let path = dir::socket_path(&base, &name);
     if std::fs::symlink_metadata(&path).is_ok() {
         match dir::connect_to(&name) {
@@ -94,8 +97,23 @@ fn start(a: SessionStartArgs) -> Result<u8> {
     let mut server = Server::load(name.clone(), settings, report.as_deref())?;
     let listener = listen(&name, &path)?;
     server.remove_at_end(path.clone());
-    // The session's owner: the process that started it (a shell, an agent).
-    let owner = crate::sys::pidfd_open(nix::unistd::getppid().as_raw(), 0).ok();
+    // The session's owner: by default the leader of the caller's session
+    // (its parent would often be a `$(...)` subshell that exits at once).
+    let owner_pid = match a.owner {
+        Some(p) => p as i32,
+        None => nix::unistd::getsid(None).map_or(0, |p| p.as_raw()),
+    };
+    let owner = match crate::sys::pidfd_open(owner_pid, 0) {
+        Ok(fd) => Some(fd),
+        Err(e) if a.owner.is_some() => {
+            return Err(Error::Session {
+                name,
+                step: "watching its owner (--owner)",
+                source: e,
+            });
+        }
+        Err(_) => None,
+    };
     match crate::sys::fork() {
         Ok(None) => {
             let _ = nix::unistd::setsid();

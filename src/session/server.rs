@@ -84,6 +84,8 @@ pub struct Server {
     warnings: Vec<String>,
     report: Option<crate::outfile::OwnFile>,
     socket: Option<PathBuf>,
+    /// The namespaces the commands share (none without namespaces).
+    shared: Option<std::sync::Arc<crate::sandbox::SessionNs>>,
 }
 
 /// One running command.
@@ -178,7 +180,60 @@ impl Server {
             warnings: Vec::new(),
             report,
             socket: None,
+            shared: None,
         })
+    }
+
+    /// A launch of `argv` under the session's profile in `ctx`, with `set`
+    /// added to its `[env] set`.
+    fn launch(
+        &self,
+        ctx: Context,
+        set: Vec<(String, String)>,
+        argv: Vec<std::ffi::OsString>,
+    ) -> Launch {
+        let mut profile = self.profile.clone();
+        if !set.is_empty() {
+            profile.apply_overrides(
+                &Overrides {
+                    set,
+                    ..Default::default()
+                },
+                &ctx.cwd,
+            );
+        }
+        let s = &self.settings;
+        Launch {
+            profile,
+            ctx,
+            command: argv,
+            best_effort: s.best_effort,
+            verbose: false,
+            quiet: true,
+            dry_run: false,
+            report: None,
+            audit_log: s.audit_log.clone(),
+            trace: s.trace,
+            capture: s.capture,
+            changes: s.capture && s.changes,
+            allow_unsafe_workspace: s.allow_unsafe_workspace,
+            sign_report: true,
+            keep_report: true,
+            print_errors: false,
+            session: self.shared.clone(),
+        }
+    }
+
+    /// The launch the shared namespaces are prepared from: this process's
+    /// environment, in the workspace.
+    fn template(
+        &self,
+        set: Vec<(String, String)>,
+        argv: Vec<std::ffi::OsString>,
+    ) -> Result<Launch> {
+        let mut ctx = Context::from_process(Some(self.workspace.clone()))?;
+        ctx.cwd = self.workspace.clone();
+        Ok(self.launch(ctx, set, argv))
     }
 
     /// Remove this control socket when the session ends.
@@ -214,7 +269,16 @@ impl Server {
 
     /// Serve until the session ends: accept connections on `listener` (a named
     /// session), or serve `first` alone (the library's). Never returns.
-    pub fn serve(self, listener: Option<OwnedFd>, first: Option<OwnedFd>, life: Lifetime) -> ! {
+    pub fn serve(mut self, listener: Option<OwnedFd>, first: Option<OwnedFd>, life: Lifetime) -> ! {
+        // The shared namespaces are made here, in the serving process, which
+        // their init's death signal then follows.
+        match self.template(Vec::new(), vec!["/bin/true".into()]).and_then(|l| crate::commands::prepare_session(&l)) {
+            Ok(ns) => self.shared = ns.map(std::sync::Arc::new),
+            Err(e) => self.warnings.push(format!(
+                "the session's commands do not share namespaces (each gets a sandbox of its own): {}",
+                crate::error::chain(&e)
+            )),
+        }
         // The server's own signals: a terminal's ^C or hang-up is for the
         // client in the foreground, which forwards it to its command.
         for s in [
@@ -384,7 +448,10 @@ impl State {
 
     /// Whether `pid` descends from one of the running commands' workers.
     fn inside_a_command(&self, pid: u32) -> bool {
-        let workers: Vec<u32> = self.workers.iter().map(|w| w.pid.as_raw() as u32).collect();
+        // The commands' launchers, and the shared namespaces' init, which
+        // adopts what the commands leave running.
+        let mut workers: Vec<u32> = self.workers.iter().map(|w| w.pid.as_raw() as u32).collect();
+        workers.extend(self.server.shared.iter().map(|s| s.pid.as_raw() as u32));
         let mut p = pid;
         for _ in 0..4096 {
             if workers.contains(&p) {
@@ -480,6 +547,7 @@ impl State {
             Ok(None) => {
                 // The worker: nothing of the server's but what this command needs.
                 let mut keep = vec![channel.as_raw_fd(), sum_w.as_raw_fd()];
+                keep.extend(self.server.shared.iter().map(|s| s.pidfd.as_raw_fd()));
                 keep.extend(stdio.iter().map(|f| f.as_raw_fd()));
                 for fd in self.server_fds() {
                     if !keep.contains(&fd) {
@@ -620,6 +688,15 @@ impl State {
         }
         if let Some(s) = &self.server.socket {
             let _ = std::fs::remove_file(s);
+        }
+        // What the commands left running in the shared namespaces ends here.
+        if let Some(ns) = self
+            .server
+            .shared
+            .take()
+            .and_then(|a| std::sync::Arc::try_unwrap(a).ok())
+        {
+            ns.end();
         }
         let mut code = 0;
         if let Some(out) = &self.server.report {
@@ -785,6 +862,7 @@ fn worker(
     let ok = nix::unistd::dup2_stdin(&stdio[0]).is_ok()
         && nix::unistd::dup2_stdout(&stdio[1]).is_ok()
         && nix::unistd::dup2_stderr(&stdio[2]).is_ok();
+    crate::timing::mark("arguments");
     drop(stdio);
     let started_at = SystemTime::now();
     let started = Instant::now();
@@ -839,40 +917,13 @@ fn worker(
 /// The command's launch: the session's profile with this client's
 /// environment, cwd and variables.
 fn launch_for(server: &Server, req: RunRequest) -> Result<crate::commands::Finished> {
-    let mut profile = server.profile.clone();
-    if !req.set.is_empty() {
-        profile.apply_overrides(
-            &Overrides {
-                set: req.set,
-                ..Default::default()
-            },
-            &req.cwd,
-        );
-    }
-    let ctx = Context::from_parts(Some(server.workspace.clone()), req.cwd, req.env)?;
-    let errors = req.errors;
-    let s = &server.settings;
-    crate::commands::execute_kept(
-        Launch {
-            profile,
-            ctx,
-            command: req.argv,
-            best_effort: s.best_effort,
-            verbose: s.verbose && !req.quiet,
-            quiet: req.quiet,
-            dry_run: false,
-            report: req.report,
-            audit_log: s.audit_log.clone(),
-            trace: s.trace,
-            capture: s.capture,
-            changes: s.capture && s.changes,
-            allow_unsafe_workspace: s.allow_unsafe_workspace,
-            sign_report: true,
-            keep_report: true,
-            print_errors: errors,
-        },
-        &[],
-    )
+    let ctx = Context::from_parts(Some(server.workspace.clone()), req.cwd.clone(), req.env)?;
+    let mut l = server.launch(ctx, req.set, req.argv);
+    l.quiet = req.quiet;
+    l.verbose = server.settings.verbose && !req.quiet;
+    l.report = req.report;
+    l.print_errors = req.errors;
+    crate::commands::execute_kept(l, &[])
 }
 
 /// This command's entry in the session's report.
