@@ -153,14 +153,14 @@ impl Bounds {
             self.reached("dedup");
         }
         let cost = [
-            &d.kind,
+            d.kind.as_str(),
             &d.operation,
             &d.target,
             &d.exe,
             &d.errno,
             &d.rule,
             &d.suggestion,
-            &d.observed_by,
+            d.observed_by.as_str(),
         ]
         .iter()
         .map(|s| json_cost(s))
@@ -182,7 +182,7 @@ mod tests {
 
     fn denial(target: &str) -> Denial {
         Denial {
-            kind: "syscall".into(),
+            kind: crate::report::DenialKind::Syscall,
             operation: "chroot".into(),
             target: target.into(),
             pid: 1,
@@ -190,7 +190,7 @@ mod tests {
             errno: "EPERM".into(),
             rule: "r".into(),
             suggestion: String::new(),
-            observed_by: "seccomp-notify".into(),
+            observed_by: crate::report::ObservedBy::SeccompNotify,
             at_ms: 0,
         }
     }

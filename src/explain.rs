@@ -7,12 +7,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::cli::ExplainArgs;
-use crate::error::{Error, Result};
-use crate::plan::{DiskLister, FsRule, Plan, Why, is_device};
-use crate::policy::{Access, Missing, Network, Policy, beneath, canonical};
-use crate::probe::Host;
-use crate::profile::Overrides;
+use crate::error::Result;
+use crate::plan::{FsRule, Plan, Why, is_device};
+use crate::policy::{Access, Network, Policy, beneath, canonical};
 use crate::scratch::{self, DevPath, dev_path};
 
 /// A file-system operation.
@@ -86,7 +83,7 @@ impl Verdict {
     }
 }
 
-fn q(p: &Path) -> String {
+pub(crate) fn q(p: &Path) -> String {
     format!("\"{}\"", p.display())
 }
 
@@ -646,93 +643,12 @@ fn decide_syscall(policy: &Policy, name: &str) -> Verdict {
     Verdict::deny(rule, first.errno.name(), suggestion)
 }
 
-/// `cordon explain`.
-pub fn command(args: ExplainArgs) -> Result<u8> {
-    let (profile, ctx) = crate::commands::load(
-        &args.profile.profile,
-        &Overrides::default(),
-        args.profile.workspace.clone(),
-    )?;
-    let mut policy = Policy::new(&profile, &ctx, Missing::Skip)?;
-    let guard = crate::guard::Guard::apply(&mut policy, crate::guard::Share::Look);
-    let host = Host::probe();
-    let plan = Plan::new(&policy, &host, None, &DiskLister);
-    policy.syscalls.set_isolation(plan.isolation());
-    let abs = |p: &PathBuf| {
-        if p.is_absolute() {
-            p.clone()
-        } else {
-            ctx.cwd.join(p)
-        }
-    };
-    let query = if let Some(p) = &args.read {
-        Query::Fs(Op::Read, abs(p))
-    } else if let Some(p) = &args.write {
-        Query::Fs(Op::Write, abs(p))
-    } else if let Some(p) = &args.exec {
-        Query::Fs(Op::Exec, abs(p))
-    } else if let Some(p) = args.connect.as_ref().filter(|p| p.starts_with('/')) {
-        Query::ConnectUnix(PathBuf::from(p))
-    } else if let Some(hp) = &args.connect {
-        let (host, port) = hp
-            .rsplit_once(':')
-            .ok_or_else(|| Error::Usage(format!("--connect {hp}: expected HOST:PORT")))?;
-        let port = port
-            .parse()
-            .map_err(|_| Error::Usage(format!("--connect {hp}: invalid port")))?;
-        Query::Connect(host.trim_matches(['[', ']']).to_string(), port)
-    } else if let Some(port) = args.bind {
-        Query::Bind(port)
-    } else if let Some(name) = &args.syscall {
-        Query::Syscall(name.clone())
-    } else {
-        return Err(Error::Usage(
-            "explain needs one of --read, --write, --exec, --connect, --bind, --syscall".into(),
-        ));
-    };
-    let v = decide(&policy, &plan, &query);
-    // Each line escaped whole: the path asked about and the rule's paths may
-    // hold control characters, and none may reach the terminal.
-    let mut out = String::new();
-    let mut line = |l: String| crate::term::push_line(&mut out, &l);
-    line(format!(
-        "{}: {query}",
-        if v.allowed { "allowed" } else { "denied" }
-    ));
-    line(format!("  rule: {}", v.rule));
-    if let Some(e) = v.errno {
-        line(format!("  errno: {e}"));
-    }
-    if let Some(s) = &v.suggestion {
-        if !v.allowed {
-            line(format!("  change: {s}"));
-        }
-    }
-    if let (true, Query::Fs(Op::Write, path), Some(g)) = (v.allowed, &query, &guard) {
-        // Allowed during the run, undone when it ends.
-        if let Some(p) = g
-            .protected()
-            .find(|p| crate::policy::beneath(path, &p.path))
-        {
-            println!(
-                "  guard: {} is put back when the run ends ({}); add {} to [filesystem] unprotect to keep changes",
-                p.path.display(),
-                p.rule(),
-                q(&p.path)
-            );
-        }
-    }
-    if !plan.namespaces() {
-        line(format!("  namespaces: off ({})", plan.ns_reason));
-    }
-    crate::term::print(&out);
-    Ok(if v.allowed { 0 } else { 1 })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::DiskLister;
     use crate::policy::Missing;
+    use crate::probe::Host;
     use crate::probe::{Landlock, Userns};
     use crate::profile::Profile;
     use crate::vars::Context;

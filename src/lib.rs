@@ -20,7 +20,9 @@
 pub mod bounded;
 pub mod caps;
 pub mod changes;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
 pub mod commands;
 pub mod env;
 pub mod error;
@@ -28,6 +30,7 @@ pub mod exec;
 pub mod explain;
 pub mod guard;
 pub mod landlock;
+pub mod launch;
 pub mod limits;
 pub mod metadata;
 pub mod monitor;
@@ -41,6 +44,7 @@ pub mod policy_diff;
 pub mod probe;
 pub mod profile;
 pub mod proxy;
+#[cfg(feature = "cli")]
 pub mod replay;
 pub mod report;
 pub mod sandbox;

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         Command::Man => cordon::commands::man(),
         Command::Profile(cmd) => cordon::commands::profile(cmd),
         Command::Doctor => cordon::commands::doctor(),
-        Command::Explain(args) => cordon::explain::command(args),
+        Command::Explain(args) => cordon::commands::explain(args),
         Command::Replay(args) => cordon::replay::command(args, &inherited),
         Command::Report(cmd) => cordon::commands::report(cmd),
         Command::Session(cmd) => cordon::session::command::run(cmd),

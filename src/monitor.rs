@@ -400,7 +400,7 @@ impl Monitor {
     fn record(&mut self, d: Denial) {
         // --no-capture: the supervisor still mediates, and records nothing of its
         // own (Landlock's audit records stay).
-        if !self.opts.notify && d.observed_by == "seccomp-notify" {
+        if !self.opts.notify && d.observed_by == crate::report::ObservedBy::SeccompNotify {
             return;
         }
         self.bounds.denial(&mut self.denials, &mut self.dropped, d);
@@ -498,13 +498,13 @@ impl Monitor {
             let exe = exe(pid);
             let _ = sys::notif_send(listener, n.id, rule.errno.raw(), false);
             let kind = if matches!(name, "socket" | "socketpair") {
-                "net"
+                crate::report::DenialKind::Net
             } else {
-                "syscall"
+                crate::report::DenialKind::Syscall
             };
             let v = explain::decide(policy, plan, &Query::Syscall(name.to_string()));
             let d = Denial {
-                kind: kind.into(),
+                kind,
                 operation,
                 target,
                 pid,
@@ -512,7 +512,7 @@ impl Monitor {
                 errno: rule.errno.name().into(),
                 rule: rule_text(&rule),
                 suggestion: v.suggestion.unwrap_or_default(),
-                observed_by: "seccomp-notify".into(),
+                observed_by: crate::report::ObservedBy::SeccompNotify,
                 at_ms: self.at_ms(),
             };
             self.record(d);
@@ -569,7 +569,7 @@ impl Monitor {
             let exe = exe(pid);
             let _ = sys::notif_send(listener, id, libc::EPERM, false);
             let d = Denial {
-                kind: "syscall".into(),
+                kind: crate::report::DenialKind::Syscall,
                 operation: "memfd_create".into(),
                 target: "MFD_EXEC".into(),
                 pid,
@@ -577,7 +577,7 @@ impl Monitor {
                 errno: "EPERM".into(),
                 rule: "executable memfds are refused (code outside [filesystem] exec)".into(),
                 suggestion: String::new(),
-                observed_by: "seccomp-notify".into(),
+                observed_by: crate::report::ObservedBy::SeccompNotify,
                 at_ms: self.at_ms(),
             };
             self.record(d);
@@ -794,14 +794,30 @@ fn exe(pid: u32) -> String {
 /// A denial the policy predicts for an observed call (--trace).
 fn predicted_denial(q: &Query, v: explain::Verdict, pid: u32, at_ms: u64) -> Denial {
     let (kind, operation, target) = match q {
-        Query::Fs(op, p) => ("fs", op.as_str().to_string(), p.display().to_string()),
-        Query::Connect(h, port) => ("net", "connect".into(), format!("{h}:{port}")),
-        Query::Bind(port) => ("net", "bind".into(), format!("port {port}")),
-        Query::ConnectUnix(p) => ("net", "connect".into(), p.display().to_string()),
-        Query::Syscall(s) => ("syscall", s.clone(), s.clone()),
+        Query::Fs(op, p) => (
+            crate::report::DenialKind::Fs,
+            op.as_str().to_string(),
+            p.display().to_string(),
+        ),
+        Query::Connect(h, port) => (
+            crate::report::DenialKind::Net,
+            "connect".into(),
+            format!("{h}:{port}"),
+        ),
+        Query::Bind(port) => (
+            crate::report::DenialKind::Net,
+            "bind".into(),
+            format!("port {port}"),
+        ),
+        Query::ConnectUnix(p) => (
+            crate::report::DenialKind::Net,
+            "connect".into(),
+            p.display().to_string(),
+        ),
+        Query::Syscall(s) => (crate::report::DenialKind::Syscall, s.clone(), s.clone()),
     };
     Denial {
-        kind: kind.into(),
+        kind,
         operation,
         target,
         pid,
@@ -809,7 +825,7 @@ fn predicted_denial(q: &Query, v: explain::Verdict, pid: u32, at_ms: u64) -> Den
         errno: v.errno.unwrap_or("EACCES").into(),
         rule: v.rule,
         suggestion: v.suggestion.unwrap_or_default(),
-        observed_by: "predicted".into(),
+        observed_by: crate::report::ObservedBy::Predicted,
         at_ms,
     }
 }
@@ -1151,7 +1167,11 @@ fn audit_denial(
             _ => Op::Write,
         };
         let path = PathBuf::from(f.get("path").cloned().unwrap_or_default());
-        ("fs", op.as_str().to_string(), Some(Query::Fs(op, path)))
+        (
+            crate::report::DenialKind::Fs,
+            op.as_str().to_string(),
+            Some(Query::Fs(op, path)),
+        )
     } else if let Some(right) = first.strip_prefix("net.") {
         let port: u16 = f
             .get("dest")
@@ -1160,16 +1180,20 @@ fn audit_denial(
             .unwrap_or(0);
         let host = f.get("daddr").cloned().unwrap_or_default();
         if right.starts_with("bind") {
-            ("net", "bind".to_string(), Some(Query::Bind(port)))
+            (
+                crate::report::DenialKind::Net,
+                "bind".to_string(),
+                Some(Query::Bind(port)),
+            )
         } else {
             (
-                "net",
+                crate::report::DenialKind::Net,
                 "connect".to_string(),
                 Some(Query::Connect(host, port)),
             )
         }
     } else {
-        ("syscall", first.to_string(), None)
+        (crate::report::DenialKind::Syscall, first.to_string(), None)
     };
     let target = match &query {
         Some(Query::Fs(_, p)) => p.display().to_string(),
@@ -1182,7 +1206,7 @@ fn audit_denial(
     };
     let v = query.as_ref().map(|q| explain::decide(policy, plan, q));
     Some(Denial {
-        kind: kind.into(),
+        kind,
         operation,
         target,
         pid,
@@ -1194,7 +1218,7 @@ fn audit_denial(
             .map(|v| v.rule.clone())
             .unwrap_or_else(|| format!("Landlock ({blockers})")),
         suggestion: v.and_then(|v| v.suggestion).unwrap_or_default(),
-        observed_by: "audit".into(),
+        observed_by: crate::report::ObservedBy::Audit,
         at_ms,
     })
 }

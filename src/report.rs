@@ -90,11 +90,9 @@ pub struct HostInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Enforced {
-    /// "full", "partial" or "none".
-    pub landlock: String,
+    pub landlock: LandlockLevel,
     pub seccomp: bool,
-    /// "on" or "off".
-    pub namespaces: String,
+    pub namespaces: OnOff,
     pub missing: Vec<String>,
 }
 
@@ -115,10 +113,81 @@ fn one() -> u64 {
     1
 }
 
+/// What a denial refused: a file, a network peer, a system call, a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenialKind {
+    Fs,
+    Net,
+    Syscall,
+    Limit,
+}
+
+/// Who saw a denial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObservedBy {
+    /// The kernel's audit records (Landlock, seccomp).
+    Audit,
+    /// The launcher's seccomp user notification supervisor.
+    SeccompNotify,
+    /// The policy's answer for a call the supervisor saw (`--trace`).
+    Predicted,
+    /// Found and put back when the run ended (the guard).
+    Guard,
+    /// Refused by the proxy of network mode "proxy".
+    Proxy,
+}
+
+/// How much of a profile's Landlock rules this kernel enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LandlockLevel {
+    Full,
+    Partial,
+    None,
+}
+
+/// A layer that is on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+macro_rules! names {
+    ($($t:ty { $($v:ident => $s:literal),* $(,)? })*) => {$(
+        impl $t {
+            /// The report's spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$t>::$v => $s),* }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+names! {
+    DenialKind { Fs => "fs", Net => "net", Syscall => "syscall", Limit => "limit" }
+    ObservedBy {
+        Audit => "audit",
+        SeccompNotify => "seccomp-notify",
+        Predicted => "predicted",
+        Guard => "guard",
+        Proxy => "proxy",
+    }
+    LandlockLevel { Full => "full", Partial => "partial", None => "none" }
+    OnOff { On => "on", Off => "off" }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Denial {
-    /// "fs", "net", "syscall" or "limit".
-    pub kind: String,
+    pub kind: DenialKind,
     pub operation: String,
     pub target: String,
     pub pid: u32,
@@ -126,9 +195,7 @@ pub struct Denial {
     pub errno: String,
     pub rule: String,
     pub suggestion: String,
-    /// "audit", "seccomp-notify", "predicted", "guard" (found and put back when the
-    /// run ended) or "proxy" (refused by the proxy of network mode "proxy").
-    pub observed_by: String,
+    pub observed_by: ObservedBy,
     pub at_ms: u64,
 }
 
@@ -342,6 +409,39 @@ pub fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typed_fields_keep_the_schema_s_strings() {
+        use serde_json::json;
+        let kinds = [
+            (DenialKind::Fs, "fs"),
+            (DenialKind::Net, "net"),
+            (DenialKind::Syscall, "syscall"),
+            (DenialKind::Limit, "limit"),
+        ];
+        for (k, s) in kinds {
+            assert_eq!(serde_json::to_value(k).unwrap(), json!(s));
+            assert_eq!(serde_json::from_value::<DenialKind>(json!(s)).unwrap(), k);
+            assert_eq!(k.as_str(), s);
+        }
+        let by = [
+            (ObservedBy::Audit, "audit"),
+            (ObservedBy::SeccompNotify, "seccomp-notify"),
+            (ObservedBy::Predicted, "predicted"),
+            (ObservedBy::Guard, "guard"),
+            (ObservedBy::Proxy, "proxy"),
+        ];
+        for (k, s) in by {
+            assert_eq!(serde_json::to_value(k).unwrap(), json!(s));
+            assert_eq!(serde_json::from_value::<ObservedBy>(json!(s)).unwrap(), k);
+        }
+        assert_eq!(
+            serde_json::to_value(LandlockLevel::Partial).unwrap(),
+            json!("partial")
+        );
+        assert_eq!(serde_json::to_value(OnOff::Off).unwrap(), json!("off"));
+        assert!(serde_json::from_value::<DenialKind>(json!("disk")).is_err());
+    }
+
     use super::*;
     use std::time::Duration;
 

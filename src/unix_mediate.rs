@@ -350,7 +350,7 @@ impl Mediator {
                 let _ = sys::notif_send(&self.listener, call.id, errno_number(errno), false);
                 let operation = if name == "connect" { "connect" } else { "send" };
                 Some(Denial {
-                    kind: "net".into(),
+                    kind: crate::report::DenialKind::Net,
                     operation: operation.into(),
                     target,
                     pid: call.tid,
@@ -358,7 +358,7 @@ impl Mediator {
                     errno: errno.into(),
                     rule: v.rule,
                     suggestion: v.suggestion.unwrap_or_default(),
-                    observed_by: "seccomp-notify".into(),
+                    observed_by: crate::report::ObservedBy::SeccompNotify,
                     at_ms,
                 })
             }

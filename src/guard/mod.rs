@@ -518,7 +518,7 @@ impl Guard {
         let at_ms = started.elapsed().as_millis() as u64;
         let mut out = Vec::new();
         let denial = |path: &Path, operation: &str, rule: String, outcome: &str| Denial {
-            kind: "fs".into(),
+            kind: crate::report::DenialKind::Fs,
             operation: operation.into(),
             target: path.display().to_string(),
             pid: 0,
@@ -526,7 +526,7 @@ impl Guard {
             errno: String::new(),
             rule: format!("{rule}; {outcome} when the run ended"),
             suggestion: format!("add \"{}\" to [filesystem] unprotect", path.display()),
-            observed_by: "guard".into(),
+            observed_by: crate::report::ObservedBy::Guard,
             at_ms,
         };
         // Opened now, with the payload's tree gone (never the launch's).

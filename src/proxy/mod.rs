@@ -172,7 +172,7 @@ impl Shared {
         }
         // The payload chose the name: what is kept of it is bounded.
         rec.denials.push(Denial {
-            kind: "net".into(),
+            kind: crate::report::DenialKind::Net,
             operation: operation.into(),
             target: cut(target, MAX_TEXT),
             pid: 0,
@@ -180,7 +180,7 @@ impl Shared {
             errno: answer.into(),
             rule: cut(format!("network mode \"proxy\": {}", r.rule), MAX_TEXT),
             suggestion: cut(r.suggestion, MAX_TEXT),
-            observed_by: "proxy".into(),
+            observed_by: crate::report::ObservedBy::Proxy,
             at_ms: self.started.elapsed().as_millis() as u64,
         });
     }

@@ -8,6 +8,7 @@
 //! pair to a server it started for itself (`client`).
 
 pub mod client;
+#[cfg(feature = "cli")]
 pub mod command;
 pub mod dir;
 pub mod server;

@@ -25,8 +25,8 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use super::wire::{self, Done, Event, Info, Received, Request, RunRequest};
-use crate::commands::Launch;
 use crate::error::{Error, Result, exit};
+use crate::launch::Launch;
 use crate::profile::{Overrides, Profile, ProfileRef};
 use crate::report::{Denial, Report};
 use crate::vars::Context;
@@ -139,7 +139,7 @@ impl Server {
     /// Load the profile and check the policy once, so that a bad profile fails
     /// the start (exit 125) rather than every command.
     pub fn load(name: String, settings: Settings, report: Option<&Path>) -> Result<Server> {
-        let (profile, ctx) = crate::commands::load(
+        let (profile, ctx) = crate::launch::load(
             &settings.profile,
             &settings.overrides,
             settings.workspace.clone(),
@@ -272,7 +272,7 @@ impl Server {
     pub fn serve(mut self, listener: Option<OwnedFd>, first: Option<OwnedFd>, life: Lifetime) -> ! {
         // The shared namespaces are made here, in the serving process, which
         // their init's death signal then follows.
-        match self.template(Vec::new(), vec!["/bin/true".into()]).and_then(|l| crate::commands::prepare_session(&l)) {
+        match self.template(Vec::new(), vec!["/bin/true".into()]).and_then(|l| crate::launch::prepare_session(&l)) {
             Ok(ns) => self.shared = ns.map(std::sync::Arc::new),
             Err(e) => self.warnings.push(format!(
                 "the session's commands do not share namespaces (each gets a sandbox of its own): {}",
@@ -874,7 +874,7 @@ fn worker(
     let cwd = req.cwd.display().to_string();
     let (quiet, errors) = (req.quiet, req.errors);
     if changed && !quiet {
-        crate::commands::warn(&format!(
+        crate::launch::warn(&format!(
             "session {}: the profile {} changed since the session started; this command runs under the session's policy (--fresh refuses instead)",
             server.name,
             crate::term::field(&server.settings.profile)
@@ -916,14 +916,14 @@ fn worker(
 
 /// The command's launch: the session's profile with this client's
 /// environment, cwd and variables.
-fn launch_for(server: &Server, req: RunRequest) -> Result<crate::commands::Finished> {
+fn launch_for(server: &Server, req: RunRequest) -> Result<crate::launch::Finished> {
     let ctx = Context::from_parts(Some(server.workspace.clone()), req.cwd.clone(), req.env)?;
     let mut l = server.launch(ctx, req.set, req.argv);
     l.quiet = req.quiet;
     l.verbose = server.settings.verbose && !req.quiet;
     l.report = req.report;
     l.print_errors = req.errors;
-    crate::commands::execute_kept(l, &[])
+    crate::launch::execute_kept(l, &[])
 }
 
 /// This command's entry in the session's report.
@@ -991,7 +991,7 @@ mod tests {
     #[test]
     fn a_summary_always_fits_the_pipe() {
         let d = Denial {
-            kind: "fs".into(),
+            kind: crate::report::DenialKind::Fs,
             operation: "open".into(),
             target: "x".repeat(2000),
             pid: 1,
@@ -999,7 +999,7 @@ mod tests {
             errno: "EACCES".into(),
             rule: "r".into(),
             suggestion: "s".into(),
-            observed_by: "seccomp-notify".into(),
+            observed_by: crate::report::ObservedBy::SeccompNotify,
             at_ms: 0,
         };
         let rec = CommandRecord {
