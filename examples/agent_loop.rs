@@ -2,11 +2,13 @@
 //! every tool command the model asks for run in it, and what the sandbox
 //! denied fed back with the command's output.
 //!
-//!     cargo build && cargo run --example agent_loop -- 'ls' 'cat ~/.ssh/id_rsa' 'echo hi > /etc/x'
+//!     cargo build --release && sudo install target/x86_64-unknown-linux-gnu/release/cordon /usr/local/bin/
+//!     cd ~/src/project && ~/cordon/target/.../examples/agent_loop 'ls' 'cat ~/.ssh/id_rsa' 'echo hi > /etc/x'
 //!
-//! Each argument is one "tool call" (a shell command line). The `cordon`
-//! binary serves the sandbox: found beside this program's directory, in
-//! `$CORDON_LAUNCHER` or in `$PATH` (see `SandboxBuilder::launcher`).
+//! Each argument is one "tool call" (a shell command line), run with the
+//! current directory as the workspace. The `cordon` binary serves the
+//! sandbox: `$CORDON_LAUNCHER`, or the first `cordon` in `$PATH` outside the
+//! workspace (see `SandboxBuilder::launcher`).
 use cordon::Sandbox;
 
 fn main() {

@@ -347,6 +347,9 @@ impl Prepared {
                 "its mount view differs from the session's (a path to deny or protect appeared since the session started)",
             ),
             Some(v) if v.proxy => Err("network mode proxy gives each command a proxy of its own"),
+            Some(_) if !session.view_holds() => Err(
+                "a masked or read-only path of the session's view was replaced on the host since it started",
+            ),
             Some(_) => match session.pidfd.try_clone() {
                 Ok(fd) => {
                     self.session = Some(fd);
@@ -701,11 +704,14 @@ pub fn spawn(
     );
     let launcher = nix::unistd::getpid();
     let spawned = if let Some(session) = prep.session.take() {
-        // A session's namespaces: the cgroups are made here, in the host's
-        // user namespace; then this launcher joins the session's user
-        // namespace (it owns it) and its PID namespace for its children, and
-        // the payload joins the mount, network and IPC namespaces itself, so
-        // that the launcher keeps the host's /proc and file system.
+        // A session's namespaces. The rules and the cgroups are made here, in
+        // the host's user namespace; then this launcher joins the session's
+        // user namespace (it owns it) and its PID namespace for its children,
+        // and clones the command's init into a PID namespace of its own
+        // beneath the session's: everything the command starts ends with it,
+        // as in `run` (init kills what is left), while the mount view, /tmp,
+        // IPC and loopback are the session's. The launcher keeps the host's
+        // /proc and file system.
         let ready = prep
             .landlock
             .as_ref()
@@ -715,42 +721,45 @@ pub fn spawn(
             return Err(SpawnError::Failed(e));
         }
         monitor.start_audit();
-        let pidfd = session.as_fd();
         nix::sched::setns(
-            pidfd,
+            session.as_fd(),
             nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWPID,
         )
         .map_err(|e| SpawnError::Failed(launch("joining the session's namespaces", e)))?;
-        // The network namespace is the session's own only where the mode
-        // makes one (else the command keeps the host's, as `run` would).
-        let mut join = nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_NEWIPC;
-        if prep.ns.as_ref().is_some_and(|n| n.net) {
-            join |= nix::sched::CloneFlags::CLONE_NEWNET;
-        }
         let (sync_w, sync_r) = go_channel()?;
+        let (status_r, status_w) =
+            pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
+        // A new PID namespace must be cloned from inside the one it nests
+        // in: a short-lived helper in the session's namespace clones init as
+        // our child (CLONE_PARENT) and leaves.
         match sys::fork().map_err(|e| launch("fork", e))? {
-            None => {
-                drop((err_r, sync_w));
-                let joined = nix::sched::setns(pidfd, join);
-                if let Err(e) = joined {
-                    fail(
-                        &err_w,
-                        exit::LAUNCHER,
-                        false,
-                        &format!("joining the session's mount view: {e}"),
-                    );
+            None => match sys::clone_fork(libc::CLONE_NEWPID | libc::CLONE_PARENT) {
+                Ok(None) => {
+                    drop((err_r, sync_w, status_r));
+                    init(prep, signals, err_w, sync_r, status_w, None, Some(session))
                 }
-                // Our parent is outside the PID namespace: getppid() says 0.
-                payload(prep, signals, err_w, Some((Pid::from_raw(0), sync_r)))
-            }
-            Some(pid) => {
-                drop(sync_r);
-                let pid = Pid::from_raw(pid);
+                Ok(Some(_)) => sys::exit_now(0),
+                Err(e) => fail(&err_w, exit::LAUNCHER, false, &format!("clone: {e}")),
+            },
+            Some(helper) => {
+                drop((sync_r, status_w, session));
+                let _ = waitpid(Pid::from_raw(helper), None);
+                // Our one child now is the command's init (the helper has
+                // gone); none means the helper failed, and said why on err_w.
+                let Some(pid) = only_child() else {
+                    drop((sync_w, err_w));
+                    let msg = wait_exec(err_r, monitor, &prep.policy, &prep.plan);
+                    let text =
+                        String::from_utf8_lossy(msg.get(2..).unwrap_or_default()).into_owned();
+                    return Err(SpawnError::Failed(Error::Child {
+                        message: text,
+                        code: exit::LAUNCHER,
+                    }));
+                };
                 if let Err(e) = prep.send_go(&sync_w) {
                     abandon(pid);
                     return Err(SpawnError::Failed(e));
                 }
-                drop(sync_w);
                 if gated {
                     if let Err(e) = held() {
                         abandon(pid);
@@ -759,10 +768,10 @@ pub fn spawn(
                 }
                 Spawned {
                     pid,
-                    ns: false,
-                    status: None,
+                    ns: true,
+                    status: Some(status_r),
                     proxy: None,
-                    launcher_end: None,
+                    launcher_end: Some(sync_w),
                 }
             }
         }
@@ -781,7 +790,7 @@ pub fn spawn(
             Err(e) => return Err(SpawnError::NsUnavailable(format!("clone: {e}"))),
             Ok(None) => {
                 drop((err_r, sync_w, status_r, proxy_ours));
-                init(prep, signals, err_w, sync_r, status_w, proxy_init)
+                init(prep, signals, err_w, sync_r, status_w, proxy_init, None)
             }
             Ok(Some(pid)) => {
                 drop((sync_r, status_w, proxy_init));
@@ -925,6 +934,15 @@ pub fn spawn(
     }))
 }
 
+/// This process's only child (its children listed by the kernel).
+fn only_child() -> Option<Pid> {
+    let me = nix::unistd::gettid();
+    let list = std::fs::read_to_string(format!("/proc/self/task/{me}/children")).ok()?;
+    let mut it = list.split_whitespace();
+    let pid = it.next()?.parse().ok()?;
+    it.next().is_none().then(|| Pid::from_raw(pid))
+}
+
 /// Read the child's status pipe to EOF while serving capture.
 fn wait_exec(err_r: OwnedFd, monitor: &mut Monitor, policy: &Policy, plan: &Plan) -> Vec<u8> {
     let mut msg = Vec::new();
@@ -1038,6 +1056,7 @@ fn init(
     sync_r: OwnedFd,
     status_w: OwnedFd,
     proxy: Option<OwnedFd>,
+    session: Option<OwnedFd>,
 ) -> ! {
     // If the launcher dies, so does init, and with it the whole PID namespace.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -1052,13 +1071,49 @@ fn init(
     {
         sys::exit_now(exit::LAUNCHER as i32);
     }
+    if let Some(s) = session {
+        // A session's command: the session's mount view, IPC and (where the
+        // mode makes one) network namespace; its own PID namespace (ours).
+        let mut join = nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_NEWIPC;
+        if prep.ns.as_ref().is_some_and(|n| n.net) {
+            join |= nix::sched::CloneFlags::CLONE_NEWNET;
+        }
+        if let Err(e) = nix::sched::setns(s.as_fd(), join) {
+            fail(
+                &err_w,
+                exit::LAUNCHER,
+                false,
+                &format!("joining the session's mount view: {e}"),
+            );
+        }
+        drop(s);
+    } else {
+        build_namespaces(prep, &err_w, &sync_r, proxy);
+    }
+    // The rules are in and the cgroups made: joined before the payload is
+    // forked (it inherits them).
+    if let Err(m) = await_go(&sync_r) {
+        fail(&err_w, exit::LAUNCHER, false, &m);
+    }
+    drop(sync_r);
+    run_init(prep, signals, err_w, status_w)
+}
+
+/// init's own namespaces: the network namespace, the proxy's sockets, then
+/// (once the launcher wrote the uid map) the mount view.
+fn build_namespaces(
+    prep: &mut Prepared,
+    err_w: &OwnedFd,
+    sync_r: &OwnedFd,
+    proxy: Option<OwnedFd>,
+) {
     // The network namespace is made here rather than by the launcher's clone: it is
     // the costliest namespace (~0.5 ms), and here it is built while the launcher
     // writes our uid map and finishes its own preparation, instead of before.
     if prep.ns.as_ref().is_some_and(|n| n.net) {
         if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
             fail(
-                &err_w,
+                err_w,
                 exit::LAUNCHER,
                 true,
                 &format!("creating the network namespace: {e}"),
@@ -1071,7 +1126,7 @@ fn init(
     if let Some(chan) = proxy {
         if let Err(e) = crate::proxy::hand_over(&chan) {
             fail(
-                &err_w,
+                err_w,
                 exit::LAUNCHER,
                 false,
                 &format!("making the proxy's sockets in the network namespace: {e}"),
@@ -1080,23 +1135,22 @@ fn init(
     }
     // Wait for the uid/gid maps; EOF means the launcher is gone.
     let mut mapped = [0u8; 1];
-    if !matches!(nix::unistd::read(&sync_r, &mut mapped), Ok(1) if mapped[0] == MAPPED) {
+    if !matches!(nix::unistd::read(sync_r, &mut mapped), Ok(1) if mapped[0] == MAPPED) {
         sys::exit_now(exit::LAUNCHER as i32);
     }
     if let Err(e) = namespaces::setup(prep.ns.as_ref().expect("init runs with namespaces")) {
         fail(
-            &err_w,
+            err_w,
             exit::LAUNCHER,
             e.unavailable,
             &format!("setting up namespaces: {}", e.message),
         );
     }
-    // The rules are in and the cgroups made: joined before the payload is
-    // forked (it inherits them).
-    if let Err(m) = await_go(&sync_r) {
-        fail(&err_w, exit::LAUNCHER, false, &m);
-    }
-    drop(sync_r);
+}
+
+/// init from its namespaces on: fork the payload, forward signals, reap, and
+/// report the payload's status once nothing else of the run is left.
+fn run_init(prep: &mut Prepared, signals: &Signals, err_w: OwnedFd, status_w: OwnedFd) -> ! {
     // init also hears SIGUSR1: the launcher's "terminate the whole tree" (timeout).
     let mut set = SigSet::empty();
     for s in FORWARDED {
@@ -1190,11 +1244,34 @@ pub struct SessionNs {
     view: namespaces::Prepared,
     /// When it was made (coarse realtime): sockets born since are its own.
     pub started: (i64, u32),
+    /// The ids of its mounts once built: a host that replaces a masked or
+    /// read-only path (a rename over it, a delete and re-create) detaches
+    /// that mount in every namespace, and the view no longer holds.
+    mounts: Vec<u64>,
     /// The server's end of init's channel: closed, init ends the namespaces.
     _alive: OwnedFd,
 }
 
+/// The mount ids of process `pid`'s mount namespace.
+fn mount_ids(pid: Pid) -> Option<Vec<u64>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+    let mut ids: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    Some(ids)
+}
+
 impl SessionNs {
+    /// Whether every mount of the view, as built, is still there.
+    pub fn view_holds(&self) -> bool {
+        match mount_ids(self.pid) {
+            Some(now) => self.mounts.iter().all(|m| now.binary_search(m).is_ok()),
+            None => false,
+        }
+    }
+
     /// End every process of the session's namespaces, and them.
     pub fn end(self) {
         let _ = kill(self.pid, Signal::SIGKILL);
@@ -1245,7 +1322,15 @@ pub fn start_session(mut prep: Prepared) -> Result<SessionNs> {
                 });
             }
             let pidfd = sys::pidfd_open(pid.as_raw(), 0).map_err(|e| launch("pidfd_open", e))?;
+            let Some(mounts) = mount_ids(pid) else {
+                abandon(pid);
+                return Err(launch(
+                    "reading the session's mounts",
+                    std::io::Error::last_os_error(),
+                ));
+            };
             Ok(SessionNs {
+                mounts,
                 pid,
                 pidfd,
                 view,

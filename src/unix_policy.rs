@@ -74,6 +74,22 @@ pub struct UnixPolicy {
 /// The rule named in reports and by `explain` for the default refusal.
 pub const DEFAULT_RULE: &str = "pathname unix sockets made outside the sandbox are refused (default; [network] unix_connect lists exceptions)";
 
+/// A session's control socket: `.../cordon/sessions/NAME.sock` or
+/// `/tmp/cordon-UID/sessions/NAME.sock` (see `session::dir`).
+pub fn is_session_socket(path: &Path) -> bool {
+    let mut up = path.ancestors().skip(1);
+    path.extension().is_some_and(|e| e == "sock")
+        && up
+            .next()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "sessions")
+        && up
+            .next()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n == "cordon" || n.starts_with("cordon-"))
+}
+
 impl UnixPolicy {
     /// Validate `[network] unix_connect` (expanded) against the file-system policy.
     pub fn new(
@@ -148,6 +164,16 @@ impl UnixPolicy {
     /// May the sandbox connect to the pathname socket at `path` (resolved in the
     /// sandbox's view, canonical), born as `birth`?
     pub fn decide(&self, path: &Path, birth: Birth) -> Verdict {
+        // cordon's own session sockets: whatever a profile lists or a payload
+        // arranges (a session whose socket directory lies in a writable root,
+        // a socket born during this run), a sandbox never reaches one.
+        if is_session_socket(path) {
+            return Verdict::deny(
+                "cordon's session control sockets are never reachable from a sandbox".into(),
+                "EACCES",
+                None,
+            );
+        }
         if let Some(a) = self.allowed.iter().find(|a| a.matches(path)) {
             return Verdict::allow(format!("unix_connect \"{}\" ({})", a.written, a.origin));
         }
@@ -248,6 +274,21 @@ pub fn decide_abstract(p: &UnixPolicy, at: AbstractWhere) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_sockets_are_never_reachable() {
+        assert!(is_session_socket(Path::new(
+            "/run/user/1000/cordon/sessions/s-1.sock"
+        )));
+        assert!(is_session_socket(Path::new(
+            "/tmp/cordon-65534/sessions/wide.sock"
+        )));
+        assert!(is_session_socket(Path::new(
+            "/tmp/cordon/sessions/wide.sock"
+        )));
+        assert!(!is_session_socket(Path::new("/ws/sessions/x.sock")));
+        assert!(!is_session_socket(Path::new("/ws/cordon/sessions/x")));
+    }
     use crate::policy::{Access, Grant, Kind};
 
     fn origin(line: usize) -> Origin {

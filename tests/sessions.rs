@@ -268,22 +268,29 @@ fn a_payload_cannot_reach_its_own_session() {
 
 #[test]
 fn a_payload_let_through_to_the_socket_is_still_refused_by_the_server() {
-    // A profile that lists the sessions directory in unix_connect lets the
-    // connect through the sandbox; the server still refuses any client that
-    // descends from one of its commands: no answer, nothing run.
+    // A profile that lists the sessions directory in unix_connect: the
+    // mediation still refuses cordon's own session sockets. Through a hard
+    // link elsewhere (listed too), the connect goes through the sandbox, and
+    // the server refuses any client that descends from one of its commands:
+    // no answer, nothing run.
     const ASK: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-s.connect(sys.argv[1])
-a, b = socket.socketpair()
-try:
-    socket.send_fds(s, [b'{"op":"info"}'], [b.fileno()])
-except OSError:
-    print("REFUSED")
-    sys.exit(0)
-b.close()
-a.settimeout(5)
-print("ANSWERED" if a.recv(65536) else "REFUSED")
+import socket, sys, errno
+for path in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        s.connect(path)
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, e.errno))
+        continue
+    a, b = socket.socketpair()
+    try:
+        socket.send_fds(s, [b'{"op":"info"}'], [b.fileno()])
+    except OSError:
+        print("REFUSED")
+        continue
+    b.close()
+    a.settimeout(5)
+    print("ANSWERED" if a.recv(65536) else "REFUSED")
 "#;
     for user in users("a_payload_let_through_to_the_socket_is_still_refused") {
         for ns in Ns::ALL {
@@ -291,21 +298,32 @@ print("ANSWERED" if a.recv(65536) else "REFUSED")
             let ws = tempdir(user);
             let runtime = runtime_dir(user);
             let dir = runtime.path().join("cordon/sessions");
+            let alias = ws.path().join("alias.sock");
             let profile = profile_ns(
                 "let-through",
                 &format!(
-                    "extends = \"workspace-write\"\n[network]\nunix_connect = [\"{}/*\"]\n",
-                    dir.display()
+                    "extends = \"workspace-write\"\n[network]\nunix_connect = [\"{}/*\", \"{}\"]\n",
+                    dir.display(),
+                    alias.display()
                 ),
                 ns,
             );
             let s = Session::start_in(runtime, user, &profile, ws.path(), &[]);
             let sock = s.socket();
-            let out = s.run(&["--", PYTHON, "-c", ASK, sock.to_str().unwrap()]);
+            std::fs::hard_link(&sock, &alias).unwrap();
+            let out = s.run(&[
+                "-q",
+                "--",
+                PYTHON,
+                "-c",
+                ASK,
+                sock.to_str().unwrap(),
+                alias.to_str().unwrap(),
+            ]);
             assert_code(&out, 0, &ctx);
             assert_eq!(
-                text(&out.stdout).trim(),
-                "REFUSED",
+                text(&out.stdout).lines().collect::<Vec<_>>(),
+                ["EACCES", "REFUSED"],
                 "{ctx}: {}",
                 text(&out.stderr)
             );
@@ -318,9 +336,10 @@ print("ANSWERED" if a.recv(65536) else "REFUSED")
 
 #[test]
 fn commands_of_a_session_share_loopback_processes_and_tmp() {
-    // The agent's flow: a dev server started by one command is tested by the
-    // next. Another session shares none of it, and the server ends with its
-    // session.
+    // The agent's flow: a dev server run by one command is tested by another
+    // while it runs; files in /tmp carry over. What a command leaves running
+    // ends with it (as in `cordon run`), another session shares none of it,
+    // and the server's command ends with its session.
     const FETCH: &str = r#"
 import sys, urllib.request
 try:
@@ -343,52 +362,75 @@ except Exception as e:
             Ns::Auto,
         );
         let s = Session::start(user, &profile, ws.path(), &[]);
-        let serve = format!(
-            "{PYTHON} -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 & echo $! > /tmp/server.pid; \
-             for i in $(seq 100); do {PYTHON} -c 'import socket,sys; socket.create_connection((\"127.0.0.1\", {port}))' 2>/dev/null && exit 0; sleep 0.05; done; exit 1"
+        // A leftover ends with its command; a file in /tmp stays.
+        let marker = format!("{}.5", 30 + port % 1000);
+        let out = s.run(&[
+            "-q",
+            "--",
+            "/bin/sh",
+            "-c",
+            &format!("sleep {marker} & echo kept > /tmp/note"),
+        ]);
+        assert_code(&out, 0, &ctx);
+        assert!(
+            poll_until(Duration::from_secs(5), || pids_with_argv(&[
+                "sleep", &marker
+            ])
+            .is_empty()),
+            "{ctx}: a process the command left running outlived it"
         );
-        let out = s.run(&["-q", "--", "/bin/sh", "-c", &serve]);
-        assert_code(&out, 0, format!("{ctx}: the server started"));
+        let out = s.run(&["-q", "--", "/bin/cat", "/tmp/note"]);
+        assert_code(&out, 0, &ctx);
+        assert_eq!(text(&out.stdout), "kept\n", "{ctx}: the session's /tmp");
+        // The dev server, run by a command that keeps running.
+        let mut server = s.cmd();
+        server
+            .args([
+                "session",
+                "run",
+                "-q",
+                &s.name,
+                "--",
+                PYTHON,
+                "-m",
+                "http.server",
+            ])
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1"]);
+        let server = start(server);
+        let up = poll_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "{ctx}: the server did not start");
         let out = s.run(&["-q", "--", PYTHON, "-c", FETCH, &port.to_string()]);
         assert_code(&out, 0, &ctx);
         assert_eq!(
             text(&out.stdout).trim(),
             "200",
-            "{ctx}: the next command reached it"
+            "{ctx}: another command reached it"
         );
-        // The same PID namespace and /tmp: the server's pid, recorded in the
-        // session's /tmp, is a live process there (seen, not signalled: each
-        // command's Landlock domain scopes its signals to itself).
-        let out = s.run(&["-q", "--", "/bin/sh", "-c", "test -d /proc/$(cat /tmp/server.pid) && echo alive; kill -0 $(cat /tmp/server.pid) 2>/dev/null || echo unsignalled"]);
-        assert_code(&out, 0, &ctx);
-        assert_eq!(
-            text(&out.stdout).split_whitespace().collect::<Vec<_>>(),
-            ["alive", "unsignalled"],
-            "{ctx}"
-        );
-        // Another session: not its /tmp, not its processes.
+        // Another session: not this one's /tmp.
         let other = Session::start(user, &profile, ws.path(), &[]);
-        let out = other.run(&[
-            "-q",
-            "--",
-            "/bin/sh",
-            "-c",
-            "cat /tmp/server.pid 2>&1; ls /proc | grep -c '^[0-9]'",
-        ]);
-        assert_code(&out, 0, &ctx);
+        let out = other.run(&["-q", "--", "/bin/sh", "-c", "cat /tmp/note 2>&1"]);
         assert!(
             text(&out.stdout).contains("No such file"),
             "{ctx}: {}",
             text(&out.stdout)
         );
         drop(other);
-        // The session's end ends the server.
+        // The session's end ends the server's command (SIGTERM, forwarded).
         let stop = s.cmd().args(["session", "stop", &s.name]).output().unwrap();
         assert_code(&stop, 0, &ctx);
-        let gone = poll_until(Duration::from_secs(5), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-        });
-        assert!(gone, "{ctx}: the dev server outlived its session");
+        let out = server.finish(Duration::from_secs(10), &ctx);
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "{ctx}: the server's command ended by the stop"
+        );
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "{ctx}: the dev server outlived its session"
+        );
     }
 }
 
@@ -429,6 +471,37 @@ fn a_deny_path_that_appears_after_the_start_is_denied_to_later_commands() {
                 "{ctx}: the host can read it"
             );
             std::fs::remove_dir_all(&aws).unwrap();
+            // A masked file the host replaces (a rename over it, as npm and
+            // credential helpers write): the kernel detaches the mask in every
+            // namespace, so the session's view no longer denies it; the next
+            // command must not join that view.
+            let npmrc = home(user).join(".npmrc");
+            std::fs::write(&npmrc, "OLD\n").unwrap();
+            chown_r(&npmrc, user);
+            let s = Session::start(user, &ns_profile("workspace-write", ns), ws.path(), &[]);
+            let read = |s: &Session| {
+                let out = s.run(&[
+                    "-q",
+                    "--",
+                    PYTHON,
+                    probe_py().to_str().unwrap(),
+                    "read",
+                    npmrc.to_str().unwrap(),
+                ]);
+                assert_code(&out, 0, &ctx);
+                text(&out.stdout).trim().to_string()
+            };
+            assert_ne!(read(&s), "OK", "{ctx}: ~/.npmrc readable at the start");
+            let tmp = home(user).join(".npmrc.new");
+            std::fs::write(&tmp, "NEW\n").unwrap();
+            chown_r(&tmp, user);
+            std::fs::rename(&tmp, &npmrc).unwrap();
+            assert_ne!(
+                read(&s),
+                "OK",
+                "{ctx}: ~/.npmrc readable once the host replaced it"
+            );
+            std::fs::remove_file(&npmrc).unwrap();
         }
     }
 }
@@ -468,6 +541,27 @@ fn a_changed_profile_is_said_and_refused_with_fresh() {
         assert!(
             assert_one_error_line(&out, &ctx).contains("--fresh"),
             "{ctx}"
+        );
+
+        // A profile named by a relative path is the same profile later (the
+        // server changes directory), and a repo-local policy added since the
+        // start counts as a change.
+        let ws = tempdir(user);
+        std::fs::write(ws.path().join("p.toml"), "extends = \"workspace-write\"\n").unwrap();
+        chown_r(ws.path(), user);
+        let s = Session::start(user, "./p.toml", ws.path(), &[]);
+        let out = s.run(&["--fresh", "--", "/bin/true"]);
+        assert_code(&out, 0, format!("{ctx}: a relative profile path"));
+        std::fs::write(
+            ws.path().join(".cordon.toml"),
+            "[filesystem]\ndeny = [\"${WORKSPACE}/secret.txt\"]\n",
+        )
+        .unwrap();
+        let out = s.run(&["--fresh", "--", "/bin/true"]);
+        assert_code(
+            &out,
+            125,
+            format!("{ctx}: a .cordon.toml added since the start"),
         );
     }
 }

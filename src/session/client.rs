@@ -65,7 +65,8 @@ impl SandboxBuilder {
         self
     }
     /// The `cordon` binary that serves the sandbox (default: `$CORDON_LAUNCHER`,
-    /// then `cordon` beside this program or its parent directory, then `$PATH`).
+    /// then the first `cordon` in `$PATH` outside the workspace and the shared
+    /// scratch directories, not writable by group or others).
     pub fn launcher(mut self, path: impl Into<PathBuf>) -> Self {
         self.launcher = Some(path.into());
         self
@@ -166,7 +167,15 @@ impl SandboxBuilder {
     /// Start the sandbox's server and wait until it has loaded the profile
     /// and checked the policy (a bad profile fails here, with its location).
     pub fn build(self) -> Result<Sandbox> {
-        let launcher = find_launcher(self.launcher.as_deref())?;
+        let workspace = match &self.workspace {
+            Some(w) => std::fs::canonicalize(w),
+            None => std::env::current_dir().and_then(std::fs::canonicalize),
+        }
+        .map_err(|e| Error::Workspace {
+            path: self.workspace.clone().unwrap_or_else(|| ".".into()),
+            source: e,
+        })?;
+        let launcher = find_launcher(self.launcher.as_deref(), &workspace)?;
         let args = self.serve_args()?;
         let fail = |step, source| Error::Session {
             name: "(library)".into(),
@@ -221,38 +230,46 @@ impl SandboxBuilder {
     }
 }
 
-/// The `cordon` binary to serve a sandbox.
-fn find_launcher(asked: Option<&Path>) -> Result<PathBuf> {
-    let mut tried = Vec::new();
+/// The `cordon` binary to serve a sandbox: the one asked for, else
+/// `$CORDON_LAUNCHER`, else the first `cordon` in `$PATH` that a sandbox could
+/// not have planted: not in a relative `$PATH` entry, the workspace, or a
+/// shared scratch directory, and not writable by group or others. The
+/// program's own directory is not searched: an agent run from its build tree
+/// would run a `cordon` its own commands wrote there.
+fn find_launcher(asked: Option<&Path>, workspace: &Path) -> Result<PathBuf> {
     if let Some(p) = asked {
         return Ok(p.to_path_buf());
     }
     if let Some(p) = std::env::var_os("CORDON_LAUNCHER").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    if let Ok(me) = std::env::current_exe() {
-        for dir in me.ancestors().skip(1).take(2) {
-            let c = dir.join("cordon");
-            if c.is_file() && c != me {
-                return Ok(c);
-            }
-            tried.push(c);
-        }
-    }
+    let scratch = [
+        Path::new("/tmp"),
+        Path::new("/var/tmp"),
+        Path::new("/dev/shm"),
+    ];
     for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let Ok(dir) = std::fs::canonicalize(&dir) else {
+            continue;
+        };
+        if dir.starts_with(workspace) || scratch.iter().any(|s| dir.starts_with(s)) {
+            continue;
+        }
         let c = dir.join("cordon");
-        if c.is_file() {
+        if trusted_file(&c) {
             return Ok(c);
         }
     }
-    Err(Error::Usage(format!(
-        "no cordon binary to serve the sandbox: set it with SandboxBuilder::launcher or $CORDON_LAUNCHER (looked beside this program, {}, and in $PATH)",
-        tried
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
+    Err(Error::Usage(
+        "no cordon binary to serve the sandbox: install it in $PATH (outside the workspace), or name it with SandboxBuilder::launcher or $CORDON_LAUNCHER".into(),
+    ))
+}
+
+/// A regular file, executable, that neither group nor others may write.
+fn trusted_file(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p)
+        .is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0 && m.mode() & 0o022 == 0)
 }
 
 /// A prepared sandbox: its profile loaded and checked once, its commands

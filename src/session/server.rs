@@ -64,6 +64,8 @@ pub enum Lifetime {
 
 /// The most commands a session keeps in its report (the rest are counted).
 const MAX_RECORDS: usize = 10_000;
+/// The records' budget (JSON bytes) before they lose their denials.
+const MAX_RECORD_BYTES: usize = 16 << 20;
 /// The most commands running at once.
 const MAX_RUNNING: usize = 512;
 /// A worker's summary for the session's report: written into a pipe before the
@@ -138,7 +140,16 @@ struct SessionReport<'a> {
 impl Server {
     /// Load the profile and check the policy once, so that a bad profile fails
     /// the start (exit 125) rather than every command.
-    pub fn load(name: String, settings: Settings, report: Option<&Path>) -> Result<Server> {
+    pub fn load(name: String, mut settings: Settings, report: Option<&Path>) -> Result<Server> {
+        // A profile file is named absolutely: the server changes directory.
+        if let ProfileRef::Path(p) = ProfileRef::parse(&settings.profile) {
+            if let Ok(abs) = std::path::absolute(&p) {
+                settings.profile = abs.to_string_lossy().into_owned();
+            }
+        }
+        if let Some(w) = &settings.workspace {
+            settings.workspace = std::path::absolute(w).ok();
+        }
         let (profile, ctx) = crate::launch::load(
             &settings.profile,
             &settings.overrides,
@@ -257,14 +268,17 @@ impl Server {
     }
 
     /// Whether the profile's files now say something else than at the start
-    /// (a built-in never changes; a file that no longer loads has changed).
+    /// (a file that no longer loads has changed)
+    /// (its `extends` and the workspace's `.cordon.toml` included, one added
+    /// since counts), loaded the way the start loaded them.
     fn profile_changed(&self) -> bool {
-        match ProfileRef::parse(&self.settings.profile) {
-            ProfileRef::Builtin(_) => false,
-            r => Profile::load(&r)
-                .map(|p| crate::report::profile_sha256(&p.texts) != self.profile_sha)
-                .unwrap_or(true),
-        }
+        crate::launch::load(
+            &self.settings.profile,
+            &self.settings.overrides,
+            Some(self.workspace.clone()),
+        )
+        .map(|(p, _)| crate::report::profile_sha256(&p.texts) != self.profile_sha)
+        .unwrap_or(true)
     }
 
     /// Serve until the session ends: accept connections on `listener` (a named
@@ -295,6 +309,7 @@ impl Server {
             conns: first.into_iter().collect(),
             workers: Vec::new(),
             records: Vec::new(),
+            record_bytes: 0,
             dropped: 0,
             next_id: 1,
             stoppers: Vec::new(),
@@ -312,6 +327,8 @@ struct State {
     conns: Vec<OwnedFd>,
     workers: Vec<Worker>,
     records: Vec<CommandRecord>,
+    /// The records' size as JSON, against [`MAX_RECORD_BYTES`].
+    record_bytes: usize,
     dropped: u64,
     next_id: u64,
     /// Channels of `Stop` requests, answered once everything has ended.
@@ -645,11 +662,25 @@ impl State {
             denials: Vec::new(),
             dropped: 0,
         });
-        if self.records.len() < MAX_RECORDS {
-            self.records.push(rec);
-        } else {
+        if self.records.len() >= MAX_RECORDS {
             self.dropped += 1;
+            return;
         }
+        // The server's memory and the session's report stay bounded: past the
+        // budget a record keeps its command and status, and counts its denials.
+        let mut rec = rec;
+        let mut size = serde_json::to_vec(&rec).map_or(0, |b| b.len());
+        if self.record_bytes + size > MAX_RECORD_BYTES {
+            rec.dropped += rec.denials.len() as u64;
+            rec.denials.clear();
+            rec.argv.truncate(16);
+            for a in &mut rec.argv {
+                a.truncate(256);
+            }
+            size = serde_json::to_vec(&rec).map_or(0, |b| b.len());
+        }
+        self.record_bytes += size;
+        self.records.push(rec);
     }
 
     /// End every command (SIGTERM, forwarded to each payload; SIGKILL after
