@@ -428,7 +428,7 @@ impl State {
             gone_workers.sort_unstable();
             for i in gone_workers.into_iter().rev() {
                 let w = self.workers.swap_remove(i);
-                self.finish(w, false);
+                self.finish(w);
             }
             gone_conns.sort_unstable();
             for i in gone_conns.into_iter().rev() {
@@ -626,7 +626,7 @@ impl State {
 
     /// A worker has exited: reap it, keep its summary, and answer for it
     /// when it could not.
-    fn finish(&mut self, mut w: Worker, _stopping: bool) {
+    fn finish(&mut self, mut w: Worker) {
         let status = waitpid(w.pid, Some(WaitPidFlag::__WALL)).ok();
         w.read_summary();
         let summary: Option<CommandRecord> = serde_json::from_slice(&w.summary_bytes).ok();
@@ -714,7 +714,7 @@ impl State {
             drop(fds);
             for i in exited.into_iter().rev() {
                 let w = self.workers.swap_remove(i);
-                self.finish(w, true);
+                self.finish(w);
             }
         }
         if let Some(s) = &self.server.socket {
