@@ -475,6 +475,17 @@ pub fn prepare_session(l: &Launch) -> Result<Option<crate::sandbox::SessionNs>> 
         return Ok(None);
     }
     let mut policy = policy_in(l, None)?;
+    // The report key first, as a command would make it (a key made later
+    // would change every later command's view, and none could join).
+    let writable = policy
+        .fs
+        .grants
+        .iter()
+        .filter(|g| g.access.can_write())
+        .map(|g| g.path.as_path());
+    if let Ok(true) = crate::trust::guard_key_location(writable) {
+        policy = policy_in(l, None)?;
+    }
     if let Some(g) = crate::guard::Guard::launch(&policy, crate::guard::Share::Look) {
         policy.fs.guarded = g.carves();
     }

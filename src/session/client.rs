@@ -570,7 +570,9 @@ impl Child {
 
     /// Send `signal` to the command: SIGHUP, SIGINT, SIGQUIT, SIGTERM and
     /// SIGWINCH reach the payload as `cordon run` forwards them; SIGKILL ends
-    /// the command's whole tree at once (no report then). Others are ignored.
+    /// the command's whole tree at once (its launcher still puts back what
+    /// it changed and reports: exit 137). Others are ignored, and so is any
+    /// signal to a command that has ended.
     pub fn signal(&mut self, signal: i32) -> Result<()> {
         let mut line = serde_json::to_vec(&Event::Signal { signal }).unwrap_or_default();
         line.push(b'\n');

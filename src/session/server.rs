@@ -104,6 +104,8 @@ struct Worker {
     input: Option<Vec<u8>>,
     summary: OwnedFd,
     summary_bytes: Vec<u8>,
+    /// The client asked for SIGKILL: the tree is killed on every wake-up.
+    kill_pending: bool,
 }
 
 /// One command in the session's report.
@@ -382,6 +384,10 @@ impl State {
                     fds.push(watch(w.channel.as_fd()));
                 }
             }
+            for w in self.workers.iter().filter(|w| w.kill_pending) {
+                w.kill_tree();
+            }
+            let pending = self.workers.iter().any(|w| w.kill_pending);
             let timeout = match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
@@ -392,6 +398,11 @@ impl State {
                         .unwrap_or(PollTimeout::MAX)
                 }
                 None => PollTimeout::NONE,
+            };
+            let timeout = if pending {
+                PollTimeout::from(20u8)
+            } else {
+                timeout
             };
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
@@ -476,7 +487,10 @@ impl State {
             }
             match parent_of(p) {
                 Some(pp) if pp > 1 && pp != p => p = pp,
-                _ => return false,
+                Some(_) => return false,
+                // Gone or unreadable (a peer that exited before the accept):
+                // not known to be outside, so refused.
+                None => return true,
             }
         }
         // A chain that long is not a process tree we know: refuse it.
@@ -600,6 +614,7 @@ impl State {
                     input: Some(Vec::new()),
                     summary: sum_r,
                     summary_bytes: Vec::new(),
+                    kill_pending: false,
                 });
             }
             Err(e) => refuse(&channel, format!("forking the command's worker: {e}")),
@@ -689,14 +704,31 @@ impl State {
         for w in &self.workers {
             let _ = kill(w.pid, Signal::SIGTERM);
         }
-        let until = Instant::now() + GRACE;
+        // After the grace period the commands' trees are killed, never their
+        // launchers: a launcher must live to put back what its command changed
+        // (the guard), write its report and remove its cgroups. Only one that
+        // has not ended well after that is killed itself.
+        let killed = Instant::now() + GRACE;
+        let until = killed + 3 * GRACE;
+        let mut trees_killed = false;
         while !self.workers.is_empty() {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let now = Instant::now();
+            if now >= killed && !trees_killed {
+                for w in &self.workers {
+                    w.kill_tree();
+                }
+                trees_killed = true;
+            }
+            let left = if now >= until {
                 for w in &self.workers {
                     let _ = kill(w.pid, Signal::SIGKILL);
                 }
-            }
+                Duration::from_millis(100)
+            } else if trees_killed {
+                until - now
+            } else {
+                killed - now
+            };
             let mut fds: Vec<PollFd> = self
                 .workers
                 .iter()
@@ -765,6 +797,23 @@ impl State {
 }
 
 impl Worker {
+    /// SIGKILL to the launcher's children: the command's init (its PID
+    /// namespace goes with it) or, without namespaces, the payload (the
+    /// launcher, a subreaper, then ends what is left of the tree).
+    fn kill_tree(&self) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return;
+        };
+        for t in tasks.flatten() {
+            let Ok(list) = std::fs::read_to_string(t.path().join("children")) else {
+                continue;
+            };
+            for c in list.split_whitespace().filter_map(|c| c.parse().ok()) {
+                let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
+            }
+        }
+    }
+
     fn read_summary(&mut self) {
         let mut buf = [0u8; 8192];
         loop {
@@ -800,11 +849,28 @@ impl Worker {
                 input.clear();
             }
         }
+        let mut signals = Vec::new();
         while let Some(nl) = input.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = input.drain(..=nl).collect();
             if let Ok(Event::Signal { signal: s }) = serde_json::from_slice(&line) {
-                if let Some(sig) = forwardable(s) {
-                    let _ = kill(self.pid, sig);
+                signals.push(s);
+            }
+        }
+        for s in signals {
+            {
+                match forwardable(s) {
+                    // The command's tree, not its launcher, which still has to
+                    // put back what it changed and report.
+                    // Repeated until the launcher ends: a tree that does
+                    // not exist yet is killed once it does.
+                    Some(Signal::SIGKILL) => {
+                        self.kill_pending = true;
+                        self.kill_tree();
+                    }
+                    Some(sig) => {
+                        let _ = kill(self.pid, sig);
+                    }
+                    None => {}
                 }
             }
         }
@@ -816,7 +882,8 @@ impl Worker {
 }
 
 /// The signals a client may send its command: those `cordon run` forwards to
-/// its payload, and SIGKILL, which ends the command's tree without a report.
+/// its payload, and SIGKILL, which ends the command's tree (its launcher
+/// lives on to put back what the command changed and report).
 fn forwardable(s: i32) -> Option<Signal> {
     let sig = Signal::try_from(s).ok()?;
     matches!(
