@@ -1079,13 +1079,17 @@ fn init(
         sys::exit_now(exit::LAUNCHER as i32);
     }
     if let Some(s) = session {
-        // A session's command: the session's mount view, IPC and (where the
-        // mode makes one) network namespace; its own PID namespace (ours).
-        let mut join = nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_NEWIPC;
+        // A session's command: the session's mount view and (where the mode
+        // makes one) network namespace; its own PID namespace (ours) and SysV
+        // IPC namespace, so that neither its processes nor its segments
+        // outlive it.
+        let mut join = nix::sched::CloneFlags::CLONE_NEWNS;
         if prep.ns.as_ref().is_some_and(|n| n.net) {
             join |= nix::sched::CloneFlags::CLONE_NEWNET;
         }
-        if let Err(e) = nix::sched::setns(s.as_fd(), join) {
+        let joined = nix::sched::setns(s.as_fd(), join)
+            .and_then(|()| nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWIPC));
+        if let Err(e) = joined {
             fail(
                 &err_w,
                 exit::LAUNCHER,

@@ -382,6 +382,29 @@ except Exception as e:
         let out = s.run(&["-q", "--", "/bin/cat", "/tmp/note"]);
         assert_code(&out, 0, &ctx);
         assert_eq!(text(&out.stdout), "kept\n", "{ctx}: the session's /tmp");
+        // A SysV segment is its command's (an IPC namespace each): it neither
+        // outlives it nor reaches the next command.
+        let out = s.run(&[
+            "-q",
+            "--",
+            "/bin/sh",
+            "-c",
+            "ipcmk -M 4096 >/dev/null && ipcs -m | grep -c '^0x'",
+        ]);
+        assert_code(&out, 0, &ctx);
+        assert_eq!(text(&out.stdout).trim(), "1", "{ctx}: the segment was made");
+        let out = s.run(&[
+            "-q",
+            "--",
+            "/bin/sh",
+            "-c",
+            "ipcs -m | grep -c '^0x' || true",
+        ]);
+        assert_eq!(
+            text(&out.stdout).trim(),
+            "0",
+            "{ctx}: a segment outlived its command"
+        );
         // The dev server, run by a command that keeps running.
         let mut server = s.cmd();
         server
