@@ -128,20 +128,10 @@ pub fn execute_kept(l: Launch, inherited: &[RawFd]) -> Result<Finished> {
     let mut policy = policy_in(&l, run_tmp.as_ref())?;
     crate::timing::mark("policy");
     if !l.dry_run {
-        // A payload that can write where the report key would live could plant
-        // one and so sign forged reports: make the key first, then the policy
-        // again, so that its deny masks a path that exists.
-        let writable = policy
-            .fs
-            .grants
-            .iter()
-            .filter(|g| g.access.can_write())
-            .map(|g| g.path.as_path());
-        match crate::trust::guard_key_location(writable) {
-            Ok(false) => {}
-            Ok(true) => policy = policy_in(&l, run_tmp.as_ref())?,
-            Err(e) if !l.quiet => warn(&e.to_string()),
-            Err(_) => {}
+        let (p, failed) = report_key_first(&l, run_tmp.as_ref(), policy)?;
+        policy = p;
+        if let Some(e) = failed.filter(|_| !l.quiet) {
+            warn(&e);
         }
     }
     // Before anything runs: the launch state of every file that would make the
@@ -464,6 +454,28 @@ pub fn execute_kept(l: Launch, inherited: &[RawFd]) -> Result<Finished> {
     })
 }
 
+/// A payload that can write where the report key would live could plant one
+/// and so sign forged reports: make the key before a run whose writable roots
+/// cover its place, then the policy again, so that its deny masks a path that
+/// exists. Returns the policy and why the key could not be made, if it could not.
+fn report_key_first(
+    l: &Launch,
+    tmp: Option<&crate::scratch::RunTmp>,
+    policy: Policy,
+) -> Result<(Policy, Option<String>)> {
+    let writable = policy
+        .fs
+        .grants
+        .iter()
+        .filter(|g| g.access.can_write())
+        .map(|g| g.path.as_path());
+    match crate::trust::guard_key_location(writable) {
+        Ok(false) => Ok((policy, None)),
+        Ok(true) => Ok((policy_in(l, tmp)?, None)),
+        Err(e) => Ok((policy, Some(e.to_string()))),
+    }
+}
+
 /// A session's namespaces, prepared as a command of `l` would prepare its own
 /// (the same policy, guard carves and audit-log mask), so that a command whose
 /// view is still this one can run in them. None when `l` runs without
@@ -474,18 +486,9 @@ pub fn prepare_session(l: &Launch) -> Result<Option<crate::sandbox::SessionNs>> 
     if !ns_likely {
         return Ok(None);
     }
-    let mut policy = policy_in(l, None)?;
     // The report key first, as a command would make it (a key made later
     // would change every later command's view, and none could join).
-    let writable = policy
-        .fs
-        .grants
-        .iter()
-        .filter(|g| g.access.can_write())
-        .map(|g| g.path.as_path());
-    if let Ok(true) = crate::trust::guard_key_location(writable) {
-        policy = policy_in(l, None)?;
-    }
+    let (mut policy, _) = report_key_first(l, None, policy_in(l, None)?)?;
     if let Some(g) = crate::guard::Guard::launch(&policy, crate::guard::Share::Look) {
         policy.fs.guarded = g.carves();
     }

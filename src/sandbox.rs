@@ -763,16 +763,7 @@ pub fn spawn(
                         code: exit::LAUNCHER,
                     }));
                 };
-                if let Err(e) = prep.send_go(&sync_w) {
-                    abandon(pid);
-                    return Err(SpawnError::Failed(e));
-                }
-                if gated {
-                    if let Err(e) = held() {
-                        abandon(pid);
-                        return Err(SpawnError::Failed(e));
-                    }
-                }
+                release(prep, &sync_w, pid, gated, held)?;
                 Spawned {
                     pid,
                     ns: true,
@@ -842,16 +833,7 @@ pub fn spawn(
                     Some(Ok(p)) => p,
                     None => None,
                 };
-                if let Err(e) = prep.send_go(&sync_w) {
-                    abandon(pid);
-                    return Err(SpawnError::Failed(e));
-                }
-                if gated {
-                    if let Err(e) = held() {
-                        abandon(pid);
-                        return Err(SpawnError::Failed(e));
-                    }
-                }
+                release(prep, &sync_w, pid, gated, held)?;
                 Spawned {
                     pid,
                     ns: true,
@@ -886,17 +868,8 @@ pub fn spawn(
                     abandon(pid);
                     return Err(SpawnError::Failed(e));
                 }
-                if let Err(e) = prep.send_go(&sync_w) {
-                    abandon(pid);
-                    return Err(SpawnError::Failed(e));
-                }
+                release(prep, &sync_w, pid, gated, held)?;
                 drop(sync_w);
-                if gated {
-                    if let Err(e) = held() {
-                        abandon(pid);
-                        return Err(SpawnError::Failed(e));
-                    }
-                }
                 Spawned {
                     pid,
                     ns: false,
@@ -939,6 +912,25 @@ pub fn spawn(
         message: text,
         code,
     }))
+}
+
+/// Send the child its go (see [`Prepared::send_go`]), then, when capture gates
+/// its execve, the work of the held window; the child is abandoned if either
+/// fails.
+fn release(
+    prep: &mut Prepared,
+    sync_w: &OwnedFd,
+    pid: Pid,
+    gated: bool,
+    held: &mut dyn FnMut() -> Result<()>,
+) -> std::result::Result<(), SpawnError> {
+    let done = prep
+        .send_go(sync_w)
+        .and_then(|()| if gated { held() } else { Ok(()) });
+    done.map_err(|e| {
+        abandon(pid);
+        SpawnError::Failed(e)
+    })
 }
 
 /// This process's only child (its children listed by the kernel).
