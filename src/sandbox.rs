@@ -335,6 +335,15 @@ impl Prepared {
     }
 
     /// Hand the payload its end of the capture channel (see monitor::Monitor::new).
+    /// With namespaces: the Landlock rules (without them, `new` added them)
+    /// and the run's cgroups, made once the child exists.
+    fn add_rules_and_cgroups(&mut self) -> Result<()> {
+        if let Some(l) = &self.landlock {
+            l.add_rules(&self.plan)?;
+        }
+        self.make_cgroups()
+    }
+
     /// Run in the namespaces of `session` (prepared once for a session)
     /// instead of new ones: only when this command's mount view is the one
     /// the session built. Otherwise (a deny path or a protected git
@@ -712,12 +721,7 @@ pub fn spawn(
         // as in `run` (init kills what is left), while the mount view, /tmp,
         // IPC and loopback are the session's. The launcher keeps the host's
         // /proc and file system.
-        let ready = prep
-            .landlock
-            .as_ref()
-            .map_or(Ok(()), |l| l.add_rules(&prep.plan))
-            .and_then(|()| prep.make_cgroups());
-        if let Err(e) = ready {
+        if let Err(e) = prep.add_rules_and_cgroups() {
             return Err(SpawnError::Failed(e));
         }
         monitor.start_audit();
@@ -809,12 +813,7 @@ pub fn spawn(
                 // just before it forks the payload. Should it have failed, the
                 // sends fail and its report follows below.
                 let _ = nix::unistd::write(&sync_w, &[MAPPED]);
-                let ready = prep
-                    .landlock
-                    .as_ref()
-                    .map_or(Ok(()), |l| l.add_rules(&prep.plan))
-                    .and_then(|()| prep.make_cgroups());
-                if let Err(e) = ready {
+                if let Err(e) = prep.add_rules_and_cgroups() {
                     abandon(pid);
                     return Err(SpawnError::Failed(e));
                 }

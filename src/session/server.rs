@@ -857,21 +857,19 @@ impl Worker {
             }
         }
         for s in signals {
-            {
-                match forwardable(s) {
-                    // The command's tree, not its launcher, which still has to
-                    // put back what it changed and report.
-                    // Repeated until the launcher ends: a tree that does
-                    // not exist yet is killed once it does.
-                    Some(Signal::SIGKILL) => {
-                        self.kill_pending = true;
-                        self.kill_tree();
-                    }
-                    Some(sig) => {
-                        let _ = kill(self.pid, sig);
-                    }
-                    None => {}
+            match forwardable(s) {
+                // The command's tree, not its launcher, which still has to put
+                // back what it changed and report; repeated until the launcher
+                // ends, so that a tree that does not exist yet is killed once
+                // it does.
+                Some(Signal::SIGKILL) => {
+                    self.kill_pending = true;
+                    self.kill_tree();
                 }
+                Some(sig) => {
+                    let _ = kill(self.pid, sig);
+                }
+                None => {}
             }
         }
         if ended {
