@@ -784,12 +784,28 @@ pub fn explain(args: ExplainArgs) -> Result<u8> {
             ctx.cwd.join(p)
         }
     };
+    let mut exec_words: Option<(PathBuf, Vec<String>)> = None;
     let query = if let Some(p) = &args.read {
         crate::explain::Query::Fs(crate::explain::Op::Read, abs(p))
     } else if let Some(p) = &args.write {
         crate::explain::Query::Fs(crate::explain::Op::Write, abs(p))
     } else if let Some(p) = &args.exec {
-        crate::explain::Query::Fs(crate::explain::Op::Exec, abs(p))
+        // A command line ("git push origin main"): its program, found as a
+        // shell would, and its words for the approval gates.
+        let words: Vec<String> = p
+            .to_string_lossy()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let program = match words.first() {
+            Some(w) if words.len() > 1 && !w.contains('/') => {
+                crate::policy::find_program(w, &ctx).unwrap_or_else(|| PathBuf::from(w))
+            }
+            Some(w) if words.len() > 1 => abs(&PathBuf::from(w)),
+            _ => abs(p),
+        };
+        exec_words = Some((program.clone(), words));
+        crate::explain::Query::Fs(crate::explain::Op::Exec, program)
     } else if let Some(p) = args.connect.as_ref().filter(|p| p.starts_with('/')) {
         crate::explain::Query::ConnectUnix(PathBuf::from(p))
     } else if let Some(hp) = &args.connect {
@@ -842,6 +858,9 @@ pub fn explain(args: ExplainArgs) -> Result<u8> {
                 crate::explain::q(&p.path)
             );
         }
+    }
+    for l in crate::gates::explain(&policy.gates, &query, exec_words.as_ref()) {
+        line(l);
     }
     if !plan.namespaces() {
         line(format!("  namespaces: off ({})", plan.ns_reason));

@@ -173,6 +173,17 @@ pub fn execute_kept(l: Launch, inherited: &[RawFd]) -> Result<Finished> {
         trace: opts.trace,
     };
     let (mut monitor, end) = Monitor::new(capture, &host, started);
+    if policy.gates.any() {
+        monitor.approvals = Some(crate::approval::Approvals::new(
+            policy.gates.clone(),
+            crate::gates::RunInfo {
+                profile: policy.name.clone(),
+                workspace: policy.workspace.display().to_string(),
+                command: argv_strings(&l.command),
+            },
+            started,
+        ));
+    }
     crate::changes::attach(&mut monitor, &policy, opts.changes);
     crate::timing::mark("monitor");
     let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
@@ -399,6 +410,7 @@ pub fn execute_kept(l: Launch, inherited: &[RawFd]) -> Result<Finished> {
                 duration_ms: rep.duration_ms,
                 denials: rep.denials.len() as u64 + rep.capture.dropped,
                 domains: network.as_ref().map(|n| n.domains.clone()),
+                approvals: rep.approvals.clone(),
                 report: l.report.as_ref().map(|p| {
                     std::path::absolute(p)
                         .unwrap_or_else(|_| p.clone())
@@ -693,6 +705,11 @@ fn build_report(
         signal: outcome.signal,
         timed_out: outcome.timed_out,
         executed,
+        approvals: monitor
+            .approvals
+            .as_ref()
+            .map(|a| a.records.clone())
+            .unwrap_or_default(),
         denials: monitor.denials.clone(),
         capture: report::Capture {
             sources: monitor.sources.clone(),

@@ -17,6 +17,7 @@
 //! lives in `sys` only.
 #![deny(unsafe_code)]
 
+pub mod approval;
 pub mod bounded;
 pub mod caps;
 pub mod changes;
@@ -28,6 +29,7 @@ pub mod env;
 pub mod error;
 pub mod exec;
 pub mod explain;
+pub mod gates;
 pub mod guard;
 pub mod landlock;
 pub mod launch;

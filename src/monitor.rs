@@ -94,6 +94,8 @@ pub struct Monitor {
     started_coarse: (i64, u32),
     /// The change record, when the filter sends write-intent calls (see `changes`).
     pub changes: Option<crate::changes::Recorder>,
+    /// Approval gates (`[approve]`), when the profile has any.
+    pub approvals: Option<crate::approval::Approvals>,
 }
 
 /// The payload's end of the listener channel.
@@ -140,6 +142,7 @@ impl Monitor {
             listener_failure: None,
             started_coarse: sys::realtime_coarse(),
             changes: None,
+            approvals: None,
         };
         let mut child = None;
         // The listener also serves connect and send mediation, which --no-capture
@@ -236,13 +239,147 @@ impl Monitor {
         });
     }
 
-    /// Descriptors to poll.
-    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        [&self.channel, &self.listener, &self.audit]
+    /// Descriptors to poll, with the events wanted.
+    pub fn fds(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        let mut v: Vec<(BorrowedFd<'_>, PollFlags)> = [&self.channel, &self.listener, &self.audit]
             .into_iter()
             .flatten()
-            .map(|f| f.as_fd())
-            .collect()
+            .map(|f| (f.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if let Some(a) = &self.approvals {
+            v.extend(a.fds());
+        }
+        v
+    }
+
+    /// When the monitor must look again without an event (an approver's time
+    /// running out, an answer given without asking).
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.approvals.as_ref().and_then(|a| a.wake_at())
+    }
+
+    /// A wait status the launcher collected for a process it did not start:
+    /// an exec held for the gates stopping (or ending).
+    pub fn waited(&mut self, st: nix::sys::wait::WaitStatus) {
+        let Some(a) = self.approvals.as_mut() else {
+            return;
+        };
+        let Some(pid) = st.pid() else {
+            return;
+        };
+        if !a.holds(pid.as_raw() as u32) {
+            return;
+        }
+        if let Some(mut d) = a.stopped(st) {
+            d.at_ms = self.at_ms();
+            self.record_always(d);
+        }
+        self.decide();
+    }
+
+    /// For the proxy: the way to ask about names (`approve.domains = "ask"`).
+    pub fn domain_asker(&mut self) -> Option<crate::approval::DomainAsker> {
+        self.approvals.as_mut().and_then(|a| a.domain_asker())
+    }
+
+    /// Whether an exec is held for the gates' check.
+    pub fn holding(&self) -> bool {
+        self.approvals.as_ref().is_some_and(|a| a.holding())
+    }
+
+    /// Collect the stops of held execs that nobody reaped for us (their exits
+    /// are left to the launcher's own wait).
+    pub fn poll_held(&mut self) {
+        use nix::sys::wait::{Id, WaitPidFlag, waitid};
+        let pids = match &self.approvals {
+            Some(a) if a.holding() => a.held_pids(),
+            _ => return,
+        };
+        for pid in pids {
+            let flags = WaitPidFlag::WSTOPPED | WaitPidFlag::WNOHANG | WaitPidFlag::__WALL;
+            if let Ok(st) = waitid(Id::Pid(nix::unistd::Pid::from_raw(pid as i32)), flags) {
+                if st != nix::sys::wait::WaitStatus::StillAlive {
+                    self.waited(st);
+                }
+            }
+        }
+    }
+
+    /// Carry out the questions the approvers answered.
+    fn decide(&mut self) {
+        let Some(a) = self.approvals.as_mut() else {
+            return;
+        };
+        let decided = a.service();
+        for d in decided {
+            self.carry_out(d);
+        }
+    }
+
+    fn carry_out(&mut self, d: crate::approval::Decided) {
+        use crate::approval::Subject;
+        let Some(a) = self.approvals.as_mut() else {
+            return;
+        };
+        let mut denial = d.denial;
+        match d.subject {
+            Subject::Exec { id } => {
+                let Some(listener) = &self.listener else {
+                    return;
+                };
+                if d.allow {
+                    let argv = d.approved.as_ref().map(|x| x.argv.clone());
+                    match a.hold(d.pid, d.approved, d.record) {
+                        Ok(()) => {
+                            let _ = sys::notif_send(listener, id, 0, true);
+                            if let (Some(argv), true) = (argv, self.opts.notify) {
+                                let at_ms = self.started.elapsed().as_millis() as u64;
+                                self.bounds
+                                    .exec(&mut self.executed, d.pid, argv, at_ms, false);
+                            }
+                        }
+                        Err(e) => {
+                            let _ = sys::notif_send(listener, id, libc::EPERM, false);
+                            denial = Some(unheld(d.pid, e));
+                        }
+                    }
+                } else {
+                    let _ = sys::notif_send(listener, id, libc::EPERM, false);
+                }
+            }
+            Subject::Held => a.release(d.pid, d.allow),
+            Subject::Read { id, cloexec } => {
+                let Some(listener) = &self.listener else {
+                    return;
+                };
+                if d.allow {
+                    match d.path.as_deref().map(open_gated) {
+                        Some(Ok(fd)) => {
+                            if sys::notif_addfd_send(listener, id, &fd, cloexec).is_err() {
+                                let _ = sys::notif_send(listener, id, libc::EMFILE, false);
+                            }
+                        }
+                        Some(Err(e)) => {
+                            let _ = sys::notif_send(
+                                listener,
+                                id,
+                                e.raw_os_error().unwrap_or(libc::EACCES),
+                                false,
+                            );
+                        }
+                        None => {
+                            let _ = sys::notif_send(listener, id, libc::EACCES, false);
+                        }
+                    }
+                } else {
+                    let _ = sys::notif_send(listener, id, libc::EACCES, false);
+                }
+            }
+            Subject::Domain { token } => a.reply(token, d.allow),
+        }
+        if let Some(d) = denial {
+            self.record_always(d);
+        }
     }
 
     /// Serve whatever is ready. `ready[i]` are the poll events of `fds()[i]`.
@@ -279,6 +416,7 @@ impl Monitor {
         if au.contains(PollFlags::POLLIN) {
             self.read_audit();
         }
+        self.decide();
     }
 
     /// The next spawn's first notification is the payload's own execve of `argv`
@@ -406,6 +544,12 @@ impl Monitor {
         self.bounds.denial(&mut self.denials, &mut self.dropped, d);
     }
 
+    /// A denial recorded even with --no-capture: an approver's refusal is
+    /// the run's record of a decision, not an observation.
+    fn record_always(&mut self, d: Denial) {
+        self.bounds.denial(&mut self.denials, &mut self.dropped, d);
+    }
+
     /// The caps reached in this run, each with how many items it left out.
     pub fn truncated(&self) -> BTreeMap<String, u64> {
         self.bounds.truncated.clone()
@@ -442,7 +586,8 @@ impl Monitor {
             self.our_pids.insert(pid);
         }
         let name = syscalls::name(nr).unwrap_or("unknown");
-        if let Some(argv) = self.first_exec.take() {
+        let exec_gated = self.approvals.as_ref().is_some_and(|a| a.exec_gated());
+        if let Some(argv) = self.first_exec.take().filter(|_| !exec_gated) {
             if name == "execve" {
                 let at_ms = self.at_ms();
                 let _ = sys::notif_send(listener, n.id, 0, true);
@@ -530,6 +675,24 @@ impl Monitor {
                 }
             }
         }
+        if let (Some(a), Some(m)) = (self.approvals.as_mut(), mem.as_ref()) {
+            if !a.gates.read.is_empty() && matches!(name, "open" | "openat" | "openat2") {
+                if let Some((gate, path, cloexec)) = read_gate(a, name, &args, m, pid) {
+                    a.ask(
+                        crate::approval::Subject::Read { id: n.id, cloexec },
+                        crate::gates::GateKind::Read,
+                        gate,
+                        pid,
+                        path.display().to_string(),
+                        Vec::new(),
+                        None,
+                        Some(path),
+                    );
+                    self.decide();
+                    return;
+                }
+            }
+        }
         // Observed: read and decide while the caller waits (it may exit the moment
         // it runs on, taking /proc/PID with it), then let it run.
         let observed = (self.opts.trace || name.starts_with("execve"))
@@ -543,6 +706,23 @@ impl Monitor {
             }
             _ => None,
         };
+        if exec_gated && name.starts_with("execve") {
+            match self.gate_exec(n.id, pid, name, &args, mem.as_ref(), observed.as_ref()) {
+                Gated::Asked => return,
+                Gated::Refused(mut d) => {
+                    d.at_ms = at_ms;
+                    if let Some(l) = &self.listener {
+                        let _ = sys::notif_send(l, n.id, libc::EPERM, false);
+                    }
+                    self.record_always(d);
+                    return;
+                }
+                Gated::Held => {}
+            }
+        }
+        let Some(listener) = &self.listener else {
+            return;
+        };
         let valid = sys::notif_id_valid(listener, n.id);
         let _ = sys::notif_send(listener, n.id, 0, true);
         if !valid {
@@ -555,6 +735,77 @@ impl Monitor {
         }
         if let Some(d) = predicted {
             self.record(d);
+        }
+    }
+
+    /// An execve of a run with exec gates: asked about when what the call names
+    /// is gated; otherwise held, so that what the kernel runs is checked at its
+    /// exec event (see `approval`).
+    #[allow(clippy::too_many_arguments)]
+    fn gate_exec(
+        &mut self,
+        id: u64,
+        pid: u32,
+        name: &str,
+        args: &[u64; 6],
+        mem: Option<&Mem>,
+        observed: Option<&Observed>,
+    ) -> Gated {
+        let Some(a) = self.approvals.as_mut() else {
+            return Gated::Held;
+        };
+        // A thread's exec takes its group's pid, which the hold cannot follow.
+        if tgid(pid).is_some_and(|t| t != pid) {
+            return Gated::Refused(Denial {
+                kind: crate::report::DenialKind::Fs,
+                operation: "exec".into(),
+                target: String::new(),
+                pid,
+                exe: exe(pid),
+                errno: "EPERM".into(),
+                rule: "approve.exec: with exec gates, a program is executed by its process's main thread (a shell, or fork and exec)".into(),
+                suggestion: String::new(),
+                observed_by: crate::report::ObservedBy::Approval,
+                at_ms: 0,
+            });
+        }
+        let named = mem
+            .and_then(|m| m.cstr(if name == "execveat" { args[1] } else { args[0] }))
+            .unwrap_or_default();
+        let resolved = match observed.and_then(|o| o.query.as_ref()) {
+            Some(Query::Fs(_, p)) => Some(p.clone()),
+            _ => None,
+        };
+        let argv = observed
+            .and_then(|o| o.argv.as_ref())
+            .map(|(v, _)| v.clone())
+            .unwrap_or_default();
+        let gate = resolved.as_ref().and_then(|p| {
+            let canon = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            a.gates
+                .exec_gate(&canon, &argv)
+                .or_else(|| a.gates.exec_gate(p, &argv))
+                .map(|g| (g, canon))
+        });
+        if let Some((g, canon)) = gate {
+            let approved =
+                crate::approval::Approved::new(pid, named, resolved.as_deref(), argv.clone());
+            a.ask(
+                crate::approval::Subject::Exec { id },
+                crate::gates::GateKind::Exec,
+                g,
+                pid,
+                canon.display().to_string(),
+                argv,
+                Some(approved),
+                None,
+            );
+            self.decide();
+            return Gated::Asked;
+        }
+        match a.hold(pid, None, None) {
+            Ok(()) => Gated::Held,
+            Err(e) => Gated::Refused(unheld(pid, e)),
         }
     }
 
@@ -753,6 +1004,9 @@ impl Monitor {
     /// Drain what is left once the run is over (audit records trail the denial),
     /// and turn our domain's records into denials.
     pub fn finish(&mut self, policy: &Policy, plan: &Plan) {
+        if let Some(a) = self.approvals.as_mut() {
+            a.finish();
+        }
         self.confirm_audit();
         if self.audit.is_none() {
             return;
@@ -776,6 +1030,93 @@ impl Monitor {
             }
         }
     }
+}
+
+/// What the gates made of an execve.
+enum Gated {
+    /// Asked about: answered later.
+    Asked,
+    /// Held: let it run, checked at its exec event.
+    Held,
+    /// Must not run.
+    Refused(Denial),
+}
+
+/// An execve that could not be held for the gates' check: refused.
+fn unheld(pid: u32, e: nix::errno::Errno) -> Denial {
+    Denial {
+        kind: crate::report::DenialKind::Fs,
+        operation: "exec".into(),
+        target: String::new(),
+        pid,
+        exe: exe(pid),
+        errno: "EPERM".into(),
+        rule: format!(
+            "approve.exec: this exec could not be held for the gates' check (ptrace: {e}; a debugger attached?), so it does not run"
+        ),
+        suggestion: String::new(),
+        observed_by: crate::report::ObservedBy::Approval,
+        at_ms: 0,
+    }
+}
+
+fn tgid(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// An open (`name`, its arguments) of a gated file, read-only: the gate, the
+/// file and whether the descriptor is close-on-exec. A quick look at the
+/// name first: most opens are of other files.
+fn read_gate(
+    a: &crate::approval::Approvals,
+    name: &str,
+    args: &[u64; 6],
+    mem: &Mem,
+    pid: u32,
+) -> Option<(usize, PathBuf, bool)> {
+    let (dirfd, path, flags) = match name {
+        "open" => (libc::AT_FDCWD, args[0], args[1]),
+        "openat" => (args[0] as i32, args[1], args[2]),
+        // struct open_how starts with its u64 flags.
+        _ => (args[0] as i32, args[1], mem.u64(args[2])?),
+    };
+    let raw = mem.cstr(path)?;
+    let file_name = Path::new(&raw).file_name()?;
+    if !a
+        .gates
+        .read
+        .iter()
+        .any(|g| g.path.file_name() == Some(file_name))
+    {
+        return None;
+    }
+    let f = flags as i32;
+    if f & libc::O_ACCMODE != libc::O_RDONLY
+        || f & (libc::O_CREAT | libc::O_TRUNC | libc::O_PATH | libc::O_DIRECTORY) != 0
+    {
+        return None;
+    }
+    let abs = resolve(pid, dirfd, &raw)?;
+    let canon = std::fs::canonicalize(&abs).unwrap_or(abs);
+    let gate = a.gates.read_gate(&canon)?;
+    Some((gate, canon, f & libc::O_CLOEXEC != 0))
+}
+
+/// The gated file, opened by the launcher: read-only, not through a link,
+/// and only a regular file (a descriptor that reaches nothing else).
+fn open_gated(path: &Path) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+    }
+    Ok(OwnedFd::from(f))
 }
 
 fn rule_text(r: &SyscallRule) -> String {

@@ -207,6 +207,15 @@ impl Rules {
         Ok(rule.to_string())
     }
 
+    /// Whether a refusal of `t:port` may be put to an approver
+    /// (`approve.domains = "ask"`): a name (not an address) that only the
+    /// allowlist refuses, on an allowed port.
+    pub fn askable(&self, t: &Target, port: u16) -> bool {
+        matches!(t, Target::Name(_))
+            && !self.deny.iter().any(|p| p.matches(t))
+            && self.ports.contains(&port)
+    }
+
     /// May `name` resolve inside the sandbox (mode "proxy")? The same name
     /// rules as [`Rules::check`], whatever the port.
     pub fn may_resolve(&self, name: &str) -> Result<(), Refusal> {

@@ -199,6 +199,8 @@ pub struct Policy {
     /// Which pathname and abstract unix sockets connect and send may reach.
     pub unix: crate::unix_policy::UnixPolicy,
     pub audit_log: Option<PathBuf>,
+    /// `[approve]`: what an approver decides.
+    pub gates: crate::gates::Gates,
     pub workspace: PathBuf,
     pub cwd: PathBuf,
     /// What `${TMPDIR}` expanded to (canonical).
@@ -218,6 +220,151 @@ pub struct Policy {
 pub enum Missing {
     Skip,
     Error,
+}
+
+/// The validated `[approve]` section. The approver program must be one the
+/// sandbox cannot rewrite (outside every writable root), and a read gate must
+/// name a file the policy denies: anything else would be a gate that opens
+/// itself.
+fn gates(
+    p: &Profile,
+    fs: &FsPolicy,
+    ctx: &crate::vars::Context,
+    net: &Network,
+) -> Result<crate::gates::Gates> {
+    use crate::gates::{Approver, DomainAsk, ExecGate, Gates, ReadGate};
+    let a = &p.approve;
+    let mut g = Gates::default();
+    for i in &a.exec {
+        let mut gate = ExecGate::parse(&unescape(&i.value), i.origin.to_string())
+            .map_err(|m| Error::invalid(i.origin.located(), m))?;
+        if !gate.words[0].contains(['*', '?']) {
+            gate.programs.extend(find_program(&gate.words[0], ctx));
+        }
+        g.exec.push(gate);
+    }
+    let writable = |path: &Path| {
+        fs.grants
+            .iter()
+            .filter(|gr| gr.access.can_write())
+            .map(|gr| gr.path.as_path())
+            .chain([ctx.workspace.as_path(), canonical(&ctx.tmpdir).0.as_path()])
+            .any(|w| path.starts_with(w))
+    };
+    for i in &a.read {
+        let path = PathBuf::from(unescape(&i.value.path));
+        if !path.is_absolute() {
+            return Err(Error::invalid(
+                i.origin.located(),
+                format!("{} is not an absolute path", path.display()),
+            ));
+        }
+        let (path, exists) = canonical(&path);
+        if !exists && i.value.optional {
+            continue;
+        }
+        let denied = fs.deny.iter().any(|c| path.starts_with(&c.path));
+        let granted = fs
+            .grants
+            .iter()
+            .any(|gr| gr.access.can_read() && path.starts_with(&gr.path));
+        if granted && !denied {
+            return Err(Error::invalid(
+                i.origin.located(),
+                format!(
+                    "{} is readable without approval; a read gate names a file the profile denies",
+                    path.display()
+                ),
+            ));
+        }
+        if writable(&path) {
+            return Err(Error::invalid(
+                i.origin.located(),
+                format!(
+                    "{} is inside a writable root of the run, where the payload could swap it",
+                    path.display()
+                ),
+            ));
+        }
+        g.read.push(ReadGate {
+            path,
+            origin: i.origin.to_string(),
+        });
+    }
+    if let Some(d) = &a.domains {
+        if d.value == DomainAsk::Ask && !matches!(net, Network::Proxy(_)) {
+            return Err(Error::invalid(
+                d.origin.located(),
+                "domains = \"ask\" needs network mode \"proxy\"",
+            ));
+        }
+        g.domains = d.value;
+    }
+    if let Some(t) = &a.timeout {
+        match t.value.0.get() {
+            Some(d) if !d.is_zero() => g.timeout = d,
+            _ => {
+                return Err(Error::invalid(
+                    t.origin.located(),
+                    "an approver needs some time: a duration such as \"2m\"",
+                ));
+            }
+        }
+    }
+    if let Some(ap) = &a.approver {
+        g.approver_origin = ap.origin.to_string();
+        g.approver = match &ap.value {
+            Approver::Command(c) => {
+                let mut c: Vec<String> = c.iter().map(|w| unescape(w)).collect();
+                let program = find_program(&c[0], ctx).ok_or_else(|| {
+                    Error::invalid(
+                        ap.origin.located(),
+                        format!("approver program {} not found", c[0]),
+                    )
+                })?;
+                if writable(&program) {
+                    return Err(Error::invalid(
+                        ap.origin.located(),
+                        format!(
+                            "approver program {} is inside a writable root of the run: the payload could rewrite its own approver",
+                            program.display()
+                        ),
+                    ));
+                }
+                c[0] = program.display().to_string();
+                Approver::Command(c)
+            }
+            other => other.clone(),
+        };
+    }
+    Ok(g)
+}
+
+/// An approver's program: a path (made canonical), or a name looked up in
+/// the launcher's PATH. Only an executable regular file.
+pub fn find_program(name: &str, ctx: &crate::vars::Context) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let ok = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if name.contains('/') {
+        let p = if Path::new(name).is_absolute() {
+            PathBuf::from(name)
+        } else {
+            ctx.cwd.join(name)
+        };
+        ok(&p).then_some(p)
+    } else {
+        ctx.env
+            .get("PATH")
+            .map(String::as_str)
+            .unwrap_or("/usr/local/bin:/usr/bin:/bin")
+            .split(':')
+            .filter(|d| d.starts_with('/'))
+            .map(|d| Path::new(d).join(name))
+            .find(|p| ok(p))
+    }?;
+    std::fs::canonicalize(found).ok()
 }
 
 /// The typed rules of mode "proxy"; an entry that is not a name, a
@@ -387,6 +534,7 @@ impl Policy {
             .log
             .as_ref()
             .map(|i| PathBuf::from(unescape(&i.value)));
+        let gates = gates(&resolved, &fs, ctx, &net)?;
         Ok(Policy {
             name: profile.name.clone(),
             source: profile.source.clone(),
@@ -400,6 +548,7 @@ impl Policy {
             scopes,
             unix,
             audit_log,
+            gates,
             workspace: ctx.workspace.clone(),
             cwd: ctx.cwd.clone(),
             tmpdir: canonical(&ctx.tmpdir).0,

@@ -297,6 +297,7 @@ struct RawProfile {
     namespaces: Option<RawNamespaces>,
     process: Option<RawProcess>,
     audit: Option<RawAudit>,
+    approve: Option<RawApprove>,
 }
 
 #[derive(Debug)]
@@ -406,6 +407,16 @@ struct RawAudit {
     log: Option<Spanned<String>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprove {
+    exec: List<String>,
+    read: List<PathEntry>,
+    domains: Option<Spanned<crate::gates::DomainAsk>>,
+    approver: Option<Spanned<crate::gates::Approver>>,
+    timeout: Option<Spanned<HumanDuration>>,
+}
+
 // ----------------------------------------------------------------------------
 // The merged profile
 // ----------------------------------------------------------------------------
@@ -437,6 +448,36 @@ pub struct Profile {
     pub namespaces: Namespaces,
     pub process: Process,
     pub audit: Audit,
+    #[serde(skip_serializing_if = "Approve::is_empty")]
+    pub approve: Approve,
+}
+
+/// `[approve]`: the actions an approver decides (see `gates`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Approve {
+    /// Argv patterns of gated commands.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exec: Vec<Item<String>>,
+    /// Denied files that may be opened read-only once approved.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<Item<PathEntry>>,
+    /// Mode "proxy": whether a name outside allow_domains is asked about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Item<crate::gates::DomainAsk>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approver: Option<Item<crate::gates::Approver>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Item<HumanDuration>>,
+}
+
+impl Approve {
+    pub fn is_empty(&self) -> bool {
+        self.exec.is_empty()
+            && self.read.is_empty()
+            && self.domains.is_none()
+            && self.approver.is_none()
+            && self.timeout.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -768,6 +809,12 @@ impl Profile {
             f,
         );
         one("audit.log", &mut self.audit.log, f);
+        let a = &mut self.approve;
+        list("approve.exec", &mut a.exec, f);
+        list("approve.read", &mut a.read, f);
+        one("approve.domains", &mut a.domains, f);
+        one("approve.approver", &mut a.approver, f);
+        one("approve.timeout", &mut a.timeout, f);
     }
 
     /// Where every value came from, as text ("file:line"), for reports.
@@ -1142,6 +1189,13 @@ fn merge(p: &mut Profile, raw: RawProfile, at: &dyn Fn(Range<usize>, &'static st
     }
     if let Some(a) = raw.audit {
         scalar(&mut p.audit.log, a.log, "audit.log", at);
+    }
+    if let Some(a) = raw.approve {
+        list(&mut p.approve.exec, a.exec, "approve.exec", at);
+        list(&mut p.approve.read, a.read, "approve.read", at);
+        scalar(&mut p.approve.domains, a.domains, "approve.domains", at);
+        scalar(&mut p.approve.approver, a.approver, "approve.approver", at);
+        scalar(&mut p.approve.timeout, a.timeout, "approve.timeout", at);
     }
 }
 

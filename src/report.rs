@@ -51,6 +51,10 @@ pub struct Report {
     /// Network mode "proxy": what went through the proxy. Absent in other modes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkRecord>,
+    /// Every decision of an approval gate (`[approve]`), in order: who
+    /// decided, what they were shown, the answer. Absent when none was asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<crate::gates::Approval>,
 }
 
 /// What the proxy of mode "proxy" served (its refusals are in `denials`).
@@ -137,6 +141,9 @@ pub enum ObservedBy {
     Guard,
     /// Refused by the proxy of network mode "proxy".
     Proxy,
+    /// Refused by an approval gate's approver (or killed because what ran
+    /// was not what was approved).
+    Approval,
 }
 
 /// How much of a profile's Landlock rules this kernel enforces.
@@ -180,6 +187,7 @@ names! {
         Predicted => "predicted",
         Guard => "guard",
         Proxy => "proxy",
+        Approval => "approval",
     }
     LandlockLevel { Full => "full", Partial => "partial", None => "none" }
     OnOff { On => "on", Off => "off" }
@@ -356,6 +364,9 @@ pub struct AuditLine {
     /// Network mode "proxy": allowed connections per name (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domains: Option<std::collections::BTreeMap<String, u64>>,
+    /// The approval gates' decisions of the run (absent when none was asked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<crate::gates::Approval>,
 }
 
 /// The audit log, opened (and so checked) before the run: a governed run that
@@ -429,6 +440,7 @@ mod tests {
             (ObservedBy::Predicted, "predicted"),
             (ObservedBy::Guard, "guard"),
             (ObservedBy::Proxy, "proxy"),
+            (ObservedBy::Approval, "approval"),
         ];
         for (k, s) in by {
             assert_eq!(serde_json::to_value(k).unwrap(), json!(s));
@@ -484,6 +496,7 @@ mod tests {
             denials: 0,
             report: None,
             domains: None,
+            approvals: Vec::new(),
         };
         let out = |p: &Path| OwnFile::at(p, Own::AuditLog).and_then(|f| AuditLog::open(&f));
         let mut log = out(&p).unwrap();

@@ -200,14 +200,48 @@ impl Prepared {
         // refusals and execve, --trace the path calls, the change record the
         // write-intent calls.
         crate::timing::mark("prepare-bpf");
+        let exec_gated = !policy.gates.exec.is_empty();
+        // Approval gates: every execve goes to the supervisor (even with
+        // --no-capture), and with read gates every open, since a filter cannot
+        // tell one path from another.
+        let gate_observe: Vec<&str> = [
+            (!policy.gates.exec.is_empty(), crate::seccomp::OBSERVE_EXEC),
+            (!policy.gates.read.is_empty(), crate::seccomp::OBSERVE_OPENS),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .flat_map(|(_, names)| names.iter().copied())
+        .collect();
+        let file_gates = !policy.gates.exec.is_empty() || !policy.gates.read.is_empty();
+        if file_gates && !(host.seccomp && host.user_notif) {
+            let missing =
+                "approval gates (approve.exec, approve.read): they need seccomp user notification";
+            if !opts.best_effort {
+                return Err(Error::Unenforceable {
+                    missing: missing.into(),
+                });
+            }
+            warnings.push(format!(
+                "{missing}; not enforced: gated commands run and gated files stay denied without asking"
+            ));
+        }
         let bpf_notify = if host.seccomp && host.user_notif {
             let mediated = crate::seccomp::mediated();
-            Some(if opts.capture {
-                let mut observe: Vec<&str> = crate::seccomp::OBSERVE_EXEC.to_vec();
+            Some(if opts.capture || !gate_observe.is_empty() {
+                let mut observe: Vec<&str> = if opts.capture {
+                    crate::seccomp::OBSERVE_EXEC.to_vec()
+                } else {
+                    Vec::new()
+                };
                 if opts.trace {
                     observe.extend_from_slice(crate::seccomp::OBSERVE_TRACE);
                 }
-                let changes = if opts.changes {
+                for n in &gate_observe {
+                    if !observe.contains(n) {
+                        observe.push(n);
+                    }
+                }
+                let changes = if opts.changes && opts.capture {
                     crate::seccomp::OBSERVE_CHANGES
                 } else {
                     &[]
@@ -323,7 +357,7 @@ impl Prepared {
             bpf_notify,
             capture: None,
             mediation_required,
-            exec_observed: opts.capture,
+            exec_observed: opts.capture || exec_gated,
             bpf_lazy,
             rlimits,
             ns,
@@ -410,12 +444,17 @@ impl Prepared {
         &self,
         tcp: std::net::TcpListener,
         udp: Option<std::net::UdpSocket>,
-        started: std::time::Instant,
+        monitor: &mut Monitor,
     ) -> std::io::Result<Option<crate::proxy::Proxy>> {
         match &self.policy.net {
-            crate::policy::Network::Proxy(rules) => {
-                crate::proxy::Proxy::start(tcp, udp, rules.clone(), started).map(Some)
-            }
+            crate::policy::Network::Proxy(rules) => crate::proxy::Proxy::start(
+                tcp,
+                udp,
+                rules.clone(),
+                monitor.started(),
+                monitor.domain_asker(),
+            )
+            .map(Some),
             _ => Ok(None),
         }
     }
@@ -823,7 +862,7 @@ pub fn spawn(
                 // exists, or the run ends here.
                 let proxy = match proxy_ours.as_ref().map(|chan| {
                     crate::proxy::take_over(chan)
-                        .and_then(|(tcp, udp)| prep.start_proxy(tcp, Some(udp), monitor.started()))
+                        .and_then(|(tcp, udp)| prep.start_proxy(tcp, Some(udp), monitor))
                 }) {
                     Some(Err(e)) => {
                         abandon(pid);
@@ -847,7 +886,7 @@ pub fn spawn(
         // payload exists.
         let proxy = match prep.host_proxy.take() {
             Some(l) => prep
-                .start_proxy(l, None, monitor.started())
+                .start_proxy(l, None, monitor)
                 .map_err(|e| SpawnError::Failed(launch("starting the proxy", e)))?,
             None => None,
         };
@@ -949,8 +988,21 @@ fn wait_exec(err_r: OwnedFd, monitor: &mut Monitor, policy: &Policy, plan: &Plan
         let (err_ready, ready) = {
             let mons = monitor.fds();
             let mut fds: Vec<PollFd> = vec![PollFd::new(err_r.as_fd(), PollFlags::POLLIN)];
-            fds.extend(mons.iter().map(|f| PollFd::new(*f, PollFlags::POLLIN)));
-            if poll(&mut fds, PollTimeout::NONE).is_err() {
+            fds.extend(mons.iter().map(|f| PollFd::new(f.0, f.1)));
+            // A held exec (approval gates) stops without a word on any of these:
+            // look again soon.
+            let wait = match monitor.wake_at() {
+                _ if monitor.holding() => PollTimeout::from(5u8),
+                Some(at) => PollTimeout::try_from(
+                    at.saturating_duration_since(std::time::Instant::now())
+                        .as_millis()
+                        .min(60_000) as i32
+                        + 1,
+                )
+                .unwrap_or(PollTimeout::MAX),
+                None => PollTimeout::NONE,
+            };
+            if poll(&mut fds, wait).is_err() {
                 continue;
             }
             let r: Vec<PollFlags> = fds
@@ -960,6 +1012,7 @@ fn wait_exec(err_r: OwnedFd, monitor: &mut Monitor, policy: &Policy, plan: &Plan
             (r[0], r[1..].to_vec())
         };
         monitor.service(&ready, policy, plan);
+        monitor.poll_held();
         if !err_ready.is_empty() {
             match nix::unistd::read(&err_r, &mut buf) {
                 Ok(0) => return msg,

@@ -336,6 +336,10 @@ const QUIET: &[&str] = &["clone3"];
 /// written into a memfd cannot be executed outside `exec` coverage).
 pub const OBSERVE_EXEC: &[&str] = &["execve", "execveat", "memfd_create"];
 
+/// Approval gates on files (`approve.read`): the opens, whose path the
+/// supervisor compares with the gated files.
+pub const OBSERVE_OPENS: &[&str] = &["open", "openat", "openat2"];
+
 /// With --trace, also the path and connect calls whose Landlock outcome the
 /// supervisor predicts (Landlock does not report denials to unprivileged callers).
 pub const OBSERVE_TRACE: &[&str] = &[

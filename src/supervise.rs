@@ -122,6 +122,11 @@ pub fn supervise(
             Phase::Terminating(at) => Some(at),
             Phase::Killed => None,
         };
+        // An approver's time running out.
+        let wake = match (wake, monitor.wake_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let wait = match wake {
             Some(at) => PollTimeout::try_from(
                 at.saturating_duration_since(Instant::now())
@@ -139,7 +144,7 @@ pub fn supervise(
                 fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
             }
             let first = fds.len();
-            fds.extend(mons.iter().map(|f| PollFd::new(*f, PollFlags::POLLIN)));
+            fds.extend(mons.iter().map(|f| PollFd::new(f.0, f.1)));
             let _ = poll(&mut fds, wait);
             let ev = |f: &PollFd| f.revents().unwrap_or(PollFlags::empty());
             let status_ready = child.status.is_some() && !ev(&fds[1]).is_empty();
@@ -191,8 +196,14 @@ pub fn supervise(
                 phase = Phase::HungUp(Instant::now() + GRACE);
             }
         }
-        // Reap on every wake-up: SIGCHLDs coalesce.
-        reap(child.pid, &mut main);
+        // Reap on every wake-up: SIGCHLDs coalesce. The stops of execs held for
+        // approval gates (ptrace reports them to us, their tracer) go to the monitor.
+        let mut others = Vec::new();
+        reap_into(child.pid, &mut main, &mut others);
+        for st in others {
+            monitor.waited(st);
+        }
+        monitor.poll_held();
         if done.is_none() && main.is_some() {
             done = Some(match &child.status {
                 Some(pipe) => read_status(pipe).0,
@@ -243,11 +254,19 @@ pub fn supervise(
 }
 
 fn reap(main_pid: Pid, main: &mut Option<WaitStatus>) {
+    reap_into(main_pid, main, &mut Vec::new());
+}
+
+/// Reap; statuses of other processes (orphans of the tree reparented to us,
+/// approvers, stops of execs we hold) go to `others`.
+fn reap_into(main_pid: Pid, main: &mut Option<WaitStatus>, others: &mut Vec<WaitStatus>) {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
+            // A held payload's stop is not its end.
+            Ok(st @ (WaitStatus::PtraceEvent(..) | WaitStatus::Stopped(..))) => others.push(st),
             Ok(st) if st.pid() == Some(main_pid) => *main = Some(st),
-            Ok(_) => {} // an orphan of the tree, reparented to us (child subreaper)
+            Ok(st) => others.push(st),
         }
     }
 }

@@ -170,6 +170,14 @@ impl Profile {
         paths(&mut p.filesystem.read_only)?;
         paths(&mut p.filesystem.unprotect)?;
         paths(&mut p.network.unix_connect)?;
+        paths(&mut p.approve.read)?;
+        if let Some(item) = &mut p.approve.approver {
+            if let crate::gates::Approver::Command(c) = &mut item.value {
+                for w in c.iter_mut() {
+                    *w = escape(&ctx.expand(w, &Located(&item.origin))?);
+                }
+            }
+        }
         for item in p.env.set.values_mut() {
             item.value = escape(&ctx.expand(&item.value, &Located(&item.origin))?);
         }

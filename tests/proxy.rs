@@ -834,3 +834,96 @@ fn a_proxy_that_cannot_start_ends_the_run_before_the_command_runs() {
         assert!(!marker.exists(), "{ns}: the command ran without its proxy");
     }
 }
+
+/// `approve.domains = "ask"`: a name outside the allowlist goes to the
+/// approver before the proxy connects; a denied name, an address, a port
+/// outside allow_ports and a name leading to loopback are never asked about.
+#[test]
+fn a_name_outside_the_allowlist_is_asked_about_before_the_proxy_connects() {
+    let test = "a_name_outside_the_allowlist_is_asked_about_before_the_proxy_connects";
+    if !need_tools(test) {
+        return;
+    }
+    let dir = shared_dir().join(unique("domain-approver"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let log = dir.join("asked.jsonl");
+    let approver = dir.join("approver");
+    std::fs::write(
+        &approver,
+        format!(
+            "#!/bin/sh\nreq=$(cat)\nprintf '%s\\n' \"$req\" >> {}\ncase \"$req\" in *'\"target\":\"other.test:80\"'*) echo allow ;; *) echo deny not this one ;; esac\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &approver,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for (user, ns) in cases(test) {
+        let _ = std::fs::remove_file(&log);
+        let p = proxy_profile(
+            &format!(
+                "allow_domains = [\"www.api.test\", \"loop.test\"]\ndeny_domains = [\"gist.api.test\"]\n[approve]\ndomains = \"ask\"\napprover = {{ command = [\"{}\"] }}",
+                approver.display()
+            ),
+            ns,
+        );
+        let reports = report_dir();
+        let rep = reports.path().join("r.json");
+        let out = in_netns(
+            user,
+            &format!(
+                r#"$CORDON run -q -p {p} --report {rep} -- bash -c '
+for u in http://other.test/ http://api.test/ http://gist.api.test/ http://{ADDR}/ http://other.test:8080/; do
+  echo "$u $(curl -s -o /dev/null -w "%{{http_code}}" --max-time 20 $u)"
+done
+echo "socks $(curl -s -o /dev/null -w "%{{http_code}}" --max-time 20 --proxy "$ALL_PROXY" http://other.test/)"
+'; echo "rc=$?""#,
+                rep = rep.display()
+            ),
+        );
+        let o = text(&out.stdout);
+        let ctx = format!("{user}, {ns}: {o}\n{}", text(&out.stderr));
+        for (url, code) in [
+            ("http://other.test/", "200"),
+            ("http://api.test/", "403"),
+            ("http://gist.api.test/", "403"),
+            (&format!("http://{ADDR}/"), "403"),
+            ("http://other.test:8080/", "403"),
+            ("socks", "200"),
+        ] {
+            assert!(o.contains(&format!("{url} {code}")), "{url}: {ctx}");
+        }
+        let asked: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let targets: Vec<&str> = asked
+            .iter()
+            .map(|a| a["target"].as_str().unwrap())
+            .collect();
+        // other.test twice (HTTP and SOCKS5: "once" is per question), api.test
+        // once; never the denied name, the address or the other port.
+        assert_eq!(
+            targets,
+            ["other.test:80", "api.test:80", "other.test:80"],
+            "{ctx}"
+        );
+        assert!(asked.iter().all(|a| a["kind"] == "domain"), "{ctx}");
+        let r = read_report(&rep);
+        check_report_schema(&r, &ctx);
+        let ap = r["approvals"].as_array().unwrap();
+        assert_eq!(ap.len(), 3, "{ctx}");
+        assert_eq!(r["network"]["domains"]["other.test"], 2, "{ctx}\n{r:#}");
+        let d = denials(&r);
+        assert!(
+            d.iter()
+                .any(|x| x.1 == "api.test:80" && x.2.contains("the approver did not allow it")),
+            "{d:#?}\n{ctx}"
+        );
+    }
+}

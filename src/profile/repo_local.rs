@@ -17,7 +17,8 @@ pub const FILE: &str = ".cordon.toml";
 /// What may be said, for the error message.
 const MAY: &str = "a repo-local policy may only tighten: filesystem.deny, filesystem.read_only, \
 syscalls.deny, env.remove, lower limits, network.mode \"off\" (or \"filtered\"/\"proxy\" over \"on\"), \
-network.deny_domains, abstract_unix and signal_outside \"deny\"";
+network.deny_domains, abstract_unix and signal_outside \"deny\", approve.exec, approve.approver \"deny\", \
+approve.domains \"deny\", a shorter approve.timeout";
 
 impl Profile {
     /// Apply `workspace/.cordon.toml` when it exists. Ok(false): none there.
@@ -94,6 +95,19 @@ impl Profile {
             first(&r.capabilities.keep),
             r.namespaces.mode.as_ref().map(|i| i.origin.clone()),
             r.audit.log.as_ref().map(|i| i.origin.clone()),
+            // A read gate opens a denied file; asking about names the
+            // allowlist refuses, or another approver, could say yes.
+            r.approve.read.first().map(|i| i.origin.clone()),
+            r.approve
+                .domains
+                .as_ref()
+                .filter(|i| i.value == crate::gates::DomainAsk::Ask)
+                .map(|i| i.origin.clone()),
+            r.approve
+                .approver
+                .as_ref()
+                .filter(|i| i.value != crate::gates::Approver::Deny)
+                .map(|i| i.origin.clone()),
         ]
         .into_iter()
         .flatten();
@@ -159,6 +173,21 @@ impl Profile {
         limit!(open_files);
         limit!(cpu);
         limit!(file_size);
+        if let Some(t) = &r.approve.timeout {
+            let base = self
+                .approve
+                .timeout
+                .as_ref()
+                .map_or(crate::gates::DEFAULT_TIMEOUT, |b| {
+                    b.value.0.get().unwrap_or(std::time::Duration::MAX)
+                });
+            if t.value.0.get().is_none_or(|d| d > base) {
+                return Err(Error::InvalidValue {
+                    origin: t.origin.located(),
+                    message: "longer than the profile's (a repo-local policy may only shorten approve.timeout)".into(),
+                });
+            }
+        }
 
         // Tightens: merge.
         let Profile {
@@ -168,8 +197,19 @@ impl Profile {
             limits,
             syscalls,
             process,
+            approve,
             ..
         } = r;
+        self.approve.exec.extend(approve.exec);
+        if approve.approver.is_some() {
+            self.approve.approver = approve.approver;
+        }
+        if approve.domains.is_some() {
+            self.approve.domains = approve.domains;
+        }
+        if approve.timeout.is_some() {
+            self.approve.timeout = approve.timeout;
+        }
         self.filesystem.deny.extend(filesystem.deny);
         self.filesystem.read_only.extend(filesystem.read_only);
         self.syscalls.deny.extend(syscalls.deny);

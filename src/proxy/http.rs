@@ -124,7 +124,7 @@ fn decide(
             return Ok(None);
         }
     };
-    if let Err(r) = sh.rules.check(&target, port) {
+    if let Err(r) = sh.check(&target, port) {
         let body = format!("cordon: {target}:{port} refused: {}", r.rule);
         sh.deny("connect", format!("{target}:{port}"), "HTTP 403", r);
         answer(client, 403, &body)?;

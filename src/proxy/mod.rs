@@ -115,6 +115,8 @@ pub struct Record {
 
 struct Shared {
     rules: Rules,
+    /// `approve.domains = "ask"`: names outside the allowlist are asked about.
+    asker: Option<crate::approval::DomainAsker>,
     started: Instant,
     record: Mutex<Record>,
     connections: AtomicUsize,
@@ -183,6 +185,32 @@ impl Shared {
             observed_by: crate::report::ObservedBy::Proxy,
             at_ms: self.started.elapsed().as_millis() as u64,
         });
+    }
+
+    /// The rules' answer for `t:port`; a name outside the allowlist (not
+    /// denied, on an allowed port) goes to the approver when the profile says
+    /// `approve.domains = "ask"`, before anything connects.
+    fn check(&self, t: &Target, port: u16) -> Result<(), Refusal> {
+        let r = match self.rules.check(t, port) {
+            Ok(_) => return Ok(()),
+            Err(r) => r,
+        };
+        match &self.asker {
+            Some(a) if self.rules.askable(t, port) => {
+                if a.ask(format!("{t}:{port}")) {
+                    Ok(())
+                } else {
+                    Err(Refusal {
+                        rule: format!(
+                            "{}; the approver did not allow it (approve.domains \"ask\")",
+                            r.rule
+                        ),
+                        suggestion: r.suggestion,
+                    })
+                }
+            }
+            _ => Err(r),
+        }
     }
 
     fn allowed(&self, t: &Target) {
@@ -277,9 +305,11 @@ impl Proxy {
         dns: Option<UdpSocket>,
         rules: Rules,
         started: Instant,
+        asker: Option<crate::approval::DomainAsker>,
     ) -> io::Result<Proxy> {
         let shared = Arc::new(Shared {
             rules,
+            asker,
             started,
             record: Mutex::new(Record::default()),
             connections: AtomicUsize::new(0),

@@ -83,7 +83,7 @@ pub(super) fn serve(sh: &Shared, mut c: TcpStream) -> io::Result<()> {
             return reply(&mut c, NOT_ALLOWED);
         }
     };
-    if let Err(r) = sh.rules.check(&target, port) {
+    if let Err(r) = sh.check(&target, port) {
         sh.deny("connect", format!("{target}:{port}"), "SOCKS 2", r);
         return reply(&mut c, NOT_ALLOWED);
     }

@@ -769,7 +769,15 @@ pub fn check_report_schema(r: &serde_json::Value, ctx: &str) {
         uint(&d, "/pid");
         let by = string(&d, "/observed_by");
         assert!(
-            ["audit", "seccomp-notify", "predicted", "guard", "proxy"].contains(&by.as_str()),
+            [
+                "audit",
+                "seccomp-notify",
+                "predicted",
+                "guard",
+                "proxy",
+                "approval"
+            ]
+            .contains(&by.as_str()),
             "{ctx}: observed_by {by:?}"
         );
         uint(&d, "/at_ms");
@@ -777,6 +785,50 @@ pub fn check_report_schema(r: &serde_json::Value, ctx: &str) {
     strings(r, "/capture/sources");
     strings(r, "/capture/notes");
     uint(r, "/capture/dropped");
+    // Approval decisions: absent when none was asked.
+    if r.get("approvals").is_some() {
+        for a in array(r, "/approvals") {
+            let kind = string(&a, "/kind");
+            assert!(
+                ["exec", "read", "domain"].contains(&kind.as_str()),
+                "{ctx}: approval kind {kind:?}"
+            );
+            string(&a, "/rule");
+            let who = string(&a, "/approver");
+            assert!(
+                ["tty", "deny", "command", "run"].contains(&who.as_str()),
+                "{ctx}: approver {who:?}"
+            );
+            let answer = string(&a, "/answer");
+            assert!(
+                ["allow", "allow-run", "deny", "timeout", "unanswered"].contains(&answer.as_str()),
+                "{ctx}: answer {answer:?}"
+            );
+            assert_eq!(uint(&a, "/shown/version"), 1, "{ctx}: shown.version");
+            assert_eq!(string(&a, "/shown/kind"), kind, "{ctx}: shown.kind");
+            for k in [
+                "/shown/gate",
+                "/shown/rule",
+                "/shown/target",
+                "/shown/cwd",
+                "/shown/run/profile",
+                "/shown/run/workspace",
+                "/time",
+            ] {
+                string(&a, k);
+            }
+            strings(&a, "/shown/argv");
+            strings(&a, "/shown/run/command");
+            for p in array(&a, "/shown/parents") {
+                uint(&p, "/pid");
+                strings(&p, "/argv");
+            }
+            for k in ["/shown/pid", "/shown/timeout_ms", "/at_ms", "/waited_ms"] {
+                uint(&a, k);
+            }
+            boolean(&a, "/ran");
+        }
+    }
 }
 
 /// The denials of a report.
