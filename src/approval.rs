@@ -677,9 +677,6 @@ impl Approvals {
         let p = Pid::from_raw(pid as i32);
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
         let (argv, complete) = cmdline(pid, MAX_CMDLINE);
-        let gate = self
-            .gates
-            .exec_gate_run(&exe, &argv, execfn(pid).as_deref());
         if let Some(approved) = &held.approved {
             if complete && corresponds(approved, pid, &argv) {
                 let _ = ptrace::detach(p, None);
@@ -692,7 +689,7 @@ impl Approvals {
             }
             return Some(changed(pid, &exe, &argv, &approved.argv));
         }
-        match gate {
+        match self.gates.exec_gate_run(&exe, &argv, || execfn(pid)) {
             None if complete || !self.gates.gated_program(&exe, &argv) => {
                 let _ = ptrace::detach(p, None);
                 None

@@ -201,13 +201,16 @@ impl Gates {
         &self,
         exe: &Path,
         argv: &[String],
-        execfn: Option<&str>,
+        execfn: impl FnOnce() -> Option<String>,
     ) -> Option<usize> {
-        self.exec_gate(exe, argv).or_else(|| {
-            let f = execfn?;
-            let i = (1..argv.len().min(3)).find(|&i| argv[i] == f)?;
-            self.exec_gate(Path::new(f), &argv[i..])
-        })
+        if let Some(g) = self.exec_gate(exe, argv) {
+            return Some(g);
+        }
+        // Only a gate that argv[1] or argv[2] would fall under makes the
+        // kernel's record of the named path worth reading.
+        let (i, g) = (1..argv.len().min(3))
+            .find_map(|i| Some((i, self.exec_gate(Path::new(&argv[i]), &argv[i..])?)))?;
+        (execfn()? == argv[i]).then_some(g)
     }
 
     /// Whether `program` could fall under some exec gate, whatever its arguments.

@@ -173,17 +173,7 @@ pub fn execute_kept(l: Launch, inherited: &[RawFd]) -> Result<Finished> {
         trace: opts.trace,
     };
     let (mut monitor, end) = Monitor::new(capture, &host, started);
-    if policy.gates.any() {
-        monitor.approvals = Some(crate::approval::Approvals::new(
-            policy.gates.clone(),
-            crate::gates::RunInfo {
-                profile: policy.name.clone(),
-                workspace: policy.workspace.display().to_string(),
-                command: argv_strings(&l.command),
-            },
-            started,
-        ));
-    }
+    attach_gates(&mut monitor, &policy, &l.command, started);
     crate::changes::attach(&mut monitor, &policy, opts.changes);
     crate::timing::mark("monitor");
     let mut prep = Prepared::new(policy, &host, &l.command, opts, inherited, None)?;
@@ -284,6 +274,7 @@ pub fn execute_kept(l: Launch, inherited: &[RawFd]) -> Result<Finished> {
                 }
                 let (m, end) = Monitor::new(capture, &host, started);
                 monitor = m;
+                attach_gates(&mut monitor, &prep.policy, &l.command, started);
                 prep.release_cgroups();
                 let tmp = crate::scratch::RunTmp::create(&l.ctx.tmpdir)?;
                 let policy = policy_again(&l, &tmp, &prep.policy)?;
@@ -633,6 +624,21 @@ fn argv_strings(command: &[OsString]) -> Vec<String> {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect()
+}
+
+/// The approval gates of `policy`, if any, on the monitor that serves them.
+fn attach_gates(monitor: &mut Monitor, policy: &Policy, command: &[OsString], started: Instant) {
+    if policy.gates.any() {
+        monitor.approvals = Some(crate::approval::Approvals::new(
+            policy.gates.clone(),
+            crate::gates::RunInfo {
+                profile: policy.name.clone(),
+                workspace: policy.workspace.display().to_string(),
+                command: argv_strings(command),
+            },
+            started,
+        ));
+    }
 }
 
 fn build_report(

@@ -291,8 +291,27 @@ fn replay(args: ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
             }
         }
     }
-    // Where this run is logged is this machine's business, not the report's.
+    // Where this run is logged, and who approves what it does, is this
+    // machine's business, not the report's: a recorded approver program
+    // would run outside the sandbox.
     profile.audit.log = local.as_ref().ok().and_then(|l| l.audit.log.clone());
+    let recorded_approver = profile.approve.approver.take();
+    profile.approve.approver = local.as_ref().ok().and_then(|l| l.approve.approver.clone());
+    let approver_line = match recorded_approver {
+        Some(Item {
+            value: crate::gates::Approver::Command(c),
+            ..
+        }) => Some(format!(
+            "the recorded approver {} is not used; {}",
+            esc(&c.join(" ")),
+            if profile.approve.approver.is_some() {
+                "the local profile's is"
+            } else {
+                "gates ask on the terminal"
+            }
+        )),
+        _ => None,
+    };
     let audit_line = match (&recorded_audit, &profile.audit.log) {
         (Some(r), _) => Some(format!(
             "the recorded [audit] log {} is not used{}",
@@ -315,7 +334,10 @@ fn replay(args: ReplayArgs, inherited: &[RawFd]) -> Result<u8> {
         &cwd,
         &command,
         &changes,
-        secret_lines.iter().chain(audit_line.iter()),
+        secret_lines
+            .iter()
+            .chain(audit_line.iter())
+            .chain(approver_line.iter()),
     );
     if args.dry_run {
         print!("{summary}");

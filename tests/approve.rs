@@ -800,3 +800,57 @@ fn an_exec_from_a_second_thread_is_refused_with_gates() {
         }
     }
 }
+
+/// A report names its approver program; `replay` never runs it (it would run
+/// outside the sandbox, chosen by whoever wrote the report).
+#[test]
+fn replay_does_not_run_the_recorded_approver() {
+    let Some(user) = users("replay_does_not_run_the_recorded_approver").first().copied() else {
+        return;
+    };
+    let dir = approver_dir();
+    let (prog, log) = approver(&dir, "echo allow");
+    let (_keep, ws) = repo(user);
+    let p = gated_profile(
+        Ns::Auto,
+        &format!("exec = [\"git push *\"]\napprover = {{ command = [\"{}\"] }}", prog.display()),
+    );
+    let rep = std::path::absolute(ws.join("..").join("r.json")).unwrap();
+    let out = cordon(user)
+        .args(["run", "-q", "-p", &p, "-w"])
+        .arg(&ws)
+        .arg("--report")
+        .arg(&rep)
+        .current_dir(&ws)
+        .args(["--", "/bin/sh", "-c", "git push -q origin main:one 2>/dev/null; echo rc=$?"])
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).contains("rc=0"), "{}", text(&out.stderr));
+    assert_eq!(asked(&log).len(), 1);
+    // A report written elsewhere (no integrity of ours) names another approver.
+    let marker = dir.join(unique("evil-ran"));
+    let (evil, _) = approver(&dir, &format!("touch {}; echo allow", marker.display()));
+    let mut r = read_report(&rep);
+    r["profile"]["resolved"]["approve"]["approver"]["command"] = serde_json::json!([evil.to_str().unwrap()]);
+    r.as_object_mut().unwrap().remove("integrity");
+    std::fs::write(&rep, serde_json::to_vec(&r).unwrap()).unwrap();
+    let out = cordon(user)
+        .args(["replay", "--yes", "-q"])
+        .arg(&rep)
+        .current_dir(&ws)
+        .output()
+        .unwrap();
+    let ctx = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!marker.exists(), "{ctx}: replay ran the approver the report names");
+    // The local profile's own approver decides (it allows).
+    assert_eq!(asked(&log).len(), 2, "{ctx}");
+    let out = cordon(user)
+        .args(["replay", "--dry-run"])
+        .arg(&rep)
+        .current_dir(&ws)
+        .output()
+        .unwrap();
+    let ctx = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!marker.exists(), "{ctx}");
+    assert!(ctx.contains("the recorded approver") && ctx.contains("is not used"), "{ctx}");
+}
