@@ -805,7 +805,10 @@ fn an_exec_from_a_second_thread_is_refused_with_gates() {
 /// outside the sandbox, chosen by whoever wrote the report).
 #[test]
 fn replay_does_not_run_the_recorded_approver() {
-    let Some(user) = users("replay_does_not_run_the_recorded_approver").first().copied() else {
+    let Some(user) = users("replay_does_not_run_the_recorded_approver")
+        .first()
+        .copied()
+    else {
         return;
     };
     let dir = approver_dir();
@@ -813,7 +816,10 @@ fn replay_does_not_run_the_recorded_approver() {
     let (_keep, ws) = repo(user);
     let p = gated_profile(
         Ns::Auto,
-        &format!("exec = [\"git push *\"]\napprover = {{ command = [\"{}\"] }}", prog.display()),
+        &format!(
+            "exec = [\"git push *\"]\napprover = {{ command = [\"{}\"] }}",
+            prog.display()
+        ),
     );
     let rep = std::path::absolute(ws.join("..").join("r.json")).unwrap();
     let out = cordon(user)
@@ -822,7 +828,12 @@ fn replay_does_not_run_the_recorded_approver() {
         .arg("--report")
         .arg(&rep)
         .current_dir(&ws)
-        .args(["--", "/bin/sh", "-c", "git push -q origin main:one 2>/dev/null; echo rc=$?"])
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "git push -q origin main:one 2>/dev/null; echo rc=$?",
+        ])
         .output()
         .unwrap();
     assert!(text(&out.stdout).contains("rc=0"), "{}", text(&out.stderr));
@@ -831,7 +842,8 @@ fn replay_does_not_run_the_recorded_approver() {
     let marker = dir.join(unique("evil-ran"));
     let (evil, _) = approver(&dir, &format!("touch {}; echo allow", marker.display()));
     let mut r = read_report(&rep);
-    r["profile"]["resolved"]["approve"]["approver"]["command"] = serde_json::json!([evil.to_str().unwrap()]);
+    r["profile"]["resolved"]["approve"]["approver"]["command"] =
+        serde_json::json!([evil.to_str().unwrap()]);
     r.as_object_mut().unwrap().remove("integrity");
     std::fs::write(&rep, serde_json::to_vec(&r).unwrap()).unwrap();
     let out = cordon(user)
@@ -841,7 +853,10 @@ fn replay_does_not_run_the_recorded_approver() {
         .output()
         .unwrap();
     let ctx = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(!marker.exists(), "{ctx}: replay ran the approver the report names");
+    assert!(
+        !marker.exists(),
+        "{ctx}: replay ran the approver the report names"
+    );
     // The local profile's own approver decides (it allows).
     assert_eq!(asked(&log).len(), 2, "{ctx}");
     let out = cordon(user)
@@ -852,5 +867,8 @@ fn replay_does_not_run_the_recorded_approver() {
         .unwrap();
     let ctx = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(!marker.exists(), "{ctx}");
-    assert!(ctx.contains("the recorded approver") && ctx.contains("is not used"), "{ctx}");
+    assert!(
+        ctx.contains("the recorded approver") && ctx.contains("is not used"),
+        "{ctx}"
+    );
 }
