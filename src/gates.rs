@@ -587,27 +587,14 @@ mod tests {
             ..Gates::default()
         };
         let sh = Path::new("/usr/bin/dash");
-        assert_eq!(
-            g.exec_gate_run(sh, &argv("/bin/sh ./deploy.sh prod"), Some("./deploy.sh")),
-            Some(0)
-        );
-        assert_eq!(
-            g.exec_gate_run(
-                sh,
-                &argv("/bin/sh -e ./deploy.sh prod"),
-                Some("./deploy.sh")
-            ),
-            Some(0)
-        );
-        assert_eq!(
-            g.exec_gate_run(sh, &argv("/bin/sh ./deploy.sh test"), Some("./deploy.sh")),
-            None
-        );
+        let run = |a: &str, named: &'static str| {
+            g.exec_gate_run(sh, &argv(a), || Some(named.to_string()))
+        };
+        assert_eq!(run("/bin/sh ./deploy.sh prod", "./deploy.sh"), Some(0));
+        assert_eq!(run("/bin/sh -e ./deploy.sh prod", "./deploy.sh"), Some(0));
+        assert_eq!(run("/bin/sh ./deploy.sh test", "./deploy.sh"), None);
         // The named path must be the one the kernel put there, not any argument.
-        assert_eq!(
-            g.exec_gate_run(sh, &argv("/bin/sh ./deploy.sh prod"), Some("/bin/sh")),
-            None
-        );
+        assert_eq!(run("/bin/sh ./deploy.sh prod", "/bin/sh"), None);
     }
 
     #[test]
