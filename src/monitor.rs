@@ -425,8 +425,16 @@ impl Monitor {
     /// wrote that call ourselves, so it is recorded from `argv` and let run at
     /// once, without reading the caller's memory: every launch pays this round
     /// trip.
-    pub fn expect_exec(&mut self, argv: Vec<String>) {
-        self.first_exec = Some(argv);
+    ///
+    /// With exec gates, a gated command goes the general way (asked about);
+    /// any other is let go as well without being held: nothing else runs in
+    /// the sandbox yet, and the launcher wrote the call's path and argv.
+    pub fn expect_exec(&mut self, program: &Path, argv: Vec<String>) {
+        let gated = self.approvals.as_ref().is_some_and(|a| {
+            let canon = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+            a.gates.exec_gate(&canon, &argv).is_some() || a.gates.exec_gate(program, &argv).is_some()
+        });
+        self.first_exec = (!gated).then_some(argv);
     }
 
     /// Why the launcher could not take the payload's listener, if so (it then
@@ -587,7 +595,7 @@ impl Monitor {
         }
         let name = syscalls::name(nr).unwrap_or("unknown");
         let exec_gated = self.approvals.as_ref().is_some_and(|a| a.exec_gated());
-        if let Some(argv) = self.first_exec.take().filter(|_| !exec_gated) {
+        if let Some(argv) = self.first_exec.take() {
             if name == "execve" {
                 let at_ms = self.at_ms();
                 let _ = sys::notif_send(listener, n.id, 0, true);

@@ -745,6 +745,7 @@ pub fn spawn(
     let (err_r, err_w) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| launch("creating a pipe", e))?;
     monitor.expect_exec(
+        &prep.program,
         prep.command
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
