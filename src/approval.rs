@@ -40,6 +40,12 @@ const MAX_CMDLINE: usize = 256 * 1024;
 /// The reason of a refusal repeated without asking (not recorded again).
 const REPEATED: &str = "refused a moment ago for the same process and arguments";
 
+/// Approver programs running at once; later questions wait their turn (their
+/// time runs from when they were asked).
+const MAX_PROGRAMS: usize = 8;
+/// Questions waiting at once; beyond, refused without asking.
+const MAX_WAITING: usize = 256;
+
 /// Most decisions kept for the report (each is also one audit entry).
 const MAX_RECORDS: usize = 1000;
 
@@ -78,6 +84,8 @@ pub struct Decided {
 enum Asker {
     /// Waiting for the terminal, which asks one question at a time.
     Queued,
+    /// Waiting for one of the `MAX_PROGRAMS` approver programs to end.
+    Waiting,
     Tty(Tty),
     Command(Program),
     /// Answered without asking (the `deny` approver, an earlier "for the run").
@@ -88,6 +96,22 @@ struct Tty {
     fd: OwnedFd,
     saved: Option<nix::sys::termios::Termios>,
     line: Vec<u8>,
+    /// What must be typed to allow: printed only in this question, which the
+    /// payload cannot read back (it can draw a question of its own on the
+    /// terminal, not learn this one's code).
+    code: String,
+}
+
+/// Four letters from the kernel's random source.
+fn code() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    // Letters that cannot be mistaken for one another.
+    const ALPHABET: &[u8] = b"acdefhjkmnprstuvwxy";
+    b.iter()
+        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 struct Program {
@@ -117,22 +141,136 @@ struct Ask {
 }
 
 /// An exec as approved: the path as the call named it, the file it was
-/// then (device and inode, seen from the caller's root), the argv.
+/// then (device and inode, seen from the caller's root), the argv, the
+/// variables that steer the program ([`steering`]) and, for a script, its
+/// `#!` line's words and the interpreter's file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approved {
     pub named: String,
     pub file: Option<(u64, u64)>,
     pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub script: Option<(Vec<String>, Option<FileId>)>,
 }
 
 impl Approved {
-    /// `named` (resolved by the caller as `resolved`) with `argv`, for `pid`.
-    pub fn new(pid: u32, named: String, resolved: Option<&Path>, argv: Vec<String>) -> Approved {
-        use std::os::unix::fs::MetadataExt;
-        let file = resolved
-            .and_then(|p| std::fs::metadata(format!("/proc/{pid}/root{}", p.display())).ok())
-            .map(|m| (m.dev(), m.ino()));
-        Approved { named, file, argv }
+    /// `named` (resolved by the caller as `resolved`) with `argv` and the
+    /// caller's `env`, for `pid`.
+    pub fn new(
+        pid: u32,
+        named: String,
+        resolved: Option<&Path>,
+        argv: Vec<String>,
+        env: Vec<String>,
+    ) -> Approved {
+        let seen = resolved.map(|p| PathBuf::from(format!("/proc/{pid}/root{}", p.display())));
+        let file = seen.as_deref().and_then(identity);
+        let script = seen.as_deref().and_then(shebang).map(|words| {
+            let interp = PathBuf::from(format!("/proc/{pid}/root{}", words[0]));
+            let id = identity(&interp);
+            (words, id)
+        });
+        Approved {
+            named,
+            file,
+            argv,
+            env,
+            script,
+        }
+    }
+}
+
+/// A file's device and inode.
+pub type FileId = (u64, u64);
+
+/// Device and inode of the file `p` leads to.
+fn identity(p: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The words of a script's `#!` line (the interpreter, and its one
+/// argument if any, as the kernel splits it).
+fn shebang(p: &Path) -> Option<Vec<String>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).ok()?;
+    let mut b = [0u8; 256];
+    let n = f.read(&mut b).ok()?;
+    let line = b[..n].strip_prefix(b"#!")?;
+    let end = line.iter().position(|&c| c == b'\n').unwrap_or(line.len());
+    let text = String::from_utf8_lossy(&line[..end]);
+    let text = text.trim();
+    let (interp, arg) = match text.split_once([' ', '\t']) {
+        Some((i, rest)) => (i, Some(rest.trim()).filter(|r| !r.is_empty())),
+        None => (text, None),
+    };
+    if interp.is_empty() {
+        return None;
+    }
+    let mut words = vec![interp.to_string()];
+    words.extend(arg.map(str::to_string));
+    Some(words)
+}
+
+/// The variables that steer what a gated program does, shown to the
+/// approver and compared at the exec event: git's, the dynamic loader's,
+/// and those of the package managers and deploy tools gates are written
+/// for. A value whose name looks like a credential is shown as "(hidden)"
+/// (the comparison uses the real value).
+pub const STEERING: &[&str] = &[
+    "GIT_",
+    "LD_",
+    "NPM_CONFIG_",
+    "npm_config_",
+    "CARGO_",
+    "KUBECONFIG",
+    "TF_",
+    "GH_",
+    "DOCKER_",
+    "HELM_",
+    "PIP_",
+    "UV_",
+    "TWINE_",
+];
+
+pub fn steering<'a>(env: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<String> = env
+        .into_iter()
+        .filter(|e| STEERING.iter().any(|p| e.starts_with(p)))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// `NAME=value` as shown: the value of a credential ("(hidden)") by the
+/// words of its name (`GH_TOKEN`, `NPM_CONFIG__AUTH`, `*_KEY`); git's
+/// configuration variables always in full, since they redirect it.
+fn shown_var(e: &str) -> String {
+    let (name, _) = e.split_once('=').unwrap_or((e, ""));
+    if name.starts_with("GIT_CONFIG_") {
+        return e.to_string();
+    }
+    let upper = name.to_ascii_uppercase();
+    let secret = upper.ends_with("_KEY")
+        || upper.split('_').any(|w| {
+            matches!(
+                w,
+                "TOKEN"
+                    | "SECRET"
+                    | "PASSWORD"
+                    | "PASSWD"
+                    | "PASS"
+                    | "AUTH"
+                    | "CREDENTIAL"
+                    | "CREDENTIALS"
+                    | "APIKEY"
+            )
+        });
+    if secret {
+        format!("{name}=(hidden)")
+    } else {
+        e.to_string()
     }
 }
 
@@ -192,6 +330,11 @@ pub struct Approvals {
     pub dropped: u64,
     /// Our own executable: a parent chain stops at cordon's own processes.
     own_exe: Option<PathBuf>,
+    /// The gated programs' files, to know them under other names.
+    known: Known,
+    /// The run's cgroup.freeze, when it has one: frozen while the terminal
+    /// asks, so that nothing of the payload draws over the question.
+    freezer: Option<PathBuf>,
     /// Refusals of the last moments (pid, gate, argv or file): a shell that
     /// was refused tries the next PATH entry with the same argv, and is not
     /// asked twice.
@@ -214,6 +357,7 @@ fn kind_key(k: GateKind) -> u8 {
 
 impl Approvals {
     pub fn new(gates: Gates, run: RunInfo, started: Instant) -> Approvals {
+        let known = Known::new(&gates);
         Approvals {
             gates,
             run,
@@ -225,6 +369,8 @@ impl Approvals {
             records: Vec::new(),
             dropped: 0,
             own_exe: std::fs::read_link("/proc/self/exe").ok(),
+            known,
+            freezer: None,
             refused: VecDeque::new(),
             domain: None,
             replies: BTreeMap::new(),
@@ -293,6 +439,19 @@ impl Approvals {
         }
     }
 
+    /// The gate of an exec about to run: `program` as the call names it
+    /// (resolved), or the gated program it is a link or copy of.
+    pub fn gate_before(&self, program: &Path, argv: &[String]) -> Option<usize> {
+        let canon = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+        self.gates
+            .exec_gate(&canon, argv)
+            .or_else(|| self.gates.exec_gate(program, argv))
+            .or_else(|| {
+                let alias = self.known.alias(&canon)?;
+                self.gates.exec_gate(&alias, argv)
+            })
+    }
+
     pub fn exec_gated(&self) -> bool {
         !self.gates.exec.is_empty()
     }
@@ -305,6 +464,7 @@ impl Approvals {
         pid: u32,
         target: String,
         argv: Vec<String>,
+        env: &[String],
     ) -> Request {
         let (text, rule) = match kind {
             GateKind::Exec => (
@@ -327,6 +487,7 @@ impl Approvals {
             rule,
             target,
             argv,
+            env: env.iter().map(|e| shown_var(e)).collect(),
             cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
@@ -389,9 +550,15 @@ impl Approvals {
             .refused
             .iter()
             .any(|r| r.0 == pid && r.1 == kind && r.2 == key);
-        let request = self.request(kind, gate, pid, target, argv);
+        let env = approved.as_ref().map(|a| a.env.clone()).unwrap_or_default();
+        let request = self.request(kind, gate, pid, target, argv, &env);
         let asker = if again {
             Asker::Now(Answer::Deny, Some(REPEATED.into()))
+        } else if self.asks.len() >= MAX_WAITING {
+            Asker::Now(
+                Answer::Unanswered,
+                Some(format!("{MAX_WAITING} questions already waiting")),
+            )
         } else if self.for_run.contains(&(kind_key(kind), gate)) {
             Asker::Now(
                 Answer::AllowRun,
@@ -401,13 +568,8 @@ impl Approvals {
             match &self.gates.approver {
                 Approver::Deny => Asker::Now(Answer::Deny, Some("approver \"deny\"".into())),
                 Approver::Tty => Asker::Queued,
-                Approver::Command(c) => match Program::start(c, &request) {
-                    Ok(p) => Asker::Command(p),
-                    Err(e) => Asker::Now(
-                        Answer::Unanswered,
-                        Some(format!("starting the approver {}: {e}", c[0])),
-                    ),
-                },
+                Approver::Command(_) if self.programs_running() >= MAX_PROGRAMS => Asker::Waiting,
+                Approver::Command(c) => start_program(c, &request),
             }
         };
         let queued = matches!(asker, Asker::Queued);
@@ -431,11 +593,60 @@ impl Approvals {
         }
     }
 
+    fn programs_running(&self) -> usize {
+        self.asks
+            .iter()
+            .filter(|a| matches!(a.asker, Asker::Command(_)))
+            .count()
+    }
+
+    /// Start waiting approver programs while there is room.
+    fn next_programs(&mut self) {
+        let Approver::Command(c) = self.gates.approver.clone() else {
+            return;
+        };
+        let mut room = MAX_PROGRAMS.saturating_sub(self.programs_running());
+        for a in &mut self.asks {
+            if room == 0 {
+                break;
+            }
+            if matches!(a.asker, Asker::Waiting) {
+                a.asker = start_program(&c, &a.request);
+                room -= 1;
+            }
+        }
+    }
+
+    pub fn set_freezer(&mut self, f: Option<PathBuf>) {
+        self.freezer = f;
+    }
+
+    /// Freeze (or thaw) the run's processes around a terminal question.
+    fn freeze(&self, on: bool) {
+        if self.gates.approver != Approver::Tty {
+            return;
+        }
+        if let Some(f) = &self.freezer {
+            let _ = std::fs::write(f, if on { "1" } else { "0" });
+            if on {
+                // Running tasks stop at once; a write in progress ends first.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
     /// Start the terminal's next question if it is free.
     fn next_tty(&mut self) {
         if self.asks.iter().any(|a| matches!(a.asker, Asker::Tty(_))) {
             return;
         }
+        let waiting = self.tty_queue.iter().any(|&i| {
+            self.asks
+                .get(i)
+                .is_some_and(|a| matches!(a.asker, Asker::Queued))
+        });
+        // Thawed between questions, frozen while one is on the terminal.
+        self.freeze(waiting);
         while let Some(i) = self.tty_queue.pop_front() {
             let Some(a) = self.asks.get_mut(i) else {
                 continue;
@@ -443,7 +654,7 @@ impl Approvals {
             if !matches!(a.asker, Asker::Queued) {
                 continue;
             }
-            a.asker = match Tty::start(&a.request, self.gates.timeout) {
+            a.asker = match Tty::start(&a.request, self.gates.timeout, self.freezer.is_some()) {
                 Ok(t) => Asker::Tty(t),
                 Err(why) => Asker::Now(Answer::Unanswered, Some(why)),
             };
@@ -496,7 +707,7 @@ impl Approvals {
                 Asker::Now(ans, why) => Some((*ans, why.clone())),
                 Asker::Tty(t) => t.poll(),
                 Asker::Command(p) => p.poll(),
-                Asker::Queued => None,
+                Asker::Queued | Asker::Waiting => None,
             };
             match got {
                 Some((ans, why)) => answers.push((i, ans, why)),
@@ -602,6 +813,7 @@ impl Approvals {
             .map(|(i, _)| i)
             .collect();
         self.next_tty();
+        self.next_programs();
         decided
     }
 
@@ -672,13 +884,16 @@ impl Approvals {
         }
     }
 
-    /// At the exec event: what runs is `/proc/PID/exe` with `/proc/PID/cmdline`.
+    /// At the exec event: what runs is `/proc/PID/exe` with `/proc/PID/cmdline`,
+    /// `/proc/PID/environ` and the named path (`AT_EXECFN`), the kernel's
+    /// copies, which only the new image could change and it has not run yet.
     fn after_exec(&mut self, pid: u32, held: Held) -> Option<Denial> {
         let p = Pid::from_raw(pid as i32);
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
         let (argv, complete) = cmdline(pid, MAX_CMDLINE);
+        let env = environ(pid);
         if let Some(approved) = &held.approved {
-            if complete && corresponds(approved, pid, &argv) {
+            if complete && corresponds(approved, pid, &argv, &env) {
                 let _ = ptrace::detach(p, None);
                 return None;
             }
@@ -689,7 +904,7 @@ impl Approvals {
             }
             return Some(changed(pid, &exe, &argv, &approved.argv));
         }
-        match self.gates.exec_gate_run(&exe, &argv, || execfn(pid)) {
+        match self.gate_of_run(pid, &exe, &argv, &env) {
             None if complete || !self.gates.gated_program(&exe, &argv) => {
                 let _ = ptrace::detach(p, None);
                 None
@@ -701,9 +916,17 @@ impl Approvals {
                 Some(changed(pid, &exe, &argv, &[]))
             }
             Some(g) => {
-                // Gated, and not asked about before the exec (its memory or a
-                // link changed after the supervisor read it): ask now, held.
+                // Gated, and not asked about before the exec (its memory, a
+                // link or the loader changed after the supervisor read it):
+                // ask now, held.
                 let target = exe.display().to_string();
+                let approved = Approved {
+                    named: execfn(pid).unwrap_or_default(),
+                    file: identity(&exe),
+                    argv: argv.clone(),
+                    env,
+                    script: None,
+                };
                 self.ask(
                     Subject::Held,
                     GateKind::Exec,
@@ -711,12 +934,56 @@ impl Approvals {
                     pid,
                     target,
                     argv,
-                    None,
+                    Some(approved),
                     None,
                 );
                 None
             }
         }
+    }
+
+    /// The gate of what an exec ran, seen through what the name does not
+    /// tell: the script it named, a copy or link of a gated program under
+    /// another name (same inode, or same size and contents), the program a
+    /// dynamic loader was told to run (a path the caller resolves: its cwd,
+    /// its descriptors), and code the loader is told to inject into a gated
+    /// program (`LD_PRELOAD`, `LD_AUDIT`, `LD_LIBRARY_PATH`: asked about
+    /// whatever the arguments).
+    fn gate_of_run(
+        &mut self,
+        pid: u32,
+        exe: &Path,
+        argv: &[String],
+        env: &[String],
+    ) -> Option<usize> {
+        if let Some(g) = self.gates.exec_gate_run(exe, argv, || execfn(pid)) {
+            return Some(g);
+        }
+        let mut programs: Vec<(PathBuf, usize)> = vec![(exe.to_path_buf(), 0)];
+        if let Some((i, prog)) = crate::gates::loader_program(exe, argv) {
+            let seen = caller_path(pid, &prog);
+            if let Some(g) = self.gates.exec_gate(&seen, &argv[i..]) {
+                return Some(g);
+            }
+            programs.push((seen, i));
+        }
+        for (file, i) in programs {
+            if let Some(alias) = self.known.alias(&file) {
+                if let Some(g) = self.gates.exec_gate(&alias, &argv[i..]) {
+                    return Some(g);
+                }
+            }
+        }
+        let injected = env.iter().any(|e| {
+            ["LD_PRELOAD=", "LD_AUDIT=", "LD_LIBRARY_PATH="]
+                .iter()
+                .any(|v| e.starts_with(v) && e.len() > v.len())
+        });
+        if injected {
+            let alias = self.known.alias(exe).unwrap_or_else(|| exe.to_path_buf());
+            return self.gates.program_gate(&alias, argv);
+        }
+        None
     }
 
     /// A held exec's answer: let it go, or kill it.
@@ -740,6 +1007,7 @@ impl Approvals {
         }
         self.asks.clear();
         self.replies.clear();
+        self.freeze(false);
         for pid in std::mem::take(&mut self.held).into_keys() {
             let _ = ptrace::detach(Pid::from_raw(pid as i32), None);
         }
@@ -809,27 +1077,43 @@ impl Drop for Approvals {
     }
 }
 
-/// Whether what the kernel ran (`exe`, `argv`) is what was approved: the
-/// same argv, or, for a script, its interpreter's argv ending in the path
-/// as the call named it and the approved arguments.
-fn corresponds(a: &Approved, pid: u32, argv: &[String]) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let exe = std::fs::metadata(format!("/proc/{pid}/exe"))
-        .ok()
-        .map(|m| (m.dev(), m.ino()));
-    same_exec(a, exe, argv)
+/// Whether what the kernel ran is what was approved: the same file (device
+/// and inode), argv, steering variables and named path; or, for an
+/// approved script, the same interpreter (file and `#!` words) given the
+/// named path and the approved arguments.
+fn corresponds(a: &Approved, pid: u32, argv: &[String], env: &[String]) -> bool {
+    let exe = identity(Path::new(&format!("/proc/{pid}/exe")));
+    let named = execfn(pid);
+    same_exec(
+        a,
+        exe,
+        named.as_deref(),
+        argv,
+        &steering(env.iter().map(String::as_str)),
+    )
 }
 
-/// The pure part of [`corresponds`]: `exe` is the file the kernel ran.
-fn same_exec(a: &Approved, exe: Option<(u64, u64)>, argv: &[String]) -> bool {
-    if argv == a.argv.as_slice() && a.file.is_some() && exe == a.file {
-        return true;
+/// The pure part of [`corresponds`].
+fn same_exec(
+    a: &Approved,
+    exe: Option<(u64, u64)>,
+    named: Option<&str>,
+    argv: &[String],
+    env: &[String],
+) -> bool {
+    if env != a.env.as_slice() || named != Some(a.named.as_str()) || exe.is_none() {
+        return false;
     }
-    // A script: the kernel ran its interpreter with the path as named.
-    let rest = a.argv.get(1..).unwrap_or(&[]);
-    argv.len() > rest.len() + 1
-        && argv.ends_with(rest)
-        && argv[argv.len() - rest.len() - 1] == a.named
+    if a.script.is_none() {
+        return argv == a.argv.as_slice() && exe == a.file;
+    }
+    let Some((words, interp)) = &a.script else {
+        return false;
+    };
+    let mut want = words.clone();
+    want.push(a.named.clone());
+    want.extend(a.argv.iter().skip(1).cloned());
+    exe == *interp && argv == want.as_slice()
 }
 
 fn changed(pid: u32, exe: &Path, argv: &[String], approved: &[String]) -> Denial {
@@ -876,6 +1160,111 @@ fn execfn(pid: u32) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
+/// `/proc/PID/environ`, the steering variables only.
+fn environ(pid: u32) -> Vec<String> {
+    let b = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let all: Vec<String> = b
+        .split(|&c| c == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    steering(all.iter().map(String::as_str))
+}
+
+/// A path as process `pid` would open it: its descriptors
+/// (`/proc/self/fd/N`), its cwd, its root; made canonical.
+fn caller_path(pid: u32, p: &str) -> PathBuf {
+    let within = if let Some(fd) = p
+        .strip_prefix("/proc/self/fd/")
+        .or_else(|| p.strip_prefix("/dev/fd/"))
+    {
+        std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap_or_else(|_| PathBuf::from(p))
+    } else if Path::new(p).is_absolute() {
+        PathBuf::from(p)
+    } else {
+        std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .map(|c| c.join(p))
+            .unwrap_or_else(|_| PathBuf::from(p))
+    };
+    std::fs::canonicalize(&within).unwrap_or(within)
+}
+
+/// The files the gates' programs are on this host: a file that is one of
+/// them under another name (a link: the same inode; a copy: the same size
+/// and contents) is that program.
+#[derive(Debug, Default)]
+struct Known {
+    files: Vec<KnownFile>,
+}
+
+#[derive(Debug)]
+struct KnownFile {
+    path: PathBuf,
+    id: (u64, u64),
+    size: u64,
+    hash: std::cell::OnceCell<Option<[u8; 32]>>,
+}
+
+/// Most a file is hashed to compare it with a gated program.
+const MAX_HASHED: u64 = 512 << 20;
+
+impl Known {
+    fn new(gates: &Gates) -> Known {
+        use std::os::unix::fs::MetadataExt;
+        let mut files: Vec<KnownFile> = Vec::new();
+        for p in gates.exec.iter().flat_map(|g| g.programs.iter()) {
+            if let Ok(m) = std::fs::metadata(p) {
+                if files.iter().all(|f| f.id != (m.dev(), m.ino())) {
+                    files.push(KnownFile {
+                        path: p.clone(),
+                        id: (m.dev(), m.ino()),
+                        size: m.size(),
+                        hash: std::cell::OnceCell::new(),
+                    });
+                }
+            }
+        }
+        Known { files }
+    }
+
+    /// The gated program `file` is, under whatever name.
+    fn alias(&self, file: &Path) -> Option<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        if self.files.is_empty() {
+            return None;
+        }
+        let m = std::fs::metadata(file).ok()?;
+        let id = (m.dev(), m.ino());
+        if let Some(f) = self.files.iter().find(|f| f.id == id) {
+            return Some(f.path.clone());
+        }
+        let same_size: Vec<&KnownFile> = self.files.iter().filter(|f| f.size == m.size()).collect();
+        if same_size.is_empty() || m.size() > MAX_HASHED {
+            return None;
+        }
+        let h = sha256_file(file)?;
+        same_size
+            .into_iter()
+            .find(|f| *f.hash.get_or_init(|| sha256_file(&f.path)) == Some(h))
+            .map(|f| f.path.clone())
+    }
+}
+
+fn sha256_file(p: &Path) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(p).ok()?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+    Some(h.finalize().into())
+}
+
 fn ppid(pid: u32) -> Option<u32> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -910,6 +1299,16 @@ fn set_nonblocking(fd: &OwnedFd) {
             fd,
             FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK),
         );
+    }
+}
+
+fn start_program(command: &[String], request: &Request) -> Asker {
+    match Program::start(command, request) {
+        Ok(p) => Asker::Command(p),
+        Err(e) => Asker::Now(
+            Answer::Unanswered,
+            Some(format!("starting the approver {}: {e}", command[0])),
+        ),
     }
 }
 
@@ -1002,7 +1401,7 @@ impl Program {
 impl Tty {
     /// Ask on the controlling terminal, from outside the sandbox: type-ahead
     /// is dropped first, so a key pressed before the question cannot answer it.
-    fn start(r: &Request, timeout: Duration) -> Result<Tty, String> {
+    fn start(r: &Request, timeout: Duration, frozen: bool) -> Result<Tty, String> {
         use nix::fcntl::{OFlag, open};
         use nix::sys::stat::Mode;
         use nix::sys::termios::{self, LocalFlags, SetArg};
@@ -1026,6 +1425,9 @@ impl Tty {
         let f = crate::term::field;
         let mut text = String::new();
         text.push_str(&format!("\r\ncordon: approval needed: {}\r\n", f(&r.rule)));
+        if frozen {
+            text.push_str("  (the sandboxed processes are paused while this is asked: nothing they print can appear below)\r\n");
+        }
         match r.kind {
             GateKind::Exec => {
                 text.push_str(&format!("  program: {}\r\n", f(&r.target)));
@@ -1041,8 +1443,9 @@ impl Tty {
                 shown_argv(&p.argv)
             ));
         }
+        let code = code();
         text.push_str(&format!(
-            "  [y] allow once  [a] allow \"{}\" for the rest of this run  [n] deny (default; {} without an answer denies)\r\ncordon: answer> ",
+            "  type {code} to allow once, {code}! to allow \"{}\" for the rest of this run; anything else denies ({} without an answer denies)\r\ncordon: answer> ",
             f(&r.gate),
             crate::units::format_duration(timeout)
         ));
@@ -1052,6 +1455,7 @@ impl Tty {
             fd,
             saved,
             line: Vec::new(),
+            code,
         })
     }
 
@@ -1066,13 +1470,17 @@ impl Tty {
                         let word = String::from_utf8_lossy(&self.line[..end])
                             .trim()
                             .to_ascii_lowercase();
-                        return Some(match word.as_str() {
-                            "y" | "yes" => (Answer::Allow, Some("allowed on the terminal".into())),
-                            "a" | "always" => (
+                        let once = self.code.as_str();
+                        let run = format!("{once}!");
+                        return Some(if word == once {
+                            (Answer::Allow, Some("allowed on the terminal".into()))
+                        } else if word == run {
+                            (
                                 Answer::AllowRun,
                                 Some("allowed on the terminal for the rest of the run".into()),
-                            ),
-                            _ => (Answer::Deny, Some("denied on the terminal".into())),
+                            )
+                        } else {
+                            (Answer::Deny, Some("denied on the terminal".into()))
                         });
                     }
                     if self.line.len() > 1024 {
@@ -1143,6 +1551,8 @@ mod tests {
             named: named.into(),
             file: Some((1, file)),
             argv: v(argv),
+            env: Vec::new(),
+            script: None,
         }
     }
 
@@ -1161,27 +1571,102 @@ mod tests {
     #[test]
     fn what_ran_corresponds_to_what_was_approved() {
         let a = approved("/usr/bin/git", 7, "git push origin");
-        assert!(same_exec(&a, Some((1, 7)), &v("git push origin")));
-        assert!(!same_exec(&a, Some((1, 7)), &v("git push evil")));
-        assert!(!same_exec(&a, Some((1, 7)), &v("git push origin --force")));
+        let same = |a: &Approved, exe: u64, named: &str, argv: &str, env: &[&str]| {
+            let env: Vec<String> = env.iter().map(|e| e.to_string()).collect();
+            same_exec(a, Some((1, exe)), Some(named), &v(argv), &env)
+        };
+        assert!(same(&a, 7, "/usr/bin/git", "git push origin", &[]));
+        assert!(!same(&a, 7, "/usr/bin/git", "git push evil", &[]));
+        assert!(!same(&a, 7, "/usr/bin/git", "git push origin --force", &[]));
         // The same argv, another file (a link swapped after the decision).
-        assert!(!same_exec(&a, Some((1, 8)), &v("git push origin")));
-        // A script: its interpreter's argv ends in the named path and the arguments.
-        let s = approved("./deploy.sh", 9, "./deploy.sh prod");
-        assert!(same_exec(
-            &s,
-            Some((1, 3)),
-            &v("/bin/bash ./deploy.sh prod")
+        assert!(!same(&a, 8, "/usr/bin/git", "git push origin", &[]));
+        // Another named path, or a variable that steers git, not shown.
+        assert!(!same(&a, 7, "./upstream", "git push origin", &[]));
+        assert!(!same(
+            &a,
+            7,
+            "/usr/bin/git",
+            "git push origin",
+            &["GIT_DIR=/x"]
         ));
-        assert!(!same_exec(
+        // A script: its interpreter, as its #! line said, given the named
+        // path and the arguments.
+        let mut s = approved("./deploy.sh", 9, "./deploy.sh prod");
+        s.script = Some((vec!["/bin/bash".into()], Some((1, 3))));
+        assert!(same(
             &s,
-            Some((1, 3)),
-            &v("/bin/bash ./other.sh prod")
+            3,
+            "./deploy.sh",
+            "/bin/bash ./deploy.sh prod",
+            &[]
         ));
-        assert!(!same_exec(
+        assert!(!same(
             &s,
-            Some((1, 3)),
-            &v("/bin/bash ./deploy.sh staging")
+            3,
+            "./deploy.sh",
+            "/bin/bash ./other.sh prod",
+            &[]
         ));
+        assert!(!same(
+            &s,
+            3,
+            "./deploy.sh",
+            "/bin/bash ./deploy.sh staging",
+            &[]
+        ));
+        // Swapped for a script of another interpreter (`#!/usr/bin/git push`).
+        assert!(!same(
+            &s,
+            7,
+            "./deploy.sh",
+            "/usr/bin/git push ./deploy.sh prod",
+            &[]
+        ));
+        // Approved as a program, run as a script: not what was approved.
+        assert!(!same(
+            &a,
+            3,
+            "/usr/bin/git",
+            "/bin/sh /usr/bin/git push origin",
+            &[]
+        ));
+    }
+
+    #[test]
+    fn shebang_lines_split_as_the_kernel_splits_them() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s");
+        std::fs::write(&p, "#!/usr/bin/env  python3 -u\nprint()\n").unwrap();
+        assert_eq!(
+            shebang(&p),
+            Some(vec!["/usr/bin/env".into(), "python3 -u".into()])
+        );
+        std::fs::write(&p, "#!/bin/sh\n").unwrap();
+        assert_eq!(shebang(&p), Some(vec!["/bin/sh".into()]));
+        std::fs::write(&p, "\x7fELF").unwrap();
+        assert_eq!(shebang(&p), None);
+    }
+
+    #[test]
+    fn credentials_are_hidden_from_the_approver() {
+        assert_eq!(shown_var("GIT_DIR=/x"), "GIT_DIR=/x");
+        assert_eq!(shown_var("GH_TOKEN=abc"), "GH_TOKEN=(hidden)");
+        assert_eq!(
+            shown_var("NPM_CONFIG__AUTH=abc"),
+            "NPM_CONFIG__AUTH=(hidden)"
+        );
+        assert_eq!(
+            shown_var("CARGO_REGISTRY_TOKEN=abc"),
+            "CARGO_REGISTRY_TOKEN=(hidden)"
+        );
+        assert_eq!(
+            shown_var("GIT_CONFIG_KEY_0=remote.origin.pushurl"),
+            "GIT_CONFIG_KEY_0=remote.origin.pushurl"
+        );
+        assert_eq!(shown_var("GIT_AUTHOR_NAME=me"), "GIT_AUTHOR_NAME=me");
+        assert_eq!(
+            steering(["PATH=/bin", "GIT_CONFIG_COUNT=1", "LD_PRELOAD=x"]),
+            ["GIT_CONFIG_COUNT=1", "LD_PRELOAD=x"]
+        );
     }
 }

@@ -213,6 +213,12 @@ impl Gates {
         (execfn()? == argv[i]).then_some(g)
     }
 
+    /// The first gate whose program is `program`, whatever the arguments.
+    pub fn program_gate(&self, program: &Path, argv: &[String]) -> Option<usize> {
+        let _ = argv;
+        self.exec.iter().position(|g| program_matches(g, program))
+    }
+
     /// Whether `program` could fall under some exec gate, whatever its arguments.
     pub fn gated_program(&self, program: &Path, argv: &[String]) -> bool {
         let candidates = effective(program, argv);
@@ -253,25 +259,31 @@ const LOADER_VALUE_OPTIONS: &[&str] = &[
     "--glibc-hwcaps-mask",
 ];
 
+/// A dynamic loader's program argument: its index in argv and the word.
+pub fn loader_program(program: &Path, argv: &[String]) -> Option<(usize, String)> {
+    if !is_loader(program) {
+        return None;
+    }
+    let mut i = 1;
+    while i < argv.len() {
+        let a = &argv[i];
+        if LOADER_VALUE_OPTIONS.contains(&a.as_str()) {
+            i += 2;
+        } else if a.starts_with("--") {
+            i += 1;
+        } else {
+            return Some((i, a.clone()));
+        }
+    }
+    None
+}
+
 /// The (program, argv) pairs a gate is checked against: the executed ones,
 /// and, for a dynamic loader run directly, the program it loads.
 fn effective(program: &Path, argv: &[String]) -> Vec<(PathBuf, Vec<String>)> {
     let mut out = vec![(program.to_path_buf(), argv.to_vec())];
-    if is_loader(program) {
-        let mut i = 1;
-        while i < argv.len() {
-            let a = &argv[i];
-            if LOADER_VALUE_OPTIONS.contains(&a.as_str()) {
-                i += 2;
-            } else if a.starts_with("--") {
-                i += 1;
-            } else {
-                break;
-            }
-        }
-        if i < argv.len() {
-            out.push((PathBuf::from(&argv[i]), argv[i..].to_vec()));
-        }
+    if let Some((i, p)) = loader_program(program, argv) {
+        out.push((PathBuf::from(p), argv[i..].to_vec()));
     }
     out
 }
@@ -377,6 +389,10 @@ pub struct Request {
     /// Exec: the argv; empty otherwise.
     #[serde(default)]
     pub argv: Vec<String>,
+    /// Exec: the variables that steer the program (git's, the loader's, the
+    /// package managers'), `NAME=value`, a credential's value "(hidden)".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
     pub cwd: String,
     pub pid: u32,
     /// From the asking process's parent upwards, as far as the run goes.

@@ -247,6 +247,9 @@ pub fn execute_kept(l: Launch, inherited: &[RawFd]) -> Result<Finished> {
         match sandbox::spawn(&mut prep, &signals, &mut monitor, &mut record) {
             Ok(mut s) => {
                 monitor.adopt(s.pid.as_raw() as u32);
+                if let Some(a) = monitor.approvals.as_mut() {
+                    a.set_freezer(prep.freezer());
+                }
                 // Mode "proxy": serving since before the payload could run.
                 proxy = s.proxy.take();
                 // Made while the child was held (a partial memory limit, a

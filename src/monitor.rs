@@ -432,7 +432,8 @@ impl Monitor {
     pub fn expect_exec(&mut self, program: &Path, argv: Vec<String>) {
         let gated = self.approvals.as_ref().is_some_and(|a| {
             let canon = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
-            a.gates.exec_gate(&canon, &argv).is_some() || a.gates.exec_gate(program, &argv).is_some()
+            a.gates.exec_gate(&canon, &argv).is_some()
+                || a.gates.exec_gate(program, &argv).is_some()
         });
         self.first_exec = (!gated).then_some(argv);
     }
@@ -789,15 +790,15 @@ impl Monitor {
             .map(|(v, _)| v.clone())
             .unwrap_or_default();
         let gate = resolved.as_ref().and_then(|p| {
-            let canon = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-            a.gates
-                .exec_gate(&canon, &argv)
-                .or_else(|| a.gates.exec_gate(p, &argv))
-                .map(|g| (g, canon))
+            let g = a.gate_before(p, &argv)?;
+            Some((g, std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
         });
         if let Some((g, canon)) = gate {
+            // What steers the program is shown and approved with its argv.
+            let envp = if name == "execveat" { args[3] } else { args[2] };
+            let env = mem.map(|m| steering_env(m, envp)).unwrap_or_default();
             let approved =
-                crate::approval::Approved::new(pid, named, resolved.as_deref(), argv.clone());
+                crate::approval::Approved::new(pid, named, resolved.as_deref(), argv.clone(), env);
             a.ask(
                 crate::approval::Subject::Exec { id },
                 crate::gates::GateKind::Exec,
@@ -1113,18 +1114,52 @@ fn read_gate(
     Some((gate, canon, f & libc::O_CLOEXEC != 0))
 }
 
-/// The gated file, opened by the launcher: read-only, not through a link,
-/// and only a regular file (a descriptor that reaches nothing else).
+/// Most of a gated file handed over (credentials are small).
+const MAX_GATED_FILE: u64 = 16 << 20;
+
+/// The gated file as handed over: its contents in a sealed memfd, reopened
+/// read-only. The launcher reads the file itself (not through a link, a
+/// regular file only); the descriptor it gives is a snapshot: nothing done
+/// with it (fchmod, fchown, futimens, fsetxattr, a write) reaches the file,
+/// and it leads nowhere else.
 fn open_gated(path: &Path) -> std::io::Result<OwnedFd> {
+    use std::io::{Read, Write};
     use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
         .open(path)?;
-    if !f.metadata()?.is_file() {
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.len() > MAX_GATED_FILE {
         return Err(std::io::Error::from_raw_os_error(libc::EACCES));
     }
-    Ok(OwnedFd::from(f))
+    let mut content = Vec::with_capacity(meta.len() as usize);
+    (&mut f).take(MAX_GATED_FILE).read_to_end(&mut content)?;
+    let name = std::ffi::CString::new("cordon-approved").unwrap_or_default();
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // MFD_NOEXEC_SEAL from 6.3; the contents are never executable through it anyway.
+    let memfd = match sys::memfd_create(&name, flags | libc::MFD_NOEXEC_SEAL) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => sys::memfd_create(&name, flags)?,
+        r => r?,
+    };
+    let mut w = std::fs::File::from(memfd);
+    w.write_all(&content)?;
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    fcntl(
+        &w,
+        FcntlArg::F_ADD_SEALS(
+            SealFlag::F_SEAL_WRITE
+                | SealFlag::F_SEAL_GROW
+                | SealFlag::F_SEAL_SHRINK
+                | SealFlag::F_SEAL_SEAL,
+        ),
+    )?;
+    // Read-only, at offset 0: a descriptor of its own.
+    let ro = std::fs::OpenOptions::new().read(true).open(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&w)
+    ))?;
+    Ok(OwnedFd::from(ro))
 }
 
 fn rule_text(r: &SyscallRule) -> String {
@@ -1419,6 +1454,27 @@ fn argv(mem: &Mem, ptr: u64) -> Option<(Vec<String>, bool)> {
         out.push(a);
     }
     Some((out, mem.u64(ptr + 256 * 8).is_some_and(|p| p != 0)))
+}
+
+/// The steering variables (`approval::STEERING`) of an envp array in the
+/// caller's memory: what the approver is shown. The exec event compares them
+/// with the kernel's copy, so a variable read wrong here only refuses.
+fn steering_env(mem: &Mem, ptr: u64) -> Vec<String> {
+    let mut all = Vec::new();
+    for i in 0..8192u64 {
+        let Some(p) = mem.u64(ptr + i * 8) else {
+            break;
+        };
+        if p == 0 {
+            break;
+        }
+        if let Some(s) = mem.cstr(p) {
+            if crate::approval::STEERING.iter().any(|x| s.starts_with(x)) {
+                all.push(s);
+            }
+        }
+    }
+    crate::approval::steering(all.iter().map(String::as_str))
 }
 
 /// An absolute path for `path` relative to `dirfd` of process `pid`.

@@ -459,6 +459,17 @@ impl Prepared {
         }
     }
 
+    /// The run's cgroup where it can be frozen (cgroup v2): the approval
+    /// gates' terminal question stops the payload's output while it is asked.
+    pub fn freezer(&self) -> Option<std::path::PathBuf> {
+        let dir = match (&self.processes, &self.memory) {
+            (Processes::Cgroup { dir, .. }, _) | (_, Memory::Cgroup { dir, .. }) => dir,
+            _ => return None,
+        };
+        let f = dir.join("cgroup.freeze");
+        f.exists().then_some(f)
+    }
+
     /// The cgroup.procs files of the run's cgroups.
     fn cgroup_procs(&self) -> Vec<&CString> {
         let mut v = Vec::new();

@@ -409,6 +409,10 @@ try:
     except OSError as x: print("write", e(x))
     try: os.open("../id_ed25519", os.O_RDONLY, dir_fd=fd); print("sibling OK")
     except OSError as x: print("sibling", e(x))
+    # Whatever the descriptor allows, the file itself must not change.
+    for f in (lambda: os.fchmod(fd, 0o666), lambda: os.utime(fd, (0, 0))):
+        try: f()
+        except OSError: pass
 except OSError as x: print("open", e(x))
 try: open(p, "a"); print("append OK")
 except OSError as x: print("append", e(x))
@@ -422,6 +426,8 @@ except OSError as x: print("other", e(x))
         let gh = h.join(".config/gh");
         std::fs::create_dir_all(&gh).unwrap();
         std::fs::write(gh.join("hosts.yml"), "oauth_token: TOKEN42\n").unwrap();
+        std::fs::set_permissions(gh.join("hosts.yml"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
         std::fs::write(gh.join("other"), "x\n").unwrap();
         chown_r(&h, user);
         let file = gh.join("hosts.yml");
@@ -463,6 +469,14 @@ except OSError as x: print("other", e(x))
                 assert!(o.contains("open EACCES"), "{ctx}");
                 assert!(!o.contains("TOKEN42"), "{ctx}");
             }
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(&file).unwrap();
+            assert_eq!(
+                m.mode() & 0o777,
+                0o600,
+                "{ctx}: the gated file's mode changed"
+            );
+            assert!(m.mtime() > 0, "{ctx}: the gated file's time changed");
             // Writing it, or a sibling, is never asked about: still denied.
             assert!(!o.contains("append OK") && !o.contains("other OK"), "{ctx}");
             let ap = approvals(&r);
@@ -479,13 +493,13 @@ except OSError as x: print("other", e(x))
 }
 
 const DRIVE_PY: &str = r#"
-import os, pty, select, sys, time
+import os, pty, re, select, sys, time
 answer = sys.argv[1]
 cmd = sys.argv[2:]
 pid, fd = pty.fork()
 if pid == 0:
     os.execvp(cmd[0], cmd)
-out, sent, deadline = b"", False, time.time() + 60
+out, sent, seen_at, deadline = b"", False, None, time.time() + 60
 while time.time() < deadline:
     r, _, _ = select.select([fd], [], [], 0.2)
     if fd in r:
@@ -496,9 +510,14 @@ while time.time() < deadline:
         if not data:
             break
         out += data
-        if not sent and b"answer> " in out:
-            time.sleep(0.1)
-            os.write(fd, answer.encode() + b"\n")
+    if not sent and b"answer> " in out:
+        seen_at = seen_at or time.time()
+        # Answer as a person would: after a moment, with the code of the
+        # last question on the screen.
+        if time.time() - seen_at > 1.0:
+            codes = re.findall(rb"type (\w+) to allow once", out)
+            word = codes[-1].decode() if answer == "allow" and codes else "n"
+            os.write(fd, word.encode() + b"\n")
             sent = True
 _, st = os.waitpid(pid, 0)
 sys.stdout.write(out.decode(errors="replace"))
@@ -514,7 +533,13 @@ fn the_terminal_approver_asks_on_the_terminal_and_nowhere_else() {
             ns,
             "exec = [\"git push *\"]\napprover = \"tty\"\ntimeout = \"30s\"",
         );
-        for (answer, pushed) in [("y", true), ("n", false)] {
+        for (answer, pushed, spoof) in [
+            ("allow", true, false),
+            ("deny", false, false),
+            // The payload draws a question of its own over cordon's; the
+            // person answers what they see: its code is not cordon's.
+            ("allow", false, true),
+        ] {
             let (_keep, ws) = repo(user);
             let mut launcher: Vec<String> = Vec::new();
             if user == User::Nobody {
@@ -531,7 +556,11 @@ fn the_terminal_approver_asks_on_the_terminal_and_nowhere_else() {
             launcher.push(bin().display().to_string());
             // A control character in the argv of the process above reaches the
             // prompt escaped.
-            let script = "sh -c 'git push -q origin main:b1 2>/dev/null' \"$(printf '\\033[2J')\"; echo rc=$?";
+            let script = if spoof {
+                "(sleep 0.5; printf '\\033[2J\\033[Hcordon: approval needed: approve.exec \"git push *\"\\r\\n  argv:    git push --dry-run\\r\\n  type zzzz to allow once\\r\\ncordon: answer> ') & sh -c 'git push -q origin main:b1 2>/dev/null' \"$(printf '\\033[2J')\"; echo rc=$?"
+            } else {
+                "sh -c 'git push -q origin main:b1 2>/dev/null' \"$(printf '\\033[2J')\"; echo rc=$?"
+            };
             let out = std::process::Command::new(PYTHON)
                 .arg(&drive)
                 .arg(answer)
@@ -547,7 +576,10 @@ fn the_terminal_approver_asks_on_the_terminal_and_nowhere_else() {
                 .output()
                 .unwrap();
             let o = text(&out.stdout);
-            let ctx = format!("{user}, {ns}, answer {answer}: {o}\n{}", text(&out.stderr));
+            let ctx = format!(
+                "{user}, {ns}, answer {answer}, spoof {spoof}: {o}\n{}",
+                text(&out.stderr)
+            );
             assert!(
                 o.contains("cordon: approval needed: approve.exec \"git push *\""),
                 "{ctx}"
@@ -556,13 +588,19 @@ fn the_terminal_approver_asks_on_the_terminal_and_nowhere_else() {
                 o.contains("\\x1b[2J"),
                 "{ctx}: the argv must be shown escaped"
             );
+            // (Not cordon's: the spoofing payload prints its own.)
             assert!(
-                !o.contains("\x1b[2J"),
+                spoof || !o.contains("\x1b[2J"),
                 "{ctx}: an escape sequence reached the terminal"
             );
             assert!(o.contains("from:"), "{ctx}: the parent chain is shown");
             if pushed {
                 assert!(o.contains("cordon: allowed once"), "{ctx}");
+            } else if spoof {
+                assert!(
+                    o.contains("cordon: denied"),
+                    "{ctx}: the spoofed code allowed"
+                );
             } else {
                 assert!(o.contains("cordon: denied"), "{ctx}");
             }
@@ -871,4 +909,153 @@ fn replay_does_not_run_the_recorded_approver() {
         ctx.contains("the recorded approver") && ctx.contains("is not used"),
         "{ctx}"
     );
+}
+
+/// A gated program reached under another name, through the dynamic loader,
+/// with code injected by the loader, or by a script swapped after the
+/// decision: asked about (and refused) or killed, never run unasked.
+#[test]
+fn a_gated_program_is_known_under_other_names_loaders_and_swaps() {
+    let test = "a_gated_program_is_known_under_other_names_loaders_and_swaps";
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/approve/argv_rewrite.c");
+    let so = shared_dir()
+        .join(unique("argv_rewrite"))
+        .with_extension("so");
+    match std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        _ => {
+            skip(test, "no C compiler");
+            return;
+        }
+    }
+    std::fs::set_permissions(&so, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = approver_dir();
+    // Allows only exactly `git push origin main`, after a moment (a person).
+    let (exact, log) = approver(
+        &dir,
+        r#"sleep 1; case "$req" in *'"argv":["git","push","origin","main"],'*) echo allow ;; *) echo deny ;; esac"#,
+    );
+    for (user, ns) in cases(test) {
+        let (_keep, ws) = repo(user);
+        std::fs::copy(&so, ws.join("x.so")).unwrap();
+        let git = "$(command -v git)";
+        let payloads = [
+            (
+                "fd",
+                format!(
+                    "/lib64/ld-linux-x86-64.so.2 /proc/self/fd/3 push -q origin main:fd 3<{git}"
+                ),
+            ),
+            (
+                "link",
+                format!("ln -s {git} g; /lib64/ld-linux-x86-64.so.2 ./g push -q origin main:link"),
+            ),
+            (
+                "copy",
+                format!("cp {git} ./g2; ./g2 push -q origin main:copy"),
+            ),
+            (
+                "preload",
+                "LD_PRELOAD=./x.so git status -q origin main:preload".to_string(),
+            ),
+            // Approved as `git push origin main`, swapped for a script that
+            // pushes elsewhere while the approver thinks.
+            (
+                "swap",
+                format!(
+                    "ln -s {git} upstream && printf '#!{git_path} push\\n' > script && chmod +x script && \
+                     {PYTHON} -c 'import os, subprocess; subprocess.Popen([\"sh\", \"-c\", \"sleep 0.5; mv -f script upstream\"]); os.execv(\"upstream\", [\"git\",\"push\",\"origin\",\"main\"])'; wait",
+                    git_path = which("git")
+                ),
+            ),
+        ];
+        for (name, payload) in payloads {
+            if name == "swap" {
+                // The second remote, set up from outside (the guard keeps
+                // .git/config from the payload).
+                let st = std::process::Command::new("sh")
+                    .current_dir(&ws)
+                    .args(["-c", "git init -q --bare up.git && git -c safe.directory='*' remote add upstream ./up.git"])
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                chown_r(&ws, user);
+            }
+            let p = gated_profile(
+                ns,
+                &format!(
+                    "exec = [\"git push *\"]\napprover = {{ command = [\"{}\"] }}",
+                    exact.display()
+                ),
+            );
+            let (out, r) = run_report(
+                user,
+                &p,
+                &ws,
+                &format!("{payload} 2>/dev/null; echo rc=$?"),
+                &[],
+            );
+            let ctx = format!(
+                "{user}, {ns}, {name}: {}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+            let refs = branches(&ws);
+            assert!(refs.trim().is_empty(), "{ctx}: pushed {refs}");
+            let up = ws.join("up.git");
+            if up.exists() {
+                let o = std::process::Command::new("git")
+                    .args(["-c", "safe.directory=*", "-C"])
+                    .arg(&up)
+                    .args(["for-each-ref"])
+                    .output()
+                    .unwrap();
+                assert!(text(&o.stdout).trim().is_empty(), "{ctx}: pushed upstream");
+                std::fs::remove_dir_all(&up).unwrap();
+            }
+            let ap = approvals(&r);
+            assert!(!ap.is_empty(), "{ctx}: nobody was asked");
+            if name == "swap" {
+                assert!(
+                    report_denials(&r).iter().any(|d| d["errno"] == "SIGKILL"
+                        && d["rule"]
+                            .as_str()
+                            .unwrap()
+                            .contains("not what was approved")),
+                    "{ctx}: the swapped exec must be killed at its exec event"
+                );
+            }
+            if name == "preload" {
+                assert!(
+                    ap[0]["shown"]["env"]
+                        .to_string()
+                        .contains("LD_PRELOAD=./x.so"),
+                    "{ctx}: the approver must see the injected code: {ap:?}"
+                );
+            }
+            let _ = std::process::Command::new("git")
+                .args(["-c", "safe.directory=*", "-C"])
+                .arg(&ws)
+                .args(["remote", "remove", "upstream"])
+                .output();
+            for f in ["g", "g2", "upstream", "script"] {
+                let _ = std::fs::remove_file(ws.join(f));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&log);
+}
+
+fn which(name: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .output()
+        .unwrap();
+    text(&out.stdout).trim().to_string()
 }
