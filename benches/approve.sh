@@ -6,7 +6,7 @@
 # workloads are the exec-heavy ones:
 #   true      cordon run -- /bin/true (the launch itself)
 #   execloop  sh -c: 200 x fork + exec /bin/true
-#   cc        20 small C files compiled one cc at a time (cc1, as, ld: ~5 execs each)
+#   cc        20 small C files compiled one cc at a time (cc, cc1, as: 3 execs each)
 #   git       git status on 10,000 files (one exec)
 #   read      the same git status with a read gate (every open goes to the supervisor)
 #
@@ -31,7 +31,7 @@ if [ ! -f "$CC_DIR/done" ]; then
     done
     touch "$CC_DIR/done"
 fi
-CC_SCRIPT='for f in f*.c; do cc -O1 -c "$f" -o "$TMPDIR/${f%.c}.o" || exit 1; done'
+CC_SCRIPT='for f in f*.c; do cc -O1 -c "$f" -o "${f%.c}.o" || exit 1; done'
 LOOP_SCRIPT='i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done'
 
 # Profiles: workspace-write as is, and with gates that these commands never trigger.
@@ -41,7 +41,9 @@ mkprofile() { # NAME NS APPROVE
 GATES='[approve]
 exec = ["git push *", "npm publish *", "cargo publish *", "gh release *", "kubectl *", "terraform apply *"]
 approver = "deny"'
-READ_GATE="[approve]
+READ_GATE="[filesystem]
+deny = [\"$BENCH_DIR/secret\"]
+[approve]
 read = [\"$BENCH_DIR/secret/hosts.yml\"]
 approver = \"deny\""
 mkdir -p "$BENCH_DIR/secret" && echo token >"$BENCH_DIR/secret/hosts.yml"
